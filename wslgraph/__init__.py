@@ -1,0 +1,38 @@
+"""wslgraph: weight-space learning on parameter graphs."""
+
+from wslgraph import convert, graph, nn, testing, zoo
+from wslgraph.convert import GraphTemplate, to_graph, to_state_dict
+from wslgraph.errors import (
+    InvalidGraphError,
+    NonFiniteError,
+    ShapeInferenceError,
+    ShapeMismatchError,
+    TracingError,
+    UnsupportedModuleError,
+    WSLGraphError,
+)
+from wslgraph.graph import ParamGraph, collate, to_networkx
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ParamGraph",
+    "GraphTemplate",
+    "to_graph",
+    "to_state_dict",
+    "to_networkx",
+    "collate",
+    "convert",
+    "graph",
+    "nn",
+    "testing",
+    "zoo",
+    "WSLGraphError",
+    "UnsupportedModuleError",
+    "TracingError",
+    "ShapeInferenceError",
+    "ShapeMismatchError",
+    "InvalidGraphError",
+    "NonFiniteError",
+    "__version__",
+]

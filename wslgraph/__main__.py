@@ -1,0 +1,5 @@
+import sys
+
+from wslgraph.cli import main
+
+sys.exit(main())

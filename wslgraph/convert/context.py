@@ -1,0 +1,410 @@
+"""The conversion context: what layer handlers call to describe a layer.
+
+Tracing a model walks its ``torch.fx`` graph in execution order. Each tensor
+is seen *channel-wise* as a :class:`Value`: which :class:`NodeGroup` holds its
+channels, at which *version* (how many channel-wise transformations have been
+applied to the group so far), and its spatial shape. A handler receives the
+input value of its layer and returns the output value, describing the layer
+with the primitives of :class:`ConversionContext` (``linear``, ``conv``,
+``norm``, ``activation``, ``pool``, ``flatten``, ``add``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import Tensor
+
+from wslgraph.errors import ShapeInferenceError, ShapeMismatchError, UnsupportedModuleError
+from wslgraph.graph.layout import (
+    EdgeBlock,
+    GraphLayout,
+    NodeGroup,
+    NodeParam,
+    StateEntry,
+    expand_kernel_shape,
+)
+from wslgraph.graph.vocab import Activation, EdgeType, NodeFeature, NodeType
+
+__all__ = ["ConversionContext", "Value"]
+
+Spatial = tuple[int | None, ...]
+
+
+@dataclass(eq=False)
+class _Group:
+    """Mutable node group while tracing (becomes a frozen NodeGroup)."""
+
+    name: str
+    size: int | None
+    layer: int
+    is_input: bool = False
+    activation: Activation = Activation.IDENTITY
+    norm_groups: int = 1
+    has_norm: bool = False
+    version: int = 0
+    # (version read, reader) for every layer that consumed the group's values.
+    reads: list[tuple[int, str]] = field(default_factory=list)
+    # fx nodes whose value lives on this group (to know whether it may absorb a sum).
+    fx_nodes: list[object] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Value:
+    """A traced tensor, seen channel-wise.
+
+    Args:
+        group: The node group holding its channels.
+        version: Number of channel-wise transformations (normalization,
+            activation, residual sum) applied to the group when this value
+            was produced.
+        spatial: Spatial shape after the channel dim: ``()`` for a vector of
+            features, a tuple (entries may be ``None`` when unknown) for a
+            feature map, ``None`` when even the rank is unknown (the network
+            input before its first layer).
+        flat_block: Set when a feature map was flattened: the spatial shape
+            of each channel's block of features.
+        scale: A pending constant factor (``w0`` of ``sin(w0 * x)``).
+    """
+
+    group: _Group
+    version: int
+    spatial: Spatial | None
+    flat_block: Spatial | None = None
+    scale: float | None = None
+
+
+@dataclass(frozen=True)
+class _Block:
+    kind: EdgeType
+    key: str | None
+    src: _Group
+    dst: _Group
+    weight_shape: tuple[int, ...]
+    kernel_shape: tuple[int, ...]
+    groups: int = 1
+
+
+def join(prefix: str, name: str) -> str:
+    """State-dict key of attribute ``name`` of the module at ``prefix``."""
+    return f"{prefix}.{name}" if prefix else name
+
+
+class ConversionContext:
+    """Collects node groups, edge blocks and node parameters while tracing.
+
+    Handlers registered with :func:`wslgraph.convert.register` receive it as
+    their first argument. Every primitive checks its input and raises a typed
+    error that names the layer.
+    """
+
+    def __init__(self, state_dict: dict[str, Tensor]) -> None:
+        self.state_dict = state_dict
+        self._groups: list[_Group] = []
+        self._blocks: list[_Block] = []
+        self._node_params: list[tuple[str, _Group, NodeFeature]] = []
+        self._scalars: list[str] = []
+        self._used: dict[str, str] = {}
+        self.processed: set[object] = set()
+        self.current: object | None = None
+
+    # ------------------------------------------------------------------ values
+    def input(self) -> Value:
+        """The network input: an input group whose size the first layer fixes."""
+        if self._groups:
+            raise UnsupportedModuleError("wslgraph converts models with exactly one tensor input")
+        group = _Group("input", None, 0, is_input=True)
+        self._groups.append(group)
+        return Value(group, 0, None)
+
+    def linear(self, value: Value, *, name: str, weight_key: str, bias_key: str | None = None) -> Value:
+        """A dense layer ``y = x W^T + b`` with ``W`` stored as ``(out, in)``."""
+        weight = self._use(weight_key, name)
+        if weight.dim() != 2:
+            raise UnsupportedModuleError(f"'{name}': a linear weight must be 2-D (out, in), got {list(weight.shape)}")
+        out_features, in_features = weight.shape
+        self._no_scale(value, name)
+        kind, kernel = EdgeType.LINEAR, ()
+        if value.flat_block is not None:
+            block = self._flat_block(value, in_features, name)
+            if math.prod(block) > 1:
+                kind, kernel = EdgeType.FLATTEN_LINEAR, block
+        elif value.spatial:
+            raise UnsupportedModuleError(
+                f"'{name}' is a Linear applied to a feature map of rank "
+                f"{len(value.spatial)}: it would act on the last spatial dim, not on channels. "
+                "Flatten or pool the map first")
+        else:
+            self._set_size(value.group, in_features, name)
+        out = self._new_group(name, out_features, [value])
+        self._blocks.append(_Block(kind, weight_key, value.group, out, tuple(weight.shape), kernel))
+        self._bias(bias_key, out, name)
+        return Value(out, 0, ())
+
+    def conv(self, value: Value, *, name: str, weight_key: str, bias_key: str | None = None,
+             groups: int = 1) -> Value:
+        """An N-d convolution with weight ``(out, in / groups, *kernel)``."""
+        weight = self._use(weight_key, name)
+        rank = weight.dim() - 2
+        self._no_scale(value, name)
+        if value.flat_block is not None or value.spatial == ():
+            raise UnsupportedModuleError(f"'{name}' is a {rank}-d convolution applied to a flat vector; "
+                                         "wslgraph needs the (N, C, *spatial) layout")
+        spatial = value.spatial if value.spatial is not None else (None,) * rank
+        if len(spatial) != rank:
+            raise ShapeMismatchError(f"'{name}' is a {rank}-d convolution but its input has "
+                                     f"{len(spatial)} spatial dims")
+        self._set_size(value.group, weight.shape[1] * groups, name)
+        out = self._new_group(name, weight.shape[0], [value])
+        self._blocks.append(_Block(EdgeType.CONV, weight_key, value.group, out, tuple(weight.shape),
+                                   tuple(weight.shape[2:]), groups))
+        self._bias(bias_key, out, name)
+        return Value(out, 0, (None,) * rank)
+
+    def norm(self, value: Value, *, name: str, num_channels: int, weight_key: str | None = None,
+             bias_key: str | None = None, mean_key: str | None = None, var_key: str | None = None,
+             scalar_keys: tuple[str, ...] = (), num_groups: int = 1, vector_only: bool = False) -> Value:
+        """A per-channel normalization; its tensors become node features."""
+        value = self._channelwise(value, name)
+        if vector_only and value.spatial:
+            raise UnsupportedModuleError(
+                f"'{name}' normalizes the last dims of a feature map, i.e. per spatial position rather "
+                "than per channel; wslgraph supports LayerNorm over features of a vector (N, C)")
+        group = value.group
+        self._set_size(group, num_channels, name)
+        self._latest(value, name, "normalization")
+        if group.has_norm:
+            raise UnsupportedModuleError(f"'{name}' is a second normalization of the channels of "
+                                         f"'{group.name}'; a node holds one normalization's parameters")
+        columns = (NodeFeature.NORM_WEIGHT, NodeFeature.NORM_BIAS, NodeFeature.RUNNING_MEAN, NodeFeature.RUNNING_VAR)
+        for key, column in zip((weight_key, bias_key, mean_key, var_key), columns):
+            if key is not None:
+                self._node_param(key, group, column, name)
+        for key in scalar_keys:
+            self._use(key, name)
+            self._scalars.append(key)
+        group.has_norm = True
+        group.norm_groups = num_groups
+        group.version += 1
+        return replace(value, version=group.version)
+
+    def activation(self, value: Value, kind: Activation) -> Value:
+        """A pointwise activation; ``SINE`` absorbs a pending ``w0`` factor."""
+        if value.scale is not None and kind != Activation.SINE:
+            self._no_scale(value, kind.name.lower())
+        value = self._channelwise(value, kind.name.lower())
+        group = value.group
+        self._latest(value, kind.name.lower(), "activation")
+        if group.activation != Activation.IDENTITY:
+            raise UnsupportedModuleError(
+                f"two activations ({group.activation.name.lower()} then {kind.name.lower()}) act on the "
+                f"neurons of '{group.name}'; a node has one activation")
+        group.activation = kind
+        group.version += 1
+        return replace(value, version=group.version, scale=None)
+
+    def scale(self, value: Value, factor: float) -> Value:
+        """Multiplication by a constant; only valid as the frequency of a sine."""
+        return replace(value, scale=(value.scale or 1.0) * factor)
+
+    def pool(self, value: Value, *, name: str, spatial: Spatial | None = None) -> Value:
+        """A per-channel spatial operation (pooling); ``spatial`` is its output shape if known."""
+        self._no_scale(value, name)
+        if value.flat_block is not None or value.spatial == ():
+            raise UnsupportedModuleError(f"'{name}' pools a flat vector; pool before flattening")
+        if spatial is None:
+            spatial = (None,) * len(value.spatial) if value.spatial is not None else None
+        return replace(value, spatial=spatial)
+
+    def flatten(self, value: Value, *, name: str) -> Value:
+        """``flatten(x, 1)``: a feature map becomes channels x blocks of features."""
+        self._no_scale(value, name)
+        group = value.group
+        if group.is_input and group.size is None:
+            # Flattening the raw input: every input feature becomes an input node.
+            return replace(value, spatial=())
+        if value.spatial is None or not value.spatial or value.flat_block is not None:
+            return value
+        return replace(value, spatial=(), flat_block=value.spatial)
+
+    def add(self, left: Value, right: Value, *, name: str) -> Value:
+        """A residual addition ``left + right``.
+
+        The sum lives on the nodes of an operand that nothing else reads (the
+        output of the residual branch's last layer): those nodes receive
+        identity edges from the other operand. Otherwise a new group of sum
+        nodes receives identity edges from both.
+        """
+        for value in (left, right):
+            self._no_scale(value, name)
+            if value.flat_block is not None:
+                raise UnsupportedModuleError(f"'{name}' adds flattened feature maps; add before flattening")
+        if left.group is right.group:
+            raise UnsupportedModuleError(f"'{name}' adds two tensors living on the same neurons "
+                                         f"('{left.group.name}'), e.g. x + x; this is a scaling, not a residual")
+        size = left.group.size if left.group.size is not None else right.group.size
+        for value in (left, right):
+            self._set_size(value.group, size, name)
+        spatial = left.spatial if left.spatial is not None else right.spatial
+        for target, source in ((left, right), (right, left)):
+            if self._can_absorb(target):
+                self._read(source, name)
+                group = target.group
+                group.layer = max(group.layer, source.group.layer + 1)
+                self._blocks.append(_Block(EdgeType.RESIDUAL, None, source.group, group, (), ()))
+                group.version += 1
+                return Value(group, group.version, spatial)
+        out = self._new_group(name, size, [left, right])
+        for value in (left, right):
+            self._blocks.append(_Block(EdgeType.RESIDUAL, None, value.group, out, (), ()))
+        return Value(out, 0, spatial)
+
+    # --------------------------------------------------------------- helpers
+    def _can_absorb(self, value: Value) -> bool:
+        group = value.group
+        if group.is_input or group.reads or group.activation != Activation.IDENTITY:
+            return False
+        if value.version != group.version:
+            return False
+        # Earlier values of the group must have no consumer still to come.
+        return all(user in self.processed or user is self.current
+                   for node in group.fx_nodes for user in getattr(node, "users", ()))
+
+    def _use(self, key: str, name: str) -> Tensor:
+        if key not in self.state_dict:
+            raise UnsupportedModuleError(f"'{name}' refers to '{key}', which is not in the model's state_dict")
+        if key in self._used:
+            raise UnsupportedModuleError(
+                f"'{key}' is used by both '{self._used[key]}' and '{name}': the module is called twice "
+                "(weight sharing), which a parameter graph cannot represent")
+        self._used[key] = name
+        return self.state_dict[key]
+
+    def _bias(self, key: str | None, group: _Group, name: str) -> None:
+        if key is not None:
+            self._node_param(key, group, NodeFeature.BIAS, name)
+
+    def _node_param(self, key: str, group: _Group, column: NodeFeature, name: str) -> None:
+        tensor = self._use(key, name)
+        if tensor.numel() != group.size:
+            raise ShapeMismatchError(f"'{key}' has {tensor.numel()} entries but '{group.name}' "
+                                     f"has {group.size} channels")
+        self._node_params.append((key, group, column))
+
+    def _new_group(self, name: str, size: int, inputs: list[Value]) -> _Group:
+        for value in inputs:
+            self._read(value, name)
+        group = _Group(name, int(size), 1 + max(v.group.layer for v in inputs))
+        self._groups.append(group)
+        return group
+
+    def _read(self, value: Value, reader: str) -> None:
+        value.group.reads.append((value.version, reader))
+
+    def _set_size(self, group: _Group, size: int | None, name: str) -> None:
+        if group.size is None:
+            group.size = size
+        elif size is not None and group.size != size:
+            raise ShapeMismatchError(f"'{name}' expects {size} input channels/features but "
+                                     f"'{group.name}' provides {group.size}")
+
+    def _flat_block(self, value: Value, in_features: int, name: str) -> tuple[int, ...]:
+        channels = value.group.size
+        if in_features % channels:
+            raise ShapeMismatchError(f"'{name}' expects {in_features} features, not a multiple of the "
+                                     f"{channels} channels of '{value.group.name}' it reads after Flatten")
+        numel = in_features // channels
+        block = value.flat_block
+        if all(s is not None for s in block):
+            if math.prod(block) != numel:
+                raise ShapeMismatchError(f"'{name}' expects {in_features} features but Flatten of "
+                                         f"{channels} x {'x'.join(map(str, block))} gives "
+                                         f"{channels * math.prod(block)}")
+            return tuple(block)
+        if numel == 1:
+            return ()
+        raise ShapeInferenceError(
+            f"'{name}' reads a flattened {channels}-channel map whose spatial shape "
+            f"({numel} positions) cannot be inferred; pass input_shape=(C, H, W) (without the batch dim)")
+
+    def _channelwise(self, value: Value, name: str) -> Value:
+        if value.flat_block is not None:
+            if any(s != 1 for s in value.flat_block):
+                raise UnsupportedModuleError(
+                    f"'{name}' acts per feature on a flattened feature map; features of one channel would "
+                    "need separate nodes. Apply it before Flatten, or pool to 1x1 first")
+            return replace(value, flat_block=None)
+        return value
+
+    def _latest(self, value: Value, name: str, what: str) -> None:
+        if value.version != value.group.version:
+            raise UnsupportedModuleError(
+                f"'{name}' applies a {what} to an earlier value of '{value.group.name}' that has since been "
+                "transformed; a node holds a single chain of channel-wise operations")
+
+    def _no_scale(self, value: Value, name: str) -> None:
+        if value.scale is not None:
+            raise UnsupportedModuleError(
+                f"'{name}' reads a tensor multiplied by the constant {value.scale}; wslgraph supports "
+                "constant factors only as the frequency of a sine activation, torch.sin(w0 * x)")
+
+    # ------------------------------------------------------------------ finish
+    def finish(self, output: Value) -> GraphLayout:
+        """Check the traced network and freeze its :class:`GraphLayout`."""
+        self._no_scale(output, "output")
+        out_group = output.group
+        if out_group.is_input:
+            raise UnsupportedModuleError("the model returns its input unchanged: it has no parameterised layer")
+        self._read(output, "output")
+        for group in self._groups:
+            if group.size is None:
+                raise ShapeInferenceError("the model input is never read by a layer that fixes its size")
+            for version, reader in group.reads:
+                if version != group.version:
+                    raise UnsupportedModuleError(
+                        f"'{reader}' reads '{group.name}' before a later normalization, activation or residual "
+                        "sum on the same neurons; a node holds a single chain of channel-wise operations")
+        unused = [key for key in self.state_dict if key not in self._used]
+        if unused:
+            raise UnsupportedModuleError(
+                f"state-dict entries {unused} are not used by any supported layer in the traced forward "
+                "(a module never called, or a parameter used functionally); remove them or register a "
+                "handler with wslgraph.convert.register")
+        hidden = [g for g in self._groups if not g.is_input and g is not out_group]
+        ordered = [self._groups[0], *hidden, out_group]
+        index = {id(g): i for i, g in enumerate(ordered)}
+        groups, offset = [], 0
+        for group in ordered:
+            node_type = NodeType.INPUT if group.is_input else \
+                NodeType.OUTPUT if group is out_group else NodeType.HIDDEN
+            groups.append(NodeGroup(group.name, group.size, offset, node_type, group.layer,
+                                    group.activation, group.norm_groups))
+            offset += group.size
+        blocks, edge_offset = [], 0
+        for block in self._blocks:
+            count = block.dst.size if block.kind == EdgeType.RESIDUAL else \
+                math.prod(block.weight_shape) // max(1, math.prod(block.kernel_shape))
+            blocks.append(EdgeBlock(block.kind, block.key, index[id(block.src)], index[id(block.dst)],
+                                    edge_offset, block.weight_shape, block.kernel_shape, block.groups))
+            edge_offset += count
+        node_params = tuple(NodeParam(key, index[id(g)], column) for key, g, column in self._node_params)
+        state = tuple(StateEntry(k, tuple(v.shape), v.dtype) for k, v in self.state_dict.items())
+        floating = [v.dtype for v in self.state_dict.values() if v.is_floating_point()]
+        dtype = torch.float32
+        if floating:
+            dtype = floating[0]
+            for other in floating[1:]:
+                dtype = torch.promote_types(dtype, other)
+        return GraphLayout(tuple(groups), tuple(blocks), node_params, tuple(self._scalars), state,
+                           _kernel_grid(blocks), dtype)
+
+
+def _kernel_grid(blocks: list[EdgeBlock]) -> tuple[int, ...]:
+    rank = max((len(b.kernel_shape) for b in blocks), default=0)
+    grid = [1] * rank
+    for block in blocks:
+        for d, size in enumerate(expand_kernel_shape(block.kernel_shape, rank)):
+            grid[d] = max(grid[d], size)
+    return tuple(grid)

@@ -1,0 +1,171 @@
+"""Layer handlers: how each module type maps onto graph primitives.
+
+A handler is ``handler(ctx, module, name, value) -> Value``: it receives the
+:class:`~wslgraph.convert.context.ConversionContext`, the module instance, its
+qualified name (the state-dict prefix) and the traced input value, and
+describes the layer with the context's primitives. Built-in layers are
+registered here through the same :func:`register` users call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from wslgraph.convert.context import ConversionContext, Value, join
+from wslgraph.errors import UnsupportedModuleError
+from wslgraph.graph.vocab import Activation
+from wslgraph.nn.sine import Sine
+
+__all__ = ["Handler", "register", "handler_for"]
+
+Handler = Callable[[ConversionContext, nn.Module, str, Value], Value]
+
+_HANDLERS: dict[type[nn.Module], Handler] = {}
+
+
+def register(module_type: type[nn.Module], handler: Handler) -> None:
+    """Teach the converter a new layer type.
+
+    Registered types are treated as leaves by ``torch.fx`` (their forward is
+    not traced into), and every instance is converted by ``handler``.
+
+    Args:
+        module_type: The ``nn.Module`` subclass (subclasses of it match too,
+            unless they are registered themselves).
+        handler: ``handler(ctx, module, name, value) -> Value``; see
+            :class:`~wslgraph.convert.context.ConversionContext` for the
+            primitives and ``examples/custom_layer.py`` for a worked example.
+
+    Example:
+        >>> from wslgraph.graph.vocab import Activation
+        >>> class Snake(nn.Module):
+        ...     def forward(self, x):
+        ...         return x + torch.sin(x) ** 2
+        >>> register(Snake, lambda ctx, module, name, value: ctx.activation(value, Activation.OTHER))
+    """
+    if not (isinstance(module_type, type) and issubclass(module_type, nn.Module)):
+        raise TypeError(f"register() needs an nn.Module subclass, got {module_type!r}")
+    if not callable(handler):
+        raise TypeError(f"register() needs a callable handler(ctx, module, name, value), got {handler!r}")
+    _HANDLERS[module_type] = handler
+
+
+def handler_for(module_type: type) -> Handler | None:
+    """The handler of ``module_type`` or of its nearest registered base class."""
+    for cls in module_type.__mro__:
+        if cls in _HANDLERS:
+            return _HANDLERS[cls]
+    return None
+
+
+def _key(module: nn.Module, name: str, attr: str) -> str | None:
+    return join(name, attr) if getattr(module, attr, None) is not None else None
+
+
+def _linear(ctx: ConversionContext, module: nn.Linear, name: str, value: Value) -> Value:
+    return ctx.linear(value, name=name, weight_key=join(name, "weight"), bias_key=_key(module, name, "bias"))
+
+
+def _conv(ctx: ConversionContext, module: nn.modules.conv._ConvNd, name: str, value: Value) -> Value:
+    return ctx.conv(value, name=name, weight_key=join(name, "weight"), bias_key=_key(module, name, "bias"),
+                    groups=module.groups)
+
+
+def _batch_norm(ctx: ConversionContext, module: nn.modules.batchnorm._BatchNorm, name: str, value: Value) -> Value:
+    return ctx.norm(value, name=name, num_channels=module.num_features,
+                    weight_key=_key(module, name, "weight"), bias_key=_key(module, name, "bias"),
+                    mean_key=_key(module, name, "running_mean"), var_key=_key(module, name, "running_var"),
+                    scalar_keys=tuple(k for k in [_key(module, name, "num_batches_tracked")] if k))
+
+
+def _layer_norm(ctx: ConversionContext, module: nn.LayerNorm, name: str, value: Value) -> Value:
+    if len(module.normalized_shape) != 1:
+        raise _unsupported_norm(name, f"normalized_shape={tuple(module.normalized_shape)}")
+    return ctx.norm(value, name=name, num_channels=module.normalized_shape[0], vector_only=True,
+                    weight_key=_key(module, name, "weight"), bias_key=_key(module, name, "bias"))
+
+
+def _group_norm(ctx: ConversionContext, module: nn.GroupNorm, name: str, value: Value) -> Value:
+    return ctx.norm(value, name=name, num_channels=module.num_channels, num_groups=module.num_groups,
+                    weight_key=_key(module, name, "weight"), bias_key=_key(module, name, "bias"))
+
+
+def _unsupported_norm(name: str, what: str) -> Exception:
+    return UnsupportedModuleError(f"'{name}': LayerNorm with {what} normalizes several dims; "
+                                  "wslgraph supports LayerNorm over the feature dim of a vector (N, C)")
+
+
+def _activation(kind: Activation) -> Handler:
+    def handler(ctx: ConversionContext, module: nn.Module, name: str, value: Value) -> Value:
+        return ctx.activation(value, kind)
+
+    return handler
+
+
+def _sine(ctx: ConversionContext, module: Sine, name: str, value: Value) -> Value:
+    return ctx.activation(ctx.scale(value, module.w0), Activation.SINE)
+
+
+def _passthrough(ctx: ConversionContext, module: nn.Module, name: str, value: Value) -> Value:
+    return value
+
+
+def _flatten(ctx: ConversionContext, module: nn.Flatten, name: str, value: Value) -> Value:
+    if module.start_dim != 1 or module.end_dim != -1:
+        raise UnsupportedModuleError(f"'{name}': Flatten(start_dim={module.start_dim}, end_dim={module.end_dim}); "
+                                     "wslgraph supports flattening everything after the channel dim (1, -1)")
+    return ctx.flatten(value, name=name)
+
+
+def _pool(ctx: ConversionContext, module: nn.Module, name: str, value: Value) -> Value:
+    return ctx.pool(value, name=name)
+
+
+def _adaptive_pool(ctx: ConversionContext, module: nn.Module, name: str, value: Value) -> Value:
+    return ctx.pool(value, name=name, spatial=adaptive_output(module.output_size, value))
+
+
+def adaptive_output(output_size: object, value: Value) -> tuple[int | None, ...] | None:
+    """Spatial output shape of an adaptive pooling layer (``None`` entries keep the input's)."""
+    rank = len(value.spatial) if value.spatial is not None else None
+    sizes = tuple(output_size) if isinstance(output_size, (tuple, list)) else None
+    if sizes is None:
+        return None if rank is None else (output_size,) * rank
+    if rank is None:
+        rank = len(sizes)
+    spatial = value.spatial or (None,) * rank
+    return tuple(s if s is not None else old for s, old in zip(sizes, spatial))
+
+
+_ACTIVATIONS = {
+    nn.ReLU: Activation.RELU,
+    nn.LeakyReLU: Activation.LEAKY_RELU,
+    nn.ELU: Activation.ELU,
+    nn.GELU: Activation.GELU,
+    nn.SiLU: Activation.SILU,
+    nn.Tanh: Activation.TANH,
+    nn.Sigmoid: Activation.SIGMOID,
+    nn.Softplus: Activation.SOFTPLUS,
+}
+
+for _type in (nn.Linear,):
+    register(_type, _linear)
+for _type in (nn.Conv1d, nn.Conv2d, nn.Conv3d):
+    register(_type, _conv)
+for _type in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
+    register(_type, _batch_norm)
+register(nn.LayerNorm, _layer_norm)
+register(nn.GroupNorm, _group_norm)
+for _type, _kind in _ACTIVATIONS.items():
+    register(_type, _activation(_kind))
+register(Sine, _sine)
+for _type in (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout):
+    register(_type, _passthrough)
+register(nn.Flatten, _flatten)
+for _type in (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d):
+    register(_type, _pool)
+for _type in (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
+              nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d):
+    register(_type, _adaptive_pool)

@@ -1,0 +1,328 @@
+"""Trace a module with ``torch.fx`` and describe it as a :class:`GraphLayout`."""
+
+from __future__ import annotations
+
+import builtins
+import copy
+import operator
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, fx, nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+from wslgraph.convert.context import ConversionContext, Value
+from wslgraph.convert.registry import adaptive_output, handler_for
+from wslgraph.errors import ShapeInferenceError, TracingError, UnsupportedModuleError
+from wslgraph.graph.layout import GraphLayout
+from wslgraph.graph.vocab import Activation
+
+__all__ = ["trace"]
+
+
+class _Tracer(fx.Tracer):
+    """Treats every module with a registered handler as a leaf."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return handler_for(type(m)) is not None or super().is_leaf_module(m, module_qualified_name)
+
+
+def trace(module: nn.Module, input_shape: Sequence[int] | None = None) -> tuple[GraphLayout, dict[str, Tensor]]:
+    """Trace ``module`` into its :class:`GraphLayout`; also return its state dict.
+
+    Args:
+        module: The network.
+        input_shape: Shape of one input without the batch dim, needed only
+            where shapes cannot be inferred (a Linear after Flatten of a
+            feature map of unknown size).
+
+    Raises:
+        TracingError: ``torch.fx`` cannot trace the model.
+        UnsupportedModuleError: The model uses a layer or pattern with no
+            graph conversion.
+        ShapeInferenceError: A needed shape is unknown, or ``input_shape``
+            does not fit the model.
+    """
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"expected an nn.Module, got {type(module).__name__}")
+    ctx = ConversionContext(module.state_dict())
+    root_handler = handler_for(type(module))
+    if root_handler is not None:
+        return ctx.finish(root_handler(ctx, module, "", ctx.input())), ctx.state_dict
+    try:
+        graph = _Tracer().trace(module)
+    except Exception as error:  # fx raises many types; all mean "cannot trace"
+        raise TracingError(f"torch.fx cannot trace {type(module).__name__}: {error}. Models with data-dependent "
+                           "control flow must be rewritten so fx can trace them") from error
+    graph_module = fx.GraphModule(module, graph)
+    if input_shape is not None:
+        _propagate_shapes(graph_module, tuple(input_shape))
+    return ctx.finish(_walk(ctx, graph_module)), ctx.state_dict
+
+
+def _propagate_shapes(graph_module: fx.GraphModule, input_shape: tuple[int, ...]) -> None:
+    """Record every node's tensor shape by running the model on the meta device."""
+    meta_module = copy.deepcopy(graph_module).to("meta")
+    dtype = next((p.dtype for p in graph_module.parameters() if p.is_floating_point()), torch.get_default_dtype())
+    try:
+        ShapeProp(meta_module).propagate(torch.empty(2, *input_shape, dtype=dtype, device="meta"))
+    except Exception as error:  # any failure of the forward means a wrong input_shape
+        raise ShapeInferenceError(f"running the model on input_shape={input_shape} failed: {error}. "
+                                  "input_shape is one input without the batch dim, e.g. (1, 28, 28)") from error
+    for meta_node, node in zip(meta_module.graph.nodes, graph_module.graph.nodes):
+        if "tensor_meta" in meta_node.meta:
+            node.meta["tensor_meta"] = meta_node.meta["tensor_meta"]
+
+
+class _Shape:
+    """The shape of a traced tensor (``x.shape`` / ``x.size()``)."""
+
+
+class _BatchDim:
+    """``x.size(0)`` / ``x.shape[0]``: the batch size."""
+
+
+class _Attr:
+    """A parameter or buffer read directly in ``forward`` (functional use)."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+
+def _walk(ctx: ConversionContext, graph_module: fx.GraphModule) -> Value:
+    env: dict[fx.Node, Any] = {}
+    output: Any = None
+    for node in graph_module.graph.nodes:
+        ctx.current = node
+        args = fx.node.map_arg(node.args, env.__getitem__)
+        kwargs = fx.node.map_arg(node.kwargs, env.__getitem__)
+        if node.op == "placeholder":
+            result: Any = ctx.input()
+        elif node.op == "get_attr":
+            result = _Attr(node.target)
+        elif node.op == "call_module":
+            result = _call_module(ctx, graph_module.get_submodule(node.target), node.target, args)
+        elif node.op in ("call_function", "call_method"):
+            result = _call_function(ctx, node, args, kwargs)
+        else:  # output
+            output = args[0]
+            break
+        if isinstance(result, Value):
+            result = _refine(result, node)
+            result.group.fx_nodes.append(node)
+        env[node] = result
+        ctx.processed.add(node)
+    if not isinstance(output, Value):
+        raise UnsupportedModuleError(f"the model returns {type(output).__name__}; wslgraph converts models "
+                                     "that return a single tensor")
+    return output
+
+
+def _refine(value: Value, node: fx.Node) -> Value:
+    """Take a value's spatial shape from shape propagation when it ran."""
+    meta = node.meta.get("tensor_meta")
+    if meta is None or value.flat_block is not None or value.spatial == () or not hasattr(meta, "shape"):
+        return value
+    return Value(value.group, value.version, tuple(meta.shape[2:]), None, value.scale)
+
+
+def _call_module(ctx: ConversionContext, module: nn.Module, name: str, args: tuple) -> Value:
+    handler = handler_for(type(module))
+    if handler is None:
+        cls = type(module)
+        raise UnsupportedModuleError(
+            f"module '{name}' of type {cls.__module__}.{cls.__qualname__} has no graph conversion; register "
+            f"one with wslgraph.convert.register({cls.__name__}, handler) (see examples/custom_layer.py)")
+    if len(args) != 1 or not isinstance(args[0], Value):
+        raise UnsupportedModuleError(f"module '{name}' is called with {len(args)} arguments; "
+                                     "wslgraph converts modules that take one tensor")
+    return handler(ctx, module, name, args[0])
+
+
+def _function_name(node: fx.Node) -> str:
+    target = node.target
+    return f"method .{target}()" if isinstance(target, str) else getattr(target, "__qualname__", str(target))
+
+
+def _call_function(ctx: ConversionContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
+    table = _METHODS if node.op == "call_method" else _FUNCTIONS
+    rule = table.get(node.target)
+    for arg in (*args, *kwargs.values()):
+        if isinstance(arg, _Attr):
+            raise UnsupportedModuleError(
+                f"'{node.name}' uses the parameter '{arg.target}' functionally ({_function_name(node)}); "
+                "wrap it in a module (nn.Linear, nn.Conv2d, ...) or register a handler for its module")
+    if rule is None:
+        raise UnsupportedModuleError(f"'{node.name}' calls {_function_name(node)}, which has no graph conversion; "
+                                     "use a supported module or register a handler for a module that wraps it")
+    return rule(ctx, node.name, args, kwargs)
+
+
+def _value(arg: Any, name: str) -> Value:
+    if not isinstance(arg, Value):
+        raise UnsupportedModuleError(f"'{name}' expects a traced tensor, got {type(arg).__name__}")
+    return arg
+
+
+def _act(kind: Activation) -> Callable[..., Value]:
+    return lambda ctx, name, args, kwargs: ctx.activation(_value(args[0], name), kind)
+
+
+def _passthrough(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Value:
+    return _value(args[0], name)
+
+
+def _add(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Value:
+    left, right = args[0], args[1] if len(args) > 1 else kwargs.get("other")
+    if not (isinstance(left, Value) and isinstance(right, Value)) or kwargs.get("alpha", 1) != 1:
+        raise UnsupportedModuleError(f"'{name}' adds a constant or scales a summand; wslgraph supports "
+                                     "residual additions of two tensors (x + f(x))")
+    return ctx.add(left, right, name=name)
+
+
+def _mul(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Value:
+    left, right = args[0], args[1] if len(args) > 1 else kwargs.get("other")
+    if isinstance(left, Value) and isinstance(right, (int, float)):
+        return ctx.scale(left, float(right))
+    if isinstance(right, Value) and isinstance(left, (int, float)):
+        return ctx.scale(right, float(left))
+    raise UnsupportedModuleError(f"'{name}' multiplies two tensors; wslgraph supports multiplication by a "
+                                 "constant only as the frequency of a sine, torch.sin(w0 * x)")
+
+
+def _flatten(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Value:
+    start = args[1] if len(args) > 1 else kwargs.get("start_dim", 0)
+    end = args[2] if len(args) > 2 else kwargs.get("end_dim", -1)
+    if (start, end) != (1, -1):
+        raise UnsupportedModuleError(f"'{name}' flattens dims {start}..{end}; wslgraph supports flatten(x, 1)")
+    return ctx.flatten(_value(args[0], name), name=name)
+
+
+def _view(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Value:
+    shape = args[1] if len(args) == 2 and isinstance(args[1], (tuple, list)) else args[1:]
+    shape = kwargs.get("shape", shape)
+    batch_like = (len(shape) == 2 and (isinstance(shape[0], _BatchDim) or shape[0] == -1)
+                  and (shape[1] == -1 or isinstance(shape[1], int)))
+    if not batch_like:
+        raise UnsupportedModuleError(f"'{name}' reshapes to {shape}; wslgraph supports x.view(x.size(0), -1) "
+                                     "(flatten after the batch dim)")
+    return ctx.flatten(_value(args[0], name), name=name)
+
+
+def _size(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Any:
+    dim = args[1] if len(args) > 1 else kwargs.get("dim")
+    if dim is None:
+        return _Shape()
+    if dim == 0:
+        return _BatchDim()
+    raise UnsupportedModuleError(f"'{name}' reads size({dim}); only the batch size x.size(0) is supported")
+
+
+def _getattr(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Any:
+    if args[1] == "shape" and isinstance(args[0], Value):
+        return _Shape()
+    raise UnsupportedModuleError(f"'{name}' reads attribute '{args[1]}' of a tensor; only .shape is supported")
+
+
+def _getitem(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Any:
+    if isinstance(args[0], _Shape) and args[1] == 0:
+        return _BatchDim()
+    raise UnsupportedModuleError(f"'{name}' indexes a {type(args[0]).__name__}; only x.shape[0] is supported")
+
+
+def _reduce(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Value:
+    value = _value(args[0], name)
+    dims = args[1] if len(args) > 1 else kwargs.get("dim")
+    keepdim = args[2] if len(args) > 2 else kwargs.get("keepdim", False)
+    dims = (dims,) if isinstance(dims, int) else tuple(dims or ())
+    rank = len(value.spatial) if value.spatial is not None else None
+    if rank is None or not dims:
+        raise UnsupportedModuleError(f"'{name}' reduces dims {dims or 'all'}; wslgraph supports reducing "
+                                     "spatial dims of a feature map (e.g. x.mean((2, 3)))")
+    spatial_dims = {d % (rank + 2) for d in dims}
+    if min(spatial_dims) < 2:
+        raise UnsupportedModuleError(f"'{name}' reduces over the batch or channel dim; only spatial dims "
+                                     "(2 and beyond) may be reduced")
+    if keepdim:
+        spatial = tuple(1 if d + 2 in spatial_dims else s for d, s in enumerate(value.spatial))
+    else:
+        spatial = tuple(s for d, s in enumerate(value.spatial) if d + 2 not in spatial_dims)
+    return ctx.pool(value, name=name, spatial=spatial)
+
+
+def _squeeze(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Value:
+    value = _value(args[0], name)
+    dims = args[1:] if len(args) > 1 else kwargs.get("dim")
+    if value.spatial is None or value.flat_block is not None or not value.spatial:
+        raise UnsupportedModuleError(f"'{name}' squeezes a tensor that is not a feature map")
+    rank = len(value.spatial)
+    if dims is None or dims == ():
+        dims = tuple(range(2, rank + 2))
+    dims = {d % (rank + 2) for d in (dims if isinstance(dims, (tuple, list)) else (dims,))}
+    if any(d < 2 for d in dims):
+        raise UnsupportedModuleError(f"'{name}' squeezes the batch or channel dim")
+    if any(value.spatial[d - 2] is None for d in dims):
+        raise ShapeInferenceError(f"'{name}' squeezes spatial dims of unknown size; pass input_shape")
+    spatial = tuple(s for d, s in enumerate(value.spatial) if not (d + 2 in dims and s == 1))
+    return ctx.pool(value, name=name, spatial=spatial)
+
+
+def _pool(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Value:
+    return ctx.pool(_value(args[0], name), name=name)
+
+
+def _adaptive_pool(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Value:
+    value = _value(args[0], name)
+    size = args[1] if len(args) > 1 else kwargs["output_size"]
+    return ctx.pool(value, name=name, spatial=adaptive_output(size, value))
+
+
+def _sin(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Value:
+    value = _value(args[0], name)
+    if value.scale is None:
+        value = ctx.scale(value, 1.0)
+    return ctx.activation(value, Activation.SINE)
+
+
+def _functions(*names: str, module: Any = F) -> list[Callable]:
+    return [getattr(module, n) for n in names if hasattr(module, n)]
+
+
+_FUNCTIONS: dict[Any, Callable[..., Any]] = {}
+_METHODS: dict[str, Callable[..., Any]] = {}
+for _kind, _fns, _methods in [
+    (Activation.RELU, [F.relu, F.relu_, torch.relu, torch.relu_], ["relu", "relu_"]),
+    (Activation.LEAKY_RELU, [F.leaky_relu, F.leaky_relu_], []),
+    (Activation.ELU, [F.elu, F.elu_], []),
+    (Activation.GELU, [F.gelu], []),
+    (Activation.SILU, [F.silu], []),
+    (Activation.TANH, [torch.tanh, F.tanh], ["tanh", "tanh_"]),
+    (Activation.SIGMOID, [torch.sigmoid, F.sigmoid], ["sigmoid", "sigmoid_"]),
+    (Activation.SOFTPLUS, [F.softplus], []),
+]:
+    _FUNCTIONS.update(dict.fromkeys(_fns, _act(_kind)))
+    _METHODS.update(dict.fromkeys(_methods, _act(_kind)))
+_FUNCTIONS.update(dict.fromkeys([torch.sin], _sin))
+_FUNCTIONS.update(dict.fromkeys(_functions("dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout"),
+                                _passthrough))
+_FUNCTIONS.update(dict.fromkeys([operator.add, operator.iadd, torch.add], _add))
+_FUNCTIONS.update(dict.fromkeys([operator.mul, operator.imul, torch.mul], _mul))
+_FUNCTIONS.update(dict.fromkeys([torch.flatten], _flatten))
+_FUNCTIONS.update(dict.fromkeys([torch.reshape], _view))
+_FUNCTIONS.update(dict.fromkeys([torch.mean, torch.sum, torch.amax], _reduce))
+_FUNCTIONS.update(dict.fromkeys([torch.squeeze], _squeeze))
+_FUNCTIONS.update(dict.fromkeys([builtins.getattr], _getattr))
+_FUNCTIONS.update(dict.fromkeys([operator.getitem], _getitem))
+_FUNCTIONS.update(dict.fromkeys(
+    _functions("avg_pool1d", "avg_pool2d", "avg_pool3d", "max_pool1d", "max_pool2d", "max_pool3d",
+               "_max_pool1d", "_max_pool2d", "_max_pool3d", "lp_pool1d", "lp_pool2d")
+    + _functions("max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", module=torch), _pool))
+_FUNCTIONS.update(dict.fromkeys(
+    _functions("adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d",
+               "adaptive_max_pool2d", "adaptive_max_pool3d", "_adaptive_max_pool1d", "_adaptive_max_pool2d",
+               "_adaptive_max_pool3d"), _adaptive_pool))
+_METHODS.update({"sin": _sin, "add": _add, "add_": _add, "mul": _mul, "mul_": _mul, "flatten": _flatten,
+                 "view": _view, "reshape": _view, "size": _size, "mean": _reduce, "sum": _reduce,
+                 "amax": _reduce, "squeeze": _squeeze, "contiguous": _passthrough})

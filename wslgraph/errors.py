@@ -1,0 +1,50 @@
+"""Typed errors raised by wslgraph.
+
+Every error subclasses :class:`WSLGraphError` and the builtin that matches the
+kind of mistake (:class:`ValueError` for bad input), so callers can catch
+either. Messages say what was wrong, where, and how to fix it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "WSLGraphError",
+    "UnsupportedModuleError",
+    "TracingError",
+    "ShapeInferenceError",
+    "ShapeMismatchError",
+    "InvalidGraphError",
+    "NonFiniteError",
+]
+
+
+class WSLGraphError(Exception):
+    """Base class of every error wslgraph raises on purpose."""
+
+
+class UnsupportedModuleError(WSLGraphError, ValueError):
+    """A module, function or pattern in a model has no graph conversion.
+
+    Register a handler with :func:`wslgraph.convert.register` to add support
+    for a new layer type.
+    """
+
+
+class TracingError(WSLGraphError, ValueError):
+    """``torch.fx`` could not trace the model (e.g. data-dependent control flow)."""
+
+
+class ShapeInferenceError(WSLGraphError, ValueError):
+    """A shape the graph needs cannot be inferred; pass ``input_shape``."""
+
+
+class ShapeMismatchError(WSLGraphError, ValueError):
+    """Tensors do not have the shape, size or dtype an architecture requires."""
+
+
+class InvalidGraphError(WSLGraphError, ValueError):
+    """A :class:`~wslgraph.ParamGraph` is malformed."""
+
+
+class NonFiniteError(InvalidGraphError):
+    """A parameter graph holds NaN or infinite parameters."""

@@ -1,0 +1,220 @@
+"""Frozen description of how one architecture's parameters sit in a graph.
+
+A :class:`GraphLayout` is computed once per architecture (by tracing) and says
+where every state-dict entry lives: which edges hold a weight tensor and with
+which true kernel shape, which node-feature column holds a bias or a norm
+parameter, and which graph-level scalar holds an integer buffer. It is what
+makes :func:`~wslgraph.to_state_dict` exact, and what
+:class:`~wslgraph.GraphTemplate` turns into gather indices.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from functools import cached_property
+
+import torch
+from torch import Tensor
+
+from wslgraph.graph.vocab import Activation, EdgeType, NodeFeature, NodeType
+
+__all__ = ["NodeGroup", "EdgeBlock", "NodeParam", "StateEntry", "GraphLayout"]
+
+
+@dataclass(frozen=True)
+class NodeGroup:
+    """A set of nodes created together: a layer's input, neurons or channels.
+
+    Args:
+        name: Qualified name of the module that created the group (``"input"``
+            for the network input).
+        size: Number of nodes (neurons or channels).
+        offset: Index of the group's first node in the graph.
+        node_type: Input, hidden or output.
+        layer: Depth index (0 for the input; one more than the deepest group
+            feeding it otherwise).
+        activation: Activation applied to the group's values.
+        norm_groups: Number of channel groups of a ``GroupNorm`` acting on the
+            group (1 otherwise); hidden-neuron permutations must keep them.
+    """
+
+    name: str
+    size: int
+    offset: int
+    node_type: NodeType
+    layer: int
+    activation: Activation = Activation.IDENTITY
+    norm_groups: int = 1
+
+    @property
+    def nodes(self) -> range:
+        return range(self.offset, self.offset + self.size)
+
+
+@dataclass(frozen=True)
+class EdgeBlock:
+    """The edges of one weight tensor (or of one residual addition).
+
+    Edges are enumerated in the weight's memory order: edge ``e = o * n + i``
+    connects input ``i`` (of the ``n`` inputs output ``o`` sees) to output
+    ``o``. A block's edge features are its kernels, zero-padded centrally to
+    the layout's ``kernel_grid``.
+
+    Args:
+        kind: Edge type.
+        key: State-dict key of the weight (``None`` for residual edges).
+        src: Index of the source :class:`NodeGroup`.
+        dst: Index of the target :class:`NodeGroup`.
+        offset: Index of the block's first edge in the graph.
+        weight_shape: True shape of the weight tensor (``()`` for residual).
+        kernel_shape: Spatial shape of each edge's feature: ``()`` for linear
+            and residual edges, the conv kernel, or the ``H x W`` block of a
+            Linear after Flatten.
+        groups: ``groups`` of a grouped convolution (1 otherwise).
+    """
+
+    kind: EdgeType
+    key: str | None
+    src: int
+    dst: int
+    offset: int
+    weight_shape: tuple[int, ...]
+    kernel_shape: tuple[int, ...]
+    groups: int = 1
+
+    @property
+    def kernel_numel(self) -> int:
+        return math.prod(self.kernel_shape)
+
+
+@dataclass(frozen=True)
+class NodeParam:
+    """A per-node tensor (bias or normalization parameter) in a column of ``x``."""
+
+    key: str
+    group: int
+    column: NodeFeature
+
+
+@dataclass(frozen=True)
+class StateEntry:
+    """One state-dict entry: its key, true shape and dtype."""
+
+    key: str
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+
+@dataclass(frozen=True, repr=False)
+class GraphLayout:
+    """Where every parameter of an architecture lives in its parameter graph.
+
+    Args:
+        groups: Node groups in node order (input first, output last).
+        edge_blocks: Edge blocks in edge order.
+        node_params: Per-node tensors and their ``x`` columns.
+        scalars: Keys of integer buffers kept as graph-level scalars
+            (``num_batches_tracked``), in ``ParamGraph.scalars`` column order.
+        state: Every state-dict entry, in ``module.state_dict()`` order.
+        kernel_grid: Common shape every edge feature is padded to; the edge
+            feature width is its product.
+        dtype: Floating dtype of the graph's features.
+    """
+
+    groups: tuple[NodeGroup, ...]
+    edge_blocks: tuple[EdgeBlock, ...]
+    node_params: tuple[NodeParam, ...]
+    scalars: tuple[str, ...]
+    state: tuple[StateEntry, ...]
+    kernel_grid: tuple[int, ...]
+    dtype: torch.dtype
+
+    def __repr__(self) -> str:
+        return (f"GraphLayout(num_nodes={self.num_nodes}, num_edges={self.num_edges}, "
+                f"num_params={self.num_params}, kernel_grid={self.kernel_grid})")
+
+    @property
+    def num_nodes(self) -> int:
+        last = self.groups[-1]
+        return last.offset + last.size
+
+    @property
+    def num_edges(self) -> int:
+        return sum(num_block_edges(b, self) for b in self.edge_blocks)
+
+    @property
+    def edge_dim(self) -> int:
+        return math.prod(self.kernel_grid)
+
+    @property
+    def num_params(self) -> int:
+        """Total number of state-dict elements (buffers included)."""
+        return sum(entry.numel for entry in self.state)
+
+    @cached_property
+    def entries(self) -> dict[str, StateEntry]:
+        return {entry.key: entry for entry in self.state}
+
+    @property
+    def input_group(self) -> NodeGroup:
+        return self.groups[0]
+
+    @property
+    def output_group(self) -> NodeGroup:
+        return self.groups[-1]
+
+    def with_kernel_grid(self, kernel_grid: tuple[int, ...]) -> GraphLayout:
+        """The same layout with edge features padded to a larger grid."""
+        return replace(self, kernel_grid=tuple(kernel_grid))
+
+    def padding(self, block: EdgeBlock) -> tuple[int, ...]:
+        """Leading zero padding of ``block``'s kernel in each grid dimension."""
+        shape = expand_kernel_shape(block.kernel_shape, len(self.kernel_grid))
+        return tuple((g - k) // 2 for g, k in zip(self.kernel_grid, shape))
+
+
+def expand_kernel_shape(kernel_shape: tuple[int, ...], rank: int) -> tuple[int, ...]:
+    """Prepend singleton dims so a kernel shape has ``rank`` dims (linear: all 1)."""
+    return (1,) * (rank - len(kernel_shape)) + tuple(kernel_shape)
+
+
+def num_block_edges(block: EdgeBlock, layout: GraphLayout) -> int:
+    """Number of edges of ``block``: one per (input, output) pair that exists."""
+    if block.kind == EdgeType.RESIDUAL:
+        return layout.groups[block.dst].size
+    out_channels = block.weight_shape[0]
+    return out_channels * block_fan_in(block, layout)
+
+
+def block_fan_in(block: EdgeBlock, layout: GraphLayout) -> int:
+    """Number of source nodes each target node of ``block`` receives an edge from."""
+    if block.kind == EdgeType.RESIDUAL:
+        return 1
+    if block.kind == EdgeType.CONV:
+        return block.weight_shape[1]
+    return layout.groups[block.src].size
+
+
+def block_endpoints(block: EdgeBlock, layout: GraphLayout, device: torch.device | None = None) -> tuple[Tensor, Tensor]:
+    """Source and target node indices of ``block``'s edges, in edge order."""
+    src_group, dst_group = layout.groups[block.src], layout.groups[block.dst]
+    if block.kind == EdgeType.RESIDUAL:
+        channels = torch.arange(dst_group.size, device=device)
+        return src_group.offset + channels, dst_group.offset + channels
+    fan_in = block_fan_in(block, layout)
+    out_channels = block.weight_shape[0]
+    out_idx = torch.arange(out_channels, device=device).repeat_interleave(fan_in)
+    in_idx = torch.arange(fan_in, device=device).repeat(out_channels)
+    if block.kind == EdgeType.CONV:
+        # Output channel o of a grouped conv sees the inputs of its own group.
+        in_idx = in_idx + (out_idx // (out_channels // block.groups)) * fan_in
+    return src_group.offset + in_idx, dst_group.offset + out_idx
+
+
+def node_type_name(node_type: int) -> str:
+    return NodeType(node_type).name.lower()

@@ -1,0 +1,53 @@
+"""Small integer vocabularies stored in a :class:`~wslgraph.ParamGraph`."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+__all__ = ["NodeType", "EdgeType", "Activation", "NodeFeature", "NUM_NODE_FEATURES"]
+
+
+class NodeType(IntEnum):
+    """Role of a node: input and output nodes are ordered, hidden ones are not."""
+
+    INPUT = 0
+    HIDDEN = 1
+    OUTPUT = 2
+
+
+class EdgeType(IntEnum):
+    """Kind of parameter an edge carries."""
+
+    LINEAR = 0  #: one entry of a ``Linear`` weight matrix
+    CONV = 1  #: the kernel of one (in channel, out channel) pair of a ``ConvNd``
+    FLATTEN_LINEAR = 2  #: one channel's ``H*W`` block of a ``Linear`` after ``Flatten``
+    RESIDUAL = 3  #: identity edge ``c -> c`` of a residual addition (no parameter)
+
+
+class Activation(IntEnum):
+    """Activation applied to a node's value (after its bias and normalization)."""
+
+    IDENTITY = 0
+    RELU = 1
+    LEAKY_RELU = 2
+    ELU = 3
+    GELU = 4
+    SILU = 5
+    TANH = 6
+    SIGMOID = 7
+    SOFTPLUS = 8
+    SINE = 9
+    OTHER = 10  #: a registered activation with no id of its own
+
+
+class NodeFeature(IntEnum):
+    """Columns of ``ParamGraph.x``; ``x_mask`` says which are present per node."""
+
+    BIAS = 0
+    NORM_WEIGHT = 1
+    NORM_BIAS = 2
+    RUNNING_MEAN = 3
+    RUNNING_VAR = 4
+
+
+NUM_NODE_FEATURES = len(NodeFeature)
