@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -13,7 +12,7 @@ from torch_geometric.data import Batch
 from wslgraph.convert.features import check_state_dict
 from wslgraph.convert.trace import trace
 from wslgraph.errors import ShapeMismatchError
-from wslgraph.graph.layout import GraphLayout, expand_kernel_shape, num_block_edges
+from wslgraph.graph.layout import EdgeBlock, GraphLayout, expand_kernel_shape, num_block_edges
 from wslgraph.graph.param_graph import ParamGraph, structure_tensors
 from wslgraph.graph.vocab import NUM_NODE_FEATURES, EdgeType
 
@@ -21,18 +20,6 @@ __all__ = ["GraphTemplate"]
 
 _NODE_KEYS = ("x", "x_mask", "node_type", "layer", "io_position", "activation")
 _EDGE_KEYS = ("edge_index", "edge_attr", "edge_type")
-
-
-@dataclass(frozen=True)
-class _Indices:
-    """Gather indices on one device. Index ``P`` reads 0, ``P + 1`` reads 1."""
-
-    x: Tensor  # [num_nodes * 5] positions in the augmented parameter vector
-    edge: Tensor  # [num_edges * edge_dim]
-    scalar: Tensor  # [num_scalars]
-    structure: dict[str, Tensor]
-    inverse_src: Tensor  # parameter positions ...
-    inverse_dst: Tensor  # ... and where they sit in cat(x, edge_attr, scalars) of one graph
 
 
 class GraphTemplate:
@@ -64,9 +51,7 @@ class GraphTemplate:
         for entry in layout.state:
             self._offsets[entry.key] = offset
             offset += entry.numel
-        self._cache: dict[torch.device, _Indices] = {}
-        self._cpu = self._build_indices()
-        self._cache[torch.device("cpu")] = self._cpu
+        self._structure: dict[torch.device, dict[str, Tensor]] = {torch.device("cpu"): structure_tensors(layout)}
 
     @classmethod
     def from_module(cls, module: nn.Module, *, input_shape: Sequence[int] | None = None) -> GraphTemplate:
@@ -115,37 +100,49 @@ class GraphTemplate:
 
     # --------------------------------------------------------------- batching
     def batch(self, params: Tensor) -> Batch:
-        """``N`` graphs from a ``[N, P]`` tensor of flat parameter vectors."""
+        """``N`` graphs from a ``[N, P]`` tensor of flat parameter vectors.
+
+        Each layer is one strided copy from ``params`` into the batched
+        feature tensors (kernels land directly in their padded place), and the
+        structure tensors are the template's, offset per graph.
+        """
         if params.dim() != 2 or params.shape[1] != self.num_params or not params.is_floating_point():
             raise ShapeMismatchError(f"expected a floating tensor of shape [N, {self.num_params}], got "
                                      f"{params.dtype} {list(params.shape)}; use params.unsqueeze(0) for one model")
-        layout, num = self.layout, params.shape[0]
-        idx = self._indices(params.device)
-        aug = torch.cat([params, params.new_zeros(num, 1), params.new_ones(num, 1)], dim=1)
+        layout, num, device = self.layout, params.shape[0], params.device
         num_nodes, num_edges = layout.num_nodes, layout.num_edges
-        graphs = torch.arange(num, device=params.device)
+        x = params.new_zeros(num, num_nodes, NUM_NODE_FEATURES)
+        edges = params.new_empty(num, num_edges, *layout.kernel_grid)
+        for graph_view, param_view in self._views(x, edges, params, zero_padding=True):
+            graph_view.copy_(param_view)
+        for block in layout.edge_blocks:
+            if block.kind == EdgeType.RESIDUAL:
+                self._padded_block(edges, block, zero=True).fill_(1)
+        structure = self._structure_on(device)
+        graphs = torch.arange(num, device=device)
         offsets = graphs * num_nodes
+        scalar_columns = torch.tensor([self._offsets[k] for k in layout.scalars], dtype=torch.long, device=device)
         data = {
-            "x": aug.index_select(1, idx.x).view(num * num_nodes, NUM_NODE_FEATURES),
-            "edge_attr": aug.index_select(1, idx.edge).view(num * num_edges, layout.edge_dim),
-            "scalars": aug.index_select(1, idx.scalar).to(torch.float64),
-            "edge_index": (idx.structure["edge_index"].unsqueeze(1) + offsets.view(1, num, 1)).view(2, -1),
-            "x_mask": idx.structure["x_mask"].repeat(num, 1),
+            "x": x.view(num * num_nodes, NUM_NODE_FEATURES),
+            "edge_attr": edges.view(num * num_edges, layout.edge_dim),
+            "scalars": params.index_select(1, scalar_columns).to(torch.float64),
+            "edge_index": (structure["edge_index"].unsqueeze(1) + offsets.view(1, num, 1)).view(2, -1),
+            "x_mask": structure["x_mask"].repeat(num, 1),
         }
         for key in ("node_type", "layer", "io_position", "activation", "edge_type"):
-            data[key] = idx.structure[key].repeat(num)
+            data[key] = structure[key].repeat(num)
         batch = Batch(_base_cls=ParamGraph)
         for key, value in data.items():
             batch[key] = value
         batch.layout = [layout] * num
         batch.batch = graphs.repeat_interleave(num_nodes)
-        batch.ptr = torch.arange(num + 1, device=params.device) * num_nodes
-        steps = torch.arange(num + 1, device=params.device)
+        batch.ptr = torch.arange(num + 1, device=device) * num_nodes
+        steps = torch.arange(num + 1, device=device)
         batch._num_graphs = num
         batch._slice_dict = {key: steps * (num_edges if key in _EDGE_KEYS else num_nodes if key in _NODE_KEYS else 1)
                              for key in data}
         batch._slice_dict["layout"] = steps
-        zeros = torch.zeros(num, dtype=torch.long, device=params.device)
+        zeros = torch.zeros(num, dtype=torch.long, device=device)
         batch._inc_dict = {key: offsets if key == "edge_index" else zeros for key in data}
         batch._inc_dict["layout"] = None
         return batch
@@ -167,57 +164,50 @@ class GraphTemplate:
         if batch.scalars.shape[1] < len(layout.scalars):
             raise ShapeMismatchError(f"batch.scalars has {batch.scalars.shape[1]} columns, "
                                      f"the architecture needs {len(layout.scalars)}")
-        idx = self._indices(batch.x.device)
-        dtype = layout.dtype
-        flat = torch.cat([batch.x.reshape(num, -1).to(dtype), batch.edge_attr.reshape(num, -1).to(dtype),
-                          batch.scalars[:, :len(layout.scalars)].to(dtype)], dim=1)
-        params = flat.new_empty(num, self.num_params)
-        params.index_copy_(1, idx.inverse_src, flat.index_select(1, idx.inverse_dst))
+        params = batch.x.new_empty(num, self.num_params, dtype=layout.dtype)
+        x = batch.x.view(num, layout.num_nodes, NUM_NODE_FEATURES)
+        edges = batch.edge_attr.view(num, layout.num_edges, *layout.kernel_grid)
+        for graph_view, param_view in self._views(x, edges, params, zero_padding=False):
+            param_view.copy_(graph_view)
+        for column, key in enumerate(layout.scalars):
+            params[:, self._offsets[key]] = batch.scalars[:, column]
         return params
 
-    # ---------------------------------------------------------------- indices
-    def _indices(self, device: torch.device) -> _Indices:
-        device = torch.device(device)
-        if device.type == "cuda" and device.index is None:
-            device = torch.device("cuda", torch.cuda.current_device())
-        if device not in self._cache:
-            cpu = self._cpu
-            self._cache[device] = _Indices(
-                cpu.x.to(device), cpu.edge.to(device), cpu.scalar.to(device),
-                {k: v.to(device) for k, v in cpu.structure.items()},
-                cpu.inverse_src.to(device), cpu.inverse_dst.to(device))
-        return self._cache[device]
+    # ------------------------------------------------------------------ views
+    def _views(self, x: Tensor, edges: Tensor, params: Tensor, *, zero_padding: bool) -> list[tuple[Tensor, Tensor]]:
+        """Pairs (view into the batched graph tensors, view into ``params``), one per layer tensor.
 
-    def _build_indices(self) -> _Indices:
-        """Gather positions from index arithmetic (independent of the F.pad reference path)."""
-        layout = self.layout
-        zero, one = self.num_params, self.num_params + 1
-        x = torch.full((layout.num_nodes, NUM_NODE_FEATURES), zero, dtype=torch.long)
+        With ``zero_padding`` the padding around each block's kernels is zeroed
+        (``edges`` is then being written).
+        """
+        layout, num = self.layout, params.shape[0]
+        pairs = []
         for param in layout.node_params:
             group = layout.groups[param.group]
-            x[group.offset:group.offset + group.size, int(param.column)] = \
-                self._offsets[param.key] + torch.arange(group.size)
-        grid = layout.kernel_grid
-        strides = [math.prod(grid[d + 1:]) for d in range(len(grid))]
-        edge = torch.full((layout.num_edges, layout.edge_dim), zero, dtype=torch.long)
+            start = self._offsets[param.key]
+            pairs.append((x[:, group.offset:group.offset + group.size, int(param.column)],
+                          params[:, start:start + group.size]))
         for block in layout.edge_blocks:
-            count = num_block_edges(block, layout)
-            shape = expand_kernel_shape(block.kernel_shape, len(grid))
-            cells = torch.arange(math.prod(shape))
-            coords = torch.unravel_index(cells, shape) if shape else ()
-            position = sum(((c + pad) * s for c, pad, s in zip(coords, layout.padding(block), strides)),
-                           torch.zeros_like(cells))
-            rows = torch.arange(block.offset, block.offset + count)
-            if block.kind == EdgeType.RESIDUAL:
-                edge[rows.unsqueeze(1), position] = one
-            else:
-                edge[rows.unsqueeze(1), position] = self._offsets[block.key] + \
-                    torch.arange(count * cells.numel()).view(count, cells.numel())
-        scalar = torch.tensor([self._offsets[key] for key in layout.scalars], dtype=torch.long)
-        flat = torch.cat([x.view(-1), edge.view(-1), scalar])
-        real = flat < zero
-        inverse_src, inverse_dst = flat[real], real.nonzero().view(-1)
-        if not torch.equal(inverse_src.sort().values, torch.arange(self.num_params)):
-            raise RuntimeError(f"internal error: the layout does not place each of the {self.num_params} "
-                               "parameters exactly once")
-        return _Indices(x.view(-1), edge.view(-1), scalar, structure_tensors(layout), inverse_src, inverse_dst)
+            if block.kind != EdgeType.RESIDUAL:
+                count = num_block_edges(block, layout)
+                start = self._offsets[block.key]
+                shape = expand_kernel_shape(block.kernel_shape, len(layout.kernel_grid))
+                pairs.append((self._padded_block(edges, block, zero=zero_padding),
+                              params[:, start:start + count * math.prod(shape)].view(num, count, *shape)))
+        return pairs
+
+    def _padded_block(self, edges: Tensor, block: EdgeBlock, *, zero: bool) -> Tensor:
+        """The kernel region of ``block``'s rows of ``edges`` ``[N, E, *grid]``; zero the padding first if asked."""
+        layout = self.layout
+        rows = edges.narrow(1, block.offset, num_block_edges(block, layout))
+        shape = expand_kernel_shape(block.kernel_shape, len(layout.kernel_grid))
+        if zero and shape != layout.kernel_grid:
+            rows.zero_()
+        for dim, (size, pad) in enumerate(zip(shape, layout.padding(block))):
+            rows = rows.narrow(dim + 2, pad, size)
+        return rows
+
+    def _structure_on(self, device: torch.device) -> dict[str, Tensor]:
+        if device not in self._structure:
+            self._structure[device] = {k: v.to(device) for k, v in self._structure[torch.device("cpu")].items()}
+        return self._structure[device]

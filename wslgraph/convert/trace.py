@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 import copy
+import io
 import operator
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -66,11 +68,16 @@ def _propagate_shapes(graph_module: fx.GraphModule, input_shape: tuple[int, ...]
     """Record every node's tensor shape by running the model on the meta device."""
     meta_module = copy.deepcopy(graph_module).to("meta")
     dtype = next((p.dtype for p in graph_module.parameters() if p.is_floating_point()), torch.get_default_dtype())
-    try:
-        ShapeProp(meta_module).propagate(torch.empty(2, *input_shape, dtype=dtype, device="meta"))
+    try:  # ShapeProp prints a traceback before raising; the error below says it better
+        with contextlib.redirect_stderr(io.StringIO()):
+            ShapeProp(meta_module).propagate(torch.empty(2, *input_shape, dtype=dtype, device="meta"))
     except Exception as error:  # any failure of the forward means a wrong input_shape
-        raise ShapeInferenceError(f"running the model on input_shape={input_shape} failed: {error}. "
-                                  "input_shape is one input without the batch dim, e.g. (1, 28, 28)") from error
+        cause = error
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        raise ShapeInferenceError(
+            f"running the model on input_shape={input_shape} failed: {type(cause).__name__}: {str(cause).rstrip('.')}. "
+            "input_shape is one input without the batch dim, e.g. (1, 28, 28)") from error
     for meta_node, node in zip(meta_module.graph.nodes, graph_module.graph.nodes):
         if "tensor_meta" in meta_node.meta:
             node.meta["tensor_meta"] = meta_node.meta["tensor_meta"]
