@@ -8,7 +8,7 @@ included, like the template's own outputs) of the same number of bytes,
 measured in the same run (target: >= 30 %). The template output is checked
 against the per-model graphs before anything is timed.
 
-    .venv/bin/python benchmarks/convert.py [--quick] [--json PATH] [--device cpu|cuda]
+    .venv/bin/python benchmarks/convert.py [--quick] [--json PATH] [--device cpu|cuda] [--count N]
 """
 
 from __future__ import annotations
@@ -114,6 +114,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few hundred models (seconds), for tests")
     parser.add_argument("--count", type=int, default=10_000, help="models per architecture (default: 10000)")
+    parser.add_argument("--loop-count", type=int, default=None,
+                        help="models in the per-model loop (default: --count); rates are per graph either way")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats of the template path (best is kept)")
     parser.add_argument("--device", default="cpu", help="device of the template path (default: cpu)")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/convert.json"),
@@ -123,7 +125,8 @@ def main() -> None:
     repeats = 2 if args.quick else args.repeats
     device = torch.device(args.device)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}, {count} models each")
-    results = [bench_architecture(name, factory, count, count, repeats, device)
+    loop_count = min(count, args.loop_count or count)
+    results = [bench_architecture(name, factory, count, loop_count, repeats, device)
                for name, factory in (("SIREN", siren), ("SmallCNN", small_cnn))]
     report = {
         "benchmark": "convert",

@@ -20,6 +20,7 @@ __all__ = ["GraphTemplate"]
 
 _NODE_KEYS = ("x", "x_mask", "node_type", "layer", "io_position", "activation")
 _EDGE_KEYS = ("edge_index", "edge_attr", "edge_type")
+_NODE_META = ("node_type", "layer", "io_position", "activation")
 
 
 class GraphTemplate:
@@ -51,7 +52,11 @@ class GraphTemplate:
         for entry in layout.state:
             self._offsets[entry.key] = offset
             offset += entry.numel
-        self._structure: dict[torch.device, dict[str, Tensor]] = {torch.device("cpu"): structure_tensors(layout)}
+        structure = structure_tensors(layout)
+        # Node metadata stacked so one repeat() serves all four; scalar columns as a gather index.
+        structure["node_meta"] = torch.stack([structure.pop(key) for key in _NODE_META])
+        structure["scalar_columns"] = torch.tensor([self._offsets[k] for k in layout.scalars], dtype=torch.long)
+        self._structure: dict[torch.device, dict[str, Tensor]] = {torch.device("cpu"): structure}
 
     @classmethod
     def from_module(cls, module: nn.Module, *, input_shape: Sequence[int] | None = None) -> GraphTemplate:
@@ -121,16 +126,15 @@ class GraphTemplate:
         structure = self._structure_on(device)
         graphs = torch.arange(num, device=device)
         offsets = graphs * num_nodes
-        scalar_columns = torch.tensor([self._offsets[k] for k in layout.scalars], dtype=torch.long, device=device)
         data = {
             "x": x.view(num * num_nodes, NUM_NODE_FEATURES),
             "edge_attr": edges.view(num * num_edges, layout.edge_dim),
-            "scalars": params.index_select(1, scalar_columns).to(torch.float64),
+            "scalars": params.index_select(1, structure["scalar_columns"]).to(torch.float64),
             "edge_index": (structure["edge_index"].unsqueeze(1) + offsets.view(1, num, 1)).view(2, -1),
             "x_mask": structure["x_mask"].repeat(num, 1),
+            "edge_type": structure["edge_type"].repeat(num),
+            **dict(zip(_NODE_META, structure["node_meta"].repeat(1, num))),
         }
-        for key in ("node_type", "layer", "io_position", "activation", "edge_type"):
-            data[key] = structure[key].repeat(num)
         batch = Batch(_base_cls=ParamGraph)
         for key, value in data.items():
             batch[key] = value
