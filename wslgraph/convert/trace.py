@@ -8,6 +8,7 @@ import copy
 import io
 import operator
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -132,7 +133,7 @@ def _refine(value: Value, node: fx.Node) -> Value:
     meta = node.meta.get("tensor_meta")
     if meta is None or value.flat_block is not None or value.spatial == () or not hasattr(meta, "shape"):
         return value
-    return Value(value.group, value.version, tuple(meta.shape[2:]), None, value.scale)
+    return replace(value, spatial=tuple(meta.shape[2:]))
 
 
 def _call_module(ctx: ConversionContext, module: nn.Module, name: str, args: tuple) -> Value:
