@@ -11,6 +11,7 @@ with the primitives of :class:`ConversionContext` (``linear``, ``conv``,
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field, replace
 
@@ -296,7 +297,8 @@ class ConversionContext:
     def _new_group(self, name: str, size: int, inputs: list[Value]) -> _Group:
         for value in inputs:
             self._read(value, name)
-        group = _Group(name, int(size), 1 + max(v.group.layer for v in inputs))
+        # A bare layer converted on its own has the empty name (its keys are "weight", "bias").
+        group = _Group(name or "layer", int(size), 1 + max(v.group.layer for v in inputs))
         self._groups.append(group)
         return group
 
@@ -392,11 +394,7 @@ class ConversionContext:
         node_params = tuple(NodeParam(key, index[id(g)], column) for key, g, column in self._node_params)
         state = tuple(StateEntry(k, tuple(v.shape), v.dtype) for k, v in self.state_dict.items())
         floating = [v.dtype for v in self.state_dict.values() if v.is_floating_point()]
-        dtype = torch.float32
-        if floating:
-            dtype = floating[0]
-            for other in floating[1:]:
-                dtype = torch.promote_types(dtype, other)
+        dtype = functools.reduce(torch.promote_types, floating, floating[0]) if floating else torch.float32
         return GraphLayout(tuple(groups), tuple(blocks), node_params, tuple(self._scalars), state,
                            _kernel_grid(blocks), dtype)
 

@@ -160,14 +160,6 @@ class GraphLayout:
     def entries(self) -> dict[str, StateEntry]:
         return {entry.key: entry for entry in self.state}
 
-    @property
-    def input_group(self) -> NodeGroup:
-        return self.groups[0]
-
-    @property
-    def output_group(self) -> NodeGroup:
-        return self.groups[-1]
-
     def with_kernel_grid(self, kernel_grid: tuple[int, ...]) -> GraphLayout:
         """The same layout with edge features padded to a larger grid."""
         return replace(self, kernel_grid=tuple(kernel_grid))
@@ -214,7 +206,3 @@ def block_endpoints(block: EdgeBlock, layout: GraphLayout, device: torch.device 
         # Output channel o of a grouped conv sees the inputs of its own group.
         in_idx = in_idx + (out_idx // (out_channels // block.groups)) * fan_in
     return src_group.offset + in_idx, dst_group.offset + out_idx
-
-
-def node_type_name(node_type: int) -> str:
-    return NodeType(node_type).name.lower()
