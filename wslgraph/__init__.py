@@ -12,6 +12,7 @@ from wslgraph.errors import (
     WSLGraphError,
 )
 from wslgraph.graph import ParamGraph, collate, to_networkx
+from wslgraph.nn.backend import get_scatter_backend, set_scatter_backend
 
 __version__ = "0.1.0"
 
@@ -22,6 +23,8 @@ __all__ = [
     "to_state_dict",
     "to_networkx",
     "collate",
+    "set_scatter_backend",
+    "get_scatter_backend",
     "convert",
     "graph",
     "nn",

@@ -43,6 +43,7 @@ class _Group:
     layer: int
     is_input: bool = False
     activation: Activation = Activation.IDENTITY
+    activation_param: float = 0.0
     norm_groups: int = 1
     has_norm: bool = False
     version: int = 0
@@ -191,8 +192,12 @@ class ConversionContext:
         group.version += 1
         return replace(value, version=group.version)
 
-    def activation(self, value: Value, kind: Activation) -> Value:
-        """A pointwise activation; ``SINE`` absorbs a pending ``w0`` factor."""
+    def activation(self, value: Value, kind: Activation, param: float = 0.0) -> Value:
+        """A pointwise activation with its parameter (slope, alpha, beta).
+
+        ``SINE`` takes its frequency ``w0`` from a pending constant factor
+        (``sin(w0 * x)``) instead.
+        """
         if value.scale is not None and kind != Activation.SINE:
             self._no_scale(value, kind.name.lower())
         value = self._channelwise(value, kind.name.lower())
@@ -203,6 +208,7 @@ class ConversionContext:
                 f"two activations ({group.activation.name.lower()} then {kind.name.lower()}) act on the "
                 f"neurons of '{group.name}'; a node has one activation")
         group.activation = kind
+        group.activation_param = float(value.scale if kind == Activation.SINE else param)
         group.version += 1
         return replace(value, version=group.version, scale=None)
 
@@ -382,7 +388,7 @@ class ConversionContext:
             node_type = NodeType.INPUT if group.is_input else \
                 NodeType.OUTPUT if group is out_group else NodeType.HIDDEN
             groups.append(NodeGroup(group.name, group.size, offset, node_type, group.layer,
-                                    group.activation, group.norm_groups))
+                                    group.activation, group.norm_groups, group.activation_param))
             offset += group.size
         blocks, edge_offset = [], 0
         for block in self._blocks:

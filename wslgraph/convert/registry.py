@@ -97,9 +97,9 @@ def _unsupported_norm(name: str, what: str) -> Exception:
                                   "wslgraph supports LayerNorm over the feature dim of a vector (N, C)")
 
 
-def _activation(kind: Activation) -> Handler:
+def _activation(kind: Activation, param: str | None = None) -> Handler:
     def handler(ctx: ConversionContext, module: nn.Module, name: str, value: Value) -> Value:
-        return ctx.activation(value, kind)
+        return ctx.activation(value, kind, float(getattr(module, param)) if param else 0.0)
 
     return handler
 
@@ -139,15 +139,15 @@ def adaptive_output(output_size: object, value: Value) -> tuple[int | None, ...]
     return tuple(s if s is not None else old for s, old in zip(sizes, spatial))
 
 
-_ACTIVATIONS = {
-    nn.ReLU: Activation.RELU,
-    nn.LeakyReLU: Activation.LEAKY_RELU,
-    nn.ELU: Activation.ELU,
-    nn.GELU: Activation.GELU,
-    nn.SiLU: Activation.SILU,
-    nn.Tanh: Activation.TANH,
-    nn.Sigmoid: Activation.SIGMOID,
-    nn.Softplus: Activation.SOFTPLUS,
+_ACTIVATIONS = {  # module type -> (activation, attribute holding its parameter)
+    nn.ReLU: (Activation.RELU, None),
+    nn.LeakyReLU: (Activation.LEAKY_RELU, "negative_slope"),
+    nn.ELU: (Activation.ELU, "alpha"),
+    nn.GELU: (Activation.GELU, None),
+    nn.SiLU: (Activation.SILU, None),
+    nn.Tanh: (Activation.TANH, None),
+    nn.Sigmoid: (Activation.SIGMOID, None),
+    nn.Softplus: (Activation.SOFTPLUS, "beta"),
 }
 
 for _type in (nn.Linear,):
@@ -158,8 +158,8 @@ for _type in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
     register(_type, _batch_norm)
 register(nn.LayerNorm, _layer_norm)
 register(nn.GroupNorm, _group_norm)
-for _type, _kind in _ACTIVATIONS.items():
-    register(_type, _activation(_kind))
+for _type, (_kind, _param) in _ACTIVATIONS.items():
+    register(_type, _activation(_kind, _param))
 register(Sine, _sine)
 for _type in (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout):
     register(_type, _passthrough)

@@ -174,8 +174,19 @@ def _value(arg: Any, name: str) -> Value:
     return arg
 
 
+_DEFAULT_PARAMS = {Activation.LEAKY_RELU: ("negative_slope", 0.01), Activation.ELU: ("alpha", 1.0),
+                   Activation.SOFTPLUS: ("beta", 1.0)}
+
+
 def _act(kind: Activation) -> Callable[..., Value]:
-    return lambda ctx, name, args, kwargs: ctx.activation(_value(args[0], name), kind)
+    def rule(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Value:
+        param = 0.0
+        if kind in _DEFAULT_PARAMS:
+            key, default = _DEFAULT_PARAMS[kind]
+            param = float(args[1] if len(args) > 1 else kwargs.get(key, default))
+        return ctx.activation(_value(args[0], name), kind, param)
+
+    return rule
 
 
 def _passthrough(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Value:

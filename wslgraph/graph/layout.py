@@ -37,6 +37,9 @@ class NodeGroup:
         activation: Activation applied to the group's values.
         norm_groups: Number of channel groups of a ``GroupNorm`` acting on the
             group (1 otherwise); hidden-neuron permutations must keep them.
+        activation_param: The activation's parameter: ``w0`` of a sine,
+            the negative slope of LeakyReLU, ``alpha`` of ELU, ``beta`` of
+            Softplus (0 where there is none).
     """
 
     name: str
@@ -46,6 +49,7 @@ class NodeGroup:
     layer: int
     activation: Activation = Activation.IDENTITY
     norm_groups: int = 1
+    activation_param: float = 0.0
 
     @property
     def nodes(self) -> range:

@@ -1,5 +1,34 @@
 """Neural-network building blocks for weight-space learning."""
 
+from wslgraph.nn.backend import WITH_TORCH_SCATTER, get_scatter_backend, scatter, set_scatter_backend
+from wslgraph.nn.conv import AGGREGATORS, SCALERS, EdgeUpdateConv
+from wslgraph.nn.dense import DensePlan, dense_plan
+from wslgraph.nn.encoders import GNNEncoder, TransformerEncoder
+from wslgraph.nn.encodings import EdgeEncoder, FourierFeatures, NodeEncoder, ParamNormalizer, PositionalEmbedding
+from wslgraph.nn.probe import ProbeFeatures
+from wslgraph.nn.readout import InvariantReadout
 from wslgraph.nn.sine import Sine
+from wslgraph.nn.transformer import RelationalAttention
 
-__all__ = ["Sine"]
+__all__ = [
+    "GNNEncoder",
+    "TransformerEncoder",
+    "RelationalAttention",
+    "ProbeFeatures",
+    "EdgeUpdateConv",
+    "InvariantReadout",
+    "FourierFeatures",
+    "PositionalEmbedding",
+    "ParamNormalizer",
+    "NodeEncoder",
+    "EdgeEncoder",
+    "DensePlan",
+    "dense_plan",
+    "scatter",
+    "set_scatter_backend",
+    "get_scatter_backend",
+    "WITH_TORCH_SCATTER",
+    "AGGREGATORS",
+    "SCALERS",
+    "Sine",
+]

@@ -1,0 +1,189 @@
+"""GNNEncoder and TransformerEncoder: invariance, equivariance, sensitivity, laziness, training, errors."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torch_geometric.data import Batch
+
+from tests.models import DepthwiseNet, ResidualMLP, randomize
+from wslgraph import GraphTemplate, InvalidGraphError, ShapeMismatchError, collate, to_graph
+from wslgraph.convert import trace
+from wslgraph.graph import PadEdgeFeatures
+from wslgraph.nn import GNNEncoder, ProbeFeatures, TransformerEncoder
+from wslgraph.testing import hidden_permutations, permute_state_dict
+from wslgraph.zoo import BasicBlock, siren, small_cnn
+
+ENCODERS = {
+    "gnn": lambda: GNNEncoder(4, hidden=16, num_layers=2),
+    "gnn-generic": lambda: GNNEncoder(4, hidden=16, num_layers=2, dense=False),
+    "transformer": lambda: TransformerEncoder(4, hidden=16, num_layers=2),
+}
+
+
+def _models() -> list[nn.Module]:
+    mlp_norm = nn.Sequential(nn.Linear(3, 6), nn.LayerNorm(6), nn.Tanh(), nn.Linear(6, 5), nn.BatchNorm1d(5),
+                             nn.ReLU(), nn.Linear(5, 2))
+    cnn_norm = nn.Sequential(nn.Conv2d(2, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 6, 3), nn.GroupNorm(2, 6),
+                             nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 3))
+    models = [siren(hidden=(6, 5)), mlp_norm, small_cnn(channels=4), cnn_norm, BasicBlock(3, 4, 2), DepthwiseNet(),
+              ResidualMLP(4, 2, True)]
+    return [randomize(m, seed) for seed, m in enumerate(models)]
+
+
+def _batch(*models: nn.Module) -> Batch:
+    """Graphs padded to one 3x3 kernel grid, so one encoder reads every architecture here."""
+    pad = PadEdgeFeatures((3, 3))
+    return Batch.from_data_list([pad(to_graph(m)) for m in models])
+
+
+def _permuted(model: nn.Module, seed: int) -> tuple[nn.Module, torch.Tensor]:
+    """A hidden-permuted copy and the node map: new node n is old node node_map[n]."""
+    layout, state = trace(model)
+    perms = hidden_permutations(layout, torch.Generator().manual_seed(seed))
+    permuted = copy.deepcopy(model)
+    permuted.load_state_dict(permute_state_dict(layout, state, perms))
+    node_map = torch.cat([g.offset + perm for g, perm in zip(layout.groups, perms)])
+    return permuted, node_map
+
+
+@pytest.mark.parametrize("name", list(ENCODERS))
+def test_graph_outputs_are_invariant_and_node_edge_outputs_equivariant(name: str) -> None:
+    torch.manual_seed(0)
+    models = _models()
+    encoder = ENCODERS[name]().eval()
+    for model in models:
+        permuted, node_map = _permuted(model, 1)
+        original, moved = _batch(model), _batch(permuted)
+        with torch.no_grad():
+            out, out_permuted = encoder(original), encoder(moved)
+            assert torch.allclose(out, out_permuted, atol=1e-4), type(model).__name__
+            h, e = encoder.encode(original)
+            h_perm, e_perm = encoder.encode(moved)
+        assert torch.allclose(h_perm, h[node_map], atol=1e-4)
+        rows = {(s, t, k): i for i, (s, t, k) in enumerate(zip(*original.edge_index.tolist(),
+                                                             original.edge_type.tolist()))}
+        old = [rows[(int(node_map[s]), int(node_map[t]), k)]
+               for s, t, k in zip(*moved.edge_index.tolist(), moved.edge_type.tolist())]
+        assert torch.allclose(e_perm, e[old], atol=1e-4)
+
+
+@pytest.mark.parametrize("name", list(ENCODERS))
+def test_mixed_batches_are_invariant(name: str) -> None:
+    torch.manual_seed(0)
+    models = _models()
+    encoder = ENCODERS[name]().eval()
+    permuted = [_permuted(m, seed)[0] for seed, m in enumerate(models)]
+    with torch.no_grad():
+        out = encoder(collate([to_graph(m) for m in models]))
+        out_permuted = encoder(collate([to_graph(m) for m in permuted]))
+        alone = torch.cat([encoder(_batch(m)) for m in models])
+    assert torch.allclose(out, out_permuted, atol=1e-4)
+    assert torch.allclose(out, alone, atol=1e-4)  # no graph's output depends on its batch-mates (padding)
+
+
+@pytest.mark.parametrize("name", list(ENCODERS))
+def test_outputs_are_sensitive_to_inputs_outputs_and_weights(name: str) -> None:
+    torch.manual_seed(0)
+    encoder = ENCODERS[name]().eval()
+    cnn = randomize(small_cnn(channels=4), 3)
+    variants = {"inputs": randomize(siren(in_features=3, hidden=(6, 5)), 1)}
+    swapped_inputs = copy.deepcopy(variants["inputs"])
+    with torch.no_grad():
+        swapped_inputs[0].weight.copy_(swapped_inputs[0].weight[:, [1, 0, 2]])
+    swapped_outputs = copy.deepcopy(cnn)
+    one_weight = copy.deepcopy(cnn)
+    with torch.no_grad():
+        swapped_outputs[-1].weight.copy_(swapped_outputs[-1].weight[[1, 0, *range(2, 10)]])
+        swapped_outputs[-1].bias.copy_(swapped_outputs[-1].bias[[1, 0, *range(2, 10)]])
+        one_weight[2].weight[0, 0, 1, 1] += 0.5
+    with torch.no_grad():
+        for a, b in [(variants["inputs"], swapped_inputs), (cnn, swapped_outputs), (cnn, one_weight)]:
+            difference = (encoder(_batch(a)) - encoder(_batch(b))).abs().max()
+            assert difference > 1e-4
+
+
+def test_lazy_initialisation_on_mlps_cnns_and_mixed_batches() -> None:
+    for graphs in ([to_graph(siren())], [to_graph(small_cnn())], [to_graph(siren()), to_graph(small_cnn())]):
+        encoder = GNNEncoder(10)
+        assert isinstance(encoder.node_encoder.project.weight, nn.parameter.UninitializedParameter)
+        assert encoder(collate(graphs)).shape == (len(graphs), 10)
+        assert not isinstance(encoder.node_encoder.project.weight, nn.parameter.UninitializedParameter)
+        assert TransformerEncoder(10)(collate(graphs)).shape == (len(graphs), 10)
+
+
+def test_reset_parameters_and_repr() -> None:
+    batch = collate([to_graph(randomize(siren(), 1))])
+    for encoder in (GNNEncoder(3, hidden=8, num_layers=1), TransformerEncoder(3, hidden=8, num_layers=1)):
+        torch.manual_seed(0)
+        before = encoder(batch).detach()
+        torch.manual_seed(1)
+        encoder.reset_parameters()
+        assert not torch.allclose(encoder(batch), before)
+    assert repr(GNNEncoder(3, hidden=8, num_layers=2)).startswith("GNNEncoder(out_dim=3, hidden=8, num_layers=2")
+    assert repr(TransformerEncoder(3, hidden=8)) == "TransformerEncoder(out_dim=3, hidden=8, num_layers=4, heads=4)"
+
+
+@pytest.mark.parametrize("name", ["gnn", "transformer"])
+def test_a_training_step_reduces_loss(name: str) -> None:
+    torch.manual_seed(0)
+    template = GraphTemplate.from_module(siren(hidden=(8, 8)))
+    params = torch.randn(32, template.num_params) * 0.5
+    target = params[:, -1:]  # regress the output bias
+    batch = template.batch(params)
+    encoder = {"gnn": GNNEncoder, "transformer": TransformerEncoder}[name](1, hidden=16, num_layers=2)
+    encoder.fit_statistics(batch)
+    optimizer = torch.optim.Adam(encoder.parameters() if encoder(batch) is not None else [], lr=3e-3)
+    losses = []
+    for _ in range(40):
+        loss = nn.functional.mse_loss(encoder(batch), target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_probe_features_evaluate_the_inrs() -> None:
+    template = GraphTemplate.from_module(siren())
+    model = randomize(siren(), 2)
+    with torch.no_grad():  # SIREN-scale weights: sin(30 x) of N(0, 1) weights amplifies float32 rounding
+        for parameter in model.parameters():
+            parameter.mul_(0.05)
+    probe = ProbeFeatures(template, num_probes=5)
+    values = probe(template.batch(template.flatten(model.state_dict())[None])).view(template.layout.num_nodes, 5)
+    with torch.no_grad():
+        assert torch.allclose(values[-1], model(probe.coordinates).squeeze(-1), atol=1e-5)
+        assert torch.allclose(values[:2], probe.coordinates.t())
+    encoder = GNNEncoder(3, hidden=8, num_layers=1, probe=probe).eval()
+    permuted, _ = _permuted(model, 4)
+    with torch.no_grad():
+        a = encoder(template.batch(template.flatten(model.state_dict())[None]))
+        b = encoder(template.batch(template.flatten(permuted.state_dict())[None]))
+    assert torch.allclose(a, b, atol=1e-4)
+    from wslgraph import UnsupportedModuleError
+
+    with pytest.raises(UnsupportedModuleError, match="MLP INRs"):
+        ProbeFeatures(GraphTemplate.from_module(small_cnn()))
+
+
+def test_bad_input_gives_typed_errors() -> None:
+    graph = to_graph(siren())
+    encoder = GNNEncoder(3, hidden=8, num_layers=1)
+    batch = collate([graph])
+    broken = batch.clone()
+    del broken.x_mask
+    with pytest.raises(InvalidGraphError, match="x_mask"):
+        encoder(broken)
+    broken = batch.clone()
+    broken.edge_type = broken.edge_type.float()
+    with pytest.raises(InvalidGraphError, match="edge_type must be torch.long"):
+        encoder(broken)
+    with pytest.raises(InvalidGraphError, match="dense=True"):
+        GNNEncoder(3, hidden=8, num_layers=1, dense=True)(collate([graph, to_graph(small_cnn())]))
+    encoder(batch)  # lazily built for 1-wide edge features
+    with pytest.raises(ShapeMismatchError, match="kernel grid"):
+        encoder(collate([to_graph(small_cnn())]))
+    with pytest.raises(ShapeMismatchError, match="max_io"):
+        GNNEncoder(3, hidden=8, num_layers=1, max_io=1)(batch)

@@ -1,0 +1,236 @@
+"""Message passing with edge updates on parameter graphs (NG-GNN style)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.nn import MessagePassing
+
+from wslgraph.nn.backend import scatter
+from wslgraph.nn.dense import DensePlan
+
+__all__ = ["EdgeUpdateConv", "AGGREGATORS", "SCALERS"]
+
+AGGREGATORS = ("mean", "max", "min", "std", "sum")
+SCALERS = ("identity", "amplification", "attenuation")
+_EPS = 1e-5
+
+
+class EdgeUpdateConv(MessagePassing):
+    r"""Message passing with edge updates, PNA aggregation and FiLM messages.
+
+    The layer of NG-GNN (Kofinas et al., ICLR 2024): edges are updated from
+    their endpoints, messages are modulated by the updated edges (FiLM), and
+    nodes aggregate them with several aggregators and degree scalers (PNA,
+    Corso et al., 2020). For a message from :math:`j` to :math:`i`:
+
+    .. math::
+        e'_{ij} &= \mathrm{LN}\big(e_{ij} + W_2\,\sigma(A h_j + B h_i + C e_{ij})\big) \\
+        m_{ij} &= (1 + \gamma(e'_{ij})) \odot W h_j + \beta(e'_{ij}) \\
+        a_i &= \big\Vert_{s \in S} s(d_i) \big\Vert_{\rho \in R} \rho_{j \to i}(m_{ij}) \\
+        h'_i &= \mathrm{LN}\big(h_i + \mathrm{MLP}([h_i, a_i])\big)
+
+    With ``bidirectional``, nodes also aggregate messages along reversed
+    edges (with their own :math:`W, \gamma, \beta`), concatenated to
+    :math:`a_i`. Every operation commutes with permutations of nodes, so
+    the layer is permutation equivariant.
+
+    The layer runs either generically (gather and scatter over
+    ``edge_index``, via :mod:`wslgraph.nn.backend`) or, for a batch of one
+    architecture, on the :mod:`~wslgraph.nn.dense` fast path; both compute
+    the same function.
+
+    Args:
+        channels: Width of node and edge states.
+        aggregators: Subset of ``("mean", "max", "min", "std", "sum")``
+            (default: all).
+        scalers: Subset of ``("identity", "amplification", "attenuation")``
+            (default: all).
+        bidirectional: Also pass messages along reversed edges (default: ``True``).
+        dropout: Dropout in the node MLP (default: ``0.0``).
+
+    Shapes:
+        node states ``[num_nodes, channels]``, edge states
+        ``[num_edges, channels]``, ``edge_index`` ``[2, num_edges]``; returns
+        updated node and edge states of the same shapes.
+    """
+
+    def __init__(self, channels: int, aggregators: Sequence[str] = AGGREGATORS, scalers: Sequence[str] = SCALERS,
+                 bidirectional: bool = True, dropout: float = 0.0) -> None:
+        super().__init__(aggr="sum", node_dim=0)
+        unknown = set(aggregators) - set(AGGREGATORS) or set(scalers) - set(SCALERS)
+        if unknown or not aggregators or not scalers:
+            raise ValueError(f"aggregators must be a non-empty subset of {AGGREGATORS} and scalers of {SCALERS}; "
+                             f"got {tuple(aggregators)}, {tuple(scalers)}")
+        self.channels, self.aggregators, self.scalers = channels, tuple(aggregators), tuple(scalers)
+        self.bidirectional, self.dropout = bidirectional, dropout
+        directions = 2 if bidirectional else 1
+        self.lin_nodes = nn.Linear(channels, 2 * channels)  # A (sources) and B (targets)
+        self.lin_edge = nn.Linear(channels, channels, bias=False)  # C
+        self.edge_out = nn.Linear(channels, channels)  # W_2
+        self.edge_norm = nn.LayerNorm(channels)
+        self.lin_message = nn.Linear(channels, directions * channels)  # W (and W for reversed edges)
+        self.film = nn.Linear(channels, directions * 2 * channels)  # gamma, beta (per direction)
+        aggregated = directions * len(self.aggregators) * len(self.scalers) * channels
+        self.node_mlp = nn.Sequential(nn.Linear(channels + aggregated, channels), nn.SiLU(), nn.Dropout(dropout),
+                                      nn.Linear(channels, channels))
+        self.node_norm = nn.LayerNorm(channels)
+        self.register_buffer("avg_log_degree", torch.tensor(float("nan")))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        for module in (self.lin_nodes, self.lin_edge, self.edge_out, self.lin_message, self.node_mlp[0],
+                       self.node_mlp[3], self.edge_norm, self.node_norm):
+            module.reset_parameters()
+        self.film.reset_parameters()
+        with torch.no_grad():  # gamma starts at 0 (unmodulated messages); beta, the edge term, does not
+            gamma_rows = self.film.weight.view(-1, 2, self.channels, self.channels)[:, 0]
+            gamma_rows.zero_()
+            self.film.bias.view(-1, 2, self.channels)[:, 0].zero_()
+        self.avg_log_degree.fill_(float("nan"))
+
+    def forward(self, h: Tensor, e: Tensor, edge_index: Tensor, plan: DensePlan | None = None) -> tuple[Tensor, Tensor]:
+        """Update node and edge states; ``plan`` selects the dense fast path."""
+        if plan is not None:
+            num_graphs = h.shape[0] // plan.num_nodes
+            h, blocks = self.forward_dense(h, plan.split_edges(e, num_graphs), plan)
+            return h, plan.join_edges(blocks)
+        num_nodes = h.shape[0]
+        p, q = self.lin_nodes(h).chunk(2, dim=-1)
+        e = self.edge_updater(edge_index, p=p, q=q, e=e)
+        messages = self.lin_message(h).chunk(2 if self.bidirectional else 1, dim=-1)
+        films = self.film(e).chunk(2 if self.bidirectional else 1, dim=-1)
+        in_degree = torch.bincount(edge_index[1], minlength=num_nodes)
+        parts = [self._scale(self.propagate(edge_index, w=messages[0], film=films[0]), in_degree)]
+        if self.bidirectional:
+            out_degree = torch.bincount(edge_index[0], minlength=num_nodes)
+            parts.append(self._scale(self.propagate(edge_index.flip(0), w=messages[1], film=films[1]), out_degree))
+        return self._update_nodes(h, parts), e
+
+    # --------------------------------------------------- MessagePassing hooks
+    def edge_update(self, p_j: Tensor, q_i: Tensor, e: Tensor) -> Tensor:
+        return self.edge_norm(e + self.edge_out(nn.functional.silu(p_j + q_i + self.lin_edge(e))))
+
+    def message(self, w_j: Tensor, film: Tensor) -> Tensor:
+        gamma, beta = film.chunk(2, dim=-1)
+        return (1 + gamma) * w_j + beta
+
+    def aggregate(self, inputs: Tensor, index: Tensor, ptr: Tensor | None = None,
+                  dim_size: int | None = None) -> Tensor:
+        stats = {"count": torch.bincount(index, minlength=dim_size).to(inputs.dtype).unsqueeze(-1)}
+        if {"mean", "sum", "std"} & set(self.aggregators):
+            stats["sum"] = scatter(inputs, index, dim_size, "sum")
+        if "std" in self.aggregators:
+            stats["squares"] = scatter(inputs * inputs, index, dim_size, "sum")
+        for reduce in ("max", "min"):
+            if reduce in self.aggregators:
+                stats[reduce] = scatter(inputs, index, dim_size, reduce)
+        return self._finish(stats)
+
+    # ------------------------------------------------------------- dense path
+    def forward_dense(self, h: Tensor, edges: list[Tensor], plan: DensePlan) -> tuple[Tensor, list[Tensor]]:
+        """The same layer with edge states kept per block, ``[graphs, groups, m, k, channels]``.
+
+        Endpoint gathers become broadcasts and aggregations reductions over a
+        block axis; edge states stay split by block across layers (see
+        :meth:`DensePlan.split_edges`), so no edge-sized tensor is sliced or
+        concatenated per layer.
+        """
+        num_graphs, hidden = h.shape[0] // plan.num_nodes, self.channels
+        directions = 2 if self.bidirectional else 1
+        p, q = (plan.by_group(t) for t in self.lin_nodes(h).view(num_graphs, plan.num_nodes, -1).chunk(2, dim=-1))
+        messages = [plan.by_group(t.squeeze(2)) for t in
+                    self.lin_message(h).view(num_graphs, plan.num_nodes, directions, hidden).chunk(directions, dim=2)]
+        received: list[dict[int, list[dict[str, Tensor]]]] = [{} for _ in range(directions)]
+        updated = []
+        for b, e in zip(plan.blocks, edges):
+            pre = (self.lin_edge(e) + p[b.src].view(num_graphs, b.groups, 1, b.k, hidden)
+                   + q[b.dst].view(num_graphs, b.groups, b.m, 1, hidden))
+            e = self.edge_norm(e + self.edge_out(nn.functional.silu(pre)))
+            updated.append(e)
+            film = self.film(e).chunk(2 * directions, dim=-1)
+            for direction in range(directions):
+                gamma, beta = film[2 * direction], film[2 * direction + 1]
+                w = messages[direction]
+                if direction == 1:  # message from target i to source j of each edge, reduced over i
+                    source, axis, start = w[b.dst].view(num_graphs, b.groups, b.m, 1, hidden), 2, b.src
+                else:
+                    source, axis, start = w[b.src].view(num_graphs, b.groups, 1, b.k, hidden), 3, b.dst
+                message = torch.addcmul(beta + source, gamma, source)  # (1 + gamma) * source + beta
+                received[direction].setdefault(start, []).append(
+                    {key: _reduce(message, axis, key).reshape(num_graphs, -1, hidden) for key in self._stat_keys})
+        parts = []
+        for direction in range(directions):
+            degree = plan.out_degree if direction == 1 else plan.in_degree
+            stats = self._assemble(received[direction], plan, degree, num_graphs, h)
+            parts.append(self._scale(self._finish(stats), degree.to(h.device).repeat(num_graphs)))
+        return self._update_nodes(h, parts), updated
+
+    @property
+    def _stat_keys(self) -> list[str]:
+        needed = {"sum": {"mean", "sum", "std"}, "squares": {"std"}, "max": {"max"}, "min": {"min"}}
+        return [key for key, aggregators in needed.items() if aggregators & set(self.aggregators)]
+
+    def _assemble(self, received: dict[int, list[dict[str, Tensor]]], plan: DensePlan, degree: Tensor,
+                  num_graphs: int, like: Tensor) -> dict[str, Tensor]:
+        """Per-node statistics in node order from per-group contributions (no in-place writes).
+
+        Every block sends to whole node groups, so contributions are combined
+        per receiving group; groups that receive nothing get zeros.
+        """
+        combine = {"sum": torch.add, "squares": torch.add, "max": torch.maximum, "min": torch.minimum}
+        stats: dict[str, Tensor] = {}
+        for key in self._stat_keys:
+            columns = []
+            for start, size in plan.groups:
+                parts = [part[key] for part in received.get(start, [])]
+                columns.append(functools.reduce(combine[key], parts) if parts
+                               else like.new_zeros(num_graphs, size, self.channels))
+            stats[key] = torch.cat(columns, dim=1).reshape(-1, self.channels)
+        stats["count"] = degree.to(device=like.device, dtype=like.dtype).repeat(num_graphs).unsqueeze(-1)
+        return stats
+
+    # ---------------------------------------------------------------- shared
+    def _finish(self, stats: dict[str, Tensor]) -> Tensor:
+        """PNA aggregators from per-node message statistics (identical for both paths)."""
+        count = stats["count"].clamp(min=1)
+        out = []
+        for name in self.aggregators:
+            if name == "sum":
+                out.append(stats["sum"])
+            elif name == "mean":
+                out.append(stats["sum"] / count)
+            elif name == "std":
+                mean = stats["sum"] / count
+                out.append(torch.sqrt((stats["squares"] / count - mean * mean).clamp(min=0) + _EPS))
+            else:
+                out.append(stats[name])
+        return torch.cat(out, dim=-1)
+
+    def _scale(self, aggregated: Tensor, degree: Tensor) -> Tensor:
+        log_degree = torch.log(degree.clamp(min=1).to(aggregated.dtype) + 1).unsqueeze(-1)
+        if torch.isnan(self.avg_log_degree):  # lazily, from the first batch: PNA's delta
+            self.avg_log_degree.fill_(float(log_degree[degree > 0].mean()) if bool((degree > 0).any()) else 1.0)
+        delta = self.avg_log_degree.to(aggregated.dtype)
+        factors = {"identity": None, "amplification": log_degree / delta, "attenuation": delta / log_degree}
+        return torch.cat([aggregated if factors[s] is None else aggregated * factors[s] for s in self.scalers], -1)
+
+    def _update_nodes(self, h: Tensor, parts: list[Tensor]) -> Tensor:
+        return self.node_norm(h + self.node_mlp(torch.cat([h, *parts], dim=-1)))
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.channels}, aggregators={self.aggregators}, scalers={self.scalers}, "
+                f"bidirectional={self.bidirectional})")
+
+
+def _reduce(message: Tensor, axis: int, key: str) -> Tensor:
+    if key == "sum":
+        return message.sum(axis)
+    if key == "squares":
+        return (message * message).sum(axis)
+    # max/min with indices: their backward scatters into the arg-max, cheaper than amax's tie mask
+    return message.max(axis).values if key == "max" else message.min(axis).values

@@ -1,0 +1,255 @@
+"""Encoders of parameter graphs: message passing (GNNEncoder) and relational attention."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.nn import Linear
+from torch_geometric.utils import to_dense_batch
+
+from wslgraph.errors import InvalidGraphError
+from wslgraph.graph.layout import GraphLayout
+from wslgraph.nn.conv import AGGREGATORS, SCALERS, EdgeUpdateConv
+from wslgraph.nn.dense import DensePlan, dense_plan
+from wslgraph.nn.encodings import EdgeEncoder, FourierFeatures, NodeEncoder, ParamNormalizer
+from wslgraph.nn.probe import ProbeFeatures
+from wslgraph.nn.readout import InvariantReadout
+from wslgraph.nn.transformer import RelationalAttention
+
+__all__ = ["GNNEncoder", "TransformerEncoder", "GraphEncoderBase"]
+
+_REQUIRED = {"x": True, "x_mask": False, "edge_index": False, "edge_attr": True, "node_type": False,
+             "layer": False, "io_position": False, "activation": False, "edge_type": False}
+
+
+def check_batch(batch: object) -> None:
+    """Raise :class:`InvalidGraphError` unless ``batch`` has every tensor an encoder reads."""
+    missing = [key for key in _REQUIRED if not isinstance(getattr(batch, key, None), Tensor)]
+    if missing:
+        raise InvalidGraphError(f"the batch is missing {missing}; encoders read ParamGraph batches built by "
+                                "wslgraph.to_graph, GraphTemplate.batch or wslgraph.collate")
+    for key, floating in _REQUIRED.items():
+        value = getattr(batch, key)
+        if floating and not value.is_floating_point():
+            raise InvalidGraphError(f"batch.{key} must be floating point, got {value.dtype}")
+        if not floating and key != "x_mask" and value.dtype != torch.long:
+            raise InvalidGraphError(f"batch.{key} must be torch.long, got {value.dtype}")
+    if batch.x_mask.dtype != torch.bool:
+        raise InvalidGraphError(f"batch.x_mask must be torch.bool, got {batch.x_mask.dtype}")
+
+
+def batch_vector(batch: object) -> tuple[Tensor, int]:
+    """The node-to-graph assignment and the number of graphs (a single graph gets zeros)."""
+    vector = getattr(batch, "batch", None)
+    if vector is None:
+        return torch.zeros(batch.x.shape[0], dtype=torch.long, device=batch.x.device), 1
+    return vector, int(batch.num_graphs)
+
+
+class GraphEncoderBase(nn.Module):
+    """Shared input encoding, readout and head of wslgraph's encoders.
+
+    Subclasses implement :meth:`encode` (``batch -> (node states, edge
+    states)``); ``forward`` pools the node states invariantly and maps them
+    to ``out_dim`` with an MLP head.
+    """
+
+    def __init__(self, out_dim: int, hidden: int, fourier_frequencies: int, fourier_scale: float,
+                 readout_hidden: str, readout_output: str, max_io: int, max_layers: int,
+                 probe: ProbeFeatures | None) -> None:
+        super().__init__()
+        self.out_dim, self.hidden = out_dim, hidden
+        self.probe = probe
+        self.normalizer = ParamNormalizer(max_layers)
+        self.fourier = FourierFeatures(fourier_frequencies, fourier_scale)
+        self.node_encoder = NodeEncoder(hidden, self.fourier, max_io, max_layers)
+        self.edge_encoder = EdgeEncoder(hidden, self.fourier)
+        self.readout = InvariantReadout(readout_hidden, readout_output)
+        self.head = nn.Sequential(Linear(-1, hidden), nn.SiLU(), nn.Linear(hidden, out_dim))
+
+    def fit_statistics(self, batches: object) -> GraphEncoderBase:
+        """Fit the per-layer weight normalization on training batches (stored as buffers)."""
+        self.normalizer.fit(batches)
+        return self
+
+    def input_states(self, batch: object) -> tuple[Tensor, Tensor]:
+        """Initial node and edge states of a batch."""
+        check_batch(batch)
+        x, edge_attr = self.normalizer(batch)
+        extra = self.probe(batch) if self.probe is not None else None
+        return self.node_encoder(x, batch, extra), self.edge_encoder(edge_attr, batch.edge_type)
+
+    def encode(self, batch: object) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def forward(self, batch: object) -> Tensor:
+        """Graph-level output ``[num_graphs, out_dim]``, invariant to hidden-neuron permutations."""
+        h, _ = self.encode(batch)
+        vector, num_graphs = batch_vector(batch)
+        pooled = self.readout(h, vector, batch.node_type, batch.layer, batch.io_position, num_graphs)
+        return self.head(pooled)
+
+    def node_embeddings(self, batch: object) -> Tensor:
+        """Node states ``[num_nodes, hidden]``, equivariant to hidden-neuron permutations."""
+        return self.encode(batch)[0]
+
+    def edge_embeddings(self, batch: object) -> Tensor:
+        """Edge states ``[num_edges, hidden]``, equivariant to hidden-neuron permutations."""
+        return self.encode(batch)[1]
+
+    def reset_parameters(self) -> None:
+        for module in self.modules():
+            if module is not self and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+
+
+class GNNEncoder(GraphEncoderBase):
+    r"""Message-passing encoder of parameter graphs (NG-GNN, Kofinas et al., ICLR 2024).
+
+    Node and edge states start from Fourier features of the (normalized)
+    parameters plus activation, edge-type and positional embeddings that keep
+    exactly the hidden-neuron symmetry; ``num_layers``
+    :class:`~wslgraph.nn.EdgeUpdateConv` layers update both; an invariant
+    readout and an MLP head give ``out_dim`` outputs per graph. Input sizes
+    are inferred on the first batch, so ``GNNEncoder(10)(batch)`` works for
+    MLPs, CNNs and mixed batches.
+
+    Batches of one architecture (from :class:`~wslgraph.GraphTemplate`,
+    :func:`~wslgraph.collate` or ``Batch.from_data_list``) run on the dense
+    fast path; others on the generic scatter path. Both compute the same
+    function.
+
+    Args:
+        out_dim: Output size per graph.
+        hidden: Width of node and edge states (default: ``64``).
+        num_layers: Message-passing layers (default: ``4``).
+        aggregators: PNA aggregators (default: mean, max, min, std, sum).
+        scalers: PNA degree scalers (default: identity, amplification, attenuation).
+        bidirectional: Also pass messages backwards along edges (default: ``True``).
+        fourier_frequencies: Random Fourier frequencies per parameter (default: ``16``).
+        fourier_scale: Their standard deviation (default: ``10.0``).
+        readout_hidden: ``"graph"`` or ``"layer"`` pooling of hidden nodes (default: ``"graph"``).
+        readout_output: ``"mean"`` or ``"concat"`` for output nodes (default: ``"mean"``).
+        dropout: Dropout in the node MLPs (default: ``0.0``).
+        dense: ``None`` uses the dense fast path whenever the batch allows
+            it, ``True`` requires it, ``False`` never uses it (default: ``None``).
+        max_io: Most input/output nodes per graph (default: ``1024``).
+        max_layers: Most layers per graph (default: ``64``).
+        probe: :class:`~wslgraph.nn.ProbeFeatures` of an INR architecture whose
+            activations are added to the node features (default: ``None``).
+
+    Shapes:
+        ``forward``: batch of ``num_graphs`` ParamGraphs -> ``[num_graphs, out_dim]``.
+    """
+
+    def __init__(self, out_dim: int, hidden: int = 64, num_layers: int = 4, aggregators: Sequence[str] = AGGREGATORS,
+                 scalers: Sequence[str] = SCALERS, bidirectional: bool = True, fourier_frequencies: int = 16,
+                 fourier_scale: float = 10.0, readout_hidden: str = "graph", readout_output: str = "mean",
+                 dropout: float = 0.0, dense: bool | None = None, max_io: int = 1024, max_layers: int = 64,
+                 probe: ProbeFeatures | None = None) -> None:
+        super().__init__(out_dim, hidden, fourier_frequencies, fourier_scale, readout_hidden, readout_output,
+                         max_io, max_layers, probe)
+        self.dense = dense
+        self.layers = nn.ModuleList(EdgeUpdateConv(hidden, aggregators, scalers, bidirectional, dropout)
+                                    for _ in range(num_layers))
+
+    def encode(self, batch: object) -> tuple[Tensor, Tensor]:
+        """Final node and edge states ``([num_nodes, hidden], [num_edges, hidden])``."""
+        h, e = self.input_states(batch)
+        plan = self.plan_for(batch)
+        if plan is None:
+            for layer in self.layers:
+                h, e = layer(h, e, batch.edge_index)
+            return h, e
+        edges = plan.split_edges(e, h.shape[0] // plan.num_nodes)  # stay split by block across layers
+        for layer in self.layers:
+            h, edges = layer.forward_dense(h, edges, plan)
+        return h, plan.join_edges(edges)
+
+    def plan_for(self, batch: object) -> DensePlan | None:
+        """The dense plan of the batch's architecture, if the fast path applies (and is allowed)."""
+        if self.dense is False:
+            return None
+        layouts = getattr(batch, "layout", None)
+        layouts = layouts if isinstance(layouts, list) else [layouts]
+        unique = {id(layout): layout for layout in layouts}.values()
+        first = next(iter(unique))
+        plan = None
+        if isinstance(first, GraphLayout) and all(layout == first for layout in unique):
+            plan = dense_plan(first)
+            if not plan.matches(batch.edge_index, len(layouts)):
+                plan = None
+        if plan is None and self.dense:
+            raise InvalidGraphError("dense=True but the batch is not a batch of one architecture in template edge "
+                                    "order; build it with GraphTemplate.batch or wslgraph.collate")
+        return plan
+
+    def __repr__(self) -> str:
+        layer = self.layers[0] if len(self.layers) else None
+        options = f", aggregators={layer.aggregators}, bidirectional={layer.bidirectional}" if layer else ""
+        return (f"{type(self).__name__}(out_dim={self.out_dim}, hidden={self.hidden}, "
+                f"num_layers={len(self.layers)}{options})")
+
+
+class TransformerEncoder(GraphEncoderBase):
+    r"""Relational-transformer encoder of parameter graphs (NG-T, Kofinas et al., ICLR 2024).
+
+    The same input encoding, readout and head as :class:`GNNEncoder`, with
+    :class:`~wslgraph.nn.RelationalAttention` layers on dense padded tensors
+    (every node attends to every node of its graph; pairs without an edge get
+    a learned "no edge" state). Padding is masked, so a graph's output does
+    not depend on what else is in its batch. Memory grows with the square of
+    the largest graph's node count. Parallel edges between the same pair of
+    nodes (a residual beside a weight) share one pair state.
+
+    Args:
+        out_dim: Output size per graph.
+        hidden: Width of node and edge states (default: ``64``).
+        num_layers: Attention layers (default: ``4``).
+        heads: Attention heads (default: ``4``).
+        fourier_frequencies, fourier_scale, readout_hidden, readout_output,
+        dropout, max_io, max_layers, probe: As for :class:`GNNEncoder`.
+
+    Shapes:
+        ``forward``: batch of ``num_graphs`` ParamGraphs -> ``[num_graphs, out_dim]``.
+    """
+
+    def __init__(self, out_dim: int, hidden: int = 64, num_layers: int = 4, heads: int = 4,
+                 fourier_frequencies: int = 16, fourier_scale: float = 10.0, readout_hidden: str = "graph",
+                 readout_output: str = "mean", dropout: float = 0.0, max_io: int = 1024, max_layers: int = 64,
+                 probe: ProbeFeatures | None = None) -> None:
+        super().__init__(out_dim, hidden, fourier_frequencies, fourier_scale, readout_hidden, readout_output,
+                         max_io, max_layers, probe)
+        self.layers = nn.ModuleList(RelationalAttention(hidden, heads, dropout) for _ in range(num_layers))
+        self.no_edge = nn.Parameter(torch.zeros(hidden))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        nn.init.normal_(self.no_edge, std=0.02)
+
+    def encode(self, batch: object) -> tuple[Tensor, Tensor]:
+        """Final node and edge states ``([num_nodes, hidden], [num_edges, hidden])``."""
+        h, e = self.input_states(batch)
+        vector, num_graphs = batch_vector(batch)
+        nodes, mask = to_dense_batch(h, vector, batch_size=num_graphs)
+        counts = torch.bincount(vector, minlength=num_graphs)
+        local = torch.arange(h.shape[0], device=h.device) - (torch.cumsum(counts, 0) - counts)[vector]
+        source, target = batch.edge_index
+        pair = (vector[target], local[target], local[source])
+        size = nodes.shape[1]
+        edges = e.new_zeros(num_graphs, size, size, e.shape[-1]).index_put(pair, e, accumulate=True)
+        present = torch.zeros(num_graphs, size, size, dtype=torch.bool, device=h.device).index_put(
+            pair, torch.ones_like(source, dtype=torch.bool))
+        real_pairs = mask.unsqueeze(2) & mask.unsqueeze(1)
+        edges = edges + (real_pairs & ~present).unsqueeze(-1) * self.no_edge
+        for layer in self.layers:
+            nodes, edges = layer(nodes, edges, mask)
+        return nodes[mask], edges[pair]
+
+    def __repr__(self) -> str:
+        heads = self.layers[0].heads if len(self.layers) else None
+        return (f"{type(self).__name__}(out_dim={self.out_dim}, hidden={self.hidden}, "
+                f"num_layers={len(self.layers)}, heads={heads})")

@@ -1,0 +1,111 @@
+"""Probe features: each INR of a batch evaluated on learned coordinates."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+from wslgraph.errors import ShapeMismatchError, UnsupportedModuleError
+from wslgraph.graph.layout import GraphLayout
+from wslgraph.graph.vocab import Activation, EdgeType
+
+if TYPE_CHECKING:
+    from wslgraph.convert.template import GraphTemplate
+
+__all__ = ["ProbeFeatures"]
+
+
+def _activation(kind: Activation, param: float) -> Callable[[Tensor], Tensor]:
+    functions: dict[Activation, Callable[[Tensor], Tensor]] = {
+        Activation.IDENTITY: lambda x: x,
+        Activation.RELU: torch.relu,
+        Activation.LEAKY_RELU: lambda x: nn.functional.leaky_relu(x, param),
+        Activation.ELU: lambda x: nn.functional.elu(x, param),
+        Activation.GELU: nn.functional.gelu,
+        Activation.SILU: nn.functional.silu,
+        Activation.TANH: torch.tanh,
+        Activation.SIGMOID: torch.sigmoid,
+        Activation.SOFTPLUS: lambda x: nn.functional.softplus(x, param),
+        Activation.SINE: lambda x: torch.sin(param * x),
+    }
+    if kind not in functions:
+        raise UnsupportedModuleError(f"probe features cannot evaluate activation {kind.name}")
+    return functions[kind]
+
+
+class ProbeFeatures(nn.Module):
+    """Evaluate every INR of a batch on learned coordinates; neuron activations become node features.
+
+    The probes of Neural Graphs (Kofinas et al., 2024). The INR architecture
+    is given by a :class:`~wslgraph.GraphTemplate` or its layout (MLP INRs: Linear layers,
+    residual additions, activations; no normalization). All INRs of a batch
+    are evaluated at once as batched matrix products; each node gets its
+    post-activation value at every probe point (input nodes get the
+    coordinates).
+
+    Args:
+        architecture: Template (or :class:`~wslgraph.graph.GraphLayout`) of the INR architecture.
+        num_probes: Number of learned probe coordinates (default: ``16``).
+        seed: Seed of their initialization, uniform in [-1, 1] (default: ``0``).
+
+    Shapes:
+        batch of ``N`` graphs of the template's architecture ->
+        ``[N * num_nodes, num_probes]``.
+    """
+
+    def __init__(self, architecture: GraphTemplate | GraphLayout, num_probes: int = 16, seed: int = 0) -> None:
+        super().__init__()
+        layout = architecture if isinstance(architecture, GraphLayout) else architecture.layout
+        unsupported = {b.kind.name for b in layout.edge_blocks} - {EdgeType.LINEAR.name, EdgeType.RESIDUAL.name}
+        if unsupported or layout.node_params and any(p.column != 0 for p in layout.node_params):
+            raise UnsupportedModuleError("probe features evaluate MLP INRs (Linear layers, residual additions, "
+                                         f"activations, no normalization); this architecture has {sorted(unsupported)}"
+                                         " edges or normalization layers")
+        self.layout, self.num_probes = layout, num_probes
+        self._order = _topological_order(layout)
+        generator = torch.Generator().manual_seed(seed)
+        self.coordinates = nn.Parameter(torch.rand(num_probes, layout.groups[0].size, generator=generator) * 2 - 1)
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            self.coordinates.uniform_(-1, 1)
+
+    def forward(self, batch: object) -> Tensor:
+        layout = self.layout
+        layouts = batch.layout if isinstance(batch.layout, list) else [batch.layout]
+        if any(other != layout for other in {id(o): o for o in layouts}.values()):
+            raise ShapeMismatchError("probe features need a batch of the template's INR architecture")
+        num = len(layouts)
+        x = batch.x.view(num, layout.num_nodes, -1)
+        edges = batch.edge_attr.view(num, layout.num_edges, -1)
+        coords = self.coordinates.to(batch.x.dtype)
+        values: dict[int, Tensor] = {0: coords.t().unsqueeze(0).expand(num, -1, -1)}  # [N, size, probes]
+        for index in self._order:
+            group = layout.groups[index]
+            pre = x[:, group.offset:group.offset + group.size, 0:1]  # bias (0 where absent)
+            for block in layout.edge_blocks:
+                if block.dst != index:
+                    continue
+                source = values[block.src]
+                if block.kind == EdgeType.RESIDUAL:
+                    pre = pre + source
+                else:
+                    rows = edges[:, block.offset:block.offset + group.size * source.shape[1], 0]
+                    weight = rows.reshape(num, group.size, source.shape[1])
+                    pre = pre + torch.bmm(weight, source)
+            values[index] = _activation(group.activation, group.activation_param)(pre)
+        return torch.cat([values[i] for i in range(len(layout.groups))], dim=1).reshape(-1, self.num_probes)
+
+
+def _topological_order(layout: GraphLayout) -> list[int]:
+    """Non-input groups in an order where every group comes after the groups feeding it."""
+    feeds = {i: {b.src for b in layout.edge_blocks if b.dst == i} for i in range(1, len(layout.groups))}
+    done, order = {0}, []
+    while len(order) < len(feeds):
+        ready = [i for i, sources in feeds.items() if i not in done and sources <= done]
+        order += ready
+        done.update(ready)
+    return order

@@ -1,0 +1,69 @@
+"""Invariant graph readouts over parameter graphs."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from wslgraph.errors import ShapeMismatchError
+from wslgraph.graph.vocab import NodeType
+from wslgraph.nn.backend import scatter
+
+__all__ = ["InvariantReadout"]
+
+
+class InvariantReadout(nn.Module):
+    """Pool node states into one vector per graph, invariant to hidden-neuron permutations.
+
+    Hidden nodes are pooled by mean and max, either over the whole graph or
+    per layer first (each layer then weighs the same; ``hidden="layer"``).
+    Input nodes are mean-pooled. Output nodes are ordered, so they are
+    concatenated in order (``output="concat"``; every graph must have the
+    same number) or mean-pooled (``output="mean"``, for mixed batches).
+
+    Args:
+        hidden: ``"graph"`` or ``"layer"`` (default: ``"graph"``).
+        output: ``"mean"`` or ``"concat"`` (default: ``"mean"``).
+
+    Shapes:
+        node states ``[num_nodes, C]`` -> ``[num_graphs, 4C]`` (``"mean"``)
+        or ``[num_graphs, (3 + num_outputs) C]`` (``"concat"``).
+    """
+
+    def __init__(self, hidden: str = "graph", output: str = "mean") -> None:
+        super().__init__()
+        if hidden not in ("graph", "layer") or output not in ("mean", "concat"):
+            raise ValueError(f"hidden must be 'graph' or 'layer' and output 'mean' or 'concat', got {hidden!r}, "
+                             f"{output!r}")
+        self.hidden, self.output = hidden, output
+
+    def forward(self, h: Tensor, batch: Tensor, node_type: Tensor, layer: Tensor, io_position: Tensor,
+                num_graphs: int) -> Tensor:
+        hidden = node_type == NodeType.HIDDEN
+        if self.hidden == "layer":
+            # mean per (graph, layer), then mean and max over the layers of each graph
+            max_layer = int(layer.max()) + 1 if layer.numel() else 1
+            cell = batch[hidden] * max_layer + layer[hidden]
+            cells, cell_index = torch.unique(cell, return_inverse=True)
+            per_layer = scatter(h[hidden], cell_index, cells.numel(), "mean")
+            owner = cells // max_layer
+            pooled = [scatter(per_layer, owner, num_graphs, "mean"), scatter(per_layer, owner, num_graphs, "max")]
+        else:
+            pooled = [scatter(h[hidden], batch[hidden], num_graphs, "mean"),
+                      scatter(h[hidden], batch[hidden], num_graphs, "max")]
+        inputs = node_type == NodeType.INPUT
+        pooled.append(scatter(h[inputs], batch[inputs], num_graphs, "mean"))
+        outputs = node_type == NodeType.OUTPUT
+        if self.output == "mean":
+            pooled.append(scatter(h[outputs], batch[outputs], num_graphs, "mean"))
+        else:
+            counts = torch.bincount(batch[outputs], minlength=num_graphs)
+            if counts.numel() and bool((counts != counts[0]).any()):
+                raise ShapeMismatchError("readout output='concat' needs the same number of output nodes in every "
+                                         f"graph, got {sorted(set(counts.tolist()))}; use output='mean'")
+            order = torch.argsort(batch[outputs] * (int(io_position.max()) + 1) + io_position[outputs])
+            pooled.append(h[outputs][order].view(num_graphs, -1))
+        return torch.cat(pooled, dim=-1)
+
+    def extra_repr(self) -> str:
+        return f"hidden={self.hidden!r}, output={self.output!r}"
