@@ -69,6 +69,19 @@ def dense_vs_generic(name: str, factory: object, size: int, repeats: int, device
             "ratio": ratio}
 
 
+def peak_rss() -> int:
+    """Peak resident memory of this process's address space, in bytes.
+
+    ``VmHWM`` starts afresh at ``exec`` (``ru_maxrss`` does not: a spawned
+    worker would inherit its parent's peak).
+    """
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def _measure(args: tuple[str, int, int, int, str]) -> dict:
     """One configuration, in its own process so its peak memory is its own."""
     encoder_name, batch_size, width, repeats, device_name = args
@@ -76,7 +89,7 @@ def _measure(args: tuple[str, int, int, int, str]) -> dict:
     torch.manual_seed(0)
     batch = make_batch(lambda: siren(hidden=(width, width)), batch_size, device)
     encoder = ENCODERS[encoder_name](10, hidden=64, num_layers=4).to(device)
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # batch built, nothing run yet
+    baseline = peak_rss()  # batch built, nothing run yet
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     encoder(batch)  # lazy initialisation
@@ -84,7 +97,7 @@ def _measure(args: tuple[str, int, int, int, str]) -> dict:
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device)
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline
+        peak = peak_rss() - baseline
     return {"encoder": encoder_name, "batch": batch_size, "siren_width": width, "step_s": seconds,
             "graphs_per_s": batch_size / seconds, "peak_bytes": peak}
 
@@ -101,7 +114,7 @@ def main() -> None:
     ratios = [dense_vs_generic(name, factory, size, repeats, device)
               for name, factory in (("SIREN", siren), ("SmallCNN", small_cnn))]
     grid = [(e, b, w, 1 if args.quick else 2, args.device) for e in ENCODERS
-            for b in ((8,) if args.quick else (64, 256)) for w in ((8,) if args.quick else (16, 32, 64))]
+            for b in ((8,) if args.quick else (16, 64)) for w in ((8,) if args.quick else (16, 32, 64))]
     context = multiprocessing.get_context("spawn")
     with context.Pool(1, maxtasksperchild=1) as pool:
         scaling = pool.map(_measure, grid, chunksize=1)

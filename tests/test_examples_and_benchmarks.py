@@ -30,3 +30,18 @@ def test_convert_benchmark_quick(tmp_path: Path) -> None:
         assert row["template_graphs_per_s"] > row["loop_graphs_per_s"] > 0
         assert 0 < row["bandwidth_fraction"] and row["batch_bytes"] > 0
     assert "ratio" in result.stdout and "% of clone()" in result.stdout
+
+
+@pytest.mark.parametrize("script, keys", [("scatter.py", ["rows"]), ("encoders.py", ["dense_vs_generic", "scaling"])])
+def test_nn_benchmarks_quick(tmp_path: Path, script: str, keys: list[str]) -> None:
+    out = tmp_path / "result.json"
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--json", str(out)],
+                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    for key in keys:
+        assert report[key], key
+    if script == "encoders.py":
+        assert {row["architecture"] for row in report["dense_vs_generic"]} == {"SIREN", "SmallCNN"}
+        assert all(row["dense_s"] > 0 and row["generic_s"] > 0 for row in report["dense_vs_generic"])
+        assert {row["encoder"] for row in report["scaling"]} == {"GNNEncoder", "TransformerEncoder"}

@@ -134,14 +134,15 @@ def test_a_training_step_reduces_loss(name: str) -> None:
     batch = template.batch(params)
     encoder = {"gnn": GNNEncoder, "transformer": TransformerEncoder}[name](1, hidden=16, num_layers=2)
     encoder.fit_statistics(batch)
-    optimizer = torch.optim.Adam(encoder.parameters() if encoder(batch) is not None else [], lr=3e-3)
+    encoder(batch)  # lazy initialisation, before the optimizer sees the parameters
+    optimizer = torch.optim.Adam(encoder.parameters(), lr=3e-3)
     losses = []
     for _ in range(40):
         loss = nn.functional.mse_loss(encoder(batch), target)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
 
 
