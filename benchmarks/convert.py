@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import platform
 import time
@@ -27,6 +26,7 @@ from torch import nn
 from torch_geometric.data import Batch
 
 from wslgraph import GraphTemplate, to_graph
+from wslgraph.io import atomic_write_json
 from wslgraph.zoo import siren, small_cnn
 
 GRAPH_KEYS = ("x", "x_mask", "edge_index", "edge_attr", "edge_type", "node_type", "layer", "io_position",
@@ -138,10 +138,7 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "results": results,
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    temporary = args.json.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(report, indent=2))
-    os.replace(temporary, args.json)
+    atomic_write_json(args.json, report)
     print(f"wrote {args.json}")
 
 

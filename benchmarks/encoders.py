@@ -14,9 +14,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
-import os
 import resource
 import time
 from pathlib import Path
@@ -24,6 +22,7 @@ from pathlib import Path
 import torch
 
 from wslgraph import GraphTemplate
+from wslgraph.io import atomic_write_json
 from wslgraph.nn import GNNEncoder, TransformerEncoder
 from wslgraph.zoo import siren, small_cnn
 
@@ -123,10 +122,7 @@ def main() -> None:
               f"{row['graphs_per_s']:>9.1f} graphs/s (fwd+bwd), peak memory {row['peak_bytes'] / 2**20:8.1f} MiB")
     report = {"benchmark": "encoders", "quick": args.quick, "device": str(device), "torch": torch.__version__,
               "threads": torch.get_num_threads(), "dense_vs_generic": ratios, "scaling": scaling}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    temporary = args.json.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(report, indent=2))
-    os.replace(temporary, args.json)
+    atomic_write_json(args.json, report)
     print(f"wrote {args.json}")
 
 

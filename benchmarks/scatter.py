@@ -11,13 +11,12 @@ lists the (device, reduction) pairs where torch_scatter won.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
 from pathlib import Path
 
 import torch
 
+from wslgraph.io import atomic_write_json
 from wslgraph.nn.backend import REDUCTIONS, WITH_TORCH_SCATTER, scatter, set_scatter_backend
 
 
@@ -67,10 +66,7 @@ def main() -> None:
         print("torch_scatter is not installed: only native was measured (pip install 'wslgraph[scatter]')")
     report = {"benchmark": "scatter", "device": str(device), "edges": edges, "channels": channels,
               "torch": torch.__version__, "threads": torch.get_num_threads(), "rows": rows}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    temporary = args.json.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(report, indent=2))
-    os.replace(temporary, args.json)
+    atomic_write_json(args.json, report)
 
 
 if __name__ == "__main__":

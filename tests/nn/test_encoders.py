@@ -188,3 +188,18 @@ def test_bad_input_gives_typed_errors() -> None:
         encoder(collate([to_graph(small_cnn())]))
     with pytest.raises(ShapeMismatchError, match="max_io"):
         GNNEncoder(3, hidden=8, num_layers=1, max_io=1)(batch)
+
+
+def test_readout_options_stay_invariant_and_concat_needs_equal_outputs() -> None:
+    torch.manual_seed(0)
+    for model in (randomize(small_cnn(channels=4), 5), randomize(BasicBlock(3, 4, 2), 6)):
+        encoder = GNNEncoder(4, hidden=16, num_layers=2, readout_hidden="layer", readout_output="concat").eval()
+        permuted, _ = _permuted(model, 2)
+        with torch.no_grad():
+            assert torch.allclose(encoder(_batch(model, model)), encoder(_batch(permuted, model)), atol=1e-4)
+    with pytest.raises(ShapeMismatchError, match="output='concat'"):
+        encoder(_batch(randomize(siren(), 0), randomize(small_cnn(), 0)))  # 1 and 10 outputs in one batch
+    with pytest.raises(ShapeMismatchError, match="head was built for"):
+        encoder(_batch(randomize(small_cnn(channels=4), 0)))  # built for BasicBlock's 4 outputs, not 10
+    with pytest.raises(ValueError, match="hidden must be"):
+        GNNEncoder(4, readout_hidden="sum")

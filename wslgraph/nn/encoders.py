@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import Linear
 from torch_geometric.utils import to_dense_batch
 
-from wslgraph.errors import InvalidGraphError
+from wslgraph.errors import InvalidGraphError, ShapeMismatchError
 from wslgraph.graph.layout import GraphLayout
 from wslgraph.nn.conv import AGGREGATORS, SCALERS, EdgeUpdateConv
 from wslgraph.nn.dense import DensePlan, dense_plan
@@ -89,6 +89,12 @@ class GraphEncoderBase(nn.Module):
         h, _ = self.encode(batch)
         vector, num_graphs = batch_vector(batch)
         pooled = self.readout(h, vector, batch.node_type, batch.layer, batch.io_position, num_graphs)
+        first = self.head[0]
+        if not isinstance(first.weight, nn.parameter.UninitializedParameter) and pooled.shape[-1] != first.in_channels:
+            raise ShapeMismatchError(
+                f"the readout gives {pooled.shape[-1]} features but the head was built for {first.in_channels}: "
+                "with readout_output='concat' every batch needs the number of output neurons of the first batch; "
+                "use readout_output='mean' for architectures with different output sizes")
         return self.head(pooled)
 
     def node_embeddings(self, batch: object) -> Tensor:
