@@ -110,3 +110,28 @@ def test_mlp_on_images_flattened_input_gives_one_node_per_pixel() -> None:
     graph = to_graph(nn.Sequential(nn.Flatten(), nn.Linear(16, 3), nn.ReLU(), nn.Linear(3, 2)))
     assert (graph.node_type == NodeType.INPUT).sum() == 16
     assert graph.num_edges == 16 * 3 + 3 * 2
+
+
+def test_activation_parameters_are_recorded_for_modules_and_functions() -> None:
+    class Functional(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b, self.c = nn.Linear(2, 3), nn.Linear(3, 3), nn.Linear(3, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.c(nn.functional.elu(self.b(nn.functional.leaky_relu(self.a(x), 0.3))))
+
+    groups = to_graph(Functional()).layout.groups
+    assert [(g.activation, g.activation_param) for g in groups[1:3]] == [(Activation.LEAKY_RELU, 0.3),
+                                                                         (Activation.ELU, 1.0)]
+    modules = nn.Sequential(nn.Linear(2, 3), nn.LeakyReLU(0.2), nn.Linear(3, 3), nn.Softplus(beta=2.0),
+                            nn.Linear(3, 3), nn.ReLU(), nn.Linear(3, 1))
+    groups = to_graph(modules).layout.groups
+    assert [g.activation_param for g in groups[1:4]] == [0.2, 2.0, 0.0]
+    assert to_graph(siren_like()).layout.groups[1].activation_param == 30.0
+
+
+def siren_like() -> nn.Sequential:
+    from wslgraph.nn import Sine
+
+    return nn.Sequential(nn.Linear(2, 4), Sine(30.0), nn.Linear(4, 1))

@@ -97,9 +97,19 @@ def _unsupported_norm(name: str, what: str) -> Exception:
                                   "wslgraph supports LayerNorm over the feature dim of a vector (N, C)")
 
 
-def _activation(kind: Activation, param: str | None = None) -> Handler:
+#: Activations with a parameter: its name (module attribute and functional keyword) and
+#: torch's default. Module handlers and functional rules both read this table.
+ACTIVATION_PARAMS: dict[Activation, tuple[str, float]] = {
+    Activation.LEAKY_RELU: ("negative_slope", 0.01),
+    Activation.ELU: ("alpha", 1.0),
+    Activation.SOFTPLUS: ("beta", 1.0),
+}
+
+
+def _activation(kind: Activation) -> Handler:
     def handler(ctx: ConversionContext, module: nn.Module, name: str, value: Value) -> Value:
-        return ctx.activation(value, kind, float(getattr(module, param)) if param else 0.0)
+        param = float(getattr(module, ACTIVATION_PARAMS[kind][0])) if kind in ACTIVATION_PARAMS else 0.0
+        return ctx.activation(value, kind, param)
 
     return handler
 
@@ -139,15 +149,15 @@ def adaptive_output(output_size: object, value: Value) -> tuple[int | None, ...]
     return tuple(s if s is not None else old for s, old in zip(sizes, spatial))
 
 
-_ACTIVATIONS = {  # module type -> (activation, attribute holding its parameter)
-    nn.ReLU: (Activation.RELU, None),
-    nn.LeakyReLU: (Activation.LEAKY_RELU, "negative_slope"),
-    nn.ELU: (Activation.ELU, "alpha"),
-    nn.GELU: (Activation.GELU, None),
-    nn.SiLU: (Activation.SILU, None),
-    nn.Tanh: (Activation.TANH, None),
-    nn.Sigmoid: (Activation.SIGMOID, None),
-    nn.Softplus: (Activation.SOFTPLUS, "beta"),
+_ACTIVATIONS = {
+    nn.ReLU: Activation.RELU,
+    nn.LeakyReLU: Activation.LEAKY_RELU,
+    nn.ELU: Activation.ELU,
+    nn.GELU: Activation.GELU,
+    nn.SiLU: Activation.SILU,
+    nn.Tanh: Activation.TANH,
+    nn.Sigmoid: Activation.SIGMOID,
+    nn.Softplus: Activation.SOFTPLUS,
 }
 
 for _type in (nn.Linear,):
@@ -158,8 +168,8 @@ for _type in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
     register(_type, _batch_norm)
 register(nn.LayerNorm, _layer_norm)
 register(nn.GroupNorm, _group_norm)
-for _type, (_kind, _param) in _ACTIVATIONS.items():
-    register(_type, _activation(_kind, _param))
+for _type, _kind in _ACTIVATIONS.items():
+    register(_type, _activation(_kind))
 register(Sine, _sine)
 for _type in (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout):
     register(_type, _passthrough)

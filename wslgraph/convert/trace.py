@@ -17,7 +17,7 @@ from torch import Tensor, fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from wslgraph.convert.context import ConversionContext, Value
-from wslgraph.convert.registry import adaptive_output, handler_for
+from wslgraph.convert.registry import ACTIVATION_PARAMS, adaptive_output, handler_for
 from wslgraph.errors import ShapeInferenceError, TracingError, UnsupportedModuleError
 from wslgraph.graph.layout import GraphLayout
 from wslgraph.graph.vocab import Activation
@@ -174,15 +174,11 @@ def _value(arg: Any, name: str) -> Value:
     return arg
 
 
-_DEFAULT_PARAMS = {Activation.LEAKY_RELU: ("negative_slope", 0.01), Activation.ELU: ("alpha", 1.0),
-                   Activation.SOFTPLUS: ("beta", 1.0)}
-
-
 def _act(kind: Activation) -> Callable[..., Value]:
     def rule(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Value:
         param = 0.0
-        if kind in _DEFAULT_PARAMS:
-            key, default = _DEFAULT_PARAMS[kind]
+        if kind in ACTIVATION_PARAMS:
+            key, default = ACTIVATION_PARAMS[kind]
             param = float(args[1] if len(args) > 1 else kwargs.get(key, default))
         return ctx.activation(_value(args[0], name), kind, param)
 

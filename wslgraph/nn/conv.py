@@ -121,14 +121,9 @@ class EdgeUpdateConv(MessagePassing):
 
     def aggregate(self, inputs: Tensor, index: Tensor, ptr: Tensor | None = None,
                   dim_size: int | None = None) -> Tensor:
-        stats = {"count": torch.bincount(index, minlength=dim_size).to(inputs.dtype).unsqueeze(-1)}
-        if {"mean", "sum", "std"} & set(self.aggregators):
-            stats["sum"] = scatter(inputs, index, dim_size, "sum")
-        if "std" in self.aggregators:
-            stats["squares"] = scatter(inputs * inputs, index, dim_size, "sum")
-        for reduce in ("max", "min"):
-            if reduce in self.aggregators:
-                stats[reduce] = scatter(inputs, index, dim_size, reduce)
+        stats = {key: scatter(inputs * inputs if key == "squares" else inputs, index, dim_size,
+                              "sum" if key == "squares" else key) for key in self._stat_keys}
+        stats["count"] = torch.bincount(index, minlength=dim_size).to(inputs.dtype).unsqueeze(-1)
         return self._finish(stats)
 
     # ------------------------------------------------------------- dense path
