@@ -5,7 +5,7 @@ from torch import nn
 
 from wslgraph import to_graph
 from wslgraph.graph import Activation, EdgeType, NodeType
-from wslgraph.zoo import BasicBlock
+from wslgraph.zoo import BasicBlock, siren
 
 
 def _mlp_231() -> nn.Sequential:
@@ -128,10 +128,4 @@ def test_activation_parameters_are_recorded_for_modules_and_functions() -> None:
                             nn.Linear(3, 3), nn.ReLU(), nn.Linear(3, 1))
     groups = to_graph(modules).layout.groups
     assert [g.activation_param for g in groups[1:4]] == [0.2, 2.0, 0.0]
-    assert to_graph(siren_like()).layout.groups[1].activation_param == 30.0
-
-
-def siren_like() -> nn.Sequential:
-    from wslgraph.nn import Sine
-
-    return nn.Sequential(nn.Linear(2, 4), Sine(30.0), nn.Linear(4, 1))
+    assert to_graph(siren(hidden=(4,))).layout.groups[1].activation_param == 30.0
