@@ -12,7 +12,14 @@ from torch_geometric.data import Batch
 from wslgraph.convert.features import check_state_dict
 from wslgraph.convert.trace import trace
 from wslgraph.errors import ShapeMismatchError
-from wslgraph.graph.layout import EdgeBlock, GraphLayout, expand_kernel_shape, num_block_edges
+from wslgraph.graph.layout import (
+    EdgeBlock,
+    GraphLayout,
+    batch_layouts,
+    common_layout,
+    expand_kernel_shape,
+    num_block_edges,
+)
 from wslgraph.graph.param_graph import ParamGraph, structure_tensors
 from wslgraph.graph.vocab import NUM_NODE_FEATURES, EdgeType
 
@@ -154,11 +161,11 @@ class GraphTemplate:
     def unbatch(self, batch: ParamGraph | Batch) -> Tensor:
         """The ``[N, P]`` flat parameter vectors of a batch of this architecture."""
         layout = self.layout
-        layouts = batch.layout if isinstance(batch.layout, list) else [batch.layout]
-        if any(other is not layout and other != layout for other in {id(o): o for o in layouts}.values()):
+        shared = common_layout(batch)
+        if shared is not layout and shared != layout:
             raise ShapeMismatchError("the batch holds graphs of another architecture (or with re-padded edge "
                                      "features) than this template; use wslgraph.to_state_dict per graph")
-        num = len(layouts)
+        num = len(batch_layouts(batch))
         expected = {"x": (num * layout.num_nodes, NUM_NODE_FEATURES),
                     "edge_attr": (num * layout.num_edges, layout.edge_dim)}
         for key, shape in expected.items():

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from wslgraph.graph.vocab import Activation, EdgeType, NodeFeature, NodeType
 
-__all__ = ["NodeGroup", "EdgeBlock", "NodeParam", "StateEntry", "GraphLayout"]
+__all__ = ["NodeGroup", "EdgeBlock", "NodeParam", "StateEntry", "GraphLayout", "batch_layouts", "common_layout"]
 
 
 @dataclass(frozen=True)
@@ -172,6 +172,21 @@ class GraphLayout:
         """Leading zero padding of ``block``'s kernel in each grid dimension."""
         shape = expand_kernel_shape(block.kernel_shape, len(self.kernel_grid))
         return tuple((g - k) // 2 for g, k in zip(self.kernel_grid, shape))
+
+
+def batch_layouts(graph: object) -> list[GraphLayout | None]:
+    """The layout of every graph in a ParamGraph or Batch (``None`` where a graph has none)."""
+    layout = getattr(graph, "layout", None)
+    return layout if isinstance(layout, list) else [layout]
+
+
+def common_layout(graph: object) -> GraphLayout | None:
+    """The one layout all graphs of a ParamGraph or Batch share, or ``None`` if they differ."""
+    distinct = list({id(layout): layout for layout in batch_layouts(graph)}.values())
+    first = distinct[0]
+    if isinstance(first, GraphLayout) and all(other is first or other == first for other in distinct[1:]):
+        return first
+    return None
 
 
 def expand_kernel_shape(kernel_shape: tuple[int, ...], rank: int) -> tuple[int, ...]:

@@ -9,7 +9,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from wslgraph.errors import InvalidGraphError, NonFiniteError
-from wslgraph.graph.layout import GraphLayout, block_endpoints, num_block_edges
+from wslgraph.graph.layout import GraphLayout, batch_layouts, block_endpoints, num_block_edges
 from wslgraph.graph.vocab import NUM_NODE_FEATURES, Activation, EdgeType, NodeType
 
 __all__ = ["ParamGraph", "structure_tensors"]
@@ -170,8 +170,7 @@ class ParamGraph(Data):
                                     f"[0, {len(vocab)}): min {int(value.min())}, max {int(value.max())}")
 
     def _check_layout(self, num_nodes: int, num_edges: int, edge_dim: int) -> None:
-        layout = getattr(self, "layout", None)
-        layouts = layout if isinstance(layout, list) else [layout]
+        layouts = batch_layouts(self)
         if any(not isinstance(layout, GraphLayout) for layout in layouts):
             raise InvalidGraphError("ParamGraph has no 'layout' (a GraphLayout); "
                                     "build graphs with wslgraph.to_graph or GraphTemplate.batch")

@@ -10,7 +10,7 @@ from torch_geometric.nn import Linear
 from torch_geometric.utils import to_dense_batch
 
 from wslgraph.errors import InvalidGraphError, ShapeMismatchError
-from wslgraph.graph.layout import GraphLayout
+from wslgraph.graph.layout import batch_layouts, common_layout
 from wslgraph.nn.conv import AGGREGATORS, SCALERS, EdgeUpdateConv
 from wslgraph.nn.dense import DensePlan, dense_plan
 from wslgraph.nn.encodings import EdgeEncoder, FourierFeatures, NodeEncoder, ParamNormalizer
@@ -178,15 +178,10 @@ class GNNEncoder(GraphEncoderBase):
         """The dense plan of the batch's architecture, if the fast path applies (and is allowed)."""
         if self.dense is False:
             return None
-        layouts = getattr(batch, "layout", None)
-        layouts = layouts if isinstance(layouts, list) else [layouts]
-        unique = {id(layout): layout for layout in layouts}.values()
-        first = next(iter(unique))
-        plan = None
-        if isinstance(first, GraphLayout) and all(layout == first for layout in unique):
-            plan = dense_plan(first)
-            if not plan.matches(batch.edge_index, len(layouts)):
-                plan = None
+        layout = common_layout(batch)
+        plan = dense_plan(layout) if layout is not None else None
+        if plan is not None and not plan.matches(batch.edge_index, len(batch_layouts(batch))):
+            plan = None
         if plan is None and self.dense:
             raise InvalidGraphError("dense=True but the batch is not a batch of one architecture in template edge "
                                     "order; build it with GraphTemplate.batch or wslgraph.collate")

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from wslgraph.errors import ShapeMismatchError, UnsupportedModuleError
-from wslgraph.graph.layout import GraphLayout
+from wslgraph.graph.layout import GraphLayout, batch_layouts, common_layout
 from wslgraph.graph.vocab import Activation, EdgeType
 
 if TYPE_CHECKING:
@@ -75,10 +75,10 @@ class ProbeFeatures(nn.Module):
 
     def forward(self, batch: object) -> Tensor:
         layout = self.layout
-        layouts = batch.layout if isinstance(batch.layout, list) else [batch.layout]
-        if any(other != layout for other in {id(o): o for o in layouts}.values()):
+        shared = common_layout(batch)
+        if shared is not layout and shared != layout:
             raise ShapeMismatchError("probe features need a batch of the template's INR architecture")
-        num = len(layouts)
+        num = len(batch_layouts(batch))
         x = batch.x.view(num, layout.num_nodes, -1)
         edges = batch.edge_attr.view(num, layout.num_edges, -1)
         coords = self.coordinates.to(batch.x.dtype)
