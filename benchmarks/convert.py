@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from timing import best_time  # benchmarks/timing.py (the script's folder is on sys.path)
 from torch import nn
 from torch_geometric.data import Batch
 
@@ -31,20 +32,6 @@ from wslgraph.zoo import siren, small_cnn
 
 GRAPH_KEYS = ("x", "x_mask", "edge_index", "edge_attr", "edge_type", "node_type", "layer", "io_position",
               "activation", "scalars", "batch", "ptr")
-
-
-def best_time(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
-    """Best wall time of ``repeats`` calls (the first call also warms caches and allocator)."""
-    times = []
-    for _ in range(repeats + 1):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return min(times[1:])
 
 
 def batch_bytes(batch: Batch) -> int:

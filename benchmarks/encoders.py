@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import resource
-import time
 from pathlib import Path
 
 import torch
+from timing import best_time  # benchmarks/timing.py (the script's folder is on sys.path)
 
 from wslgraph import GraphTemplate
 from wslgraph.io import atomic_write_json
@@ -29,21 +29,9 @@ from wslgraph.zoo import siren, small_cnn
 ENCODERS = {"GNNEncoder": GNNEncoder, "TransformerEncoder": TransformerEncoder}
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def step_time(encoder: torch.nn.Module, batch: object, repeats: int, device: torch.device) -> float:
     """Best forward+backward time over ``repeats`` (after one warm-up)."""
-    times = []
-    for _ in range(repeats + 1):
-        _sync(device)
-        start = time.perf_counter()
-        encoder(batch).square().mean().backward()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return min(times[1:])
+    return best_time(lambda: encoder(batch).square().mean().backward(), repeats, device)
 
 
 def make_batch(factory: object, size: int, device: torch.device) -> object:

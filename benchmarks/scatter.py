@@ -11,10 +11,10 @@ lists the (device, reduction) pairs where torch_scatter won.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import torch
+from timing import best_time  # benchmarks/timing.py (the script's folder is on sys.path)
 
 from wslgraph.io import atomic_write_json
 from wslgraph.nn.backend import REDUCTIONS, WITH_TORCH_SCATTER, scatter, set_scatter_backend
@@ -26,16 +26,8 @@ def time_reduction(src: torch.Tensor, index: torch.Tensor, size: int, reduce: st
         out = scatter(src if backward else src.detach(), index, size, reduce)
         if backward:
             out.sum().backward()
-        if src.is_cuda:
-            torch.cuda.synchronize()
 
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return best_time(run, repeats, src.device)
 
 
 def main() -> None:
