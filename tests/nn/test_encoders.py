@@ -203,3 +203,11 @@ def test_readout_options_stay_invariant_and_concat_needs_equal_outputs() -> None
         encoder(_batch(randomize(small_cnn(channels=4), 0)))  # built for BasicBlock's 4 outputs, not 10
     with pytest.raises(ValueError, match="hidden must be"):
         GNNEncoder(4, readout_hidden="sum")
+
+
+def test_encoder_reset_keeps_each_layers_own_initialisation() -> None:
+    encoder = GNNEncoder(3, hidden=8, num_layers=2)
+    encoder.reset_parameters()
+    for layer in encoder.layers:  # FiLM's gamma rows start at zero; a blanket reset would re-randomise them
+        gamma = layer.film.weight.view(-1, 2, 8, 8)[:, 0]
+        assert gamma.abs().sum() == 0 and layer.film.weight.abs().sum() > 0

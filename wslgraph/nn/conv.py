@@ -19,6 +19,26 @@ SCALERS = ("identity", "amplification", "attenuation")
 _EPS = 1e-5
 
 
+class FiLMProjection(nn.Linear):
+    """Edge state to ``[gamma, beta]`` per direction; gamma starts at 0, beta does not.
+
+    The zero gamma (unmodulated messages at the start) belongs to this
+    module's own ``reset_parameters``, so any reset of the model keeps it; beta,
+    the edge term of the messages, starts random so that weights reach the
+    node states from the first step.
+    """
+
+    def __init__(self, channels: int, directions: int) -> None:
+        self.channels = channels
+        super().__init__(channels, directions * 2 * channels)
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        with torch.no_grad():
+            self.weight.view(-1, 2, self.channels, self.channels)[:, 0].zero_()
+            self.bias.view(-1, 2, self.channels)[:, 0].zero_()
+
+
 class EdgeUpdateConv(MessagePassing):
     r"""Message passing with edge updates, PNA aggregation and FiLM messages.
 
@@ -73,7 +93,7 @@ class EdgeUpdateConv(MessagePassing):
         self.edge_out = nn.Linear(channels, channels)  # W_2
         self.edge_norm = nn.LayerNorm(channels)
         self.lin_message = nn.Linear(channels, directions * channels)  # W (and W for reversed edges)
-        self.film = nn.Linear(channels, directions * 2 * channels)  # gamma, beta (per direction)
+        self.film = FiLMProjection(channels, directions)  # gamma, beta (per direction)
         aggregated = directions * len(self.aggregators) * len(self.scalers) * channels
         self.node_mlp = nn.Sequential(nn.Linear(channels + aggregated, channels), nn.SiLU(), nn.Dropout(dropout),
                                       nn.Linear(channels, channels))
@@ -87,10 +107,6 @@ class EdgeUpdateConv(MessagePassing):
                        self.node_mlp[3], self.edge_norm, self.node_norm):
             module.reset_parameters()
         self.film.reset_parameters()
-        with torch.no_grad():  # gamma starts at 0 (unmodulated messages); beta, the edge term, does not
-            gamma_rows = self.film.weight.view(-1, 2, self.channels, self.channels)[:, 0]
-            gamma_rows.zero_()
-            self.film.bias.view(-1, 2, self.channels)[:, 0].zero_()
         self.avg_log_degree.fill_(float("nan"))
 
     def forward(self, h: Tensor, e: Tensor, edge_index: Tensor, plan: DensePlan | None = None) -> tuple[Tensor, Tensor]:
@@ -162,7 +178,7 @@ class EdgeUpdateConv(MessagePassing):
         for direction in range(directions):
             degree = plan.out_degree if direction == 1 else plan.in_degree
             stats = self._assemble(received[direction], plan, degree, num_graphs, h)
-            parts.append(self._scale(self._finish(stats), degree.to(h.device).repeat(num_graphs)))
+            parts.append(self._scale(self._finish(stats), stats["count"].squeeze(-1)))
         return self._update_nodes(h, parts), updated
 
     @property
