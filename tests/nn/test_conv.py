@@ -6,6 +6,7 @@ import torch
 from tests.models import DepthwiseNet, ResidualMLP
 from wslgraph import GraphTemplate
 from wslgraph.nn import EdgeUpdateConv, dense_plan
+from wslgraph.nn.conv import FiLMMessageStats
 from wslgraph.zoo import BasicBlock, siren, small_cnn
 
 
@@ -15,8 +16,9 @@ def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @pytest.mark.parametrize("factory", [siren, small_cnn, lambda: BasicBlock(3, 4, 2), DepthwiseNet,
                                      lambda: ResidualMLP(4, 2, True)])
-@pytest.mark.parametrize("options", [{}, {"bidirectional": False}, {"aggregators": ("max", "std"),
-                                                                     "scalers": ("identity",)}])
+@pytest.mark.parametrize("options", [{}, {"bidirectional": False},
+                                     {"aggregators": ("max", "std"), "scalers": ("identity",)},
+                                     {"aggregators": ("min",), "scalers": ("attenuation", "identity")}])
 def test_dense_path_equals_generic_path(factory, options) -> None:
     torch.manual_seed(0)
     template = GraphTemplate.from_module(factory())
@@ -51,3 +53,33 @@ def test_conv_repr_and_bad_options() -> None:
     assert repr(EdgeUpdateConv(8, bidirectional=False)).startswith("EdgeUpdateConv(8, aggregators=")
     with pytest.raises(ValueError, match="subset"):
         EdgeUpdateConv(8, aggregators=("median",))
+
+
+@pytest.mark.parametrize("keys", [("sum", "squares", "max", "min"), ("max",), ("sum",), ("min", "sum")])
+@pytest.mark.parametrize("shape", [(2, 1, 3, 4), (2, 3, 1, 1), (2, 2, 1, 3)])  # graphs, groups, m, k
+def test_film_message_stats_gradients(keys, shape) -> None:
+    """The fused backward against autograd's numerical gradients (float64)."""
+    torch.manual_seed(1)
+    channels = 3
+    edges = torch.randn(*shape, channels, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(4 * channels, channels, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(4 * channels, dtype=torch.float64, requires_grad=True)
+    graphs, groups, m, k = shape
+    sources = (torch.randn(graphs, groups, 1, k, channels, dtype=torch.float64, requires_grad=True),
+               torch.randn(graphs, groups, m, 1, channels, dtype=torch.float64, requires_grad=True))
+    assert torch.autograd.gradcheck(lambda e, w, b, s0, s1: FiLMMessageStats.apply(e, w, b, keys, s0, s1),
+                                    (edges, weight, bias, *sources))
+
+
+def test_film_message_stats_forward_matches_its_definition() -> None:
+    torch.manual_seed(2)
+    edges, weight, bias = torch.randn(2, 1, 3, 4, 5), torch.randn(20, 5), torch.randn(20)
+    sources = (torch.randn(2, 1, 1, 4, 5), torch.randn(2, 1, 3, 1, 5))
+    stats = FiLMMessageStats.apply(edges, weight, bias, ("sum", "squares", "max", "min"), *sources)
+    film = torch.nn.functional.linear(edges, weight, bias).split(5, dim=-1)
+    for direction, source in enumerate(sources):
+        message = (1 + film[2 * direction]) * source + film[2 * direction + 1]
+        expected = [message.sum(3 - direction), message.square().sum(3 - direction),
+                    message.amax(3 - direction), message.amin(3 - direction)]
+        for got, want in zip(stats[4 * direction:4 * direction + 4], expected):
+            torch.testing.assert_close(got, want)

@@ -17,6 +17,7 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
+from wslgraph.errors import InvalidGraphError
 from wslgraph.graph.vocab import Activation, EdgeType, NodeFeature, NodeType
 
 __all__ = ["NodeGroup", "EdgeBlock", "NodeParam", "StateEntry", "GraphLayout", "batch_layouts", "common_layout"]
@@ -172,6 +173,53 @@ class GraphLayout:
         """Leading zero padding of ``block``'s kernel in each grid dimension."""
         shape = expand_kernel_shape(block.kernel_shape, len(self.kernel_grid))
         return tuple((g - k) // 2 for g, k in zip(self.kernel_grid, shape))
+
+    def to_dict(self) -> dict:
+        """A JSON-ready description (enums by name, dtypes as strings); :meth:`from_dict` inverts it."""
+        return {
+            "groups": [{**vars(g), "node_type": g.node_type.name, "activation": g.activation.name}
+                       for g in self.groups],
+            "edge_blocks": [{**vars(b), "kind": b.kind.name, "weight_shape": list(b.weight_shape),
+                             "kernel_shape": list(b.kernel_shape)} for b in self.edge_blocks],
+            "node_params": [{"key": p.key, "group": p.group, "column": p.column.name} for p in self.node_params],
+            "scalars": list(self.scalars),
+            "state": [{"key": e.key, "shape": list(e.shape), "dtype": _dtype_name(e.dtype)} for e in self.state],
+            "kernel_grid": list(self.kernel_grid),
+            "dtype": _dtype_name(self.dtype),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> GraphLayout:
+        """The layout described by :meth:`to_dict`'s output; malformed input raises :class:`InvalidGraphError`."""
+        try:
+            return cls(
+                groups=tuple(NodeGroup(**{**g, "node_type": NodeType[g["node_type"]],
+                                          "activation": Activation[g["activation"]]}) for g in data["groups"]),
+                edge_blocks=tuple(EdgeBlock(**{**b, "kind": EdgeType[b["kind"]],
+                                               "weight_shape": tuple(b["weight_shape"]),
+                                               "kernel_shape": tuple(b["kernel_shape"])})
+                                  for b in data["edge_blocks"]),
+                node_params=tuple(NodeParam(p["key"], p["group"], NodeFeature[p["column"]])
+                                  for p in data["node_params"]),
+                scalars=tuple(data["scalars"]),
+                state=tuple(StateEntry(e["key"], tuple(e["shape"]), _dtype(e["dtype"])) for e in data["state"]),
+                kernel_grid=tuple(data["kernel_grid"]),
+                dtype=_dtype(data["dtype"]),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise InvalidGraphError(f"not a GraphLayout description ({type(error).__name__}: {error}); "
+                                    "it must come from GraphLayout.to_dict()") from error
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _dtype(name: str) -> torch.dtype:
+    dtype = getattr(torch, str(name), None)
+    if not isinstance(dtype, torch.dtype):
+        raise ValueError(f"unknown dtype {name!r}")
+    return dtype
 
 
 def batch_layouts(graph: object) -> list[GraphLayout | None]:

@@ -12,7 +12,7 @@ from torch_geometric.nn import MessagePassing
 from wslgraph.nn.backend import scatter
 from wslgraph.nn.dense import DensePlan
 
-__all__ = ["EdgeUpdateConv", "AGGREGATORS", "SCALERS"]
+__all__ = ["EdgeUpdateConv", "FiLMMessageStats", "AGGREGATORS", "SCALERS"]
 
 AGGREGATORS = ("mean", "max", "min", "std", "sum")
 SCALERS = ("identity", "amplification", "attenuation")
@@ -121,10 +121,10 @@ class EdgeUpdateConv(MessagePassing):
         messages = self.lin_message(h).chunk(2 if self.bidirectional else 1, dim=-1)
         films = self.film(e).chunk(2 if self.bidirectional else 1, dim=-1)
         in_degree = torch.bincount(edge_index[1], minlength=num_nodes)
-        parts = [self._scale(self.propagate(edge_index, w=messages[0], film=films[0]), in_degree)]
+        parts = [(self.propagate(edge_index, w=messages[0], film=films[0]), in_degree)]
         if self.bidirectional:
             out_degree = torch.bincount(edge_index[0], minlength=num_nodes)
-            parts.append(self._scale(self.propagate(edge_index.flip(0), w=messages[1], film=films[1]), out_degree))
+            parts.append((self.propagate(edge_index.flip(0), w=messages[1], film=films[1]), out_degree))
         return self._update_nodes(h, parts), e
 
     # --------------------------------------------------- MessagePassing hooks
@@ -157,28 +157,28 @@ class EdgeUpdateConv(MessagePassing):
         messages = [plan.by_group(t.squeeze(2)) for t in
                     self.lin_message(h).view(num_graphs, plan.num_nodes, directions, hidden).chunk(directions, dim=2)]
         received: list[dict[int, list[dict[str, Tensor]]]] = [{} for _ in range(directions)]
+        keys = tuple(self._stat_keys)
         updated = []
         for b, e in zip(plan.blocks, edges):
             pre = (self.lin_edge(e) + p[b.src].view(num_graphs, b.groups, 1, b.k, hidden)
                    + q[b.dst].view(num_graphs, b.groups, b.m, 1, hidden))
             e = self.edge_norm(e + self.edge_out(nn.functional.silu(pre)))
             updated.append(e)
-            film = self.film(e).chunk(2 * directions, dim=-1)
-            for direction in range(directions):
-                gamma, beta = film[2 * direction], film[2 * direction + 1]
-                w = messages[direction]
-                if direction == 1:  # message from target i to source j of each edge, reduced over i
-                    source, axis, start = w[b.dst].view(num_graphs, b.groups, b.m, 1, hidden), 2, b.src
-                else:
-                    source, axis, start = w[b.src].view(num_graphs, b.groups, 1, b.k, hidden), 3, b.dst
-                message = torch.addcmul(beta + source, gamma, source)  # (1 + gamma) * source + beta
+            # direction 0: messages from source j to target i, reduced over j (axis 3);
+            # direction 1: from target i to source j, reduced over i (axis 2)
+            sources = [messages[0][b.src].view(num_graphs, b.groups, 1, b.k, hidden)]
+            if self.bidirectional:
+                sources.append(messages[1][b.dst].view(num_graphs, b.groups, b.m, 1, hidden))
+            stats = FiLMMessageStats.apply(e, self.film.weight, self.film.bias, keys, *sources)
+            for direction, start in enumerate((b.dst, b.src)[:directions]):
                 received[direction].setdefault(start, []).append(
-                    {key: _reduce(message, axis, key).reshape(num_graphs, -1, hidden) for key in self._stat_keys})
+                    {key: stats[direction * len(keys) + i].reshape(num_graphs, -1, hidden)
+                     for i, key in enumerate(keys)})
         parts = []
         for direction in range(directions):
             degree = plan.out_degree if direction == 1 else plan.in_degree
             stats = self._assemble(received[direction], plan, degree, num_graphs, h)
-            parts.append(self._scale(self._finish(stats), stats["count"].squeeze(-1)))
+            parts.append((self._finish(stats), stats["count"].squeeze(-1)))
         return self._update_nodes(h, parts), updated
 
     @property
@@ -222,26 +222,135 @@ class EdgeUpdateConv(MessagePassing):
                 out.append(stats[name])
         return torch.cat(out, dim=-1)
 
-    def _scale(self, aggregated: Tensor, degree: Tensor) -> Tensor:
-        log_degree = torch.log(degree.clamp(min=1).to(aggregated.dtype) + 1).unsqueeze(-1)
+    def _degree_factors(self, degree: Tensor, dtype: torch.dtype) -> Tensor:
+        """PNA's degree scalers per node, ``[num_nodes, len(scalers)]``."""
+        log_degree = torch.log(degree.clamp(min=1).to(dtype) + 1)
         if torch.isnan(self.avg_log_degree):  # lazily, from the first batch: PNA's delta
             self.avg_log_degree.fill_(float(log_degree[degree > 0].mean()) if bool((degree > 0).any()) else 1.0)
-        delta = self.avg_log_degree.to(aggregated.dtype)
-        factors = {"identity": None, "amplification": log_degree / delta, "attenuation": delta / log_degree}
-        return torch.cat([aggregated if factors[s] is None else aggregated * factors[s] for s in self.scalers], -1)
+        delta = self.avg_log_degree.to(dtype)
+        factors = {"identity": torch.ones_like(log_degree), "amplification": log_degree / delta,
+                   "attenuation": delta / log_degree}
+        return torch.stack([factors[s] for s in self.scalers], dim=-1)
 
-    def _update_nodes(self, h: Tensor, parts: list[Tensor]) -> Tensor:
-        return self.node_norm(h + self.node_mlp(torch.cat([h, *parts], dim=-1)))
+    def _update_nodes(self, h: Tensor, parts: list[tuple[Tensor, Tensor]]) -> Tensor:
+        r"""``LN(h + MLP([h, s_1 a, s_2 a, ...]))`` for the aggregations ``a`` and degree scalers ``s``.
+
+        The scalers are per-node numbers, so the first linear map of the
+        MLP is applied to ``a`` once per scaler block of its weight and the
+        results are combined with the scalers, instead of materialising the
+        ``len(scalers)`` times wider scaled copies of ``a``; the function
+        (and the parameter layout) is that of the concatenation.
+        """
+        first, hidden = self.node_mlp[0], self.channels
+        out = nn.functional.linear(h, first.weight[:, :hidden], first.bias)
+        column = hidden
+        for aggregated, degree in parts:
+            width, scalers = aggregated.shape[-1], len(self.scalers)
+            weight = first.weight[:, column:column + scalers * width]  # [hidden, scalers * width], scaler-major
+            column += scalers * width
+            per_scaler = nn.functional.linear(aggregated, weight.reshape(hidden * scalers, width) if scalers == 1 else
+                                              weight.view(hidden, scalers, width).transpose(0, 1)
+                                              .reshape(scalers * hidden, width))
+            factors = self._degree_factors(degree, aggregated.dtype)
+            out = out + torch.bmm(factors.unsqueeze(1), per_scaler.view(-1, scalers, hidden)).squeeze(1)
+        return self.node_norm(h + self.node_mlp[3](self.node_mlp[2](self.node_mlp[1](out))))
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({self.channels}, aggregators={self.aggregators}, scalers={self.scalers}, "
                 f"bidirectional={self.bidirectional})")
 
 
-def _reduce(message: Tensor, axis: int, key: str) -> Tensor:
-    if key == "sum":
-        return message.sum(axis)
-    if key == "squares":
-        return (message * message).sum(axis)
-    # max/min with indices: their backward scatters into the arg-max, cheaper than amax's tie mask
-    return message.max(axis).values if key == "max" else message.min(axis).values
+
+class FiLMMessageStats(torch.autograd.Function):
+    r"""FiLM messages of one dense block and their statistics, with a fused backward.
+
+    ``film_weight`` and ``film_bias`` are those of :class:`FiLMProjection`:
+    the ``2 * directions`` blocks of ``channels`` rows give
+    :math:`\gamma_d, \beta_d` of the edge states ``edges``
+    ``[graphs, groups, m, k, channels]``. For every direction ``d`` (source
+    tensor ``sources[d]``, broadcastable to the block; reduced over axis 3
+    for ``d = 0`` and axis 2 for ``d = 1``) the messages are
+    :math:`m = (1 + \gamma_d) \odot s_d + \beta_d`; the outputs are, per
+    direction, the statistics named by ``keys`` (``sum``, ``squares``,
+    ``max``, ``min``) reduced over the block axis.
+
+    Composed from autograd primitives, this step's backward would
+    materialise a full-size gradient per statistic (zeros plus a scatter
+    for ``max`` and ``min``), add them up, and concatenate the gradients of
+    the ``[..., 4 * channels]`` projection's slices, which are strided (slow)
+    views. Here each of :math:`\gamma_d, \beta_d` is its own contiguous
+    matrix product and the message gradient is built once, in place.
+    First-order gradients only (``once_differentiable``); for higher-order
+    derivatives run the encoder with ``dense=False``.
+    """
+
+    @staticmethod
+    def forward(ctx, edges: Tensor, film_weight: Tensor, film_bias: Tensor, keys: tuple[str, ...],
+                *sources: Tensor) -> tuple[Tensor, ...]:
+        channels = edges.shape[-1]
+        flat_edges = edges.reshape(-1, channels)
+        weights, biases = film_weight.split(channels), film_bias.split(channels)
+        outputs, saved = [], []
+        for direction, source in enumerate(sources):
+            axis = 3 - direction
+            # (1 + gamma) * s + beta with the biases folded into the small source term:
+            # gamma_0 * s + beta_0 + (1 + b_gamma) * s + b_beta, gamma_0 and beta_0 without bias
+            gamma = (flat_edges @ weights[2 * direction].T).view(edges.shape)
+            message = (flat_edges @ weights[2 * direction + 1].T).view(edges.shape)
+            message.add_(torch.addcmul(biases[2 * direction + 1], source, 1 + biases[2 * direction]))
+            message.addcmul_(gamma, source)
+            saved += [gamma, message]
+            for key in keys:
+                if key == "sum":
+                    outputs.append(message.sum(axis))
+                elif key == "squares":
+                    outputs.append((message * message).sum(axis))
+                else:
+                    values, index = message.max(axis) if key == "max" else message.min(axis)
+                    outputs.append(values)
+                    saved.append(index)
+        ctx.keys, ctx.directions = keys, len(sources)
+        ctx.save_for_backward(edges, film_weight, film_bias, *sources, *saved)
+        return tuple(outputs)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, *grads: Tensor) -> tuple[Tensor | None, ...]:
+        keys, directions = ctx.keys, ctx.directions
+        edges, film_weight, film_bias, *rest = ctx.saved_tensors
+        sources, saved = rest[:directions], iter(rest[directions:])
+        channels = edges.shape[-1]
+        flat_edges = edges.reshape(-1, channels)
+        gamma_bias = film_bias.split(channels)[::2]
+        grads = iter(grads)
+        grad_weight, grad_bias, grad_sources = [], [], []
+        grad_edges = None
+        for direction, source in enumerate(sources):
+            axis = 3 - direction
+            gamma, message = next(saved), next(saved)  # gamma without its bias
+            stat_grads = {key: next(grads).unsqueeze(axis) for key in keys}
+            # the gradient of the messages (and of beta), built once
+            if "sum" in stat_grads and "squares" in stat_grads:
+                grad_message = torch.addcmul(stat_grads["sum"], message, stat_grads["squares"], value=2)
+            elif "sum" in stat_grads:
+                grad_message = stat_grads["sum"].expand_as(message).clone(memory_format=torch.contiguous_format)
+            elif "squares" in stat_grads:
+                grad_message = message * stat_grads["squares"] * 2
+            else:
+                grad_message = torch.zeros_like(message)
+            for key in ("max", "min"):
+                if key in stat_grads:
+                    grad_message.scatter_add_(axis, next(saved).unsqueeze(axis), stat_grads[key])
+            # sources: sum over the broadcast axes of grad * (1 + gamma_0 + b_gamma)
+            summed = grad_message.sum_to_size(source.shape)
+            grad_sources.append(torch.addcmul(grad_message, grad_message, gamma).sum_to_size(source.shape)
+                                + summed * gamma_bias[direction])
+            grad_gamma = grad_message * source
+            for index, grad, bias_grad in ((2 * direction, grad_gamma, (summed * source).sum_to_size(channels)),
+                                           (2 * direction + 1, grad_message, summed.sum_to_size(channels))):
+                flat = grad.reshape(-1, channels)
+                weight = film_weight[index * channels:(index + 1) * channels]
+                grad_edges = flat @ weight if grad_edges is None else grad_edges.addmm_(flat, weight)
+                grad_weight.append(flat.T @ flat_edges)
+                grad_bias.append(bias_grad)
+        return (grad_edges.view_as(edges), torch.cat(grad_weight), torch.cat(grad_bias), None, *grad_sources)
