@@ -1,4 +1,4 @@
-"""The command line: the interim demo converts the built-in models exactly."""
+"""The command line: the demo converts the built-in models exactly; zoo jobs generate, resume and report."""
 
 from wslgraph.cli import main
 
@@ -8,3 +8,30 @@ def test_demo_runs_and_reports_exact_round_trips(capsys) -> None:
     out = capsys.readouterr().out
     assert out.count(": exact") == 3
     assert "50 SIRENs" in out and "unbatch exact: True" in out
+
+
+def test_zoo_commands_generate_resume_and_report(tmp_path, capsys) -> None:
+    out = tmp_path / "zoo"
+    arguments = ["zoo", "inr", str(out), "--train-images", "6", "--test-images", "2", "--steps", "3",
+                 "--shard-size", "4", "--no-compile", "--quiet"]
+    assert main(arguments) == 0
+    first = {p.name: p.read_bytes() for p in out.glob("shard-*")}
+    assert main(arguments) == 0  # a second run finds every shard done
+    assert {p.name: p.read_bytes() for p in out.glob("shard-*")} == first
+    assert main(["zoo", "info", str(out)]) == 0
+    assert "inr zoo, 8 models in 2 shards" in capsys.readouterr().out
+    assert main(["zoo", "cnn", str(tmp_path / "cnn"), "--count", "2", "--epochs", "1", "--steps-per-epoch", "2",
+                 "--models-per-shard", "2", "--train-images", "50", "--test-images", "20", "--quiet"]) == 0
+    assert main(["zoo", "info", str(tmp_path / "cnn")]) == 0
+    assert "cnn zoo, 4 models" in capsys.readouterr().out
+
+
+def test_zoo_errors_are_reported_not_raised(tmp_path, capsys) -> None:
+    assert main(["zoo", "info", str(tmp_path / "missing")]) == 2
+    assert "manifest.json does not exist" in capsys.readouterr().err
+    out = tmp_path / "zoo"
+    assert main(["zoo", "inr", str(out), "--train-images", "2", "--test-images", "0", "--steps", "1",
+                 "--shard-size", "2", "--no-compile", "--quiet"]) == 0
+    assert main(["zoo", "inr", str(out), "--train-images", "2", "--test-images", "0", "--steps", "2",
+                 "--shard-size", "2", "--no-compile", "--quiet"]) == 2
+    assert "different zoo job" in capsys.readouterr().err

@@ -46,3 +46,17 @@ def test_nn_benchmarks_quick(tmp_path: Path, script: str, keys: list[str]) -> No
         assert {row["architecture"] for row in report["dense_vs_generic"]} == {"SIREN", "SmallCNN"}
         assert all(row["dense_s"] > 0 and row["generic_s"] > 0 for row in report["dense_vs_generic"])
         assert {row["encoder"] for row in report["scaling"]} == {"GNNEncoder", "TransformerEncoder"}
+
+
+def test_zoo_fit_benchmark_quick(tmp_path: Path) -> None:
+    out = tmp_path / "zoo_fit.json"
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "zoo_fit.py"), "--quick", "--json", str(out)],
+                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    methods = {row["method"]: row for row in report["methods"]}
+    assert set(methods) == {"per-model loop", "batched, eager", "batched, compiled"}
+    for row in methods.values():
+        assert row["inr_steps_per_s"] > 0 and 0 < row["fraction_of_sgemm"] < 1
+    assert methods["batched, eager"]["speedup_vs_loop"] > 1  # batching beats the loop even in the quick mode
+    assert report["psnr_quantiles"]["min"] > 0 and "% of sgemm" in result.stdout

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
+
+from wslgraph.errors import WSLGraphError
 
 __all__ = ["main"]
 
@@ -42,14 +46,129 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if same else 1
 
 
+def _rank_and_world(args: argparse.Namespace) -> tuple[int, int]:
+    """``--rank/--world-size``, else torchrun's ``RANK``/``WORLD_SIZE``, else a single process."""
+    rank = args.rank if args.rank is not None else int(os.environ.get("RANK", 0))
+    world = args.world_size if args.world_size is not None else int(os.environ.get("WORLD_SIZE", 1))
+    return rank, world
+
+
+def _zoo_inr(args: argparse.Namespace) -> int:
+    from wslgraph.zoo.jobs import inr_zoo_job
+    from wslgraph.zoo.storage import generate_zoo
+
+    overrides = {k: v for k, v in {"steps": args.steps, "lr": args.lr,
+                                   "hidden": tuple(args.hidden) if args.hidden else None}.items() if v is not None}
+    job = inr_zoo_job(args.source, recipe=args.recipe, seed=args.seed, views=args.views,
+                      train_images=args.train_images, test_images=args.test_images, shard_size=args.shard_size,
+                      chunk_size=args.chunk_size, compile=not args.no_compile, data_root=args.data_root,
+                      device=args.device, **overrides)
+    rank, world = _rank_and_world(args)
+    generate_zoo(args.out, job, rank=rank, world_size=world, progress=not args.quiet)
+    _report(args.out, args.quiet)
+    return 0
+
+
+def _zoo_cnn(args: argparse.Namespace) -> int:
+    from wslgraph.zoo.jobs import cnn_zoo_job
+    from wslgraph.zoo.storage import generate_zoo
+
+    job = cnn_zoo_job(args.source, count=args.count, seed=args.seed, epochs=args.epochs,
+                      checkpoints=tuple(args.checkpoints) if args.checkpoints else None, batch_size=args.batch_size,
+                      steps_per_epoch=args.steps_per_epoch, models_per_shard=args.models_per_shard,
+                      train_images=args.train_images, test_images=args.test_images, data_root=args.data_root,
+                      device=args.device, progress=not args.quiet)
+    rank, world = _rank_and_world(args)
+    generate_zoo(args.out, job, rank=rank, world_size=world, progress=not args.quiet)
+    _report(args.out, args.quiet)
+    return 0
+
+
+def _zoo_merge(args: argparse.Namespace) -> int:
+    from wslgraph.zoo.storage import finalize_zoo
+
+    finalize_zoo(args.root)
+    _report(args.root, args.quiet)
+    return 0
+
+
+def _zoo_info(args: argparse.Namespace) -> int:
+    from wslgraph.zoo.storage import read_manifest
+
+    read_manifest(args.root)  # a clear error where there is no finished zoo
+    _report(args.root, False)
+    return 0
+
+
+def _report(root: str, quiet: bool) -> None:
+    from wslgraph.zoo.storage import read_manifest
+
+    if quiet or not (Path(root) / "manifest.json").exists():
+        return
+    manifest = read_manifest(root)
+    print(f"{root}: {manifest['kind']} zoo, {manifest['num_models']} models in {len(manifest['shards'])} shards, "
+          f"{sum(s['bytes'] for s in manifest['shards']) / 2**20:.1f} MiB; columns: {', '.join(manifest['columns'])}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wslgraph", description="Weight-space learning on parameter graphs.")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="convert built-in models (INR, CNN, ResNet block) and show their graphs")
     demo.add_argument("--seed", type=int, default=0, help="seed of the random weights (default: 0)")
     demo.add_argument("--zoo-size", type=int, default=10_000, help="SIRENs batched by the template (default: 10000)")
+    zoo = sub.add_parser("zoo", help="generate, merge and inspect model zoos")
+    zoo_sub = zoo.add_subparsers(dest="zoo_command", required=True)
+    inr = zoo_sub.add_parser("inr", help="fit SIRENs to images (resumable; sharded across processes)",
+                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    inr.add_argument("out", help="zoo folder (created; an interrupted run resumes there)")
+    inr.add_argument("--source", default="mnist5k", help="image source: fashion-mnist, mnist, mnist5k, digits, cifar10")
+    inr.add_argument("--data-root", default=None, help="folder of user-supplied data (mnist, cifar10)")
+    inr.add_argument("--recipe", default="dws", choices=["dws", "nfn"])
+    inr.add_argument("--train-images", type=int, default=None, help="use this many train images (evenly spaced)")
+    inr.add_argument("--test-images", type=int, default=None, help="use this many test images (evenly spaced)")
+    inr.add_argument("--views", type=int, default=1, help="INRs per image (new random inits)")
+    inr.add_argument("--steps", type=int, default=None, help="override the recipe's Adam steps")
+    inr.add_argument("--lr", type=float, default=None, help="override the recipe's learning rate")
+    inr.add_argument("--hidden", type=int, nargs="+", default=None, help="override the hidden widths")
+    inr.add_argument("--seed", type=int, default=0)
+    inr.add_argument("--shard-size", type=int, default=512, help="models per shard")
+    inr.add_argument("--chunk-size", type=int, default=64, help="INRs fitted together")
+    inr.add_argument("--device", default="cpu")
+    inr.add_argument("--no-compile", action="store_true", help="fit eagerly (no torch.compile)")
+    cnn = zoo_sub.add_parser("cnn", help="train CNNs with sampled hyperparameters (resumable; sharded)",
+                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    cnn.add_argument("out", help="zoo folder (created; an interrupted run resumes there)")
+    cnn.add_argument("--source", default="digits", help="image source: fashion-mnist, mnist, mnist5k, digits, cifar10")
+    cnn.add_argument("--data-root", default=None, help="folder of user-supplied data (mnist, cifar10)")
+    cnn.add_argument("--count", type=int, default=64, help="models")
+    cnn.add_argument("--epochs", type=int, default=2)
+    cnn.add_argument("--checkpoints", type=int, nargs="+", default=None, help="epochs to record (default: 0 and last)")
+    cnn.add_argument("--batch-size", type=int, default=32, help="minibatch per model")
+    cnn.add_argument("--steps-per-epoch", type=int, default=None, help="default: train images // batch size")
+    cnn.add_argument("--models-per-shard", type=int, default=32, help="models trained together, one shard")
+    cnn.add_argument("--train-images", type=int, default=None, help="use this many train images (evenly spaced)")
+    cnn.add_argument("--test-images", type=int, default=None, help="use this many test images (evenly spaced)")
+    cnn.add_argument("--seed", type=int, default=0)
+    cnn.add_argument("--device", default="cpu")
+    for command in (inr, cnn):
+        command.add_argument("--rank", type=int, default=None, help="this process's rank (default: $RANK or 0)")
+        command.add_argument("--world-size", type=int, default=None, help="processes (default: $WORLD_SIZE or 1)")
+        command.add_argument("--quiet", action="store_true", help="no progress bars or summary")
+    merge = zoo_sub.add_parser("merge", help="write manifest.json once every shard of a sharded run exists")
+    merge.add_argument("root")
+    merge.add_argument("--quiet", action="store_true")
+    info = zoo_sub.add_parser("info", help="summarise a zoo folder")
+    info.add_argument("root")
     args = parser.parse_args(argv)
-    return {"demo": _demo}[args.command](args)
+    if args.command == "zoo":
+        handler = {"inr": _zoo_inr, "cnn": _zoo_cnn, "merge": _zoo_merge, "info": _zoo_info}[args.zoo_command]
+    else:
+        handler = {"demo": _demo}[args.command]
+    try:
+        return handler(args)
+    except WSLGraphError as error:
+        print(f"wslgraph: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

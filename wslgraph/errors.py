@@ -15,6 +15,11 @@ __all__ = [
     "ShapeMismatchError",
     "InvalidGraphError",
     "NonFiniteError",
+    "DataNotFoundError",
+    "ZooError",
+    "CorruptShardError",
+    "ManifestError",
+    "UnsafeFileError",
 ]
 
 
@@ -48,3 +53,23 @@ class InvalidGraphError(WSLGraphError, ValueError):
 
 class NonFiniteError(InvalidGraphError):
     """A parameter graph holds NaN or infinite parameters."""
+
+
+class DataNotFoundError(WSLGraphError, FileNotFoundError):
+    """A data source is not installed or not where it was looked for; the message says how to get it."""
+
+
+class ZooError(WSLGraphError, ValueError):
+    """A model zoo on disk (or a published zoo format) is malformed."""
+
+
+class CorruptShardError(ZooError):
+    """A zoo shard is truncated, corrupt or does not match its manifest entry."""
+
+
+class ManifestError(ZooError):
+    """A zoo manifest is missing, malformed, or describes a different zoo or job."""
+
+
+class UnsafeFileError(ZooError):
+    """A file would need unrestricted unpickling (arbitrary code execution) to load; it is refused."""

@@ -5,8 +5,11 @@ import pytest
 import torch
 from torch import nn
 
+from tests.models import DepthwiseNet
 from wslgraph import InvalidGraphError, NonFiniteError, to_graph, to_networkx
-from wslgraph.zoo import BasicBlock, small_cnn
+from wslgraph.convert import trace
+from wslgraph.graph.layout import GraphLayout
+from wslgraph.zoo import BasicBlock, siren, small_cnn
 
 
 def test_validate_accepts_converted_graphs() -> None:
@@ -63,3 +66,18 @@ def test_to_networkx_keeps_node_and_edge_attributes() -> None:
     assert result.nodes[4]["x"] == graph.x[4].tolist() and result.nodes[4]["node_type"] == 2
     src, dst = graph.edge_index[:, 9].tolist()
     assert list(result[src][dst].values())[0]["edge_type"] == 3
+
+
+@pytest.mark.parametrize("factory", [siren, small_cnn, lambda: BasicBlock(3, 4, 2), DepthwiseNet])
+def test_layout_json_round_trip(factory) -> None:
+    import json
+
+    layout = trace(factory())[0]
+    assert GraphLayout.from_dict(json.loads(json.dumps(layout.to_dict()))) == layout
+
+
+def test_layout_from_malformed_dict() -> None:
+    with pytest.raises(InvalidGraphError, match="GraphLayout.to_dict"):
+        GraphLayout.from_dict({"groups": []})
+    with pytest.raises(InvalidGraphError, match="unknown dtype"):
+        GraphLayout.from_dict({**trace(siren())[0].to_dict(), "dtype": "float77"})

@@ -1,5 +1,29 @@
-"""Model zoos: built-in architectures (data sources and fitting come later)."""
+"""Model zoos: image sources, batched INR fitting, vectorized CNN training, storage, datasets, published formats."""
 
 from wslgraph.zoo.architectures import BasicBlock, siren, small_cnn, tiny_resnet
+from wslgraph.zoo.cnn import CNNZooSpec, ZooCNN, train_cnn_zoo
+from wslgraph.zoo.data import ImageSet, load_images
+from wslgraph.zoo.dataset import (
+                                  Augmentation,
+                                  Compose,
+                                  GaussianNoise,
+                                  INRAffine,
+                                  RandomHiddenPermutation,
+                                  WeightDropout,
+                                  ZooDataset,
+)
+from wslgraph.zoo.inr import RECIPES, INRFit, INRRecipe, fit_inr_reference, fit_inrs, render_inrs
+from wslgraph.zoo.jobs import cnn_zoo_job, inr_zoo_job
+from wslgraph.zoo.published import load_dws_inrs, load_nfn_sirens, load_small_cnn_zoo
+from wslgraph.zoo.storage import ZooArrays, ZooJob, finalize_zoo, generate_zoo, load_zoo_arrays, write_zoo
 
-__all__ = ["siren", "small_cnn", "BasicBlock", "tiny_resnet"]
+__all__ = [
+    "siren", "small_cnn", "BasicBlock", "tiny_resnet",
+    "ImageSet", "load_images",
+    "INRRecipe", "RECIPES", "INRFit", "fit_inrs", "fit_inr_reference", "render_inrs",
+    "CNNZooSpec", "ZooCNN", "train_cnn_zoo",
+    "ZooJob", "ZooArrays", "generate_zoo", "finalize_zoo", "write_zoo", "load_zoo_arrays",
+    "inr_zoo_job", "cnn_zoo_job",
+    "ZooDataset", "Augmentation", "Compose", "RandomHiddenPermutation", "GaussianNoise", "WeightDropout", "INRAffine",
+    "load_dws_inrs", "load_nfn_sirens", "load_small_cnn_zoo",
+]

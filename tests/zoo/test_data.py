@@ -1,0 +1,95 @@
+"""Image sources: packaged data, user roots in IDX / CIFAR formats, and typed errors."""
+
+import gzip
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from wslgraph.errors import DataNotFoundError, UnsafeFileError
+from wslgraph.zoo.data import FASHION_MNIST_ROOT, load_images
+
+
+def _write_idx(path, array: np.ndarray, compress: bool) -> None:
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    (gzip.open if compress else open)(str(path) + (".gz" if compress else ""), "wb").write(data)
+
+
+@pytest.mark.skipif(not FASHION_MNIST_ROOT.exists(), reason="needs Debian's dataset-fashion-mnist (make setup)")
+def test_fashion_mnist_from_the_debian_package() -> None:
+    train, test = load_images("fashion-mnist", "train"), load_images("fashion-mnist", "test")
+    assert train.images.shape == (60_000, 1, 28, 28) and test.images.shape == (10_000, 1, 28, 28)
+    assert train.labels.bincount().tolist() == [6000] * 10
+    assert 0 <= float(train.images.min()) and float(train.images.max()) == 1.0
+
+
+def test_packaged_small_sets_and_their_fixed_splits() -> None:
+    train, test = load_images("mnist5k", "train"), load_images("mnist5k", "test")
+    assert len(train) == 4000 and len(test) == 1000
+    assert test.labels.bincount().tolist() == [100] * 10
+    assert load_images("mnist5k", "all").images.shape == (5000, 1, 28, 28)
+    digits = load_images("digits", "train")
+    assert digits.images.shape == (1438, 1, 8, 8) and len(load_images("digits", "test")) == 359
+    assert float(digits.images.max()) == 1.0 and digits.labels.max() == 9
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_user_root_with_idx_files(tmp_path, compress) -> None:
+    images = np.random.default_rng(0).integers(0, 256, (5, 28, 28))
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte", images, compress)
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.arange(5), compress)
+    loaded = load_images("mnist", "test", root=tmp_path)
+    assert torch.equal(loaded.images[:, 0] * 255, torch.from_numpy(images).float())
+    assert loaded.labels.tolist() == [0, 1, 2, 3, 4]
+
+
+def test_truncated_idx_and_missing_data_raise_typed_errors(tmp_path) -> None:
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros((5, 28, 28)), False)
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes((tmp_path / "t10k-images-idx3-ubyte").read_bytes()[:100])
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.arange(5), False)
+    with pytest.raises(DataNotFoundError, match="truncated"):
+        load_images("mnist", "test", root=tmp_path)
+    with pytest.raises(DataNotFoundError, match="root="):
+        load_images("mnist")
+    with pytest.raises(DataNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        load_images("fashion-mnist", root=tmp_path / "empty")
+    with pytest.raises(DataNotFoundError, match="cifar"):
+        load_images("cifar10", root=tmp_path)
+    with pytest.raises(ValueError, match="unknown image source"):
+        load_images("imagenet")
+    with pytest.raises(ValueError, match="split"):
+        load_images("digits", "validation")
+
+
+def _cifar_arrays(count: int, seed: int) -> tuple[np.ndarray, list[int]]:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (count, 3072), dtype=np.uint8), rng.integers(0, 10, count).tolist()
+
+
+def test_cifar10_python_and_binary_batches(tmp_path) -> None:
+    py, binary = tmp_path / "py" / "cifar-10-batches-py", tmp_path / "bin" / "cifar-10-batches-bin"
+    py.mkdir(parents=True)
+    binary.mkdir(parents=True)
+    data, labels = _cifar_arrays(4, 0)
+    for folder in (py, binary):
+        (folder / "test_batch").write_bytes(pickle.dumps({b"data": data, b"labels": labels}, protocol=2))
+        records = np.concatenate([np.array(labels, dtype=np.uint8)[:, None], data], axis=1)
+        records.tofile(folder / "test_batch.bin")
+    for root in (tmp_path / "py", tmp_path / "bin"):
+        loaded = load_images("cifar10", "test", root=root)
+        assert loaded.images.shape == (4, 3, 32, 32) and loaded.labels.tolist() == labels
+        assert torch.equal((loaded.images * 255).round().to(torch.uint8).reshape(4, -1), torch.from_numpy(data))
+
+
+def test_cifar_loader_refuses_pickles_that_call_functions(tmp_path) -> None:
+    class Exploit:
+        def __reduce__(self):
+            return (print, ("owned",))
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    (folder / "test_batch").write_bytes(pickle.dumps({b"data": Exploit(), b"labels": []}))
+    with pytest.raises(UnsafeFileError, match="refusing to unpickle builtins.print"):
+        load_images("cifar10", "test", root=tmp_path)

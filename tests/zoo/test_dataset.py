@@ -1,0 +1,113 @@
+"""ZooDataset and the weight-space augmentations."""
+
+import math
+
+import pytest
+import torch
+from torch_geometric.data import Batch
+
+from wslgraph.convert.template import GraphTemplate
+from wslgraph.errors import ShapeMismatchError, UnsupportedModuleError
+from wslgraph.zoo import small_cnn
+from wslgraph.zoo.dataset import Compose, GaussianNoise, INRAffine, RandomHiddenPermutation, WeightDropout, ZooDataset
+from wslgraph.zoo.inr import RECIPES, _forward, pixel_grid, render_inrs
+from wslgraph.zoo.jobs import inr_zoo_job
+from wslgraph.zoo.storage import generate_zoo
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("zoo") / "inr"
+    generate_zoo(root, inr_zoo_job("mnist5k", train_images=24, test_images=6, shard_size=10, steps=30), progress=False)
+    return root
+
+
+def test_splits_targets_and_graphs(zoo) -> None:
+    train, val, test = (ZooDataset(zoo, split) for split in ("train", "val", "test"))
+    assert (len(train), len(val), len(test)) == (22, 2, 6)
+    graph = train[3]
+    assert graph.y.shape == (1,) and graph.num_nodes == 67 and graph.num_edges == 1120
+    assert set(train.arrays.columns) - {"label"} <= set(graph.keys())
+    expected = train.template.batch(train.params([3])).get_example(0)
+    assert torch.equal(graph.edge_attr, expected.edge_attr) and torch.equal(graph.x, expected.x)
+    batch = next(train.batches(5))
+    reference = Batch.from_data_list([train[i] for i in range(5)])
+    assert torch.equal(batch.edge_attr, reference.edge_attr) and torch.equal(batch.y, reference.y)
+    assert sum(b.num_graphs for b in train.batches(5, shuffle=True, generator=torch.Generator().manual_seed(0))) == 22
+    assert repr(train) == "ZooDataset(inr, split='train', models=22, params=1185)"
+    with pytest.raises(ValueError, match="split"):
+        ZooDataset(zoo, "validation")
+    with pytest.raises(ValueError, match="target"):
+        ZooDataset(zoo, target="accuracy")
+
+
+def test_hidden_permutation_keeps_the_function(zoo) -> None:
+    dataset = ZooDataset(zoo, "train")
+    params = dataset.params(range(4))
+    permuted = RandomHiddenPermutation(dataset.arrays.layout, seed=1)(params)
+    assert not torch.equal(permuted, params)
+    shape = (1, 28, 28)
+    torch.testing.assert_close(render_inrs(permuted, "dws", shape), render_inrs(params, "dws", shape),
+                               atol=1e-5, rtol=0)
+    cnn = GraphTemplate.from_module(small_cnn())
+    cnn_params = torch.randn(2, cnn.num_params)
+    assert not torch.equal(RandomHiddenPermutation(cnn.layout)(cnn_params), cnn_params)
+
+
+def test_noise_is_fresh_scaled_per_layer_and_seeded(zoo) -> None:
+    layout = ZooDataset(zoo, "train").arrays.layout
+    params = ZooDataset(zoo, "train").params()
+    noise = GaussianNoise(layout, scale=0.1, seed=3)
+    first, second = noise(params), noise(params)
+    assert not torch.equal(first - params, second - params)  # a new draw each call, not a constant shift
+    assert torch.equal(GaussianNoise(layout, scale=0.1, seed=3)(params), first)  # seeded
+    offset = 0
+    for entry in layout.state:
+        block = slice(offset, offset + entry.numel)
+        offset += entry.numel
+        if entry.numel < 2:
+            continue
+        ratio = (first - params)[:, block].std() / params[:, block].std(dim=1).mean()
+        assert 0.07 < float(ratio) < 0.13, entry.key
+
+
+def test_weight_dropout_only_zeroes_weights(zoo) -> None:
+    dataset = ZooDataset(zoo, "train", augment=WeightDropout(ZooDataset(zoo).arrays.layout, p=0.25))
+    params = ZooDataset(zoo, "train").params()
+    dropped = dataset.params()
+    weights = slice(32 * 2 + 32, 32 * 2 + 32 + 32 * 32)  # "2.weight" of the SIREN
+    assert 0.2 < float((dropped[:, weights] == 0).float().mean()) < 0.3
+    assert torch.equal(dropped[:, 64:96], params[:, 64:96])  # "0.bias" untouched
+    assert dataset[0].num_edges == 1120
+
+
+def test_inr_affine_moves_the_image_by_the_folded_map(zoo) -> None:
+    params = ZooDataset(zoo, "train").params(range(3))
+    augment = INRAffine(ZooDataset(zoo).arrays.layout, max_angle=0.5, max_shift=0.2, seed=0)
+    moved = augment(params)
+    generator = torch.Generator().manual_seed(0)  # the same draws, to rebuild the map
+    angle = (torch.rand(3, generator=generator) * 2 - 1) * 0.5
+    shift = (torch.rand(3, 2, generator=generator) * 2 - 1) * 0.2
+    grid = pixel_grid(28, 28)
+    for i in range(3):
+        c, s = math.cos(angle[i]), math.sin(angle[i])
+        coords = grid @ torch.tensor([[c, -s], [s, c]]).T + shift[i]
+        stacked = [p.unsqueeze(0) for p in _unflatten(params[i])]
+        expected = _forward(stacked, coords, 30.0, RECIPES["dws"].output_offset)
+        actual = _forward([p.unsqueeze(0) for p in _unflatten(moved[i])], grid, 30.0, RECIPES["dws"].output_offset)
+        torch.testing.assert_close(actual, expected, atol=1e-4, rtol=0)
+    with pytest.raises(UnsupportedModuleError, match="Linear\\(2, n\\)"):
+        INRAffine(GraphTemplate.from_module(small_cnn()).layout)
+
+
+def _unflatten(row: torch.Tensor) -> list[torch.Tensor]:
+    shapes = [(32, 2), (32,), (32, 32), (32,), (1, 32), (1,)]
+    return [p.view(s) for p, s in zip(row.split([math.prod(s) for s in shapes]), shapes)]
+
+
+def test_compose_and_bad_rows(zoo) -> None:
+    layout = ZooDataset(zoo).arrays.layout
+    pipeline = Compose([RandomHiddenPermutation(layout), GaussianNoise(layout, 0.01)])
+    assert pipeline(torch.zeros(2, 1185)).shape == (2, 1185)
+    with pytest.raises(ShapeMismatchError, match="1185"):
+        RandomHiddenPermutation(layout)(torch.zeros(2, 10))

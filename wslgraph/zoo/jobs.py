@@ -1,0 +1,131 @@
+"""Zoo-generation jobs: what ``wslgraph zoo inr`` and ``wslgraph zoo cnn`` run, shard by shard."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+from torch import Tensor
+
+from wslgraph.convert.template import GraphTemplate
+from wslgraph.zoo.architectures import siren
+from wslgraph.zoo.cnn import ACTIVATIONS, INITS, OPTIMIZERS, CNNZooSpec, ZooCNN, train_cnn_zoo
+from wslgraph.zoo.data import ImageSet, load_images
+from wslgraph.zoo.inr import RECIPES, INRRecipe, fit_inrs
+from wslgraph.zoo.storage import SPLIT_CODES, ZooJob
+
+__all__ = ["inr_zoo_job", "cnn_zoo_job", "VAL_EVERY"]
+
+VAL_EVERY = 12  # train image i is a validation image when i % 12 == 11 (DWS: 5k of 60k)
+SPLIT_VOCAB = list(SPLIT_CODES)
+
+
+def inr_zoo_job(source: str = "mnist5k", *, recipe: str | INRRecipe = "dws", seed: int = 0, views: int = 1,
+                train_images: int | None = None, test_images: int | None = None, shard_size: int = 256,
+                chunk_size: int = 256, compile: bool = False, data_root: str | None = None,
+                device: str = "cpu", progress: bool = False, **recipe_overrides: object) -> ZooJob:
+    """A job fitting ``views`` INRs to each image of ``source`` (train images first, then test images).
+
+    Each model's ``split`` is ``test`` for test images, ``val`` for train
+    images with ``index % 12 == 11`` and ``train`` otherwise. Columns:
+    ``label``, ``psnr``, ``steps``, ``image_index`` (in its source split),
+    ``view`` and ``split``.
+
+    Args:
+        source: An image source of :mod:`wslgraph.zoo.data`.
+        recipe: Fitting recipe (name or :class:`INRRecipe`); ``recipe_overrides`` change fields.
+        seed, views, chunk_size, compile, device: As for :func:`fit_inrs`.
+        train_images, test_images: Use only this many images of each split,
+            evenly spaced through it (so class-sorted sources keep every class).
+        shard_size: Models per shard (a multiple of ``views``).
+        data_root: ``root`` for :func:`~wslgraph.zoo.data.load_images`.
+    """
+    recipe = RECIPES[recipe] if isinstance(recipe, str) else recipe
+    if recipe_overrides:
+        recipe = replace(recipe, **recipe_overrides)
+    if shard_size < 1 or shard_size % views:
+        raise ValueError(f"shard_size must be a positive multiple of views={views}, got {shard_size}")
+    train = load_images(source, "train", data_root)
+    test = load_images(source, "test", data_root)
+    train, test = _spread(train, train_images), _spread(test, test_images)
+    images = torch.cat([train.images, test.images])
+    labels = torch.cat([train.labels, test.labels])
+    image_index = torch.cat([torch.arange(len(train)), torch.arange(len(test))])
+    split = torch.cat([torch.where(torch.arange(len(train)) % VAL_EVERY == VAL_EVERY - 1, SPLIT_CODES["val"],
+                                   SPLIT_CODES["train"]), torch.full((len(test),), SPLIT_CODES["test"])])
+    channels = images.shape[1]
+    layout = GraphTemplate.from_module(siren(2, recipe.hidden, channels, recipe.w0)).layout
+
+    def make_shard(first: int, count: int) -> dict[str, Tensor]:
+        rows = slice(first // views, (first + count) // views)
+        fit = fit_inrs(images[rows], recipe, seed=seed, views=views, index_offset=first, chunk_size=chunk_size,
+                       compile=compile, device=device, progress=progress)
+        image = fit.image_index + first // views
+        return {"params": fit.params, "label": labels[image], "psnr": fit.psnr.float(), "steps": fit.steps,
+                "image_index": image_index[image], "view": fit.view, "split": split[image].to(torch.uint8)}
+
+    description = {"source": source, "recipe": recipe.to_dict(), "seed": seed, "views": views,
+                   "train_images": len(train), "test_images": len(test), "chunk_size": chunk_size,
+                   "compile": compile, "image_shape": list(images.shape[1:]),
+                   "split_rule": f"test images -> test; train image i -> val if i % {VAL_EVERY} == "
+                                 f"{VAL_EVERY - 1}, else train",
+                   "output_offset": recipe.output_offset}
+    columns = {"label": {}, "psnr": {}, "steps": {}, "image_index": {}, "view": {}, "split": {"vocab": SPLIT_VOCAB}}
+    return ZooJob("inr", description, layout, len(images) * views, shard_size, make_shard, columns)
+
+
+def _spread(images: ImageSet, count: int | None) -> ImageSet:
+    if count is None or count >= len(images):
+        return images
+    if count < 0:
+        raise ValueError(f"image counts must be >= 0, got {count}")
+    return images[torch.linspace(0, len(images) - 1, count).round().long()] if count else images[:0]
+
+
+def cnn_zoo_job(source: str = "digits", *, count: int = 64, seed: int = 0, epochs: int = 2,
+                checkpoints: tuple[int, ...] | None = None, batch_size: int = 32, steps_per_epoch: int | None = None,
+                models_per_shard: int = 32, spec: CNNZooSpec | None = None, train_images: int | None = None,
+                test_images: int | None = None, data_root: str | None = None, device: str = "cpu",
+                progress: bool = False) -> ZooJob:
+    """A job training ``count`` CNNs with sampled hyperparameters (``models_per_shard`` trained together).
+
+    Rows are (model, checkpoint epoch). Model ``i``'s split: ``test`` when
+    ``i % 2 == 1``, ``val`` when ``i % 10 == 8``, else ``train`` (interleaved,
+    so any prefix of the zoo is balanced). Columns: ``test_accuracy``,
+    ``train_loss``, ``epoch``, ``model_index``, ``split`` and every
+    hyperparameter (``activation``, ``optimizer`` and ``init`` as codes).
+    """
+    train, test = _spread(load_images(source, "train", data_root), train_images), \
+        _spread(load_images(source, "test", data_root), test_images)
+    if spec is None:
+        small = train.images.shape[-1] < 16  # 8x8 digits: stride 1 keeps three 3x3 convolutions valid
+        spec = CNNZooSpec(in_channels=train.images.shape[1], stride=1 if small else 2)
+    checkpoints = tuple(sorted(set(checkpoints if checkpoints is not None else (0, epochs))))
+    per_model = len(checkpoints)
+    layout = GraphTemplate.from_module(ZooCNN(spec)).layout
+
+    def make_shard(first: int, rows: int) -> dict[str, Tensor]:
+        result = train_cnn_zoo(train, test, rows // per_model, spec=spec, seed=seed, index_offset=first // per_model,
+                               epochs=epochs, checkpoints=checkpoints, batch_size=batch_size,
+                               steps_per_epoch=steps_per_epoch, device=device, progress=progress)
+        model = result.model_index
+        hps = [result.hyperparameters[i // per_model] for i in range(rows)]
+        split = torch.where(model % 2 == 1, SPLIT_CODES["test"],
+                            torch.where(model % 10 == 8, SPLIT_CODES["val"], SPLIT_CODES["train"]))
+        columns = {"test_accuracy": result.test_accuracy.float(), "train_loss": result.train_loss.float(),
+                   "epoch": result.epoch, "model_index": model, "split": split.to(torch.uint8)}
+        for name, vocab in (("activation", ACTIVATIONS), ("optimizer", OPTIMIZERS), ("init", INITS)):
+            columns[name] = torch.tensor([vocab.index(hp[name]) for hp in hps])
+        for name in ("init_std", "learning_rate", "l2", "dropout", "train_fraction"):
+            columns[name] = torch.tensor([hp[name] for hp in hps], dtype=torch.float32)
+        return {"params": result.params, **columns}
+
+    description = {"source": source, "seed": seed, "count": count, "epochs": epochs, "checkpoints": list(checkpoints),
+                   "batch_size": batch_size, "steps_per_epoch": steps_per_epoch, "spec": spec.to_dict(),
+                   "train_images": len(train), "test_images": len(test), "models_per_shard": models_per_shard,
+                   "split_rule": "model i -> test if i % 2 == 1, val if i % 10 == 8, else train"}
+    columns = {name: {} for name in ("test_accuracy", "train_loss", "epoch", "model_index", "init_std",
+                                     "learning_rate", "l2", "dropout", "train_fraction")}
+    columns.update({"split": {"vocab": SPLIT_VOCAB}, "activation": {"vocab": ACTIVATIONS},
+                    "optimizer": {"vocab": OPTIMIZERS}, "init": {"vocab": INITS}})
+    return ZooJob("cnn", description, layout, count * per_model, models_per_shard * per_model, make_shard, columns)
