@@ -8,7 +8,7 @@
    runs in a fresh process; peak memory is the growth of peak RSS on CPU and
    ``max_memory_allocated`` on CUDA.
 
-    .venv/bin/python benchmarks/encoders.py [--quick] [--device cpu|cuda] [--json PATH]
+    .venv/bin/python benchmarks/encoders.py [--quick] [--device cpu|cuda] [--tune-allocator] [--json PATH]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from timing import best_time  # benchmarks/timing.py (the script's folder is on 
 from wslgraph import GraphTemplate
 from wslgraph.io import atomic_write_json
 from wslgraph.nn import GNNEncoder, TransformerEncoder
+from wslgraph.runtime import tune_cpu_allocator
 from wslgraph.zoo import siren, small_cnn
 
 ENCODERS = {"GNNEncoder": GNNEncoder, "TransformerEncoder": TransformerEncoder}
@@ -69,9 +70,11 @@ def peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _measure(args: tuple[str, int, int, int, str]) -> dict:
+def _measure(args: tuple[str, int, int, int, str, bool]) -> dict:
     """One configuration, in its own process so its peak memory is its own."""
-    encoder_name, batch_size, width, repeats, device_name = args
+    encoder_name, batch_size, width, repeats, device_name, tuned = args
+    if tuned:
+        tune_cpu_allocator()
     device = torch.device(device_name)
     torch.manual_seed(0)
     batch = make_batch(lambda: siren(hidden=(width, width)), batch_size, device)
@@ -94,13 +97,17 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small batches (seconds), for tests")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/encoders.json"))
+    parser.add_argument("--tune-allocator", action="store_true",
+                        help="wslgraph.tune_cpu_allocator() first (glibc: reuse freed memory, no fresh mmap)")
     args = parser.parse_args()
+    tuned = tune_cpu_allocator() if args.tune_allocator else False
     device = torch.device(args.device)
     size, repeats = (16, 1) if args.quick else (256, 3)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}, "
+          f"allocator {'tuned' if tuned else 'default'}")
     ratios = [dense_vs_generic(name, factory, size, repeats, device)
               for name, factory in (("SIREN", siren), ("SmallCNN", small_cnn))]
-    grid = [(e, b, w, 1 if args.quick else 2, args.device) for e in ENCODERS
+    grid = [(e, b, w, 1 if args.quick else 2, args.device, tuned) for e in ENCODERS
             for b in ((8,) if args.quick else (16, 64)) for w in ((8,) if args.quick else (16, 32, 64))]
     context = multiprocessing.get_context("spawn")
     with context.Pool(1, maxtasksperchild=1) as pool:
@@ -109,6 +116,7 @@ def main() -> None:
         print(f"{row['encoder']:<18} batch {row['batch']:>4} SIREN width {row['siren_width']:>3}: "
               f"{row['graphs_per_s']:>9.1f} graphs/s (fwd+bwd), peak memory {row['peak_bytes'] / 2**20:8.1f} MiB")
     report = {"benchmark": "encoders", "quick": args.quick, "device": str(device), "torch": torch.__version__,
+              "allocator": "tuned" if tuned else "default",
               "threads": torch.get_num_threads(), "dense_vs_generic": ratios, "scaling": scaling}
     atomic_write_json(args.json, report)
     print(f"wrote {args.json}")

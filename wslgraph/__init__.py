@@ -3,16 +3,22 @@
 from wslgraph import convert, graph, nn, testing, zoo
 from wslgraph.convert import GraphTemplate, to_graph, to_state_dict
 from wslgraph.errors import (
+    CorruptShardError,
+    DataNotFoundError,
     InvalidGraphError,
+    ManifestError,
     NonFiniteError,
     ShapeInferenceError,
     ShapeMismatchError,
     TracingError,
+    UnsafeFileError,
     UnsupportedModuleError,
     WSLGraphError,
+    ZooError,
 )
 from wslgraph.graph import ParamGraph, collate, to_networkx
 from wslgraph.nn.backend import get_scatter_backend, set_scatter_backend
+from wslgraph.runtime import tune_cpu_allocator
 
 __version__ = "0.1.0"
 
@@ -25,6 +31,7 @@ __all__ = [
     "collate",
     "set_scatter_backend",
     "get_scatter_backend",
+    "tune_cpu_allocator",
     "convert",
     "graph",
     "nn",
@@ -37,5 +44,10 @@ __all__ = [
     "ShapeMismatchError",
     "InvalidGraphError",
     "NonFiniteError",
+    "DataNotFoundError",
+    "ZooError",
+    "CorruptShardError",
+    "ManifestError",
+    "UnsafeFileError",
     "__version__",
 ]

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from wslgraph.errors import WSLGraphError
+from wslgraph.runtime import tune_cpu_allocator
 
 __all__ = ["main"]
 
@@ -164,6 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler = {"inr": _zoo_inr, "cnn": _zoo_cnn, "merge": _zoo_merge, "info": _zoo_info}[args.zoo_command]
     else:
         handler = {"demo": _demo}[args.command]
+    tune_cpu_allocator()  # our own process: reuse freed memory (see wslgraph.runtime)
     try:
         return handler(args)
     except WSLGraphError as error:
