@@ -1,4 +1,4 @@
-"""Every example and the conversion benchmark's quick mode run end to end."""
+"""Every example and every benchmark's quick mode run end to end."""
 
 import json
 import subprocess
@@ -19,12 +19,17 @@ def test_example_runs(script: str) -> None:
     assert "False" not in result.stdout
 
 
-def test_convert_benchmark_quick(tmp_path: Path) -> None:
-    out = tmp_path / "convert.json"
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "convert.py"), "--quick", "--json", str(out)],
+def _run_quick(script: str, tmp_path: Path) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run ``benchmarks/<script> --quick``; its stdout and JSON report."""
+    out = tmp_path / "result.json"
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--json", str(out)],
                             capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
-    report = json.loads(out.read_text())
+    return result, json.loads(out.read_text())
+
+
+def test_convert_benchmark_quick(tmp_path: Path) -> None:
+    result, report = _run_quick("convert.py", tmp_path)
     names = [r["architecture"] for r in report["results"]]
     assert names == ["SIREN", "SmallCNN"]
     for row in report["results"]:
@@ -35,11 +40,7 @@ def test_convert_benchmark_quick(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("script, keys", [("scatter.py", ["rows"]), ("encoders.py", ["dense_vs_generic", "scaling"])])
 def test_nn_benchmarks_quick(tmp_path: Path, script: str, keys: list[str]) -> None:
-    out = tmp_path / "result.json"
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--json", str(out)],
-                            capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert result.returncode == 0, result.stderr[-2000:]
-    report = json.loads(out.read_text())
+    _, report = _run_quick(script, tmp_path)
     for key in keys:
         assert report[key], key
     if script == "encoders.py":
@@ -49,11 +50,7 @@ def test_nn_benchmarks_quick(tmp_path: Path, script: str, keys: list[str]) -> No
 
 
 def test_zoo_fit_benchmark_quick(tmp_path: Path) -> None:
-    out = tmp_path / "zoo_fit.json"
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "zoo_fit.py"), "--quick", "--json", str(out)],
-                            capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert result.returncode == 0, result.stderr[-2000:]
-    report = json.loads(out.read_text())
+    result, report = _run_quick("zoo_fit.py", tmp_path)
     methods = {row["method"]: row for row in report["methods"]}
     assert set(methods) == {"per-model loop", "batched, eager", "batched, compiled"}
     for row in methods.values():

@@ -24,3 +24,12 @@ def test_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
         atomic_write_bytes(target, "not bytes")  # fails while writing the temporary file
     assert json.loads(target.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_atomic_files_get_the_umask_permissions(tmp_path) -> None:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    path = atomic_write_bytes(tmp_path / "file.bin", b"x")
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
