@@ -57,3 +57,11 @@ def test_zoo_fit_benchmark_quick(tmp_path: Path) -> None:
         assert row["inr_steps_per_s"] > 0 and 0 < row["fraction_of_sgemm"] < 1
     assert methods["batched, eager"]["speedup_vs_loop"] > 1  # batching beats the loop even in the quick mode
     assert report["psnr_quantiles"]["min"] > 0 and "% of sgemm" in result.stdout
+
+
+def test_baselines_benchmark_quick(tmp_path: Path) -> None:
+    result, report = _run_quick("baselines.py", tmp_path)
+    models = {(row["architecture"], row["model"]) for row in report["rows"]}
+    assert ("SIREN", "dwsnet") in models and ("SmallCNN", "dwsnet") not in models  # DWSNet is MLP-only
+    assert {("SmallCNN", name) for name in ("GNNEncoder", "nfn-hnp", "nfn-np", "statnn")} <= models
+    assert all(row["parameters"] > 0 and row["fwd_bwd_s"] > 0 for row in report["rows"])
