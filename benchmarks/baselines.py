@@ -10,13 +10,10 @@ the script reports its parameter count and its best forward+backward time.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import torch
-from timing import best_time  # benchmarks/timing.py (the script's folder is on sys.path)
+from timing import best_time, encoder_benchmark_args  # benchmarks/timing.py (the script's folder is on sys.path)
 
-from wslgraph import GraphTemplate, tune_cpu_allocator
+from wslgraph import GraphTemplate
 from wslgraph.baselines import BASELINES
 from wslgraph.errors import UnsupportedModuleError
 from wslgraph.io import atomic_write_json
@@ -27,17 +24,8 @@ MODELS = {"GNNEncoder": GNNEncoder, "TransformerEncoder": TransformerEncoder, **
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small batches (seconds), for tests")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--tune-allocator", action="store_true", help="wslgraph.tune_cpu_allocator() first")
-    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/baselines.json"))
-    args = parser.parse_args()
-    tuned = tune_cpu_allocator() if args.tune_allocator else False
-    device = torch.device(args.device)
+    args, device, tuned = encoder_benchmark_args(__doc__.split("\n")[0], "baselines")
     size, repeats = (8, 1) if args.quick else (256, 3)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}, batch {size}, "
-          f"allocator {'tuned' if tuned else 'default'}")
     rows = []
     for architecture, factory in (("SIREN", siren), ("SmallCNN", small_cnn)):
         template = GraphTemplate.from_module(factory())

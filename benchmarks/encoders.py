@@ -13,13 +13,11 @@
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing
 import resource
-from pathlib import Path
 
 import torch
-from timing import best_time  # benchmarks/timing.py (the script's folder is on sys.path)
+from timing import best_time, encoder_benchmark_args  # benchmarks/timing.py (the script's folder is on sys.path)
 
 from wslgraph import GraphTemplate
 from wslgraph.io import atomic_write_json
@@ -93,18 +91,8 @@ def _measure(args: tuple[str, int, int, int, str, bool]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small batches (seconds), for tests")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/encoders.json"))
-    parser.add_argument("--tune-allocator", action="store_true",
-                        help="wslgraph.tune_cpu_allocator() first (glibc: reuse freed memory, no fresh mmap)")
-    args = parser.parse_args()
-    tuned = tune_cpu_allocator() if args.tune_allocator else False
-    device = torch.device(args.device)
+    args, device, tuned = encoder_benchmark_args(__doc__.split("\n")[0], "encoders")
     size, repeats = (16, 1) if args.quick else (256, 3)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}, "
-          f"allocator {'tuned' if tuned else 'default'}")
     ratios = [dense_vs_generic(name, factory, size, repeats, device)
               for name, factory in (("SIREN", siren), ("SmallCNN", small_cnn))]
     grid = [(e, b, w, 1 if args.quick else 2, args.device, tuned) for e in ENCODERS

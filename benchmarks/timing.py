@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
+
+from wslgraph.runtime import tune_cpu_allocator
 
 
 def best_time(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
@@ -20,3 +24,23 @@ def best_time(fn: Callable[[], object], repeats: int, device: torch.device) -> f
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - start)
     return min(times[1:])
+
+
+def encoder_benchmark_args(description: str, name: str) -> tuple[argparse.Namespace, torch.device, bool]:
+    """The options the encoder benchmarks share: ``--quick``, ``--device``, ``--tune-allocator``, ``--json``.
+
+    Returns the parsed arguments, the device and whether the allocator was tuned
+    (it is tuned here, before anything is allocated).
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="small batches (seconds), for tests")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--tune-allocator", action="store_true",
+                        help="wslgraph.tune_cpu_allocator() first (glibc: reuse freed memory, no fresh mmap)")
+    parser.add_argument("--json", type=Path, default=Path(f"benchmarks/results/{name}.json"))
+    args = parser.parse_args()
+    tuned = tune_cpu_allocator() if args.tune_allocator else False
+    device = torch.device(args.device)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}, "
+          f"allocator {'tuned' if tuned else 'default'}")
+    return args, device, tuned

@@ -189,3 +189,19 @@ def test_typed_errors_and_laziness() -> None:
     assert direct(cnn_params).shape == (3, 3)
     with pytest.raises(ValueError, match="mode"):
         NFN(3, mode="full")
+
+
+def test_statnn_with_gradient_boosting_predicts_cnn_accuracy() -> None:
+    from wslgraph.baselines import fit_statnn_regressor
+    from wslgraph.zoo.cnn import CNNZooSpec, train_cnn_zoo
+
+    train, test = load_images("digits", "train"), load_images("digits", "test")
+    zoo = train_cnn_zoo(train, test, 24, spec=CNNZooSpec(stride=1, channels=4), epochs=1, checkpoints=(1,),
+                        steps_per_epoch=30, progress=False)
+    regressor = fit_statnn_regressor(zoo.params[:16], zoo.test_accuracy[:16], zoo.template.layout, max_iter=50,
+                                     min_samples_leaf=2)
+    predicted = torch.from_numpy(regressor.predict(statnn_features(zoo.params.double(), zoo.template.layout)
+                                                   .numpy()))
+    train_error = (predicted[:16] - zoo.test_accuracy[:16].double()).abs().mean()
+    spread = (zoo.test_accuracy[:16] - zoo.test_accuracy[:16].mean()).abs().mean()
+    assert float(train_error) < 0.5 * float(spread)  # it fits the accuracies from weight statistics

@@ -1,7 +1,16 @@
 """The peers in wslgraph's harness: DWSNet, NFN (NP and HNP), an MLP on flat weights and StatNN."""
 
 from wslgraph.baselines.equivariant import TensorSlot, WeightSpaceLinear, invariant_pool, weight_space_slots
-from wslgraph.baselines.models import BASELINES, NFN, DWSNet, FlatMLP, StatNN, WeightSpaceModel, statnn_features
+from wslgraph.baselines.models import (
+    BASELINES,
+    NFN,
+    DWSNet,
+    FlatMLP,
+    StatNN,
+    WeightSpaceModel,
+    fit_statnn_regressor,
+    statnn_features,
+)
 from wslgraph.baselines.weightspace import (
                                             WeightSpaceSpec,
                                             batch_params,
@@ -13,5 +22,5 @@ from wslgraph.baselines.weightspace import (
 __all__ = [
     "WeightSpaceSpec", "weight_space_spec", "to_weight_space", "from_weight_space", "batch_params",
     "TensorSlot", "weight_space_slots", "WeightSpaceLinear", "invariant_pool",
-    "WeightSpaceModel", "DWSNet", "NFN", "FlatMLP", "StatNN", "statnn_features", "BASELINES",
+    "WeightSpaceModel", "DWSNet", "NFN", "FlatMLP", "StatNN", "statnn_features", "fit_statnn_regressor", "BASELINES",
 ]

@@ -21,7 +21,8 @@ from wslgraph.errors import InvalidGraphError, ShapeMismatchError, UnsupportedMo
 from wslgraph.graph.layout import GraphLayout
 from wslgraph.zoo.dataset import RandomHiddenPermutation
 
-__all__ = ["WeightSpaceModel", "DWSNet", "NFN", "FlatMLP", "StatNN", "statnn_features", "BASELINES"]
+__all__ = ["WeightSpaceModel", "DWSNet", "NFN", "FlatMLP", "StatNN", "statnn_features", "fit_statnn_regressor",
+           "BASELINES"]
 
 
 def _head(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
@@ -105,11 +106,16 @@ class WeightSpaceModel(nn.Module):
 
 
 class _EquivariantStack(WeightSpaceModel):
-    """Weight-space linear layers with ReLU in between, an invariant mean pool and an MLP head."""
+    """Weight-space linear layers with ReLU in between, an invariant pool and an MLP head.
+
+    With ``set_readout`` the pool is a DeepSets readout: a per-entry
+    ``Linear + ReLU`` on every tensor before the mean.
+    """
 
     def __init__(self, out_dim: int, hidden: int, num_layers: int, permute_io: bool, dropout: float,
-                 layout: GraphLayout | None) -> None:
+                 layout: GraphLayout | None, set_readout: bool = False) -> None:
         self.hidden, self.num_layers, self.permute_io, self.dropout = hidden, num_layers, permute_io, dropout
+        self.set_readout = set_readout
         super().__init__(out_dim, layout)
 
     def input_channels(self) -> int:
@@ -126,6 +132,9 @@ class _EquivariantStack(WeightSpaceModel):
         self.layers = nn.ModuleList(WeightSpaceLinear(self.spec, a, b, self.permute_io)
                                     for a, b in zip(widths[:-1], widths[1:]))
         pooled = sum(self.hidden * slot.fixed_size for slot in self.slots)
+        self.readout = nn.ModuleList(nn.Sequential(nn.Linear(self.hidden * slot.fixed_size,
+                                                             self.hidden * slot.fixed_size), nn.ReLU())
+                                     for slot in self.slots) if self.set_readout else None
         self.head = _head(pooled, self.hidden, self.out_dim)
 
     def encode_inputs(self, features: list[Tensor]) -> list[Tensor]:
@@ -138,6 +147,8 @@ class _EquivariantStack(WeightSpaceModel):
             features = layer(features)
             if index < len(self.layers) - 1:
                 features = [nn.functional.dropout(torch.relu(f), self.dropout, self.training) for f in features]
+        if self.readout is not None:
+            features = [phi(f) for phi, f in zip(self.readout, features)]
         return self.head(invariant_pool(features))
 
 
@@ -146,21 +157,24 @@ class DWSNet(_EquivariantStack):
 
     Every affine map weight→weight, weight→bias, bias→weight and bias→bias
     that commutes with hidden-neuron permutations (:class:`WeightSpaceLinear`,
-    input and output neurons fixed), ReLU and dropout between layers, then an
-    invariant readout (mean over the hidden neurons of every tensor) and an
-    MLP head. MLPs only: CNNs raise :class:`UnsupportedModuleError`.
+    input and output neurons fixed), ReLU and dropout between layers, then a
+    set-based invariant readout (DeepSets: a per-entry layer, then the mean
+    over the hidden neurons of every tensor) and an MLP head. Inputs are
+    standardised per tensor (:meth:`fit_statistics`). MLPs only: CNNs raise
+    :class:`UnsupportedModuleError`.
 
     Args:
         out_dim: Outputs per input network.
         hidden: Channels per weight and bias entry (default: ``32``).
         num_layers: Equivariant layers (default: ``4``).
         dropout: Dropout between them (default: ``0.0``).
+        set_readout: DeepSets readout instead of a plain mean (default: ``True``).
         layout: Build for this architecture now instead of on the first batch.
     """
 
     def __init__(self, out_dim: int, hidden: int = 32, num_layers: int = 4, dropout: float = 0.0,
-                 layout: GraphLayout | None = None) -> None:
-        super().__init__(out_dim, hidden, num_layers, False, dropout, layout)
+                 set_readout: bool = True, layout: GraphLayout | None = None) -> None:
+        super().__init__(out_dim, hidden, num_layers, False, dropout, layout, set_readout)
 
     def check(self, spec: WeightSpaceSpec) -> None:
         if not spec.is_mlp:
@@ -293,6 +307,20 @@ def statnn_features(params: Tensor, layout: GraphLayout) -> Tensor:
         features += [part.mean(1, keepdim=True), part.var(1, keepdim=True, unbiased=False),
                      torch.quantile(part, levels, dim=1).T]
     return torch.cat(features, dim=1)
+
+
+def fit_statnn_regressor(params: Tensor, targets: Tensor, layout: GraphLayout, **options: object) -> object:
+    """StatNN with a gradient-boosted regressor (scikit-learn's ``HistGradientBoostingRegressor``).
+
+    Returns the fitted regressor; predict with
+    ``regressor.predict(statnn_features(params, layout).numpy())``.
+    """
+    try:
+        from sklearn.ensemble import HistGradientBoostingRegressor
+    except ImportError as error:
+        raise ImportError("the gradient-boosted StatNN needs scikit-learn: pip install scikit-learn") from error
+    features = statnn_features(params.double(), layout).numpy()
+    return HistGradientBoostingRegressor(**options).fit(features, targets.double().numpy())
 
 
 class StatNN(WeightSpaceModel):
