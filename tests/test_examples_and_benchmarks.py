@@ -65,3 +65,14 @@ def test_baselines_benchmark_quick(tmp_path: Path) -> None:
     assert ("SIREN", "dwsnet") in models and ("SmallCNN", "dwsnet") not in models  # DWSNet is MLP-only
     assert {("SmallCNN", name) for name in ("GNNEncoder", "nfn-hnp", "nfn-np", "statnn")} <= models
     assert all(row["parameters"] > 0 and row["fwd_bwd_s"] > 0 for row in report["rows"])
+
+
+def test_ift_benchmark_quick(tmp_path: Path) -> None:
+    out = tmp_path / "ift"
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ift.py"), "--quick", "--out", str(out)],
+                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert [run["latent_dim"] for run in report["runs"]] == [2, 8]
+    assert 0 <= report["l=2, all pixels"]["fraction_full_rank"] <= 1 and out.with_suffix(".svg").exists()
+    assert all(run["train_loss_last"] < run["train_loss_first"] for run in report["runs"])
