@@ -117,10 +117,15 @@ class HypernetworkHead(nn.Module):
             relative to each layer's SIREN bound (default: ``0.1``).
         seed: Seed of the SIREN initialisation it starts from.
         output_offset: Constant added to the INR's output (DWS INRs: ``0.5``).
+        activation: Activation of the full-mode MLP (default: ``nn.SiLU``). The IFT
+            needs a loss twice continuously differentiable in ``z``; with ReLU it
+            is only piecewise smooth, its Hessian ignores the kinks and Newton
+            refinement stalls at them (measured: gradient norm stuck at ~1e-2).
     """
 
     def __init__(self, template: GraphTemplate, latent_dim: int, mode: str = "full", hidden: int = 256,
-                 num_layers: int = 2, output_scale: float = 0.1, seed: int = 0, output_offset: float = 0.0) -> None:
+                 num_layers: int = 2, output_scale: float = 0.1, seed: int = 0, output_offset: float = 0.0,
+                 activation: type[nn.Module] = nn.SiLU) -> None:
         super().__init__()
         if not isinstance(latent_dim, int) or latent_dim < 1:
             raise ValueError(f"latent_dim must be a positive integer, got {latent_dim!r}")
@@ -134,7 +139,7 @@ class HypernetworkHead(nn.Module):
             widths = [latent_dim] + [hidden] * num_layers
             layers: list[nn.Module] = []
             for a, b in zip(widths[:-1], widths[1:]):
-                layers += [nn.Linear(a, b), nn.ReLU()]
+                layers += [nn.Linear(a, b), activation()]
             self.trunk = nn.Sequential(*layers)
             self.out = nn.Linear(widths[-1], template.num_params)
             with torch.no_grad():
@@ -218,7 +223,8 @@ class AutoDecoder(nn.Module):
         nn.init.normal_(self.embeddings.weight, std=init_std)
 
     def _check(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        coords, targets = image_targets(images)
+        dtype = next(self.head.parameters()).dtype
+        coords, targets = image_targets(images.to(dtype) if images.is_floating_point() else images)
         out = self.head.architecture.sizes[-1]
         if targets.shape[-1] != out or coords.shape[-1] != self.head.architecture.sizes[0]:
             raise ShapeMismatchError(f"images with {targets.shape[-1]} channels do not fit INRs with "
@@ -246,8 +252,8 @@ class AutoDecoder(nn.Module):
     def infer(self, images: Tensor, steps: int = 300, lr: float = 1e-2, init: Tensor | None = None) -> Tensor:
         """Embeddings of new images with the head frozen (all images optimised together, each on its own loss)."""
         coords, targets = self._check(images)
-        z = (init.clone() if init is not None else torch.zeros(images.shape[0], self.head.latent_dim,
-                                                               device=images.device)).requires_grad_(True)
+        z = (init.clone() if init is not None else targets.new_zeros(images.shape[0], self.head.latent_dim)
+             ).requires_grad_(True)
         optimizer = torch.optim.Adam([z], lr=lr)
         frozen = [p.requires_grad for p in self.head.parameters()]
         self.head.requires_grad_(False)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
-from torch.func import grad, hessian, jacrev, vmap
+from torch.func import grad, jacrev, vmap
 
 from wslgraph.heads.hypernetwork import HypernetworkHead, reconstruction_loss
 from wslgraph.io import atomic_write_bytes, atomic_write_json
@@ -39,8 +39,12 @@ def _single_loss(head: HypernetworkHead, coords: Tensor, latent_reg: float):
 
 def latent_hessians(head: HypernetworkHead, z: Tensor, targets: Tensor, coords: Tensor,
                     latent_reg: float = 0.0) -> Tensor:
-    r"""Exact :math:`\nabla^2_z \ell` per instance: ``[B, l, l]`` (``targets`` ``[B, points, out]``)."""
-    return vmap(hessian(_single_loss(head, coords, latent_reg)))(z, targets)
+    r"""Exact :math:`\nabla^2_z \ell` per instance: ``[B, l, l]`` (``targets`` ``[B, points, out]``).
+
+    Reverse-over-reverse (``jacrev(grad)``), which every activation's double
+    backward supports (forward-mode AD is missing for some, e.g. SiLU).
+    """
+    return vmap(jacrev(grad(_single_loss(head, coords, latent_reg))))(z, targets)
 
 
 def spectrum_summary(hessians: Tensor, rtol: float | None = None) -> dict:
@@ -69,25 +73,43 @@ def spectrum_summary(hessians: Tensor, rtol: float | None = None) -> dict:
 
 
 def solve_latents(head: HypernetworkHead, targets: Tensor, coords: Tensor, z0: Tensor, latent_reg: float = 0.0,
-                  newton_steps: int = 30, damping: float = 1e-8) -> Tensor:
-    """Refine embeddings to minima of their losses with Newton steps on exact Hessians.
+                  newton_steps: int = 50, damping: float = 1e-8, tol: float = 1e-12) -> Tensor:
+    """Refine embeddings to minima of their losses: Newton steps on exact Hessians with a line search.
 
     Used to reach :math:`\\nabla_z \\ell = 0` to working precision, as the IFT
     assumes (Adam leaves a residual gradient). Where a Hessian is not positive
     definite it is shifted by its most negative eigenvalue (Levenberg-Marquardt),
-    so steps descend and do not converge to saddle points.
+    so every step is a descent direction; a backtracking (Armijo) line search
+    per instance keeps the loss decreasing where full Newton steps overshoot.
+    Stops once every gradient norm is below ``tol``.
     """
-    gradient = vmap(grad(_single_loss(head, coords, latent_reg)))
+    single = _single_loss(head, coords, latent_reg)
+    gradient, losses = vmap(grad(single)), vmap(single)
     z = z0.detach().clone()
     eye = torch.eye(z.shape[1], dtype=z.dtype, device=z.device)
+    scales = 0.5 ** torch.arange(30, dtype=z.dtype, device=z.device)
     for _ in range(newton_steps):
-        g = gradient(z, targets)
-        h = latent_hessians(head, z, targets, coords, latent_reg).detach()
-        lowest = torch.linalg.eigvalsh(h)[:, 0]
-        shift = torch.where(lowest > damping, torch.full_like(lowest, damping), damping - 2 * lowest)
-        step = torch.linalg.solve(h + shift.view(-1, 1, 1) * eye, g.unsqueeze(-1)).squeeze(-1)
-        z = (z - step).detach()
-    return z
+        with torch.no_grad():
+            g = gradient(z, targets)
+            if float(g.norm(dim=1).max()) < tol:
+                break
+            h = latent_hessians(head, z, targets, coords, latent_reg)
+            lowest = torch.linalg.eigvalsh(h)[:, 0]
+            shift = torch.where(lowest > damping, torch.full_like(lowest, damping), damping - 2 * lowest)
+            step = torch.linalg.solve(h + shift.view(-1, 1, 1) * eye, g.unsqueeze(-1)).squeeze(-1)
+            current = losses(z, targets)
+            slope = (g * step).sum(1)  # > 0: -step descends
+            # within rounding of the optimum the loss cannot show a decrease: take the full Newton step there
+            rounding = 64 * torch.finfo(z.dtype).eps * current.abs()
+            chosen = torch.where(0.5 * slope <= rounding, torch.ones_like(current), torch.zeros_like(current))
+            for scale in scales:  # largest step size with sufficient decrease, per instance
+                trial = losses(z - scale * step, targets)
+                ok = (chosen == 0) & (trial <= current - 1e-4 * scale * slope)
+                chosen = torch.where(ok, scale, chosen)
+                if bool((chosen > 0).all()):
+                    break
+            z = z - chosen.unsqueeze(1) * step
+    return z.detach()
 
 
 def latent_jacobian(head: HypernetworkHead, z_star: Tensor, targets: Tensor, coords: Tensor,
@@ -135,8 +157,8 @@ def implicit_gradients(head: HypernetworkHead, z_star: Tensor, targets: Tensor, 
     elif solver == "cg":
         gradient = grad(_single_loss(head, coords, latent_reg))
 
-        def hvp(vector: Tensor) -> Tensor:
-            return vmap(lambda z, t, u: torch.func.jvp(lambda q: gradient(q, t), (z,), (u,))[1])(
+        def hvp(vector: Tensor) -> Tensor:  # H u = d/dz (grad . u), reverse over reverse (H is symmetric)
+            return vmap(lambda z, t, u: torch.func.vjp(lambda q: gradient(q, t), z)[1](u)[0])(
                 z_star, targets, vector)
 
         w = conjugate_gradient(hvp, grad_z)
