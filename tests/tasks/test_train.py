@@ -1,0 +1,100 @@
+"""The training loop: learns, logs, early-stops, resumes to the same result; the metrics by hand and vs SciPy."""
+
+import json
+
+import pytest
+import torch
+
+import wslgraph.tasks.loop as train_module
+from wslgraph.errors import ManifestError
+from wslgraph.tasks import TrainConfig, build_model, kendall_tau, r2_score, train
+from wslgraph.zoo.dataset import ZooDataset
+from wslgraph.zoo.jobs import cnn_zoo_job, inr_zoo_job
+from wslgraph.zoo.storage import generate_zoo
+
+
+@pytest.fixture(scope="module")
+def inr_zoo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("zoo") / "inr"
+    generate_zoo(root, inr_zoo_job("mnist5k", train_images=72, test_images=20, shard_size=48, steps=60),
+                 progress=False)
+    return root
+
+
+def test_kendall_tau_and_r2_by_hand_and_against_scipy() -> None:
+    assert kendall_tau(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([1.0, 3.0, 2.0])) == pytest.approx(1 / 3)
+    assert kendall_tau(torch.arange(5.0), -torch.arange(5.0)) == pytest.approx(-1.0)
+    assert r2_score(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.0])) == 1.0
+    stats = pytest.importorskip("scipy.stats")
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 20, (3000,), generator=generator).double()  # many ties
+    y = x + torch.randint(0, 10, (3000,), generator=generator)
+    assert kendall_tau(x, y, chunk=700) == pytest.approx(stats.kendalltau(x.numpy(), y.numpy()).statistic, abs=1e-12)
+
+
+@pytest.mark.parametrize("name", ["gnn", "dwsnet", "statnn"])
+def test_training_learns_and_writes_metrics(inr_zoo, tmp_path, name) -> None:
+    train_set, val_set, test_set = (ZooDataset(inr_zoo, s) for s in ("train", "val", "test"))
+    options = {"hidden": 16, "num_layers": 2} if name == "gnn" else {}
+    config = TrainConfig(epochs=4, batch_size=16, lr=3e-3, warmup_steps=2, progress=False)
+    result = train(build_model(name, 10, **options), train_set, val_set, config, test_set=test_set,
+                   out_dir=tmp_path / "run")
+    history = result["history"]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert 0 <= result["test"]["accuracy"] <= 1 and result["parameters"] > 0
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [0, 1, 2, 3]
+    assert (tmp_path / "run" / "metrics.csv").read_text().startswith("epoch,")
+
+
+def test_an_interrupted_run_resumes_to_the_same_result(inr_zoo, tmp_path, monkeypatch) -> None:
+    train_set, val_set = ZooDataset(inr_zoo, "train"), ZooDataset(inr_zoo, "val")
+    config = TrainConfig(epochs=4, batch_size=16, lr=3e-3, warmup_steps=2, patience=0, progress=False)
+
+    def model():
+        torch.manual_seed(1)
+        return build_model("gnn", 10, hidden=16, num_layers=2)
+
+    reference = model()
+    expected = train(reference, train_set, val_set, config, out_dir=tmp_path / "straight")
+    calls = []
+    evaluate = train_module.evaluate
+
+    def dies_in_epoch_two(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # killed after training epoch 2, before its checkpoint
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "evaluate", dies_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        train(model(), train_set, val_set, config, out_dir=tmp_path / "resumed")
+    assert json.loads((tmp_path / "resumed" / "checkpoint.json").read_text())["epoch"] == 1
+    monkeypatch.setattr(train_module, "evaluate", evaluate)
+    resumed_model = model()
+    resumed = train(resumed_model, train_set, val_set, config, out_dir=tmp_path / "resumed")
+    assert [r["epoch"] for r in resumed["history"]] == [0, 1, 2, 3]
+    for a, b in zip(resumed["history"], expected["history"]):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+    for (key, a), b in zip(resumed_model.state_dict().items(), reference.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=key)
+    with pytest.raises(ManifestError, match="different configuration"):
+        train(model(), train_set, val_set, TrainConfig(epochs=4, batch_size=8, progress=False),
+              out_dir=tmp_path / "resumed")
+
+
+def test_regression_on_a_cnn_zoo_reports_kendall_tau(tmp_path) -> None:
+    root = tmp_path / "cnn"
+    generate_zoo(root, cnn_zoo_job("digits", count=24, epochs=1, checkpoints=(1,), steps_per_epoch=15,
+                                   models_per_shard=12, train_images=300, test_images=100), progress=False)
+    train_set, val_set, test_set = (ZooDataset(root, s) for s in ("train", "val", "test"))
+    config = TrainConfig(task="regression", epochs=3, batch_size=8, lr=3e-3, warmup_steps=1, progress=False)
+    result = train(build_model("statnn", 1), train_set, val_set, config, test_set=test_set)
+    assert -1 <= result["test"]["kendall_tau"] <= 1 and "r2" in result["test"]
+
+
+def test_bad_settings() -> None:
+    with pytest.raises(ValueError, match="task"):
+        TrainConfig(task="ranking")
+    with pytest.raises(ValueError, match="unknown model"):
+        build_model("resnet", 10)

@@ -1,0 +1,245 @@
+"""One training loop for every model (wslgraph's encoders and the peers), with checkpoints that resume.
+
+:func:`train` fits a model on a :class:`~wslgraph.zoo.ZooDataset` split with
+AdamW and a warm-up + cosine schedule, evaluates on the validation split
+every epoch, stops early when the validation metric stalls, and keeps the
+best weights. With ``out_dir`` it writes, atomically, every epoch:
+``checkpoint.safetensors`` + ``checkpoint.json`` (model, optimizer,
+scheduler, epoch, best metric), ``best.safetensors``, and the metrics as
+``metrics.jsonl`` and ``metrics.csv``. Calling it again with the same
+``out_dir`` resumes after the last finished epoch and ends where an
+uninterrupted run ends (tested, CPU).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+from torch import Tensor, nn
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from wslgraph.baselines import BASELINES
+from wslgraph.errors import ManifestError
+from wslgraph.io import atomic_write_bytes, atomic_write_json
+from wslgraph.nn import GNNEncoder, TransformerEncoder
+from wslgraph.tasks.metrics import accuracy, kendall_tau, r2_score
+from wslgraph.zoo.dataset import ZooDataset
+
+__all__ = ["TrainConfig", "MODELS", "build_model", "train", "evaluate"]
+
+MODELS = {"gnn": GNNEncoder, "transformer": TransformerEncoder, **BASELINES}
+
+
+def build_model(name: str, out_dim: int, **options: object) -> nn.Module:
+    """A model by name: ``gnn``, ``transformer`` or a baseline (``dwsnet``, ``nfn-hnp``, ``nfn-np``, ``mlp``, ...)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    return MODELS[name](out_dim, **options)
+
+
+@dataclass
+class TrainConfig:
+    """Training settings.
+
+    Args:
+        task: ``"classification"`` (cross-entropy; metric: accuracy) or
+            ``"regression"`` (MSE; metric: Kendall's tau).
+        epochs: Maximum epochs.
+        batch_size: Graphs per step.
+        lr: Peak AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        warmup_steps: Linear warm-up, then cosine decay to 0 over the remaining steps.
+        patience: Epochs without validation improvement before stopping (0: never stop early).
+        grad_clip: Max gradient norm (0: no clipping).
+        seed: Seed of initialisation and batch order.
+        device: Where to train.
+        progress: Progress bars.
+    """
+
+    task: str = "classification"
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    warmup_steps: int = 50
+    patience: int = 10
+    grad_clip: float = 1.0
+    seed: int = 0
+    device: str = "cpu"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.task not in ("classification", "regression"):
+            raise ValueError(f"task must be 'classification' or 'regression', got {self.task!r}")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
+
+
+def _loss(output: Tensor, target: Tensor, task: str) -> Tensor:
+    if task == "classification":
+        return F.cross_entropy(output, target.long())
+    return F.mse_loss(output.squeeze(-1), target.float())
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset: ZooDataset, config: TrainConfig) -> dict:
+    """Loss and task metrics of ``model`` on a dataset (eval mode), plus inference graphs/s."""
+    model.eval()
+    outputs, targets = [], []
+    start = time.perf_counter()
+    for batch in dataset.batches(config.batch_size, device=config.device):
+        outputs.append(model(batch).cpu())
+        targets.append(batch.y.cpu())
+    seconds = time.perf_counter() - start
+    output, target = torch.cat(outputs), torch.cat(targets)
+    metrics = {"loss": float(_loss(output, target, config.task)), "graphs_per_s": len(target) / seconds}
+    if config.task == "classification":
+        metrics["accuracy"] = accuracy(output, target)
+    else:
+        prediction = output.squeeze(-1)
+        metrics["kendall_tau"] = kendall_tau(prediction, target)
+        metrics["r2"] = r2_score(prediction, target)
+    return metrics
+
+
+def _score(metrics: dict, task: str) -> float:
+    return metrics["accuracy"] if task == "classification" else metrics["kendall_tau"]
+
+
+def _schedule(config: TrainConfig, total_steps: int):
+    def factor(step: int) -> float:
+        if step < config.warmup_steps:
+            return (step + 1) / config.warmup_steps
+        progress = (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return factor
+
+
+def _state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> tuple[bytes, dict]:
+    # clones: a module shared under several names (e.g. Fourier features) must not share storage on disk
+    tensors = {f"model.{k}": v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    meta: dict = {}
+    if optimizer is not None:
+        state = optimizer.state_dict()
+        for index, entry in state["state"].items():
+            for name, value in entry.items():
+                tensors[f"optimizer.{index}.{name}"] = torch.as_tensor(value).contiguous().cpu()
+        meta["param_groups"] = state["param_groups"]
+    return save_safetensors(tensors), meta
+
+
+def _load_state(model: nn.Module, optimizer: torch.optim.Optimizer | None, data: bytes, meta: dict) -> None:
+    tensors = load_safetensors(data)
+    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    if optimizer is not None:
+        state: dict = {}
+        for key, value in tensors.items():
+            if key.startswith("optimizer."):
+                _, index, name = key.split(".", 2)
+                state.setdefault(int(index), {})[name] = value
+        optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def _write_metrics(out_dir: Path, rows: list[dict]) -> None:
+    atomic_write_bytes(out_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
+    buffer = io.StringIO()
+    fields = sorted({k for r in rows for k in r})
+    writer = csv.DictWriter(buffer, fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(out_dir / "metrics.csv", buffer.getvalue().encode())
+
+
+def train(model: nn.Module, train_set: ZooDataset, val_set: ZooDataset, config: TrainConfig | None = None, *,
+          test_set: ZooDataset | None = None, out_dir: str | os.PathLike[str] | None = None) -> dict:
+    """Train ``model`` (built lazily on the first batch), early-stop on validation, report the best epoch.
+
+    Returns a dict with the best epoch, its validation metrics, test metrics
+    of the best weights (when ``test_set`` is given), parameters, seconds per
+    epoch and the per-epoch history.
+    """
+    config = config or TrainConfig()
+    torch.manual_seed(config.seed)
+    device = torch.device(config.device)
+    first = next(train_set.batches(config.batch_size, device=device))
+    model.to(device)
+    with torch.no_grad():
+        model(first)  # lazy initialisation
+    if hasattr(model, "fit_statistics"):
+        model.fit_statistics(list(train_set.batches(config.batch_size, device=device))[:20])
+    model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(train_set.len() / config.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config, config.epochs * steps_per_epoch))
+    history: list[dict] = []
+    best_score, best_epoch, stale, start_epoch = -math.inf, -1, 0, 0
+    best_bytes, _ = _state_bytes(model)
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None and (out / "checkpoint.json").exists():
+        meta = json.loads((out / "checkpoint.json").read_text())
+        free = ("epochs", "progress")  # a resumed run may train longer and show or hide progress
+        if {k: v for k, v in meta["config"].items() if k not in free} != \
+                {k: v for k, v in asdict(config).items() if k not in free}:
+            raise ManifestError(f"{out} holds a run with a different configuration ({meta['config']}); use a new "
+                                "out_dir or the same settings")
+        _load_state(model, optimizer, (out / "checkpoint.safetensors").read_bytes(), meta)
+        scheduler.load_state_dict(meta["scheduler"])
+        history, best_score, best_epoch, stale = meta["history"], meta["best_score"], meta["best_epoch"], meta["stale"]
+        start_epoch = meta["epoch"] + 1
+        best_bytes = (out / "best.safetensors").read_bytes()
+    for epoch in range(start_epoch, config.epochs):
+        if config.patience and stale >= config.patience:
+            break
+        model.train()
+        generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+        started, total, count = time.perf_counter(), 0.0, 0
+        batches = train_set.batches(config.batch_size, shuffle=True, generator=generator, device=device)
+        for batch in tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch}", leave=False,
+                          disable=not config.progress):
+            loss = _loss(model(batch), batch.y, config.task)
+            optimizer.zero_grad()
+            loss.backward()
+            if config.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            total += float(loss.detach()) * batch.num_graphs
+            count += batch.num_graphs
+        seconds = time.perf_counter() - started
+        val = evaluate(model, val_set, config)
+        row = {"epoch": epoch, "train_loss": total / count, "seconds": seconds,
+               **{f"val_{k}": v for k, v in val.items()}}
+        history.append(row)
+        score = _score(val, config.task)
+        if score > best_score:
+            best_score, best_epoch, stale = score, epoch, 0
+            best_bytes, _ = _state_bytes(model)
+        else:
+            stale += 1
+        if out is not None:
+            data, meta = _state_bytes(model, optimizer)
+            atomic_write_bytes(out / "best.safetensors", best_bytes)
+            atomic_write_bytes(out / "checkpoint.safetensors", data)
+            atomic_write_json(out / "checkpoint.json", {**meta, "epoch": epoch, "config": asdict(config),
+                                                        "scheduler": scheduler.state_dict(), "history": history,
+                                                        "best_score": best_score, "best_epoch": best_epoch,
+                                                        "stale": stale})
+            _write_metrics(out, history)
+    _load_state(model, None, best_bytes, {})
+    result = {"best_epoch": best_epoch, "best_val": history[best_epoch] if best_epoch >= 0 else None,
+              "epochs_run": len(history), "parameters": sum(p.numel() for p in model.parameters()),
+              "seconds_per_epoch": sum(r["seconds"] for r in history) / max(1, len(history)), "history": history}
+    if test_set is not None:
+        result["test"] = evaluate(model, test_set, config)
+    return result
