@@ -1,5 +1,9 @@
 """The command line: the demo converts the built-in models exactly; zoo jobs generate, resume and report."""
 
+import json
+
+import pytest
+
 from wslgraph.cli import main
 
 
@@ -35,3 +39,20 @@ def test_zoo_errors_are_reported_not_raised(tmp_path, capsys) -> None:
     assert main(["zoo", "inr", str(out), "--train-images", "2", "--test-images", "0", "--steps", "2",
                  "--shard-size", "2", "--no-compile", "--quiet"]) == 2
     assert "different zoo job" in capsys.readouterr().err
+
+
+def test_train_and_eval_commands(tmp_path, capsys) -> None:
+    zoo = tmp_path / "zoo"
+    assert main(["zoo", "inr", str(zoo), "--train-images", "26", "--test-images", "8", "--steps", "20",
+                 "--shard-size", "34", "--no-compile", "--quiet"]) == 0
+    run = tmp_path / "run"
+    assert main(["train", str(zoo), "--model", "nfn-hnp", "--options", '{"hidden": 8}', "--epochs", "2",
+                 "--batch-size", "8", "--out", str(run), "--quiet"]) == 0
+    assert {"run.json", "best.safetensors", "checkpoint.safetensors", "metrics.csv"} <= {p.name for p in run.iterdir()}
+    capsys.readouterr()
+    assert main(["eval", str(run), "--split", "test"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    stored = json.loads((run / "run.json").read_text())["result"]["test"]
+    assert metrics["accuracy"] == stored["accuracy"] and metrics["loss"] == pytest.approx(stored["loss"])
+    assert main(["eval", str(tmp_path)]) == 2
+    assert "no run.json" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from wslgraph.errors import WSLGraphError
+from wslgraph.errors import ManifestError, WSLGraphError
 from wslgraph.runtime import tune_cpu_allocator
 
 __all__ = ["main"]
@@ -82,6 +83,57 @@ def _zoo_cnn(args: argparse.Namespace) -> int:
     rank, world = _rank_and_world(args)
     generate_zoo(args.out, job, rank=rank, world_size=world, progress=not args.quiet)
     _report(args.out, args.quiet)
+    return 0
+
+
+def _task_for(dataset: object, task: str) -> str:
+    return task if task != "auto" else ("classification" if dataset.arrays.kind == "inr" else "regression")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from wslgraph.io import atomic_write_json
+    from wslgraph.tasks import TrainConfig, build_model, train
+    from wslgraph.tasks.loop import init_distributed
+    from wslgraph.zoo.dataset import ZooDataset
+
+    rank, _ = init_distributed(args.device)
+    splits = {s: ZooDataset(args.zoo, s, target=args.target) for s in ("train", "val", "test")}
+    task = _task_for(splits["train"], args.task)
+    out_dim = int(splits["train"].arrays.columns[splits["train"].target].max()) + 1 if task == "classification" else 1
+    options = json.loads(args.options)
+    config = TrainConfig(task=task, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                         weight_decay=args.weight_decay, patience=args.patience, seed=args.seed, device=args.device,
+                         progress=not args.quiet)
+    torch.manual_seed(args.seed)
+    model = build_model(args.model, out_dim, **options)
+    result = train(model, splits["train"], splits["val"], config, test_set=splits["test"], out_dir=args.out)
+    if rank == 0:
+        atomic_write_json(Path(args.out) / "run.json", {"zoo": str(args.zoo), "model": args.model, "options": options,
+                                                        "out_dim": out_dim, "task": task, "target": args.target,
+                                                        "result": {k: v for k, v in result.items() if k != "history"}})
+        if not args.quiet:
+            print(json.dumps({"best_epoch": result["best_epoch"], "test": result["test"],
+                              "parameters": result["parameters"]}, indent=2))
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from safetensors.torch import load_file
+
+    from wslgraph.tasks import TrainConfig, build_model, evaluate
+    from wslgraph.zoo.dataset import ZooDataset
+
+    if not (Path(args.run) / "run.json").exists():
+        raise ManifestError(f"{args.run} has no run.json; it must be a folder written by `wslgraph train`")
+    run = json.loads((Path(args.run) / "run.json").read_text())
+    dataset = ZooDataset(args.zoo or run["zoo"], args.split, target=run["target"])
+    model = build_model(run["model"], run["out_dim"], **run["options"])
+    config = TrainConfig(task=run["task"], batch_size=args.batch_size, device=args.device, progress=False)
+    with torch.no_grad():
+        model(next(dataset.batches(2)))  # lazy initialisation
+    state = load_file(Path(args.run) / "best.safetensors")
+    model.load_state_dict({k[len("model."):]: v for k, v in state.items()})
+    print(json.dumps(evaluate(model.to(args.device), dataset, config), indent=2))
     return 0
 
 
@@ -160,11 +212,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     merge.add_argument("--quiet", action="store_true")
     info = zoo_sub.add_parser("info", help="summarise a zoo folder")
     info.add_argument("root")
+    trainer = sub.add_parser("train", help="train an encoder or a peer on a zoo (resumable; runs under torchrun)",
+                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    trainer.add_argument("zoo", help="zoo folder (wslgraph zoo inr/cnn)")
+    trainer.add_argument("--model", default="gnn",
+                         help="gnn, transformer, dwsnet, nfn-hnp, nfn-np, mlp, mlp-aug, statnn")
+    trainer.add_argument("--options", default="{}", help='model options as JSON, e.g. \'{"hidden": 32}\'')
+    trainer.add_argument("--out", required=True, help="run folder: checkpoints, metrics, run.json")
+    trainer.add_argument("--task", default="auto", choices=["auto", "classification", "regression"],
+                         help="auto: classification for INR zoos, regression for CNN zoos")
+    trainer.add_argument("--target", default=None, help="column to predict (default: label / test_accuracy)")
+    trainer.add_argument("--epochs", type=int, default=20)
+    trainer.add_argument("--batch-size", type=int, default=64)
+    trainer.add_argument("--lr", type=float, default=1e-3)
+    trainer.add_argument("--weight-decay", type=float, default=1e-2)
+    trainer.add_argument("--patience", type=int, default=10)
+    trainer.add_argument("--seed", type=int, default=0)
+    trainer.add_argument("--device", default="cpu")
+    trainer.add_argument("--quiet", action="store_true")
+    evaluator = sub.add_parser("eval", help="evaluate a trained run's best weights on a zoo split")
+    evaluator.add_argument("run", help="run folder written by wslgraph train")
+    evaluator.add_argument("--zoo", default=None, help="zoo folder (default: the run's)")
+    evaluator.add_argument("--split", default="test", choices=["train", "val", "test"])
+    evaluator.add_argument("--batch-size", type=int, default=64)
+    evaluator.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     if args.command == "zoo":
         handler = {"inr": _zoo_inr, "cnn": _zoo_cnn, "merge": _zoo_merge, "info": _zoo_info}[args.zoo_command]
     else:
-        handler = {"demo": _demo}[args.command]
+        handler = {"demo": _demo, "train": _train, "eval": _eval}[args.command]
     tune_cpu_allocator()  # our own process: reuse freed memory (see wslgraph.runtime)
     try:
         return handler(args)

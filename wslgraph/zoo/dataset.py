@@ -243,18 +243,31 @@ class ZooDataset(Dataset):
         self._attach(graph, rows)
         return graph
 
+    def batch(self, positions: Tensor | Sequence[int], device: str | torch.device | None = None) -> Batch:
+        """One template-built batch of the models at ``positions`` of this split."""
+        positions = torch.as_tensor(positions, dtype=torch.long)
+        params = self.params(positions)
+        batch = self.template.batch(params.to(device) if device is not None else params)
+        self._attach(batch, self.indices_[positions])
+        return batch
+
     def batches(self, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None,
-                drop_last: bool = False, device: str | torch.device | None = None) -> Iterator[Batch]:
-        """Template-built batches (the fast path; one strided copy per layer tensor per batch)."""
+                drop_last: bool = False, device: str | torch.device | None = None, rank: int = 0,
+                world_size: int = 1) -> Iterator[Batch]:
+        """Template-built batches (the fast path; one strided copy per layer tensor per batch).
+
+        With ``world_size > 1`` every process draws the same order and takes
+        positions ``rank, rank + world_size, ...`` of each global batch of
+        ``batch_size`` (distributed data parallelism without a sampler).
+        """
         order = torch.randperm(self.len(), generator=generator) if shuffle else torch.arange(self.len())
         for start in range(0, self.len(), batch_size):
             chunk = order[start:start + batch_size]
             if drop_last and chunk.numel() < batch_size:
                 break
-            params = self.params(chunk)
-            batch = self.template.batch(params.to(device) if device is not None else params)
-            self._attach(batch, self.indices_[chunk])
-            yield batch
+            mine = chunk[rank::world_size]
+            if mine.numel():
+                yield self.batch(mine, device)
 
     def __repr__(self) -> str:
         return (f"ZooDataset({self.arrays.kind}, split={self.split!r}, models={self.len()}, "

@@ -1,0 +1,56 @@
+"""Training under two gloo processes (as torchrun launches them) matches one process on the same data."""
+
+import json
+import os
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from safetensors.torch import load_file, save_file
+
+from wslgraph.tasks import TrainConfig, build_model, train
+from wslgraph.tasks.loop import init_distributed
+from wslgraph.zoo.dataset import ZooDataset
+from wslgraph.zoo.jobs import inr_zoo_job
+from wslgraph.zoo.storage import generate_zoo
+
+CONFIG = dict(epochs=2, batch_size=8, lr=3e-3, warmup_steps=2, patience=0, progress=False)
+
+
+def _run(rank: int, world: int, port: int, zoo: str, out: str) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    assert init_distributed() == (rank, world)
+    torch.manual_seed(1)
+    model = build_model("gnn", 10, hidden=16, num_layers=2)
+    result = train(model, ZooDataset(zoo, "train"), ZooDataset(zoo, "val"), TrainConfig(**CONFIG))
+    if rank == 0:
+        save_file({k: v.clone() for k, v in model.state_dict().items()}, os.path.join(out, "model.safetensors"))
+        with open(os.path.join(out, "history.json"), "w") as file:
+            json.dump(result["history"], file)
+    dist.destroy_process_group()
+
+
+@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
+def test_two_processes_match_one(tmp_path) -> None:
+    zoo = tmp_path / "zoo"
+    # 32 training models: every global batch of 8 splits evenly over 2 processes
+    generate_zoo(zoo, inr_zoo_job("mnist5k", train_images=34, test_images=4, shard_size=38, steps=30),
+                 progress=False)
+    assert ZooDataset(zoo, "train").len() == 32
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mp.spawn(_run, args=(2, port, str(zoo), str(tmp_path)), nprocs=2, join=True)
+    torch.manual_seed(1)
+    single = build_model("gnn", 10, hidden=16, num_layers=2)
+    expected = train(single, ZooDataset(zoo, "train"), ZooDataset(zoo, "val"), TrainConfig(**CONFIG))
+    history = json.loads((tmp_path / "history.json").read_text())
+    for a, b in zip(history, expected["history"]):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+        assert a["val_accuracy"] == b["val_accuracy"]
+    distributed = load_file(tmp_path / "model.safetensors")
+    for key, value in single.state_dict().items():
+        torch.testing.assert_close(distributed[key], value, rtol=1e-4, atol=1e-5, msg=key)
