@@ -7,11 +7,16 @@ import pytest
 from wslgraph.cli import main
 
 
-def test_demo_runs_and_reports_exact_round_trips(capsys) -> None:
-    assert main(["demo", "--zoo-size", "50"]) == 0
+def test_demo_quick_runs_end_to_end(tmp_path, capsys) -> None:
+    arguments = ["demo", "--quick", "--quiet", "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache")]
+    assert main(arguments) == 0
     out = capsys.readouterr().out
-    assert out.count(": exact") == 3
-    assert "50 SIRENs" in out and "unbatch exact: True" in out
+    assert out.count("round trip exact: True") == 3
+    for name in ("GNNEncoder", "DWSNet", "NFN-HNP"):
+        assert name in out
+    for figure in ("learning_curves.svg", "reconstructions.svg", "network.svg"):
+        assert (tmp_path / "out" / figure).read_text().startswith("<svg")
+    assert (tmp_path / "cache" / "demo-mnist5k-quick" / "manifest.json").exists()
 
 
 def test_zoo_commands_generate_resume_and_report(tmp_path, capsys) -> None:

@@ -147,3 +147,16 @@ def test_write_zoo_round_trips_in_memory_zoos(reference, tmp_path) -> None:
     assert torch.equal(again.params, arrays.params) and torch.equal(again.columns["label"], arrays.columns["label"])
     entry = read_manifest(tmp_path / "imported")["shards"][0]
     assert entry["sha256"] == hashlib.sha256((tmp_path / "imported" / entry["file"]).read_bytes()).hexdigest()
+
+
+def test_a_shard_whose_first_byte_is_0x80_is_still_safetensors(tmp_path) -> None:
+    from safetensors.torch import save
+
+    from wslgraph.zoo.storage import _shard_metadata
+
+    for filler in range(400):  # find a header whose length's low byte is 0x80, like a pickle's first byte
+        data = save({"params": torch.zeros(2, 3)}, metadata={"wslgraph": json.dumps({"x": "y" * filler})})
+        if data[0] == 0x80:
+            break
+    assert data[0] == 0x80
+    assert _shard_metadata(data, tmp_path / "shard.safetensors") == {"x": "y" * filler}

@@ -26,6 +26,7 @@ from torch.func import grad, jacrev, vmap
 
 from wslgraph.heads.hypernetwork import HypernetworkHead, reconstruction_loss
 from wslgraph.io import atomic_write_bytes, atomic_write_json
+from wslgraph.plotting import line_plot
 
 __all__ = ["latent_hessians", "spectrum_summary", "solve_latents", "latent_jacobian", "implicit_gradients",
            "conjugate_gradient", "ift_report", "spectrum_svg"]
@@ -173,34 +174,10 @@ def implicit_gradients(head: HypernetworkHead, z_star: Tensor, targets: Tensor, 
     return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
 
 
-def spectrum_svg(series: dict[str, Sequence[float]], title: str, width: int = 640, height: int = 400) -> str:
-    """A log-scale line plot (SVG text) of sorted eigenvalue magnitudes, one line per named series."""
-    colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f"]
-    values = [max(abs(v), 1e-30) for s in series.values() for v in s] or [1.0]
-    low, high = math.log10(min(values)), math.log10(max(values))
-    high = high if high > low else low + 1
-    left, top, plot_w, plot_h = 70, 40, width - 230, height - 90
-    longest = max((len(s) for s in series.values()), default=1)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
-             f'font-size="12"><rect width="100%" height="100%" fill="white"/>',
-             f'<text x="{left}" y="20" font-size="14">{title}</text>',
-             f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="black"/>']
-    for tick in range(math.floor(low), math.ceil(high) + 1):
-        y = top + plot_h * (1 - (tick - low) / (high - low))
-        if top - 1 <= y <= top + plot_h + 1:
-            parts.append(f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">1e{tick}</text>')
-    parts.append(f'<text x="{left + plot_w / 2}" y="{height - 15}" text-anchor="middle">eigenvalue index '
-                 f'(largest first)</text>')
-    for index, (name, values_) in enumerate(series.items()):
-        ordered = sorted((max(abs(v), 1e-30) for v in values_), reverse=True)
-        points = " ".join(
-            f"{left + plot_w * (i / max(longest - 1, 1)):.1f},"
-            f"{top + plot_h * (1 - (math.log10(v) - low) / (high - low)):.1f}" for i, v in enumerate(ordered))
-        color = colors[index % len(colors)]
-        parts.append(f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="1.5"/>')
-        parts.append(f'<text x="{left + plot_w + 10}" y="{top + 16 * index + 10}" fill="{color}">{name}</text>')
-    parts.append("</svg>")
-    return "\n".join(parts)
+def spectrum_svg(series: dict[str, Sequence[float]], title: str) -> str:
+    """A log-scale plot (SVG text) of sorted eigenvalue magnitudes, largest first, one line per named series."""
+    ordered = {name: sorted((abs(v) for v in values), reverse=True) for name, values in series.items()}
+    return line_plot(ordered, title, xlabel="eigenvalue index (largest first)", ylabel="|eigenvalue|", log_y=True)
 
 
 def ift_report(entries: dict[str, dict], out: str | Path) -> dict:

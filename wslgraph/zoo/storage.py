@@ -45,7 +45,6 @@ __all__ = ["FORMAT", "ZooJob", "ZooArrays", "generate_zoo", "finalize_zoo", "wri
 
 FORMAT, VERSION = "wslgraph-zoo", 1
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
-_PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # pickle protocol 2+ and torch's zip archives
 
 
 def shard_name(index: int) -> str:
@@ -229,20 +228,25 @@ def read_manifest(root: str | os.PathLike[str]) -> dict:
 
 
 def _shard_metadata(data: bytes, path: Path) -> dict:
-    if data[:1] in _PICKLE_MAGIC or data[:4] in _PICKLE_MAGIC:
+    """wslgraph's metadata from a safetensors file's header; typed errors for anything else.
+
+    The file is checked as safetensors first (8-byte header length, then a
+    JSON object): the first byte of a valid file can be 0x80, the first byte
+    of a pickle too.
+    """
+    size = int.from_bytes(data[:8], "little") if len(data) >= 8 else -1
+    if 8 < 8 + size <= len(data) and data[8:9] == b"{":
+        try:
+            header = json.loads(data[8:8 + size])
+            return json.loads(header.get("__metadata__", {}).get("wslgraph", "{}"))
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as error:
+            raise CorruptShardError(f"{path} has a corrupt safetensors header ({error})") from error
+    is_pickle = data[:1] == b"\x80" and len(data) > 1 and 2 <= data[1] <= 5 and data.endswith(b".")
+    if is_pickle or data[:4] == b"PK\x03\x04":
         raise UnsafeFileError(f"{path} is a pickle/torch.save file; zoo shards must be safetensors "
                               "(wslgraph never unpickles)")
-    if len(data) < 8:
-        raise CorruptShardError(f"{path} is truncated ({len(data)} bytes)")
-    size = int.from_bytes(data[:8], "little")
-    if size > len(data) - 8 or size > 100_000_000:
-        raise CorruptShardError(f"{path} is truncated or not safetensors (header of {size} bytes, file of "
-                                f"{len(data)})")
-    try:
-        header = json.loads(data[8:8 + size])
-        return json.loads(header.get("__metadata__", {}).get("wslgraph", "{}"))
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as error:
-        raise CorruptShardError(f"{path} has a corrupt safetensors header ({error})") from error
+    raise CorruptShardError(f"{path} is truncated or not safetensors ({len(data)} bytes"
+                            f"{f', header of {size} bytes' if size >= 0 else ''})")
 
 
 def read_shard(root: str | os.PathLike[str], entry: dict, *, verify: bool = True) -> dict[str, Tensor]:
