@@ -55,7 +55,7 @@ def _demo(args: argparse.Namespace) -> int:
     psnr = splits["train"].arrays.columns["psnr"]
     print(f"   {len(splits['train'])} train / {len(splits['val'])} val / {len(splits['test'])} test INRs, median PSNR "
           f"{psnr.median():.1f} dB ({time.perf_counter() - started:.0f} s, 0 s when cached)")
-    epochs = 1 if quick else 8
+    epochs = 1 if quick else 25
     print(f"\n== 3. Classifying the digit an INR draws from its weights ({epochs} epochs each, same data and seed)")
     models = {"GNNEncoder": ("gnn", {"hidden": 32, "num_layers": 3}), "DWSNet": ("dwsnet", {}),
               "NFN-HNP": ("nfn-hnp", {})}
