@@ -76,3 +76,11 @@ def test_ift_benchmark_quick(tmp_path: Path) -> None:
     assert [run["latent_dim"] for run in report["runs"]] == [2, 8]
     assert 0 <= report["l=2, all pixels"]["fraction_full_rank"] <= 1 and out.with_suffix(".svg").exists()
     assert all(run["train_loss_last"] < run["train_loss_first"] for run in report["runs"])
+
+
+def test_compare_benchmark_quick(tmp_path: Path) -> None:
+    result, report = _run_quick("compare.py", tmp_path)
+    models = [row["model"] for row in report["rows"]]
+    assert models == ["gnn", "transformer", "dwsnet", "nfn-hnp", "nfn-np", "mlp", "statnn"]
+    assert all(0 <= row["mean"] <= 1 and row["parameters"] > 0 for row in report["rows"])
+    assert (tmp_path / "result.md").read_text().startswith("| model | test accuracy")
