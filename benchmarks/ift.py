@@ -48,8 +48,7 @@ def main() -> None:
     latent_dims = args.latent_dims or ([2, 8] if args.quick else [2, 8, 32, 64])
     train_count, test_count, steps, analysed = (64, 16, 100, 8) if args.quick else (1000, 200, 2000, 100)
     train, test = load_images(args.source, "train"), load_images(args.source, "test")
-    train = train[torch.linspace(0, len(train) - 1, train_count).round().long()]
-    test = test[torch.linspace(0, len(test) - 1, test_count).round().long()]
+    train, test = train.evenly_spaced(train_count), test.evenly_spaced(test_count)
     template = GraphTemplate.from_module(siren(hidden=(32, 32), out_features=train.images.shape[1]))
     coords, targets = image_targets(test.images.double())
     pixels = coords.shape[0]

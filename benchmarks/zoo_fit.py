@@ -45,7 +45,7 @@ def main() -> None:
     recipe = RECIPES[args.recipe]
     steps, count, loop_count = (40, 32, 2) if args.quick else (recipe.steps, args.count or 512, 8)
     images = load_images("mnist5k", "train")
-    images = images[torch.linspace(0, len(images) - 1, count).round().long()]
+    images = images.evenly_spaced(count)
     flops = fit_flops_per_step(recipe, 28 * 28, 1)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; recipe {recipe.name}, {steps} steps, "
           f"{flops / 1e6:.2f} MFLOP (matrix products) per INR-step")

@@ -144,7 +144,7 @@ def test_statnn_features_by_hand() -> None:
 @pytest.fixture(scope="module")
 def tiny_zoo():
     images = load_images("mnist5k", "train")
-    images = images[torch.linspace(0, len(images) - 1, 24).round().long()]
+    images = images.evenly_spaced(24)
     fit = fit_inrs(images, "dws", steps=60, progress=False)
     return fit.template.batch(fit.params), fit.labels
 

@@ -23,7 +23,7 @@ from wslgraph.zoo.inr import (
 @pytest.fixture(scope="module")
 def digits():
     images = load_images("mnist5k", "train")
-    return images[torch.linspace(0, len(images) - 1, 6).round().long()]
+    return images.evenly_spaced(6)
 
 
 @pytest.mark.parametrize("recipe", ["dws", "nfn"])

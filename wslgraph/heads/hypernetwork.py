@@ -28,11 +28,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from wslgraph.baselines.weightspace import from_weight_space, to_weight_space, weight_space_spec
+from wslgraph.baselines.weightspace import WeightSpaceSpec, from_weight_space, to_weight_space, weight_space_spec
 from wslgraph.convert.template import GraphTemplate
 from wslgraph.errors import ShapeMismatchError, UnsupportedModuleError
 from wslgraph.graph.vocab import Activation
-from wslgraph.zoo.inr import pixel_grid
+from wslgraph.zoo.inr import pixel_grid, siren_layer_init
 
 __all__ = ["INRArchitecture", "inr_forward", "HypernetworkHead", "AutoDecoder", "reconstruction_loss",
            "image_targets"]
@@ -45,7 +45,7 @@ class INRArchitecture:
     """An MLP INR read from a template: layer sizes, and each layer's activation (kind, parameter)."""
 
     template: GraphTemplate
-    sizes: tuple[int, ...]
+    spec: WeightSpaceSpec  # the weight-space view of the template (sizes, where each tensor sits)
     activations: tuple[tuple[Activation, float], ...]  # after each layer
 
     @classmethod
@@ -60,26 +60,24 @@ class INRArchitecture:
         if unsupported:
             raise UnsupportedModuleError(f"INR activations {sorted(unsupported)} are not supported by inr_forward; "
                                          "use sine, ReLU, tanh or none")
-        return cls(template, spec.sizes, activations)
+        return cls(template, spec, activations)
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return self.spec.sizes
 
     @property
     def num_params(self) -> int:
         return self.template.num_params
 
     def siren_init(self, generator: torch.Generator) -> Tensor:
-        """A flat SIREN initialisation: first layer U(±1/n), others U(±sqrt(6/n)/w0), biases U(±1/sqrt(n))."""
-        spec = weight_space_spec(self.template.layout)
-        weights, biases = [], []
-        for layer in range(len(self.sizes) - 1):
-            fan_in = self.sizes[layer]
-            w0 = self.activations[layer - 1][1] if layer > 0 and self.activations[layer - 1][1] else 30.0
-            bound = 1 / fan_in if layer == 0 else math.sqrt(6 / fan_in) / w0
-            weights.append(torch.empty(1, 1, self.sizes[layer + 1], fan_in).uniform_(-bound, bound,
-                                                                                     generator=generator))
-            biases.append(torch.empty(1, 1, self.sizes[layer + 1]).uniform_(-1 / math.sqrt(fan_in),
-                                                                            1 / math.sqrt(fan_in),
-                                                                            generator=generator))
-        return from_weight_space(weights, biases, spec)[0]
+        """A flat SIREN initialisation (:func:`~wslgraph.zoo.inr.siren_layer_init`; each hidden layer's w0
+        is that of the sine before it, 30 where there is none)."""
+        w0s = [30.0] + [parameter or 30.0 for _, parameter in self.activations[:-1]]
+        params = siren_layer_init(self.sizes, w0s, generator)
+        weights = [w.view(1, 1, *w.shape) for w in params[::2]]
+        biases = [b.view(1, 1, -1) for b in params[1::2]]
+        return from_weight_space(weights, biases, self.spec)[0]
 
 
 def inr_forward(params: Tensor, coords: Tensor, architecture: INRArchitecture, output_offset: float = 0.0
@@ -90,7 +88,7 @@ def inr_forward(params: Tensor, coords: Tensor, architecture: INRArchitecture, o
     """
     if params.dim() != 2 or params.shape[1] != architecture.num_params:
         raise ShapeMismatchError(f"expected INR weights [B, {architecture.num_params}], got {tuple(params.shape)}")
-    weights, biases = to_weight_space(params, weight_space_spec(architecture.template.layout))
+    weights, biases = to_weight_space(params, architecture.spec)
     coords = coords.to(params.dtype)
     h = coords if coords.dim() == 3 else coords.expand(params.shape[0], *coords.shape)
     for (weight, bias), (activation, parameter) in zip(zip(weights, biases), architecture.activations):
@@ -155,13 +153,13 @@ class HypernetworkHead(nn.Module):
                 self.shift.weight.normal_(0, output_scale / math.sqrt(latent_dim),
                                           generator=torch.Generator().manual_seed(seed + 1))
                 self.shift.bias.zero_()
-            spec = weight_space_spec(template.layout)
-            index = torch.cat([torch.arange(offset, offset + numel) for offset, numel in spec.bias_slices[:-1]])
+            index = torch.cat([torch.arange(offset, offset + numel)
+                               for offset, numel in self.architecture.spec.bias_slices[:-1]])
             self.register_buffer("shift_index", index)
 
     def _layer_scale(self, base: Tensor) -> Tensor:
         """Per parameter: the std of its layer tensor in ``base`` (weights and biases separately)."""
-        spec = weight_space_spec(self.template.layout)
+        spec = self.architecture.spec
         scale = torch.empty_like(base)
         for offset, numel in (*spec.weight_slices, *spec.bias_slices):
             block = base[offset:offset + numel]

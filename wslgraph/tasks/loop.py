@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import math
 import os
@@ -205,7 +206,7 @@ def train(model: nn.Module, train_set: ZooDataset, val_set: ZooDataset, config: 
     with torch.no_grad():
         model(first)  # lazy initialisation
     if hasattr(model, "fit_statistics"):
-        model.fit_statistics(list(train_set.batches(config.batch_size, device=device))[:20])
+        model.fit_statistics(list(itertools.islice(train_set.batches(config.batch_size, device=device), 20)))
     model.to(device)
     runner = DistributedDataParallel(model) if world > 1 else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)

@@ -56,6 +56,14 @@ class ImageSet:
         """A subset (same name and split)."""
         return ImageSet(self.images[index], self.labels[index], self.name, self.split)
 
+    def evenly_spaced(self, count: int) -> ImageSet:
+        """``count`` images spread evenly through the set (class-sorted sources keep every class)."""
+        if count < 0:
+            raise ValueError(f"image counts must be >= 0, got {count}")
+        if count >= len(self):
+            return self
+        return self[torch.linspace(0, len(self) - 1, count).round().long()] if count else self[:0]
+
 
 def load_images(name: str, split: str = "train", root: str | Path | None = None) -> ImageSet:
     """Load one of :data:`SOURCES` (see the module docstring for locations and splits).

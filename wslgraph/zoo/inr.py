@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
@@ -32,7 +32,7 @@ from wslgraph.zoo.architectures import siren
 from wslgraph.zoo.data import ImageSet
 
 __all__ = ["INRRecipe", "RECIPES", "INRFit", "fit_inrs", "fit_inr_reference", "render_inrs", "pixel_grid",
-           "init_siren_params", "inr_seed", "psnr", "fit_flops_per_step"]
+           "init_siren_params", "siren_layer_init", "inr_seed", "psnr", "fit_flops_per_step"]
 
 
 @dataclass(frozen=True)
@@ -136,19 +136,31 @@ def _widths(recipe: INRRecipe, channels: int) -> list[tuple[int, int]]:
     return list(zip(sizes[:-1], sizes[1:]))
 
 
-def init_siren_params(recipe: INRRecipe, channels: int, seed: int, index: int) -> list[Tensor]:
-    """The initial ``[W1, b1, W2, b2, ...]`` of one INR (float32), drawn from its own generator."""
-    generator = torch.Generator().manual_seed(inr_seed(seed, index))
+def siren_layer_init(sizes: Sequence[int], w0s: Sequence[float], generator: torch.Generator,
+                     first_init: str = "siren", bias_init: str = "torch") -> list[Tensor]:
+    """``[W1, b1, W2, b2, ...]`` of an MLP with widths ``sizes``, SIREN-initialised from ``generator``.
+
+    Layer ``i`` draws ``W ~ U(±sqrt(6/n)/w0s[i])`` (the first ``U(±1/n)`` with
+    ``first_init="siren"``), then its bias (``U(±1/sqrt(n))``, or zeros with
+    ``bias_init="zero"``); ``n`` is the layer's fan-in.
+    """
     params = []
-    for layer, (fan_in, fan_out) in enumerate(_widths(recipe, channels)):
-        bound = 1 / fan_in if layer == 0 and recipe.first_init == "siren" else math.sqrt(6 / fan_in) / recipe.w0
+    for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        bound = 1 / fan_in if layer == 0 and first_init == "siren" else math.sqrt(6 / fan_in) / w0s[layer]
         weight = torch.empty(fan_out, fan_in).uniform_(-bound, bound, generator=generator)
-        if recipe.bias_init == "zero":
+        if bias_init == "zero":
             bias = torch.zeros(fan_out)
         else:
             bias = torch.empty(fan_out).uniform_(-1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in), generator=generator)
         params += [weight, bias]
     return params
+
+
+def init_siren_params(recipe: INRRecipe, channels: int, seed: int, index: int) -> list[Tensor]:
+    """The initial ``[W1, b1, W2, b2, ...]`` of one INR (float32), drawn from its own generator."""
+    sizes = [2, *recipe.hidden, channels]
+    return siren_layer_init(sizes, [recipe.w0] * (len(sizes) - 1), torch.Generator().manual_seed(
+        inr_seed(seed, index)), recipe.first_init, recipe.bias_init)
 
 
 def fit_flops_per_step(recipe: INRRecipe, pixels: int, channels: int) -> int:

@@ -20,6 +20,11 @@ VAL_EVERY = 12  # train image i is a validation image when i % 12 == 11 (DWS: 5k
 SPLIT_VOCAB = list(SPLIT_CODES)
 
 
+def _images(source: str, split: str, root: str | None, count: int | None) -> ImageSet:
+    images = load_images(source, split, root)
+    return images if count is None else images.evenly_spaced(count)
+
+
 def inr_zoo_job(source: str = "mnist5k", *, recipe: str | INRRecipe = "dws", seed: int = 0, views: int = 1,
                 train_images: int | None = None, test_images: int | None = None, shard_size: int = 256,
                 chunk_size: int = 256, compile: bool = False, data_root: str | None = None,
@@ -45,9 +50,8 @@ def inr_zoo_job(source: str = "mnist5k", *, recipe: str | INRRecipe = "dws", see
         recipe = replace(recipe, **recipe_overrides)
     if shard_size < 1 or shard_size % views:
         raise ValueError(f"shard_size must be a positive multiple of views={views}, got {shard_size}")
-    train = load_images(source, "train", data_root)
-    test = load_images(source, "test", data_root)
-    train, test = _spread(train, train_images), _spread(test, test_images)
+    train = _images(source, "train", data_root, train_images)
+    test = _images(source, "test", data_root, test_images)
     images = torch.cat([train.images, test.images])
     labels = torch.cat([train.labels, test.labels])
     image_index = torch.cat([torch.arange(len(train)), torch.arange(len(test))])
@@ -74,13 +78,6 @@ def inr_zoo_job(source: str = "mnist5k", *, recipe: str | INRRecipe = "dws", see
     return ZooJob("inr", description, layout, len(images) * views, shard_size, make_shard, columns)
 
 
-def _spread(images: ImageSet, count: int | None) -> ImageSet:
-    if count is None or count >= len(images):
-        return images
-    if count < 0:
-        raise ValueError(f"image counts must be >= 0, got {count}")
-    return images[torch.linspace(0, len(images) - 1, count).round().long()] if count else images[:0]
-
 
 def cnn_zoo_job(source: str = "digits", *, count: int = 64, seed: int = 0, epochs: int = 2,
                 checkpoints: tuple[int, ...] | None = None, batch_size: int = 32, steps_per_epoch: int | None = None,
@@ -95,8 +92,8 @@ def cnn_zoo_job(source: str = "digits", *, count: int = 64, seed: int = 0, epoch
     ``train_loss``, ``epoch``, ``model_index``, ``split`` and every
     hyperparameter (``activation``, ``optimizer`` and ``init`` as codes).
     """
-    train, test = _spread(load_images(source, "train", data_root), train_images), \
-        _spread(load_images(source, "test", data_root), test_images)
+    train = _images(source, "train", data_root, train_images)
+    test = _images(source, "test", data_root, test_images)
     if spec is None:
         small = train.images.shape[-1] < 16  # 8x8 digits: stride 1 keeps three 3x3 convolutions valid
         spec = CNNZooSpec(in_channels=train.images.shape[1], stride=1 if small else 2)
