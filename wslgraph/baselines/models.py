@@ -25,6 +25,19 @@ __all__ = ["WeightSpaceModel", "DWSNet", "NFN", "FlatMLP", "StatNN", "statnn_fea
            "BASELINES"]
 
 
+def _mlp(widths: list[int], out_dim: int) -> nn.Sequential:
+    """``Linear + ReLU`` through ``widths``, then a linear map to ``out_dim``."""
+    layers: list[nn.Module] = []
+    for a, b in zip(widths[:-1], widths[1:]):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    return nn.Sequential(*layers, nn.Linear(widths[-1], out_dim))
+
+
+def _as_batches(batches: object) -> list:
+    """One batch or parameter tensor, or an iterable of them, as a list."""
+    return [batches] if isinstance(batches, Tensor) or hasattr(batches, "edge_index") else list(batches)
+
+
 def _head(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, out_dim))
 
@@ -88,7 +101,7 @@ class WeightSpaceModel(nn.Module):
     @torch.no_grad()
     def fit_statistics(self, batches: object) -> WeightSpaceModel:
         """Fit the per-tensor mean and std on training batches (or one batch / parameter tensor)."""
-        batches = [batches] if isinstance(batches, Tensor) or hasattr(batches, "edge_index") else batches
+        batches = _as_batches(batches)
         rows = torch.cat([self._params(b) for b in batches])
         parts = rows.split(self._counts, dim=1)
         self._mean.copy_(torch.stack([p.mean() for p in parts]))
@@ -278,10 +291,7 @@ class FlatMLP(WeightSpaceModel):
 
     def build(self, layout: GraphLayout) -> None:
         widths = [layout.num_params] + [self.hidden] * self.num_layers
-        layers: list[nn.Module] = []
-        for a, b in zip(widths[:-1], widths[1:]):
-            layers += [nn.Linear(a, b), nn.ReLU()]
-        self.mlp = nn.Sequential(*layers, nn.Linear(widths[-1], self.out_dim))
+        self.mlp = _mlp(widths, self.out_dim)
         self.augment = RandomHiddenPermutation(layout, self.seed) if self.permutation_augmentation else None
 
     def forward(self, batch: object) -> Tensor:
@@ -335,15 +345,12 @@ class StatNN(WeightSpaceModel):
         self.register_buffer("feature_mean", torch.zeros(width))
         self.register_buffer("feature_std", torch.ones(width))
         widths = [width] + [self.hidden] * self.num_layers
-        layers: list[nn.Module] = []
-        for a, b in zip(widths[:-1], widths[1:]):
-            layers += [nn.Linear(a, b), nn.ReLU()]
-        self.mlp = nn.Sequential(*layers, nn.Linear(widths[-1], self.out_dim))
+        self.mlp = _mlp(widths, self.out_dim)
 
     @torch.no_grad()
     def fit_statistics(self, batches: object) -> StatNN:
         """Fit the standardisation of the statistics (raw parameters, not normalised)."""
-        batches = [batches] if isinstance(batches, Tensor) or hasattr(batches, "edge_index") else batches
+        batches = _as_batches(batches)
         features = torch.cat([statnn_features(self._params(b), self.layout) for b in batches])
         self.feature_mean.copy_(features.mean(0))
         self.feature_std.copy_(features.std(0).clamp(min=1e-8) if features.shape[0] > 1 else torch.ones_like(
