@@ -81,6 +81,22 @@ def test_ift_benchmark_quick(tmp_path: Path) -> None:
 def test_compare_benchmark_quick(tmp_path: Path) -> None:
     result, report = _run_quick("compare.py", tmp_path)
     models = [row["model"] for row in report["rows"]]
-    assert models == ["gnn", "transformer", "dwsnet", "nfn-hnp", "nfn-np", "mlp", "statnn"]
-    assert all(0 <= row["mean"] <= 1 and row["parameters"] > 0 for row in report["rows"])
+    assert models == ["gnn", "gnn-probe", "transformer", "transformer-probe", "dwsnet", "nfn-hnp", "nfn-np", "mlp",
+                      "statnn"]
+    assert all(0 <= row["mean"] <= 1 and row["parameters"] > 0 and row["peak_mib"] > 0 for row in report["rows"])
+    # probe features add the probe coordinates and their projection, nothing else
+    rows = {row["model"]: row for row in report["rows"]}
+    assert rows["gnn-probe"]["parameters"] > rows["gnn"]["parameters"]
     assert (tmp_path / "result.md").read_text().startswith("| model | test accuracy")
+
+
+def test_compare_parses_model_options() -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from compare import parse_options
+    finally:
+        sys.path.pop(0)
+    assert parse_options(["gnn:hidden=128", "gnn:lr=1e-3", "gnn:readout_hidden=layer", "nfn-hnp:dropout=0.1"]) == {
+        "gnn": {"hidden": 128, "lr": 1e-3, "readout_hidden": "layer"}, "nfn-hnp": {"dropout": 0.1}}
+    with pytest.raises(ValueError, match="NAME:KEY=VALUE"):
+        parse_options(["gnn-hidden-128"])

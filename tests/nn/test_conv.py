@@ -83,3 +83,24 @@ def test_film_message_stats_forward_matches_its_definition() -> None:
                     message.amax(3 - direction), message.amin(3 - direction)]
         for got, want in zip(stats[4 * direction:4 * direction + 4], expected):
             torch.testing.assert_close(got, want)
+
+
+def test_loaded_degree_statistic_is_used_and_an_unfitted_one_is_estimated_again() -> None:
+    from wslgraph import GraphTemplate
+    from wslgraph.nn import GNNEncoder
+    from wslgraph.zoo import siren
+
+    template = GraphTemplate.from_module(siren())
+    batch = template.batch(torch.randn(4, template.num_params))
+    fitted, fresh = GNNEncoder(3, hidden=8, num_layers=1), GNNEncoder(3, hidden=8, num_layers=1)
+    fitted(batch)
+    delta = float(fitted.layers[0].avg_log_degree)
+    assert delta == delta  # estimated from the first batch
+    fitted.layers[0].avg_log_degree.fill_(0.75)  # as if fitted on another zoo
+    fresh(batch)
+    fresh.load_state_dict(fitted.state_dict())
+    fresh(batch)
+    assert float(fresh.layers[0].avg_log_degree) == 0.75  # loaded, not re-estimated
+    fresh.load_state_dict(GNNEncoder(3, hidden=8, num_layers=1).state_dict(), strict=False)
+    fresh(batch)
+    assert float(fresh.layers[0].avg_log_degree) == delta  # an unfitted (NaN) statistic is estimated again

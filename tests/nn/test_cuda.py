@@ -42,3 +42,24 @@ def test_dense_equals_generic_on_cuda_with_gradients() -> None:
 def test_mixed_batch_on_cuda() -> None:
     batch = collate([to_graph(siren()), to_graph(small_cnn())]).to("cuda")
     assert GNNEncoder(2, hidden=8, num_layers=1).cuda()(batch).shape == (2, 2)
+
+
+@pytest.mark.parametrize("dense", [True, False])
+def test_message_passing_layers_never_synchronise_with_the_host(dense, recwarn) -> None:
+    """Only the once-per-batch input checks may read the device; no per-layer code does (it stalls the queue)."""
+    import warnings
+
+    template = GraphTemplate.from_module(siren())
+    batch = template.batch(torch.randn(8, template.num_params, device="cuda") * 0.1)
+    encoder = GNNEncoder(3, hidden=16, num_layers=3).cuda()
+    encoder.dense = dense
+    encoder(batch).sum().backward()  # lazy initialisation and PNA's delta may read the device once
+    warnings.simplefilter("always")
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        encoder(batch).sum().backward()
+        torch.cuda.current_stream().synchronize()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    syncs = [w for w in recwarn if "synchroniz" in str(w.message)]
+    assert len(syncs) <= 8, [f"{w.filename}:{w.lineno}" for w in syncs]

@@ -73,3 +73,9 @@ def test_environment_variable_chooses_the_backend() -> None:
     env["WSLGRAPH_SCATTER_BACKEND"] = "bogus"
     bad = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert bad.returncode != 0 and "unknown scatter backend" in bad.stderr
+
+
+def test_index_count_is_bincount_with_a_fixed_length() -> None:
+    index = torch.randint(0, 7, (200,), generator=torch.Generator().manual_seed(3))
+    assert torch.equal(wslgraph.nn.backend.index_count(index, 9), torch.bincount(index, minlength=9))
+    assert wslgraph.nn.backend.index_count(index, 9, torch.float32).dtype == torch.float32

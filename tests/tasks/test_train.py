@@ -98,3 +98,19 @@ def test_bad_settings() -> None:
         TrainConfig(task="ranking")
     with pytest.raises(ValueError, match="unknown model"):
         build_model("resnet", 10)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", ["gnn", "nfn-hnp", "statnn"])
+def test_training_on_cuda_matches_cpu(inr_zoo, name) -> None:
+    """Targets and every attached column travel with the batch; CUDA and CPU runs agree closely."""
+    splits = [ZooDataset(inr_zoo, s) for s in ("train", "val", "test")]
+    options = {"hidden": 16, "num_layers": 2} if name == "gnn" else {}
+    results = []
+    for device in ("cpu", "cuda"):
+        config = TrainConfig(epochs=2, batch_size=16, lr=3e-3, warmup_steps=2, progress=False, device=device)
+        torch.manual_seed(0)
+        results.append(train(build_model(name, 10, **options), splits[0], splits[1], config, test_set=splits[2]))
+    cpu, cuda = (r["history"][-1]["train_loss"] for r in results)
+    assert cuda == pytest.approx(cpu, rel=1e-2)

@@ -14,7 +14,8 @@ from wslgraph.zoo.data import FASHION_MNIST_ROOT, load_images
 def _write_idx(path, array: np.ndarray, compress: bool) -> None:
     header = bytes([0, 0, 8, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
     data = header + array.astype(np.uint8).tobytes()
-    (gzip.open if compress else open)(str(path) + (".gz" if compress else ""), "wb").write(data)
+    with (gzip.open if compress else open)(str(path) + (".gz" if compress else ""), "wb") as file:
+        file.write(data)  # closed here: Python 3.12's GzipFile does not flush on garbage collection
 
 
 @pytest.mark.skipif(not FASHION_MNIST_ROOT.exists(), reason="needs Debian's dataset-fashion-mnist (make setup)")

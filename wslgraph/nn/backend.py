@@ -32,7 +32,7 @@ except ImportError:  # the optional dependency is absent
     WITH_TORCH_SCATTER = False
 
 __all__ = ["WITH_TORCH_SCATTER", "BACKENDS", "REDUCTIONS", "AUTO_TORCH_SCATTER", "scatter", "set_scatter_backend",
-           "get_scatter_backend", "scatter_backend_for"]
+           "get_scatter_backend", "scatter_backend_for", "index_count"]
 
 BACKENDS = ("auto", "native", "torch_scatter")
 REDUCTIONS = ("sum", "mean", "max", "min")
@@ -75,6 +75,16 @@ def scatter_backend_for(reduce: str, device: torch.device, grad: bool = False) -
     return "torch_scatter" if use else "native"
 
 
+def index_count(index: Tensor, dim_size: int, dtype: torch.dtype = torch.long) -> Tensor:
+    """How often each of ``0 .. dim_size - 1`` occurs in ``index`` (``torch.bincount`` with a fixed length).
+
+    Unlike ``bincount`` it never reads ``index`` back to the host, so on CUDA
+    it does not synchronise; indices must lie in ``[0, dim_size)``.
+    """
+    return torch.zeros(dim_size, dtype=dtype, device=index.device).index_add_(
+        0, index, torch.ones((), dtype=dtype, device=index.device).expand(index.shape[0]))
+
+
 def scatter(src: Tensor, index: Tensor, dim_size: int, reduce: str = "sum") -> Tensor:
     """Reduce rows of ``src`` ``[E, ...]`` into ``dim_size`` rows by ``index`` ``[E]``.
 
@@ -97,7 +107,7 @@ def scatter(src: Tensor, index: Tensor, dim_size: int, reduce: str = "sum") -> T
     if reduce in ("sum", "mean"):
         out.index_add_(0, index, src)
         if reduce == "mean":
-            count = torch.bincount(index, minlength=dim_size).clamp_(min=1).to(src.dtype)
+            count = index_count(index, dim_size, src.dtype).clamp_(min=1)
             out = out / count.view(-1, *([1] * (src.dim() - 1)))
         return out
     expanded = index.view(-1, *([1] * (src.dim() - 1))).expand_as(src)

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 
-from wslgraph.nn.backend import scatter
+from wslgraph.nn.backend import index_count, scatter
 from wslgraph.nn.dense import DensePlan
 
 __all__ = ["EdgeUpdateConv", "FiLMMessageStats", "AGGREGATORS", "SCALERS"]
@@ -17,6 +17,11 @@ __all__ = ["EdgeUpdateConv", "FiLMMessageStats", "AGGREGATORS", "SCALERS"]
 AGGREGATORS = ("mean", "max", "min", "std", "sum")
 SCALERS = ("identity", "amplification", "attenuation")
 _EPS = 1e-5
+
+
+def _forget_delta(module: nn.Module, incompatible_keys: object) -> None:
+    """After ``load_state_dict`` the loaded ``avg_log_degree`` may be NaN (an unfitted model's): look again."""
+    module._delta_known = False
 
 
 class FiLMProjection(nn.Linear):
@@ -99,6 +104,9 @@ class EdgeUpdateConv(MessagePassing):
                                       nn.Linear(channels, channels))
         self.node_norm = nn.LayerNorm(channels)
         self.register_buffer("avg_log_degree", torch.tensor(float("nan")))
+        # whether avg_log_degree is known to be set (a Python flag: checking the buffer would sync CUDA every step)
+        self._delta_known = False
+        self.register_load_state_dict_post_hook(_forget_delta)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -108,6 +116,7 @@ class EdgeUpdateConv(MessagePassing):
             module.reset_parameters()
         self.film.reset_parameters()
         self.avg_log_degree.fill_(float("nan"))
+        self._delta_known = False
 
     def forward(self, h: Tensor, e: Tensor, edge_index: Tensor, plan: DensePlan | None = None) -> tuple[Tensor, Tensor]:
         """Update node and edge states; ``plan`` selects the dense fast path."""
@@ -120,10 +129,10 @@ class EdgeUpdateConv(MessagePassing):
         e = self.edge_updater(edge_index, p=p, q=q, e=e)
         messages = self.lin_message(h).chunk(2 if self.bidirectional else 1, dim=-1)
         films = self.film(e).chunk(2 if self.bidirectional else 1, dim=-1)
-        in_degree = torch.bincount(edge_index[1], minlength=num_nodes)
+        in_degree = index_count(edge_index[1], num_nodes)
         parts = [(self.propagate(edge_index, w=messages[0], film=films[0]), in_degree)]
         if self.bidirectional:
-            out_degree = torch.bincount(edge_index[0], minlength=num_nodes)
+            out_degree = index_count(edge_index[0], num_nodes)
             parts.append((self.propagate(edge_index.flip(0), w=messages[1], film=films[1]), out_degree))
         return self._update_nodes(h, parts), e
 
@@ -139,7 +148,7 @@ class EdgeUpdateConv(MessagePassing):
                   dim_size: int | None = None) -> Tensor:
         stats = {key: scatter(inputs * inputs if key == "squares" else inputs, index, dim_size,
                               "sum" if key == "squares" else key) for key in self._stat_keys}
-        stats["count"] = torch.bincount(index, minlength=dim_size).to(inputs.dtype).unsqueeze(-1)
+        stats["count"] = index_count(index, dim_size, inputs.dtype).unsqueeze(-1)
         return self._finish(stats)
 
     # ------------------------------------------------------------- dense path
@@ -176,7 +185,7 @@ class EdgeUpdateConv(MessagePassing):
                      for i, key in enumerate(keys)})
         parts = []
         for direction in range(directions):
-            degree = plan.out_degree if direction == 1 else plan.in_degree
+            degree = plan.on(h.device)[direction]  # in-degree for direction 0, out-degree for 1
             stats = self._assemble(received[direction], plan, degree, num_graphs, h)
             parts.append((self._finish(stats), stats["count"].squeeze(-1)))
         return self._update_nodes(h, parts), updated
@@ -202,7 +211,7 @@ class EdgeUpdateConv(MessagePassing):
                 columns.append(functools.reduce(combine[key], parts) if parts
                                else like.new_zeros(num_graphs, size, self.channels))
             stats[key] = torch.cat(columns, dim=1).reshape(-1, self.channels)
-        stats["count"] = degree.to(device=like.device, dtype=like.dtype).repeat(num_graphs).unsqueeze(-1)
+        stats["count"] = degree.to(like.dtype).repeat(num_graphs).unsqueeze(-1)
         return stats
 
     # ---------------------------------------------------------------- shared
@@ -225,8 +234,10 @@ class EdgeUpdateConv(MessagePassing):
     def _degree_factors(self, degree: Tensor, dtype: torch.dtype) -> Tensor:
         """PNA's degree scalers per node, ``[num_nodes, len(scalers)]``."""
         log_degree = torch.log(degree.clamp(min=1).to(dtype) + 1)
-        if torch.isnan(self.avg_log_degree):  # lazily, from the first batch: PNA's delta
-            self.avg_log_degree.fill_(float(log_degree[degree > 0].mean()) if bool((degree > 0).any()) else 1.0)
+        if not self._delta_known:
+            if torch.isnan(self.avg_log_degree):  # lazily, from the first batch: PNA's delta
+                self.avg_log_degree.fill_(float(log_degree[degree > 0].mean()) if bool((degree > 0).any()) else 1.0)
+            self._delta_known = True
         delta = self.avg_log_degree.to(dtype)
         factors = {"identity": torch.ones_like(log_degree), "amplification": log_degree / delta,
                    "attenuation": delta / log_degree}

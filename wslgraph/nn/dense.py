@@ -12,7 +12,7 @@ becomes broadcasting and aggregation a reduction over a tensor axis.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -51,6 +51,14 @@ class DensePlan:
     in_degree: Tensor  # [num_nodes]
     out_degree: Tensor  # [num_nodes]
     edge_index: Tensor  # [2, num_edges] of one graph
+    _copies: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
+
+    def on(self, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+        """``(in_degree, out_degree, edge_index)`` on ``device``, copied there once (no per-step transfers)."""
+        device = torch.device(device)
+        if device not in self._copies:
+            self._copies[device] = tuple(t.to(device) for t in (self.in_degree, self.out_degree, self.edge_index))
+        return self._copies[device]
 
     @property
     def block_sizes(self) -> list[int]:
@@ -76,7 +84,7 @@ class DensePlan:
         """Whether a batch's ``edge_index`` is this plan's, graph after graph (exact check)."""
         if edge_index.shape != (2, num_graphs * self.num_edges):
             return False
-        base = self.edge_index.to(edge_index.device)
+        base = self.on(edge_index.device)[2]
         offsets = torch.arange(num_graphs, device=edge_index.device) * self.num_nodes
         expected = base.unsqueeze(1) + offsets.view(1, -1, 1)
         return torch.equal(edge_index.view(2, num_graphs, self.num_edges), expected)

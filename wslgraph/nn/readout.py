@@ -49,13 +49,11 @@ class InvariantReadout(nn.Module):
             owner = cells // max_layer
             pooled = [scatter(per_layer, owner, num_graphs, "mean"), scatter(per_layer, owner, num_graphs, "max")]
         else:
-            pooled = [scatter(h[hidden], batch[hidden], num_graphs, "mean"),
-                      scatter(h[hidden], batch[hidden], num_graphs, "max")]
-        inputs = node_type == NodeType.INPUT
-        pooled.append(scatter(h[inputs], batch[inputs], num_graphs, "mean"))
+            pooled = [_pool(h, batch, hidden, num_graphs, "mean"), _pool(h, batch, hidden, num_graphs, "max")]
+        pooled.append(_pool(h, batch, node_type == NodeType.INPUT, num_graphs, "mean"))
         outputs = node_type == NodeType.OUTPUT
         if self.output == "mean":
-            pooled.append(scatter(h[outputs], batch[outputs], num_graphs, "mean"))
+            pooled.append(_pool(h, batch, outputs, num_graphs, "mean"))
         else:
             counts = torch.bincount(batch[outputs], minlength=num_graphs)
             if counts.numel() and bool((counts != counts[0]).any()):
@@ -67,3 +65,13 @@ class InvariantReadout(nn.Module):
 
     def extra_repr(self) -> str:
         return f"hidden={self.hidden!r}, output={self.output!r}"
+
+
+def _pool(h: Tensor, batch: Tensor, mask: Tensor, num_graphs: int, reduce: str) -> Tensor:
+    """``scatter(h[mask], batch[mask], num_graphs, reduce)`` without boolean indexing (no CUDA sync).
+
+    Nodes outside ``mask`` are sent to a spare segment ``num_graphs`` that is
+    dropped; a graph with no such nodes gets zeros, as with the masked form.
+    """
+    segment = torch.where(mask, batch, torch.full_like(batch, num_graphs))
+    return scatter(h, segment, num_graphs + 1, reduce)[:num_graphs]

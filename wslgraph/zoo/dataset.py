@@ -229,9 +229,9 @@ class ZooDataset(Dataset):
         params = self.arrays.params[rows]
         return self.augment(params) if self.augment is not None else params
 
-    def _attach(self, graphs: ParamGraph | Batch, rows: Tensor) -> None:
+    def _attach(self, graphs: ParamGraph | Batch, rows: Tensor, device: torch.device | None = None) -> None:
         for name, column in self.arrays.columns.items():
-            values = column[rows]
+            values = column[rows] if device is None else column[rows].to(device)
             if name == self.target:
                 graphs.y = values.float() if values.is_floating_point() else values.long()
             else:
@@ -244,11 +244,12 @@ class ZooDataset(Dataset):
         return graph
 
     def batch(self, positions: Tensor | Sequence[int], device: str | torch.device | None = None) -> Batch:
-        """One template-built batch of the models at ``positions`` of this split."""
+        """One template-built batch of the models at ``positions`` of this split (targets and columns on ``device``)."""
         positions = torch.as_tensor(positions, dtype=torch.long)
         params = self.params(positions)
+        device = torch.device(device) if device is not None else None
         batch = self.template.batch(params.to(device) if device is not None else params)
-        self._attach(batch, self.indices_[positions])
+        self._attach(batch, self.indices_[positions], device)
         return batch
 
     def batches(self, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None,

@@ -396,12 +396,12 @@ def render_inrs(params: Tensor, recipe: str | INRRecipe, image_shape: tuple[int,
 
 
 def fit_inr_reference(image: Tensor, recipe: str | INRRecipe = "dws", *, seed: int = 0, index: int = 0,
-                      **overrides: object) -> tuple[Tensor, float, int]:
+                      device: str | torch.device | None = None, **overrides: object) -> tuple[Tensor, float, int]:
     """One INR the plain way: an ``nn.Module``, ``torch.optim.Adam`` and a Python loop.
 
     The per-model baseline :func:`fit_inrs` is tested and benchmarked
     against; same recipe, same initialisation (``inr_seed(seed, index)``).
-    Returns the flat parameters, the final PSNR and the steps taken.
+    Returns the flat parameters (on CPU), the final PSNR and the steps taken.
     """
     recipe = RECIPES[recipe] if isinstance(recipe, str) else recipe
     if overrides:
@@ -411,8 +411,10 @@ def fit_inr_reference(image: Tensor, recipe: str | INRRecipe = "dws", *, seed: i
     with torch.no_grad():
         for parameter, value in zip(module.parameters(), init_siren_params(recipe, channels, seed, index)):
             parameter.copy_(value)
-    coords = pixel_grid(height, width)
-    target = _targets(image.unsqueeze(0).float(), recipe)[0]
+    device = torch.device(device or "cpu")
+    module.to(device)
+    coords = pixel_grid(height, width, device)
+    target = _targets(image.unsqueeze(0).float(), recipe)[0].to(device)
     optimizer = torch.optim.Adam(module.parameters(), lr=recipe.lr)
     forward: Callable[[], Tensor] = lambda: module(coords) + recipe.output_offset  # noqa: E731
     steps = recipe.steps
@@ -426,4 +428,4 @@ def fit_inr_reference(image: Tensor, recipe: str | INRRecipe = "dws", *, seed: i
         optimizer.step()
     with torch.no_grad():
         final = float(psnr(nn.functional.mse_loss(forward(), target), recipe))
-    return torch.cat([p.detach().flatten() for p in module.parameters()]), final, steps
+    return torch.cat([p.detach().flatten() for p in module.parameters()]).cpu(), final, steps

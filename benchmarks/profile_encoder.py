@@ -1,0 +1,113 @@
+"""Where an encoder's forward+backward spends its time: torch.profiler tables and host syncs.
+
+Builds a batch of SIRENs or Small-CNN-Zoo CNNs, warms the encoder up, then
+
+1. profiles a few forward+backward steps and prints the operators ranked by
+   self CPU time and (on CUDA) by self device time, plus kernel-launch counts;
+2. on CUDA, lists every host-device synchronisation one step makes, with the
+   wslgraph line that caused it (``torch.cuda.set_sync_debug_mode``).
+
+    .venv/bin/python benchmarks/profile_encoder.py [--device cuda] [--arch siren|cnn] [--batch 256]
+        [--encoder gnn|transformer] [--generic] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import traceback
+import warnings
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from wslgraph import GraphTemplate
+from wslgraph.io import atomic_write_json
+from wslgraph.nn import GNNEncoder, TransformerEncoder
+from wslgraph.zoo import siren, small_cnn
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--arch", default="siren", choices=["siren", "cnn"])
+    parser.add_argument("--encoder", default="gnn", choices=["gnn", "transformer"])
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--generic", action="store_true", help="the generic scatter path (GNN only)")
+    parser.add_argument("--rows", type=int, default=25)
+    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/profile_encoder.json"))
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    template = GraphTemplate.from_module(siren() if args.arch == "siren" else small_cnn())
+    batch = template.batch((torch.randn(args.batch, template.num_params) * 0.1).to(device))
+    cls = GNNEncoder if args.encoder == "gnn" else TransformerEncoder
+    encoder = cls(10, hidden=64, num_layers=4).to(device)
+    if args.generic:
+        encoder.dense = False
+
+    def step() -> None:
+        encoder(batch).square().mean().backward()
+
+    for _ in range(2):  # lazy initialisation, allocator, cuBLAS handles
+        step()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(args.steps):
+            step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    averages = prof.key_averages()
+    print(f"{args.encoder} on {args.batch} {args.arch} graphs, {device}, "
+          f"{'generic' if args.generic else 'dense where possible'}; {args.steps} steps profiled")
+    print(averages.table(sort_by="self_cpu_time_total", row_limit=args.rows))
+    report = {"benchmark": "profile_encoder", "device": str(device), "arch": args.arch, "encoder": args.encoder,
+              "batch": args.batch, "generic": args.generic, "steps": args.steps,
+              "cpu_ops": sorted(({"name": e.key, "calls": e.count, "self_cpu_us": e.self_cpu_time_total}
+                                 for e in averages), key=lambda r: -r["self_cpu_us"])[:100]}
+    if device.type == "cuda":
+        print(averages.table(sort_by="self_device_time_total", row_limit=args.rows))
+        kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+        busy = sum(e.device_time_total for e in kernels) / args.steps
+        print(f"{len(kernels) / args.steps:.0f} device kernels per step, {busy / 1e3:.2f} ms of device time per step")
+        report["kernels_per_step"] = len(kernels) / args.steps
+        report["device_ms_per_step"] = busy / 1e3
+        report["syncs"] = host_syncs(step)
+        print(f"{sum(report['syncs'].values())} host syncs per step:")
+        for where, count in report["syncs"].items():
+            print(f"  {count:4d}  {where}")
+    atomic_write_json(args.json, report)
+    print(f"wrote {args.json}")
+
+
+def host_syncs(step: object) -> dict[str, int]:
+    """Count one step's host-device synchronisations by the innermost wslgraph frame that caused them."""
+    counts: collections.Counter[str] = collections.Counter()
+
+    def record(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+        frames = [f for f in traceback.extract_stack()[:-1] if "/wslgraph/" in f.filename]
+        where = f"{frames[-1].filename.split('/wslgraph/')[-1]}:{frames[-1].lineno} {frames[-1].line}" if frames \
+            else f"{filename}:{lineno}"
+        counts[where] += 1
+
+    previous = warnings.showwarning
+    warnings.showwarning = record
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = record
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                step()
+                torch.cuda.synchronize()
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+    finally:
+        warnings.showwarning = previous
+    return dict(counts.most_common())
+
+
+if __name__ == "__main__":
+    main()
