@@ -1,212 +1,26 @@
 """wslgraph's encoders against the peers on one zoo, one split, one budget and the same seeds.
 
-Trains every model (GNNEncoder and TransformerEncoder, each with and without
-probe features, DWSNet, NFN-HNP, NFN-NP, the flat MLP and StatNN; DWSNet only
-on MLP zoos, probes only on INR zoos) with the same training loop, epochs and
-seeds, and writes a markdown table and JSON: the test metric (mean ± std over
-seeds), parameters, training seconds per epoch, inference graphs/s, peak
-memory, hardware and versions. The task follows the zoo: digit classification
-for INR zoos (accuracy), generalization prediction for CNN zoos (Kendall's tau
-and R² of test accuracy).
-
-Every (model, seed) run is its own process, so its peak memory is its own:
-growth of peak RSS over the loaded zoo on CPU, ``max_memory_allocated`` on CUDA.
+The harness lives in :mod:`wslgraph.tasks.compare` (also ``wslgraph bench``);
+see its docstring for what is trained and reported.
 
     .venv/bin/python benchmarks/compare.py --zoo ZOO [--seeds 3] [--epochs 30] [--models gnn dwsnet ...]
         [--option gnn:hidden=128 --option gnn:lr=1e-3 ...] [--device cuda]
     .venv/bin/python benchmarks/compare.py --quick        # a tiny MNIST-5k INR zoo, one epoch, one seed
-
-``--option NAME:KEY=VALUE`` passes a constructor option (a JSON value) to one
-model; the keys ``lr``, ``batch_size``, ``weight_decay`` and ``grad_clip`` set
-that model's training instead.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import multiprocessing
-import platform
-import statistics
-import tempfile
-from pathlib import Path
 
-import torch
+from wslgraph.tasks.compare import add_arguments, parse_options, run_from_args
 
-from wslgraph import __version__, tune_cpu_allocator
-from wslgraph.baselines import BASELINES
-from wslgraph.errors import UnsupportedModuleError
-from wslgraph.io import atomic_write_bytes, atomic_write_json
-from wslgraph.nn import ProbeFeatures
-from wslgraph.tasks import TrainConfig, build_model, train
-from wslgraph.zoo.dataset import ZooDataset
-from wslgraph.zoo.jobs import inr_zoo_job
-from wslgraph.zoo.storage import generate_zoo
-
-ENCODERS = ["gnn", "gnn-probe", "transformer", "transformer-probe"]
-DEFAULT_MODELS = [*ENCODERS, *[name for name in BASELINES if name != "mlp-aug"]]
-TRAINING_KEYS = ("lr", "batch_size", "weight_decay", "grad_clip")
+__all__ = ["parse_options"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a tiny zoo, one epoch, one seed (seconds), for tests")
-    parser.add_argument("--zoo", type=Path, default=None, help="zoo folder (wslgraph zoo inr/cnn)")
-    parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, help=f"default: {' '.join(DEFAULT_MODELS)}")
-    parser.add_argument("--option", action="append", default=[], metavar="NAME:KEY=VALUE",
-                        help="a model's constructor or training option (repeatable)")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/compare.json"))
-    parser.add_argument("--markdown", type=Path, default=None, help="default: the JSON path with .md")
-    args = parser.parse_args()
-    try:
-        args.options = parse_options(args.option)
-    except ValueError as error:
-        parser.error(str(error))
-    unknown = sorted({name for name in args.models if name.removesuffix("-probe") not in ("gnn", "transformer")
-                      and name not in BASELINES})
-    if unknown:
-        parser.error(f"unknown models {unknown}; choose from {DEFAULT_MODELS + ['mlp-aug']}")
-    if args.quick:
-        with tempfile.TemporaryDirectory(prefix="wslgraph-compare-") as folder:
-            zoo = Path(folder) / "zoo"
-            generate_zoo(zoo, inr_zoo_job("mnist5k", train_images=48, test_images=16, shard_size=64, steps=30),
-                         progress=False)
-            args.seeds, args.epochs = 1, 1
-            compare(args, zoo)
-    elif args.zoo is None:
-        parser.error("--zoo is required unless --quick")
-    else:
-        compare(args, args.zoo)
-
-
-def parse_options(items: list[str]) -> dict[str, dict[str, object]]:
-    """``["gnn:hidden=128", "gnn:lr=1e-3"]`` -> ``{"gnn": {"hidden": 128, "lr": 0.001}}`` (values are JSON)."""
-    options: dict[str, dict[str, object]] = {}
-    for item in items:
-        name, sep, assignment = item.partition(":")
-        key, eq, value = assignment.partition("=")
-        if not (sep and eq and name and key):
-            raise ValueError(f"--option {item!r}: expected NAME:KEY=VALUE, e.g. gnn:hidden=128")
-        try:
-            options.setdefault(name, {})[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options.setdefault(name, {})[key] = value  # a bare string, e.g. gnn:readout_hidden=layer
-    return options
-
-
-def make_model(name: str, out_dim: int, options: dict[str, object], train_set: ZooDataset) -> torch.nn.Module:
-    """``gnn``/``transformer`` (``-probe``: with probe features of the zoo's INR template) or a baseline."""
-    base = name.removesuffix("-probe")
-    if name.endswith("-probe"):
-        options = {**options, "probe": ProbeFeatures(train_set.template, **options.pop("probe_options", {}))}
-    return build_model(base, out_dim, **options)
-
-
-def _peak_rss() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def run_one(job: dict) -> dict:
-    """One model and seed, in a fresh process: the result of :func:`wslgraph.tasks.train` plus peak memory."""
-    if job["device"] == "cpu":
-        tune_cpu_allocator()
-    splits = {s: ZooDataset(job["zoo"], s) for s in ("train", "val", "test")}
-    options = dict(job["options"])
-    training = {key: options.pop(key) for key in TRAINING_KEYS if key in options}
-    config = TrainConfig(task=job["task"], epochs=job["epochs"], seed=job["seed"], warmup_steps=10, patience=0,
-                         progress=False, device=job["device"], **{**job["training"], **training})
-    device = torch.device(job["device"])
-    torch.manual_seed(job["seed"])
-    baseline = _peak_rss()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    try:
-        model = make_model(job["model"], job["out_dim"], options, splits["train"])
-        result = train(model, splits["train"], splits["val"], config, test_set=splits["test"])
-    except (UnsupportedModuleError, NotImplementedError) as error:
-        return {"skipped": str(error)}
-    result["peak_bytes"] = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
-                            else _peak_rss() - baseline)
-    result["config"] = {"lr": config.lr, "batch_size": config.batch_size, "weight_decay": config.weight_decay,
-                        "grad_clip": config.grad_clip}
-    return result
-
-
-def compare(args: argparse.Namespace, zoo: Path) -> None:
-    """Train every model in ``args.models`` on ``zoo`` and write the table and JSON."""
-    splits = {s: ZooDataset(zoo, s) for s in ("train", "val", "test")}
-    kind = splits["train"].arrays.kind
-    task = "classification" if kind == "inr" else "regression"
-    metric = "accuracy" if task == "classification" else "kendall_tau"
-    out_dim = int(splits["train"].arrays.columns[splits["train"].target].max()) + 1 if task == "classification" else 1
-    print(f"zoo {zoo}: {kind}, {len(splits['train'])}/{len(splits['val'])}/{len(splits['test'])} models; task {task}; "
-          f"{args.epochs} epochs x {args.seeds} seeds per model; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, device {args.device}")
-    rows = []
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(1, maxtasksperchild=1) as pool:
-        for name in args.models:
-            if name.endswith("-probe") and kind != "inr":
-                print(f"{name:<18} skipped: probe features need an INR zoo")
-                continue
-            options = args.options.get(name, {})
-            jobs = [{"zoo": str(zoo), "model": name, "options": options, "seed": seed, "task": task,
-                     "out_dim": out_dim, "epochs": args.epochs, "device": args.device,
-                     "training": {"lr": args.lr, "batch_size": args.batch_size}} for seed in range(args.seeds)]
-            runs = pool.map(run_one, jobs, chunksize=1)
-            if "skipped" in runs[0]:
-                print(f"{name:<18} skipped: {runs[0]['skipped']}")
-                continue
-            rows.append(summarise(name, options, runs, metric))
-            row = rows[-1]
-            print(f"{name:<18} {metric} {row['mean']:.4f} ± {row['std']:.4f}  {row['parameters']:>11,} params  "
-                  f"{row['seconds_per_epoch']:7.2f} s/epoch  {row['inference_graphs_per_s']:9.1f} graphs/s  "
-                  f"peak {row['peak_mib']:8.1f} MiB", flush=True)
-    hardware = {"machine": platform.machine(), "processor": platform.processor(), "threads": torch.get_num_threads(),
-                "device": args.device,
-                "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
-    report = {"benchmark": "compare", "quick": args.quick, "zoo": str(zoo), "task": task, "metric": metric,
-              "epochs": args.epochs, "seeds": args.seeds, "lr": args.lr, "batch_size": args.batch_size,
-              "rows": rows, "hardware": hardware,
-              "versions": {"wslgraph": __version__, "torch": torch.__version__, "python": platform.python_version()}}
-    atomic_write_json(args.json, report)
-    extra = " | test R² |" if task == "regression" else " |"
-    lines = [f"| model | test {metric} (mean ± std, {args.seeds} seeds){extra} parameters | s/epoch | "
-             "inference graphs/s | peak memory (MiB) |",
-             "|---|---|" + ("---|" if task == "regression" else "") + "---|---|---|---|"]
-    for r in rows:
-        r2 = f" {r['r2_mean']:.3f} ± {r['r2_std']:.3f} |" if task == "regression" else ""
-        lines.append(f"| {r['model']} | {r['mean']:.4f} ± {r['std']:.4f} |{r2} {r['parameters']:,} | "
-                     f"{r['seconds_per_epoch']:.2f} | {r['inference_graphs_per_s']:.0f} | {r['peak_mib']:.0f} |")
-    markdown = args.markdown or args.json.with_suffix(".md")
-    atomic_write_bytes(markdown, ("\n".join(lines) + "\n").encode())
-    print(f"wrote {args.json} and {markdown}")
-
-
-def summarise(name: str, options: dict, runs: list[dict], metric: str) -> dict:
-    """One table row: mean ± std of the test metric over seeds, and the costs."""
-    def spread(values: list[float]) -> tuple[float, float]:
-        return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-    mean, std = spread([r["test"][metric] for r in runs])
-    row = {"model": name, "options": {k: v for k, v in options.items()}, "metric": metric, "mean": mean, "std": std,
-           "scores": [r["test"][metric] for r in runs], "best_epochs": [r["best_epoch"] for r in runs],
-           "parameters": runs[0]["parameters"], "training": runs[0]["config"],
-           "seconds_per_epoch": statistics.fmean(r["seconds_per_epoch"] for r in runs),
-           "inference_graphs_per_s": statistics.fmean(r["test"]["graphs_per_s"] for r in runs),
-           "peak_mib": max(r["peak_bytes"] for r in runs) / 2**20}
-    if "r2" in runs[0]["test"]:
-        row["r2_mean"], row["r2_std"] = spread([r["test"]["r2"] for r in runs])
-    return row
+    add_arguments(parser)
+    run_from_args(parser, parser.parse_args())
 
 
 if __name__ == "__main__":

@@ -61,3 +61,72 @@ def test_train_and_eval_commands(tmp_path, capsys) -> None:
     assert metrics["accuracy"] == stored["accuracy"] and metrics["loss"] == pytest.approx(stored["loss"])
     assert main(["eval", str(tmp_path)]) == 2
     assert "no run.json" in capsys.readouterr().err
+
+
+def test_convert_a_factory_a_checkpoint_and_a_saved_graph(tmp_path, capsys) -> None:
+    import torch
+
+    from wslgraph import load_graph, to_state_dict
+    from wslgraph.zoo import siren, tiny_resnet
+
+    picture, saved = tmp_path / "resnet.svg", tmp_path / "resnet.safetensors"
+    assert main(["convert", "wslgraph.zoo:tiny_resnet", "--picture", str(picture), "--save", str(saved)]) == 0
+    out = capsys.readouterr().out
+    assert "round trip to the state dict exact: True" in out and "residual" in out
+    assert picture.read_text().startswith("<svg")
+    reference = tiny_resnet()  # a fresh init: the saved graph holds the factory's own weights, so compare structure
+    assert list(to_state_dict(load_graph(saved))) == list(reference.state_dict())
+    assert main(["convert", str(saved)]) == 0 and "(72 hidden, 3 input, 10 output)" in capsys.readouterr().out
+
+    # a factory from a file, with its weights from a checkpoint
+    (tmp_path / "models.py").write_text("import torch\n\ndef build(width=4):\n"
+                                        "    return torch.nn.Sequential(torch.nn.Linear(3, width), torch.nn.ReLU(), "
+                                        "torch.nn.Linear(width, 2))\n")
+    net = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.ReLU(), torch.nn.Linear(5, 2))
+    torch.save({"state_dict": net.state_dict()}, tmp_path / "net.pth")
+    saved = tmp_path / "net.safetensors"
+    assert main(["convert", f"{tmp_path / 'models.py'}:build", "--kwargs", '{"width": 5}', "--checkpoint",
+                 str(tmp_path / "net.pth"), "--save", str(saved), "--quiet"]) == 0
+    state = to_state_dict(load_graph(saved))
+    assert all(torch.equal(state[k], v) for k, v in net.state_dict().items())
+
+    # a bare SIREN checkpoint (as in the DWS and NFN zoos): widths from the shapes
+    inr = siren()
+    torch.save(inr.state_dict(), tmp_path / "inr.pth")
+    assert main(["convert", str(tmp_path / "inr.pth"), "--activation", "sine", "--save", str(saved), "--quiet"]) == 0
+    graph = load_graph(saved)
+    assert graph.num_nodes == 2 + 32 + 32 + 1 and graph.num_edges == 2 * 32 + 32 * 32 + 32
+    assert all(torch.equal(a, b) for a, b in zip(to_state_dict(graph).values(), inr.state_dict().values(), strict=True))
+
+
+def test_convert_errors_are_clear(tmp_path, capsys) -> None:
+    import torch
+
+    torch.save({"model": torch.nn.Linear(3, 2)}, tmp_path / "pickled.pth")  # a pickled module, not a state dict
+    assert main(["convert", str(tmp_path / "pickled.pth")]) == 2
+    assert "weights_only=True" in capsys.readouterr().err
+    assert main(["convert", "no_such_module:build"]) == 2
+    assert "cannot import 'no_such_module'" in capsys.readouterr().err
+    assert main(["convert", "wslgraph.zoo:no_such_factory"]) == 2
+    assert "has no attribute" in capsys.readouterr().err
+    torch.save(torch.nn.Linear(3, 2).state_dict(), tmp_path / "linear.pth")
+    assert main(["convert", "wslgraph.zoo:small_cnn", "--checkpoint", str(tmp_path / "linear.pth")]) == 2
+    assert "does not fit wslgraph.zoo:small_cnn" in capsys.readouterr().err
+    (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
+    from wslgraph import load_graph
+    from wslgraph.errors import CorruptShardError
+    with pytest.raises(CorruptShardError, match="save_graph"):
+        load_graph(tmp_path / "junk.safetensors")
+
+
+def test_bench_runs_the_comparison_harness(tmp_path, capsys) -> None:
+    report = tmp_path / "bench.json"
+    assert main(["bench", "--quick", "--models", "nfn-np", "statnn", "--option", "nfn-np:lr=0.001",
+                 "--json", str(report)]) == 0
+    data = json.loads(report.read_text())
+    assert [row["model"] for row in data["rows"]] == ["nfn-np", "statnn"]
+    assert data["rows"][0]["training"]["lr"] == 0.001 and data["rows"][1]["training"]["lr"] == 0.002
+    assert report.with_suffix(".md").read_text().count("\n") == 4
+    with pytest.raises(SystemExit):
+        main(["bench", "--quick", "--models", "resnet"])
+    assert "unknown models ['resnet']" in capsys.readouterr().err

@@ -1,10 +1,11 @@
 """wslgraph: weight-space learning on parameter graphs."""
 
 from wslgraph import convert, graph, nn, testing, zoo
-from wslgraph.convert import GraphTemplate, to_graph, to_state_dict
+from wslgraph.convert import GraphTemplate, load_graph, save_graph, to_graph, to_state_dict
 from wslgraph.errors import (
     CorruptShardError,
     DataNotFoundError,
+    FactoryError,
     InvalidGraphError,
     ManifestError,
     NonFiniteError,
@@ -27,6 +28,8 @@ __all__ = [
     "GraphTemplate",
     "to_graph",
     "to_state_dict",
+    "save_graph",
+    "load_graph",
     "to_networkx",
     "collate",
     "set_scatter_backend",
@@ -45,6 +48,7 @@ __all__ = [
     "InvalidGraphError",
     "NonFiniteError",
     "DataNotFoundError",
+    "FactoryError",
     "ZooError",
     "CorruptShardError",
     "ManifestError",

@@ -199,6 +199,95 @@ def _report(root: str, quiet: bool) -> None:
           f"{sum(s['bytes'] for s in manifest['shards']) / 2**20:.1f} MiB; columns: {', '.join(manifest['columns'])}")
 
 
+ACTIVATIONS = {"relu": "ReLU", "tanh": "Tanh", "gelu": "GELU", "sigmoid": "Sigmoid", "silu": "SiLU"}
+
+
+def _mlp_from_checkpoint(path: Path, activation: str, in_features: int, w0: float) -> torch.nn.Module:
+    """An MLP rebuilt from a bare state dict: widths from the shapes, the activation as told."""
+    from wslgraph.convert import load_checkpoint
+    from wslgraph.zoo import siren
+    from wslgraph.zoo.published import mlp_state_to_params
+
+    params, widths = mlp_state_to_params(load_checkpoint(path), in_features)
+    if activation == "sine":
+        model = siren(in_features, widths[:-1], widths[-1], w0)
+    else:
+        layers: list[torch.nn.Module] = []
+        width = in_features
+        for i, size in enumerate(widths):
+            layers.append(torch.nn.Linear(width, size))
+            if i < len(widths) - 1:
+                layers.append(getattr(torch.nn, ACTIVATIONS[activation])())
+            width = size
+        model = torch.nn.Sequential(*layers)
+    with torch.no_grad():
+        for parameter, value in zip(model.parameters(), params, strict=True):
+            parameter.copy_(value)
+    return model
+
+
+def _convert(args: argparse.Namespace) -> int:
+    """A network (module:factory [+ checkpoint], a bare MLP checkpoint, or a saved graph) as a parameter graph."""
+    from wslgraph import load_graph, save_graph, to_graph, to_state_dict
+    from wslgraph.convert import load_model
+    from wslgraph.io import atomic_write_bytes
+    from wslgraph.plotting import draw_graph
+
+    source = Path(args.model)
+    model = None
+    if source.is_file() and args.checkpoint is None and not args.model.endswith(".py"):
+        if source.suffix == ".safetensors" and _is_graph_file(source):
+            graph = load_graph(source)
+            title = f"{source.name} (saved graph)"
+        else:
+            model = _mlp_from_checkpoint(source, args.activation, args.in_features, args.w0)
+            title = f"{source.name} (MLP, {args.activation})"
+    else:
+        try:
+            kwargs = json.loads(args.kwargs)
+        except json.JSONDecodeError as error:
+            raise SystemExit(f"wslgraph convert: error: --kwargs is not JSON ({error})") from None
+        model = load_model(args.model, args.checkpoint, kwargs)
+        title = args.model + (f" + {Path(args.checkpoint).name}" if args.checkpoint else "")
+    if model is not None:
+        graph = to_graph(model, input_shape=args.input_shape)
+        state = to_state_dict(graph)
+        exact = all(torch.equal(state[k], v) and state[k].dtype == v.dtype for k, v in model.state_dict().items())
+    else:
+        exact = None
+    graph.validate()
+    if not args.quiet:
+        print(graph.summary())
+        if exact is not None:
+            print(f"round trip to the state dict exact: {exact}")
+    if args.picture:
+        atomic_write_bytes(args.picture, draw_graph(graph, title).encode())
+        if not args.quiet:
+            print(f"wrote {args.picture}")
+    if args.save:
+        save_graph(graph, args.save)
+        if not args.quiet:
+            print(f"wrote {args.save} (wslgraph.load_graph reads it back)")
+    return 0 if exact in (None, True) else 1
+
+
+def _is_graph_file(path: Path) -> bool:
+    from wslgraph.convert.files import _FORMAT, _metadata
+
+    try:
+        return _metadata(path.read_bytes()[:1 << 20]).get("format") == _FORMAT
+    except (ValueError, json.JSONDecodeError):
+        return False
+
+
+def _bench(args: argparse.Namespace) -> int:
+    """The comparison harness (wslgraph.tasks.compare)."""
+    from wslgraph.tasks.compare import run_from_args
+
+    run_from_args(args.parser, args)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wslgraph", description="Weight-space learning on parameter graphs.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -210,6 +299,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--out", default="demo-output", help="figures and training runs")
     demo.add_argument("--cache", default=".wslgraph-cache", help="where the demo zoo is kept between runs")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    convert = sub.add_parser("convert", help="convert a network to a parameter graph: summary, picture, saved graph",
+                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    convert.add_argument("model", help="MODULE:FACTORY (e.g. wslgraph.zoo:small_cnn or models.py:build), a bare MLP "
+                                       "state dict (.pt/.pth/.safetensors), or a graph saved with --save")
+    convert.add_argument("--checkpoint", default=None,
+                         help="state dict loaded into the factory's network (.pt/.pth, weights only, or .safetensors)")
+    convert.add_argument("--kwargs", default="{}", help="factory keyword arguments as JSON")
+    convert.add_argument("--input-shape", type=int, nargs="+", default=None,
+                         help="one input's shape, e.g. 1 28 28 (only where a Linear reads a flattened feature map)")
+    convert.add_argument("--activation", default="relu", choices=["sine", *ACTIVATIONS],
+                         help="activation of a bare MLP checkpoint (sine: a SIREN)")
+    convert.add_argument("--in-features", type=int, default=2, help="inputs of a bare MLP checkpoint")
+    convert.add_argument("--w0", type=float, default=30.0, help="SIREN frequency of a bare MLP checkpoint")
+    convert.add_argument("--picture", default=None, help="write an SVG drawing of the graph here")
+    convert.add_argument("--save", default=None, help="write the graph here (safetensors; wslgraph.load_graph)")
+    convert.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    bench = sub.add_parser("bench", help="train wslgraph's encoders and the peers on one zoo with one budget; "
+                                         "markdown table + JSON",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    from wslgraph.tasks.compare import add_arguments
+    add_arguments(bench)
     zoo = sub.add_parser("zoo", help="generate, merge and inspect model zoos")
     zoo_sub = zoo.add_subparsers(dest="zoo_command", required=True)
     inr = zoo_sub.add_parser("inr", help="fit SIRENs to images (resumable; sharded across processes)",
@@ -281,7 +391,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "zoo":
         handler = {"inr": _zoo_inr, "cnn": _zoo_cnn, "merge": _zoo_merge, "info": _zoo_info}[args.zoo_command]
     else:
-        handler = {"demo": _demo, "train": _train, "eval": _eval}[args.command]
+        handler = {"demo": _demo, "train": _train, "eval": _eval, "convert": _convert, "bench": _bench}[args.command]
+    args.parser = {"bench": bench}.get(args.command, parser)
     tune_cpu_allocator()  # our own process: reuse freed memory (see wslgraph.runtime)
     try:
         return handler(args)

@@ -16,6 +16,7 @@ __all__ = [
     "InvalidGraphError",
     "NonFiniteError",
     "DataNotFoundError",
+    "FactoryError",
     "ZooError",
     "CorruptShardError",
     "ManifestError",
@@ -57,6 +58,10 @@ class NonFiniteError(InvalidGraphError):
 
 class DataNotFoundError(WSLGraphError, FileNotFoundError):
     """A data source is not installed or not where it was looked for; the message says how to get it."""
+
+
+class FactoryError(WSLGraphError, ValueError):
+    """A ``module:factory`` spec cannot be imported or does not build an ``nn.Module``."""
 
 
 class ZooError(WSLGraphError, ValueError):

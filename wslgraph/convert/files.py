@@ -1,0 +1,162 @@
+"""Parameter graphs on disk, and networks from the command line's ``module:factory`` and checkpoint files.
+
+A saved graph is one safetensors file: the graph's state dict (the exact
+inverse of the conversion, so the file is as small as the network) plus its
+:class:`~wslgraph.graph.GraphLayout` as JSON metadata. Loading rebuilds the
+same graph bit for bit. No pickle is involved.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import re
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+from torch import Tensor, nn
+
+from wslgraph.convert.features import graph_from_state_dict, state_dict_from_graph
+from wslgraph.errors import CorruptShardError, FactoryError, InvalidGraphError, ShapeMismatchError, UnsafeFileError
+from wslgraph.graph.layout import GraphLayout
+from wslgraph.graph.param_graph import ParamGraph
+from wslgraph.io import atomic_write_bytes
+
+__all__ = ["save_graph", "load_graph", "load_factory", "load_checkpoint", "load_model"]
+
+_KEY = "wslgraph.layout"
+_FORMAT = "wslgraph.graph/1"
+
+
+def save_graph(graph: ParamGraph, path: str | os.PathLike[str]) -> Path:
+    """Write one parameter graph to a safetensors file (atomically); :func:`load_graph` reads it back exactly."""
+    layout = graph.layout
+    if not isinstance(layout, GraphLayout):
+        raise InvalidGraphError("save_graph needs a single graph with a layout; save batch.get_example(i) for a batch")
+    state = {key: value.detach().cpu().contiguous().clone() for key, value in state_dict_from_graph(graph).items()}
+    metadata = {_KEY: json.dumps(layout.to_dict(), sort_keys=True), "format": _FORMAT}
+    return atomic_write_bytes(path, save_safetensors(state, metadata=metadata))
+
+
+def load_graph(path: str | os.PathLike[str]) -> ParamGraph:
+    """Read a graph written by :func:`save_graph`.
+
+    Raises:
+        CorruptShardError: The file is not a safetensors file or lacks the layout.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        state = load_safetensors(data)
+        metadata = _metadata(data)
+    except (SafetensorError, ValueError, json.JSONDecodeError) as error:
+        raise CorruptShardError(f"{path} is not a safetensors file written by save_graph ({error})") from error
+    if metadata.get("format") != _FORMAT or _KEY not in metadata:
+        raise CorruptShardError(f"{path} is a safetensors file but not a wslgraph graph (no {_KEY!r} metadata); "
+                                "write graphs with wslgraph.save_graph")
+    layout = GraphLayout.from_dict(json.loads(metadata[_KEY]))
+    ordered = {entry.key: state[entry.key] for entry in layout.state if entry.key in state}
+    if len(ordered) != len(layout.state):
+        missing = [e.key for e in layout.state if e.key not in state]
+        raise CorruptShardError(f"{path} lacks tensors its layout names: {missing}")
+    return graph_from_state_dict(layout, ordered)
+
+
+def _metadata(data: bytes) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors buffer (its JSON header)."""
+    size = int.from_bytes(data[:8], "little")
+    if size <= 0 or size > len(data) - 8:
+        raise ValueError("bad header length")
+    return json.loads(data[8:8 + size]).get("__metadata__", {}) or {}
+
+
+def load_factory(spec: str, kwargs: dict | None = None) -> nn.Module:
+    """A network from ``"package.module:factory"`` or ``"path/to/file.py:factory"`` (called with ``kwargs``).
+
+    ``factory`` may be a function or an ``nn.Module`` class; dotted names
+    (``module:Class.build``) are followed.
+
+    Raises:
+        FactoryError: ``spec`` has no ``:``, the module or name does not exist,
+            or the factory does not return an ``nn.Module``.
+    """
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise FactoryError(f"expected MODULE:FACTORY (e.g. wslgraph.zoo:small_cnn or models.py:build), got {spec!r}")
+    try:
+        if module_name.endswith(".py"):
+            file = Path(module_name)
+            if not file.is_file():
+                raise FactoryError(f"no such file {file}")
+            loader_spec = importlib.util.spec_from_file_location(file.stem, file)
+            module = importlib.util.module_from_spec(loader_spec)
+            loader_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise FactoryError(f"cannot import {module_name!r}: {error}") from error
+    target: object = module
+    for part in attr.split("."):
+        if not hasattr(target, part):
+            raise FactoryError(f"{module_name!r} has no attribute {attr!r}")
+        target = getattr(target, part)
+    if not callable(target):
+        raise FactoryError(f"{spec} is not callable")
+    model = target(**(kwargs or {}))
+    if not isinstance(model, nn.Module):
+        raise FactoryError(f"{spec} returned a {type(model).__name__}, not an nn.Module")
+    return model
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Tensor]:
+    """A state dict from ``.safetensors`` or a ``.pt``/``.pth`` file (``torch.load(weights_only=True)``).
+
+    A ``{"state_dict": ...}`` or ``{"model": ...}`` wrapper (as written by
+    common training scripts) is unwrapped.
+
+    Raises:
+        UnsafeFileError: The file holds pickled objects beyond tensors.
+        CorruptShardError: The file is not a state dict of tensors.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if path.suffix == ".safetensors":
+        try:
+            return dict(load_safetensors(path.read_bytes()))
+        except SafetensorError as error:
+            raise CorruptShardError(f"{path} is not a valid safetensors file ({error})") from error
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - torch.load raises many types for refused or broken files
+        reason = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).split(". ")[0].strip() or type(error).__name__
+        raise UnsafeFileError(f"{path} could not be loaded with torch.load(weights_only=True) ({reason}); save a "
+                              "state dict (model.state_dict()) rather than a pickled module") from error
+    for wrapper in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise CorruptShardError(f"{path} holds a {type(state).__name__}, not a state dict of tensors")
+    return state
+
+
+def load_model(factory: str, checkpoint: str | os.PathLike[str] | None = None, kwargs: dict | None = None) -> nn.Module:
+    """``load_factory(factory, kwargs)`` with the weights of ``checkpoint`` loaded strictly.
+
+    Raises:
+        ShapeMismatchError: The checkpoint's keys or shapes do not fit the network.
+    """
+    model = load_factory(factory, kwargs)
+    if checkpoint is not None:
+        state = load_checkpoint(checkpoint)
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as error:
+            raise ShapeMismatchError(f"{checkpoint} does not fit {factory}: "
+                                     f"{' '.join(str(error).split())[:600]}") from error
+    return model
