@@ -178,7 +178,18 @@ class GraphTemplate:
         params = batch.x.new_empty(num, self.num_params, dtype=layout.dtype)
         x = batch.x.view(num, layout.num_nodes, NUM_NODE_FEATURES)
         edges = batch.edge_attr.view(num, layout.num_edges, *layout.kernel_grid)
-        for graph_view, param_view in self._views(x, edges, params, zero_padding=False):
+        pairs = self._views(x, edges, params, zero_padding=False)
+        if torch.is_grad_enabled() and any(t.requires_grad for t in (batch.x, batch.edge_attr, batch.scalars)):
+            # differentiable: one out-of-place index_copy (in-place writes through views made before the
+            # first differentiable write are refused by autograd)
+            pieces = [graph_view.reshape(num, -1).to(layout.dtype) for graph_view, _ in pairs]
+            starts = [param_view.storage_offset() - params.storage_offset() for _, param_view in pairs]
+            pieces += [batch.scalars[:, column:column + 1].to(layout.dtype) for column in range(len(layout.scalars))]
+            starts += [self._offsets[key] for key in layout.scalars]
+            positions = torch.cat([torch.arange(start, start + piece.shape[1], device=params.device)
+                                   for start, piece in zip(starts, pieces)])
+            return params.new_zeros(()).expand_as(params).index_copy(1, positions, torch.cat(pieces, dim=1))
+        for graph_view, param_view in pairs:
             param_view.copy_(graph_view)
         for column, key in enumerate(layout.scalars):
             params[:, self._offsets[key]] = batch.scalars[:, column]

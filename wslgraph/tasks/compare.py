@@ -31,10 +31,11 @@ import torch
 
 from wslgraph import __version__, tune_cpu_allocator
 from wslgraph.baselines import BASELINES
-from wslgraph.errors import UnsupportedModuleError
+from wslgraph.errors import UnsupportedModuleError, ZooError
 from wslgraph.io import atomic_write_bytes, atomic_write_json
 from wslgraph.nn import ProbeFeatures
-from wslgraph.tasks import TrainConfig, build_model, train
+from wslgraph.tasks.editing import EDITABLE, INREditor
+from wslgraph.tasks.loop import TrainConfig, build_model, train
 from wslgraph.zoo.dataset import ZooDataset
 from wslgraph.zoo.jobs import inr_zoo_job
 from wslgraph.zoo.storage import generate_zoo
@@ -59,6 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--task", default="auto", choices=["auto", "classification", "regression", "editing"],
+                        help="auto: classification for INR zoos, regression (Kendall's tau) for CNN zoos; editing: "
+                             "per-weight deltas that make each INR render its 3x3 dilation (pixel MSE)")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/compare.json"))
     parser.add_argument("--markdown", type=Path, default=None, help="default: the JSON path with .md")
 
@@ -100,11 +104,23 @@ def parse_options(items: list[str]) -> dict[str, dict[str, object]]:
     return options
 
 
-def make_model(name: str, out_dim: int, options: dict[str, object], train_set: ZooDataset) -> torch.nn.Module:
-    """``gnn``/``transformer`` (``-probe``: with probe features of the zoo's INR template) or a baseline."""
+def make_model(name: str, out_dim: int, options: dict[str, object], train_set: ZooDataset,
+               task: str = "classification") -> torch.nn.Module:
+    """``gnn``/``transformer`` (``-probe``: with probe features of the zoo's INR template) or a baseline.
+
+    For ``task="editing"`` the model is an :class:`~wslgraph.tasks.editing.INREditor` around it,
+    rendering at the zoo's image size with its recipe's output offset.
+    """
     base = name.removesuffix("-probe")
+    options = dict(options)
     if name.endswith("-probe"):
-        options = {**options, "probe": ProbeFeatures(train_set.template, **options.pop("probe_options", {}))}
+        options["probe"] = ProbeFeatures(train_set.template, **options.pop("probe_options", {}))
+    if task == "editing":
+        if base not in EDITABLE:
+            raise UnsupportedModuleError(f"{base} has no per-weight readout for editing; editable: {EDITABLE}")
+        description = train_set.arrays.description
+        return INREditor(base, tuple(description["image_shape"][-2:]), description.get("output_offset", 0.0),
+                         **options)
     return build_model(base, out_dim, **options)
 
 
@@ -131,7 +147,7 @@ def run_one(job: dict) -> dict:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     try:
-        model = make_model(job["model"], job["out_dim"], options, splits["train"])
+        model = make_model(job["model"], job["out_dim"], options, splits["train"], job["task"])
         result = train(model, splits["train"], splits["val"], config, test_set=splits["test"])
     except (UnsupportedModuleError, NotImplementedError) as error:
         return {"skipped": str(error)}
@@ -146,13 +162,19 @@ def compare(args: argparse.Namespace, zoo: Path) -> dict:
     """Train every model in ``args.models`` on ``zoo``, write the table and JSON, and return the report."""
     splits = {s: ZooDataset(zoo, s) for s in ("train", "val", "test")}
     kind = splits["train"].arrays.kind
-    task = "classification" if kind == "inr" else "regression"
-    metric = "accuracy" if task == "classification" else "kendall_tau"
+    task = args.task if args.task != "auto" else ("classification" if kind == "inr" else "regression")
+    if task == "editing" and kind != "inr":
+        raise ZooError(f"{zoo} is a {kind} zoo; the editing task needs an INR zoo")
+    metric = {"classification": "accuracy", "regression": "kendall_tau", "editing": "mse"}[task]
     out_dim = int(splits["train"].arrays.columns[splits["train"].target].max()) + 1 if task == "classification" else 1
     print(f"zoo {zoo}: {kind}, {len(splits['train'])}/{len(splits['val'])}/{len(splits['test'])} models; task {task}; "
           f"{args.epochs} epochs x {args.seeds} seeds per model; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, device {args.device}")
     rows = []
+    reference = None
+    if task == "editing":
+        reference = no_edit_mse(splits["test"])
+        print(f"{'no edit':<18} mse {reference:.4f} (the input INR against its dilation)")
     context = multiprocessing.get_context("spawn")
     with context.Pool(1, maxtasksperchild=1) as pool:
         for name in args.models:
@@ -177,7 +199,7 @@ def compare(args: argparse.Namespace, zoo: Path) -> dict:
                 "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
     report = {"benchmark": "compare", "quick": args.quick, "zoo": str(zoo), "task": task, "metric": metric,
               "epochs": args.epochs, "seeds": args.seeds, "lr": args.lr, "batch_size": args.batch_size,
-              "rows": rows, "hardware": hardware,
+              "rows": rows, "no_edit_mse": reference, "hardware": hardware,
               "versions": {"wslgraph": __version__, "torch": torch.__version__, "python": platform.python_version()}}
     atomic_write_json(args.json, report)
     extra = " | test R² |" if task == "regression" else " |"
@@ -188,10 +210,21 @@ def compare(args: argparse.Namespace, zoo: Path) -> dict:
         r2 = f" {r['r2_mean']:.3f} ± {r['r2_std']:.3f} |" if task == "regression" else ""
         lines.append(f"| {r['model']} | {r['mean']:.4f} ± {r['std']:.4f} |{r2} {r['parameters']:,} | "
                      f"{r['seconds_per_epoch']:.2f} | {r['inference_graphs_per_s']:.0f} | {r['peak_mib']:.0f} |")
+    if reference is not None:
+        lines.append(f"| no edit (the input INR) | {reference:.4f} | 0 | | | |")
     markdown = args.markdown or args.json.with_suffix(".md")
     atomic_write_bytes(markdown, ("\n".join(lines) + "\n").encode())
     print(f"wrote {args.json} and {markdown}")
     return report
+
+
+@torch.no_grad()
+def no_edit_mse(test_set: ZooDataset) -> float:
+    """Pixel MSE between each test INR's rendering and its dilation (what an editor must beat)."""
+    description = test_set.arrays.description
+    editor = INREditor("mlp", tuple(description["image_shape"][-2:]), description.get("output_offset", 0.0))
+    errors = torch.cat([editor(batch) for batch in test_set.batches(256)])  # an untrained editor edits nothing
+    return float(errors.mean())
 
 
 def summarise(name: str, options: dict, runs: list[dict], metric: str) -> dict:

@@ -39,9 +39,10 @@ from wslgraph.nn import GNNEncoder, TransformerEncoder
 from wslgraph.tasks.metrics import accuracy, kendall_tau, r2_score
 from wslgraph.zoo.dataset import ZooDataset
 
-__all__ = ["TrainConfig", "MODELS", "build_model", "train", "evaluate", "init_distributed"]
+__all__ = ["TrainConfig", "MODELS", "TASKS", "build_model", "train", "evaluate", "init_distributed"]
 
 MODELS = {"gnn": GNNEncoder, "transformer": TransformerEncoder, **BASELINES}
+TASKS = ("classification", "regression", "editing")
 
 
 def build_model(name: str, out_dim: int, **options: object) -> nn.Module:
@@ -56,8 +57,10 @@ class TrainConfig:
     """Training settings.
 
     Args:
-        task: ``"classification"`` (cross-entropy; metric: accuracy) or
-            ``"regression"`` (MSE; metric: Kendall's tau).
+        task: ``"classification"`` (cross-entropy; metric: accuracy),
+            ``"regression"`` (MSE; metric: Kendall's tau) or ``"editing"``
+            (the model returns each input's loss, e.g.
+            :class:`~wslgraph.tasks.editing.INREditor`; metric: its mean, ``mse``).
         epochs: Maximum epochs.
         batch_size: Graphs per step.
         lr: Peak AdamW learning rate.
@@ -83,8 +86,8 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.task not in ("classification", "regression"):
-            raise ValueError(f"task must be 'classification' or 'regression', got {self.task!r}")
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
 
@@ -110,6 +113,8 @@ def _world() -> tuple[int, int]:
 
 
 def _loss(output: Tensor, target: Tensor, task: str) -> Tensor:
+    if task == "editing":  # the model returns each input's loss (wslgraph.tasks.editing.INREditor)
+        return output.mean()
     if task == "classification":
         return F.cross_entropy(output, target.long())
     return F.mse_loss(output.squeeze(-1), target.float())
@@ -127,7 +132,9 @@ def evaluate(model: nn.Module, dataset: ZooDataset, config: TrainConfig) -> dict
     seconds = time.perf_counter() - start
     output, target = torch.cat(outputs), torch.cat(targets)
     metrics = {"loss": float(_loss(output, target, config.task)), "graphs_per_s": len(target) / seconds}
-    if config.task == "classification":
+    if config.task == "editing":
+        metrics["mse"] = float(output.mean())
+    elif config.task == "classification":
         metrics["accuracy"] = accuracy(output, target)
     else:
         prediction = output.squeeze(-1)
@@ -137,6 +144,8 @@ def evaluate(model: nn.Module, dataset: ZooDataset, config: TrainConfig) -> dict
 
 
 def _score(metrics: dict, task: str) -> float:
+    if task == "editing":
+        return -metrics["mse"]
     return metrics["accuracy"] if task == "classification" else metrics["kendall_tau"]
 
 
