@@ -62,6 +62,16 @@ def test_train_and_eval_commands(tmp_path, capsys) -> None:
     assert main(["eval", str(tmp_path)]) == 2
     assert "no run.json" in capsys.readouterr().err
 
+    # the editing task from the command line, with probe features, evaluated from its run folder
+    edit_run = tmp_path / "edit"
+    assert main(["train", str(zoo), "--model", "gnn-probe", "--task", "editing", "--options",
+                 '{"hidden": 8, "num_layers": 1}', "--epochs", "1", "--batch-size", "8", "--out", str(edit_run),
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(edit_run)]) == 0
+    stored = json.loads((edit_run / "run.json").read_text())["result"]["test"]
+    assert json.loads(capsys.readouterr().out)["mse"] == pytest.approx(stored["mse"])
+
 
 def test_convert_a_factory_a_checkpoint_and_a_saved_graph(tmp_path, capsys) -> None:
     import torch

@@ -128,7 +128,8 @@ def _task_for(dataset: object, task: str) -> str:
 
 def _train(args: argparse.Namespace) -> int:
     from wslgraph.io import atomic_write_json
-    from wslgraph.tasks import TrainConfig, build_model, train
+    from wslgraph.tasks import TrainConfig, train
+    from wslgraph.tasks.compare import make_model
     from wslgraph.tasks.loop import init_distributed
     from wslgraph.zoo.dataset import ZooDataset
 
@@ -141,7 +142,7 @@ def _train(args: argparse.Namespace) -> int:
                          weight_decay=args.weight_decay, patience=args.patience, seed=args.seed, device=args.device,
                          progress=not args.quiet)
     torch.manual_seed(args.seed)
-    model = build_model(args.model, out_dim, **options)
+    model = make_model(args.model, out_dim, options, splits["train"], task)
     result = train(model, splits["train"], splits["val"], config, test_set=splits["test"], out_dir=args.out)
     if rank == 0:
         atomic_write_json(Path(args.out) / "run.json", {"zoo": str(args.zoo), "model": args.model, "options": options,
@@ -156,14 +157,15 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from safetensors.torch import load_file
 
-    from wslgraph.tasks import TrainConfig, build_model, evaluate
+    from wslgraph.tasks import TrainConfig, evaluate
+    from wslgraph.tasks.compare import make_model
     from wslgraph.zoo.dataset import ZooDataset
 
     if not (Path(args.run) / "run.json").exists():
         raise ManifestError(f"{args.run} has no run.json; it must be a folder written by `wslgraph train`")
     run = json.loads((Path(args.run) / "run.json").read_text())
     dataset = ZooDataset(args.zoo or run["zoo"], args.split, target=run["target"])
-    model = build_model(run["model"], run["out_dim"], **run["options"])
+    model = make_model(run["model"], run["out_dim"], run["options"], dataset, run["task"])
     config = TrainConfig(task=run["task"], batch_size=args.batch_size, device=args.device, progress=False)
     with torch.no_grad():
         model(next(dataset.batches(2)))  # lazy initialisation
@@ -367,11 +369,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     trainer.add_argument("zoo", help="zoo folder (wslgraph zoo inr/cnn)")
     trainer.add_argument("--model", default="gnn",
-                         help="gnn, transformer, dwsnet, nfn-hnp, nfn-np, mlp, mlp-aug, statnn")
+                         help="gnn, gnn-probe, transformer, transformer-probe, dwsnet, nfn-hnp, nfn-np, mlp, "
+                              "mlp-aug, statnn")
     trainer.add_argument("--options", default="{}", help='model options as JSON, e.g. \'{"hidden": 32}\'')
     trainer.add_argument("--out", required=True, help="run folder: checkpoints, metrics, run.json")
-    trainer.add_argument("--task", default="auto", choices=["auto", "classification", "regression"],
-                         help="auto: classification for INR zoos, regression for CNN zoos")
+    trainer.add_argument("--task", default="auto", choices=["auto", "classification", "regression", "editing"],
+                         help="auto: classification for INR zoos, regression for CNN zoos; editing: INR dilation "
+                              "(wslgraph.tasks.INREditor around the model)")
     trainer.add_argument("--target", default=None, help="column to predict (default: label / test_accuracy)")
     trainer.add_argument("--epochs", type=int, default=20)
     trainer.add_argument("--batch-size", type=int, default=64)

@@ -89,8 +89,12 @@ def test_regression_on_a_cnn_zoo_reports_kendall_tau(tmp_path) -> None:
                                    models_per_shard=12, train_images=300, test_images=100), progress=False)
     train_set, val_set, test_set = (ZooDataset(root, s) for s in ("train", "val", "test"))
     config = TrainConfig(task="regression", epochs=3, batch_size=8, lr=3e-3, warmup_steps=1, progress=False)
-    result = train(build_model("statnn", 1), train_set, val_set, config, test_set=test_set)
-    assert -1 <= result["test"]["kendall_tau"] <= 1 and "r2" in result["test"]
+    batch = train_set.batch([0, 1])
+    assert batch.activation.shape == (batch.num_nodes,)  # the graph's per-node activation ids, not the column
+    assert batch.zoo_activation.shape == (2,)  # the CNN's activation hyperparameter, renamed
+    for name, options in (("statnn", {}), ("gnn", {"hidden": 8, "num_layers": 1})):
+        result = train(build_model(name, 1, **options), train_set, val_set, config, test_set=test_set)
+        assert -1 <= result["test"]["kendall_tau"] <= 1 and "r2" in result["test"]
 
 
 def test_bad_settings() -> None:

@@ -135,7 +135,10 @@ class GNNEncoder(GraphEncoderBase):
         scalers: PNA degree scalers (default: identity, amplification, attenuation).
         bidirectional: Also pass messages backwards along edges (default: ``True``).
         fourier_frequencies: Random Fourier frequencies per parameter (default: ``16``).
-        fourier_scale: Their standard deviation (default: ``10.0``).
+        fourier_scale: Their standard deviation (default: ``1.0``). The inputs are
+            standardised per layer, so 1.0 resolves them; 10.0 (an earlier default)
+            made the features nearly random and the encoder failed to learn INR
+            classification (10.8 % vs 32.2 % on FMNIST INRs after 6 epochs, README).
         readout_hidden: ``"graph"`` or ``"layer"`` pooling of hidden nodes (default: ``"graph"``).
         readout_output: ``"mean"`` or ``"concat"`` for output nodes (default: ``"mean"``).
         dropout: Dropout in the node MLPs (default: ``0.0``).
@@ -152,7 +155,7 @@ class GNNEncoder(GraphEncoderBase):
 
     def __init__(self, out_dim: int, hidden: int = 64, num_layers: int = 4, aggregators: Sequence[str] = AGGREGATORS,
                  scalers: Sequence[str] = SCALERS, bidirectional: bool = True, fourier_frequencies: int = 16,
-                 fourier_scale: float = 10.0, readout_hidden: str = "graph", readout_output: str = "mean",
+                 fourier_scale: float = 1.0, readout_hidden: str = "graph", readout_output: str = "mean",
                  dropout: float = 0.0, dense: bool | None = None, max_io: int = 1024, max_layers: int = 64,
                  probe: ProbeFeatures | None = None) -> None:
         super().__init__(out_dim, hidden, fourier_frequencies, fourier_scale, readout_hidden, readout_output,
@@ -218,7 +221,7 @@ class TransformerEncoder(GraphEncoderBase):
     """
 
     def __init__(self, out_dim: int, hidden: int = 64, num_layers: int = 4, heads: int = 4,
-                 fourier_frequencies: int = 16, fourier_scale: float = 10.0, readout_hidden: str = "graph",
+                 fourier_frequencies: int = 16, fourier_scale: float = 1.0, readout_hidden: str = "graph",
                  readout_output: str = "mean", dropout: float = 0.0, max_io: int = 1024, max_layers: int = 64,
                  probe: ProbeFeatures | None = None) -> None:
         super().__init__(out_dim, hidden, fourier_frequencies, fourier_scale, readout_hidden, readout_output,

@@ -25,14 +25,14 @@ class FourierFeatures(nn.Module):
 
     Args:
         num_frequencies: :math:`F` (default: ``16``); 0 keeps only the raw values.
-        scale: :math:`\sigma` (default: ``10.0``).
+        scale: :math:`\sigma` (default: ``1.0``, for standardised inputs).
         seed: Seed of the fixed frequencies (default: ``0``).
 
     Shapes:
         input ``[..., d]``, output ``[..., d * (2F + 1)]``.
     """
 
-    def __init__(self, num_frequencies: int = 16, scale: float = 10.0, seed: int = 0) -> None:
+    def __init__(self, num_frequencies: int = 16, scale: float = 1.0, seed: int = 0) -> None:
         super().__init__()
         self.num_frequencies, self.scale, self.seed = num_frequencies, scale, seed
         generator = torch.Generator().manual_seed(seed)

@@ -172,13 +172,20 @@ class INRAffine(Augmentation):
         return f"INRAffine(max_angle={self.max_angle}, max_shift={self.max_shift})"
 
 
+_GRAPH_FIELDS = frozenset({"x", "x_mask", "edge_index", "edge_attr", "node_type", "layer", "io_position", "activation",
+                           "edge_type", "scalars", "y", "batch", "ptr", "layout", "num_nodes"})
+
+
 class ZooDataset(Dataset):
     """A wslgraph zoo folder as a dataset of :class:`~wslgraph.ParamGraph` objects.
 
     Graphs are built by the zoo's :class:`~wslgraph.GraphTemplate` (no
     tracing, no per-model conversion). ``graph.y`` is the target column
     (``label`` for INR zoos, ``test_accuracy`` for CNN zoos, or ``target=``);
-    every other metadata column is attached as a ``[1]`` tensor.
+    every other metadata column is attached as a ``[1]`` tensor. A column
+    whose name is also a graph field (a CNN zoo's ``activation``
+    hyperparameter, say) is attached as ``zoo_<name>`` so the graph's own
+    field is never overwritten.
 
     Args:
         root: The zoo folder (with ``manifest.json``).
@@ -235,7 +242,7 @@ class ZooDataset(Dataset):
             if name == self.target:
                 graphs.y = values.float() if values.is_floating_point() else values.long()
             else:
-                setattr(graphs, name, values)
+                setattr(graphs, f"zoo_{name}" if name in _GRAPH_FIELDS or name in graphs else name, values)
 
     def get(self, idx: int) -> ParamGraph:
         rows = self.indices_[idx:idx + 1]
