@@ -81,6 +81,10 @@ def test_an_interrupted_run_resumes_to_the_same_result(inr_zoo, tmp_path, monkey
     with pytest.raises(ManifestError, match="different configuration"):
         train(model(), train_set, val_set, TrainConfig(epochs=4, batch_size=8, progress=False),
               out_dir=tmp_path / "resumed")
+    # same settings, another model: a different Fourier scale has the same tensor shapes, yet is refused
+    other = build_model("gnn", 10, hidden=16, num_layers=2, fourier_scale=10.0)
+    with pytest.raises(ManifestError, match="different model"):
+        train(other, train_set, val_set, config, out_dir=tmp_path / "resumed")
 
 
 def test_regression_on_a_cnn_zoo_reports_kendall_tau(tmp_path) -> None:

@@ -14,6 +14,7 @@ uninterrupted run ends (tested, CPU).
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import itertools
 import json
@@ -158,6 +159,14 @@ def _schedule(config: TrainConfig, total_steps: int):
     return factor
 
 
+def model_fingerprint(model: nn.Module) -> str:
+    """SHA-256 of a model's module tree (every submodule's options, as ``nn.Module.__repr__`` prints them) and
+    its state dict's keys, shapes and dtypes: a resumed run must be the same model, not only the same settings."""
+    entries = [f"{k}:{tuple(v.shape)}:{v.dtype}" for k, v in model.state_dict().items()]
+    text = nn.Module.__repr__(model) + "\n" + "\n".join(entries)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def _state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> tuple[bytes, dict]:
     # clones: a module shared under several names (e.g. Fourier features) must not share storage on disk
     tensors = {f"model.{k}": v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -232,6 +241,9 @@ def train(model: nn.Module, train_set: ZooDataset, val_set: ZooDataset, config: 
                 {k: v for k, v in asdict(config).items() if k not in free}:
             raise ManifestError(f"{out} holds a run with a different configuration ({meta['config']}); use a new "
                                 "out_dir or the same settings")
+        if meta.get("model", model_fingerprint(model)) != model_fingerprint(model):
+            raise ManifestError(f"{out} holds a run of a different model (its structure, options or tensor shapes "
+                                "differ); use a new out_dir or build the model with the run's options")
         _load_state(model, optimizer, (out / "checkpoint.safetensors").read_bytes(), meta)
         scheduler.load_state_dict(meta["scheduler"])
         history, best_score, best_epoch, stale = meta["history"], meta["best_score"], meta["best_epoch"], meta["stale"]
@@ -276,6 +288,7 @@ def train(model: nn.Module, train_set: ZooDataset, val_set: ZooDataset, config: 
             atomic_write_bytes(out / "best.safetensors", best_bytes)
             atomic_write_bytes(out / "checkpoint.safetensors", data)
             atomic_write_json(out / "checkpoint.json", {**meta, "epoch": epoch, "config": asdict(config),
+                                                        "model": model_fingerprint(model),
                                                         "scheduler": scheduler.state_dict(), "history": history,
                                                         "best_score": best_score, "best_epoch": best_epoch,
                                                         "stale": stale})
