@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import multiprocessing
-import resource
 
 import torch
 from timing import best_time, encoder_benchmark_args  # benchmarks/timing.py (the script's folder is on sys.path)
@@ -22,7 +21,7 @@ from timing import best_time, encoder_benchmark_args  # benchmarks/timing.py (th
 from wslgraph import GraphTemplate
 from wslgraph.io import atomic_write_json
 from wslgraph.nn import GNNEncoder, TransformerEncoder
-from wslgraph.runtime import tune_cpu_allocator
+from wslgraph.runtime import peak_rss, tune_cpu_allocator
 from wslgraph.zoo import siren, small_cnn
 
 ENCODERS = {"GNNEncoder": GNNEncoder, "TransformerEncoder": TransformerEncoder}
@@ -53,19 +52,6 @@ def dense_vs_generic(name: str, factory: object, size: int, repeats: int, device
           f"{timings['generic'] * 1e3:8.1f} ms | ratio {ratio:.2f}x")
     return {"architecture": name, "batch": size, "dense_s": timings["dense"], "generic_s": timings["generic"],
             "ratio": ratio}
-
-
-def peak_rss() -> int:
-    """Peak resident memory of this process's address space, in bytes.
-
-    ``VmHWM`` starts afresh at ``exec`` (``ru_maxrss`` does not: a spawned
-    worker would inherit its parent's peak).
-    """
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _measure(args: tuple[str, int, int, int, str, bool]) -> dict:

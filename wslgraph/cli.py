@@ -14,6 +14,7 @@ import torch
 
 from wslgraph.errors import ManifestError, WSLGraphError
 from wslgraph.runtime import tune_cpu_allocator
+from wslgraph.zoo.architectures import ACTIVATIONS
 
 __all__ = ["main"]
 
@@ -201,27 +202,14 @@ def _report(root: str, quiet: bool) -> None:
           f"{sum(s['bytes'] for s in manifest['shards']) / 2**20:.1f} MiB; columns: {', '.join(manifest['columns'])}")
 
 
-ACTIVATIONS = {"relu": "ReLU", "tanh": "Tanh", "gelu": "GELU", "sigmoid": "Sigmoid", "silu": "SiLU"}
-
-
 def _mlp_from_checkpoint(path: Path, activation: str, in_features: int, w0: float) -> torch.nn.Module:
     """An MLP rebuilt from a bare state dict: widths from the shapes, the activation as told."""
     from wslgraph.convert import load_checkpoint
-    from wslgraph.zoo import siren
+    from wslgraph.zoo import mlp
     from wslgraph.zoo.published import mlp_state_to_params
 
     params, widths = mlp_state_to_params(load_checkpoint(path), in_features)
-    if activation == "sine":
-        model = siren(in_features, widths[:-1], widths[-1], w0)
-    else:
-        layers: list[torch.nn.Module] = []
-        width = in_features
-        for i, size in enumerate(widths):
-            layers.append(torch.nn.Linear(width, size))
-            if i < len(widths) - 1:
-                layers.append(getattr(torch.nn, ACTIVATIONS[activation])())
-            width = size
-        model = torch.nn.Sequential(*layers)
+    model = mlp(in_features, widths[:-1], widths[-1], activation, w0)
     with torch.no_grad():
         for parameter, value in zip(model.parameters(), params, strict=True):
             parameter.copy_(value)
@@ -231,14 +219,14 @@ def _mlp_from_checkpoint(path: Path, activation: str, in_features: int, w0: floa
 def _convert(args: argparse.Namespace) -> int:
     """A network (module:factory [+ checkpoint], a bare MLP checkpoint, or a saved graph) as a parameter graph."""
     from wslgraph import load_graph, save_graph, to_graph, to_state_dict
-    from wslgraph.convert import load_model
+    from wslgraph.convert import is_graph_file, load_model
     from wslgraph.io import atomic_write_bytes
     from wslgraph.plotting import draw_graph
 
     source = Path(args.model)
     model = None
     if source.is_file() and args.checkpoint is None and not args.model.endswith(".py"):
-        if source.suffix == ".safetensors" and _is_graph_file(source):
+        if source.suffix == ".safetensors" and is_graph_file(source):
             graph = load_graph(source)
             title = f"{source.name} (saved graph)"
         else:
@@ -271,15 +259,6 @@ def _convert(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"wrote {args.save} (wslgraph.load_graph reads it back)")
     return 0 if exact in (None, True) else 1
-
-
-def _is_graph_file(path: Path) -> bool:
-    from wslgraph.convert.files import _FORMAT, _metadata
-
-    try:
-        return _metadata(path.read_bytes()[:1 << 20]).get("format") == _FORMAT
-    except (ValueError, json.JSONDecodeError):
-        return False
 
 
 def _bench(args: argparse.Namespace) -> int:

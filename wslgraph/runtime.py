@@ -6,7 +6,7 @@ import ctypes
 import ctypes.util
 import platform
 
-__all__ = ["tune_cpu_allocator"]
+__all__ = ["tune_cpu_allocator", "peak_rss"]
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's mallopt parameters (malloc.h)
 
@@ -35,3 +35,22 @@ def tune_cpu_allocator() -> bool:
     except (OSError, AttributeError):  # not glibc (e.g. musl has no mallopt)
         return False
     return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+
+
+def peak_rss() -> int:
+    """Peak resident memory of this process, in bytes.
+
+    ``VmHWM`` starts afresh at ``exec`` (``ru_maxrss`` does not: a spawned
+    worker would inherit its parent's peak); ``ru_maxrss`` where there is no
+    ``/proc``.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource  # POSIX only; wslgraph itself imports on any platform
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -12,8 +12,6 @@ from wslgraph.testing import hidden_permutations, permute_state_dict
 from wslgraph.zoo import siren
 from wslgraph.zoo.dataset import ZooDataset
 from wslgraph.zoo.inr import RECIPES, render_inrs
-from wslgraph.zoo.jobs import inr_zoo_job
-from wslgraph.zoo.storage import generate_zoo
 
 TEMPLATE = GraphTemplate.from_module(siren())
 
@@ -60,14 +58,6 @@ def test_flat_mlp_editor_is_not_equivariant() -> None:
         moved = editor.delta(TEMPLATE.batch(_permute(params, perms)))
         expected = _permute(editor.delta(TEMPLATE.batch(params)), perms)
     assert not torch.allclose(moved, expected, atol=1e-3)
-
-
-@pytest.fixture(scope="module")
-def inr_zoo(tmp_path_factory):
-    root = tmp_path_factory.mktemp("zoo") / "inr"
-    generate_zoo(root, inr_zoo_job("mnist5k", train_images=60, test_images=20, shard_size=80, steps=150),
-                 progress=False)
-    return root
 
 
 def test_untrained_editor_returns_the_input_and_scores_the_dilation_gap(inr_zoo) -> None:

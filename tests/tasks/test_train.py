@@ -9,16 +9,8 @@ import wslgraph.tasks.loop as train_module
 from wslgraph.errors import ManifestError
 from wslgraph.tasks import TrainConfig, build_model, kendall_tau, r2_score, train
 from wslgraph.zoo.dataset import ZooDataset
-from wslgraph.zoo.jobs import cnn_zoo_job, inr_zoo_job
+from wslgraph.zoo.jobs import cnn_zoo_job
 from wslgraph.zoo.storage import generate_zoo
-
-
-@pytest.fixture(scope="module")
-def inr_zoo(tmp_path_factory):
-    root = tmp_path_factory.mktemp("zoo") / "inr"
-    generate_zoo(root, inr_zoo_job("mnist5k", train_images=72, test_images=20, shard_size=48, steps=60),
-                 progress=False)
-    return root
 
 
 def test_kendall_tau_and_r2_by_hand_and_against_scipy() -> None:

@@ -153,13 +153,18 @@ class _EquivariantStack(WeightSpaceModel):
     def encode_inputs(self, features: list[Tensor]) -> list[Tensor]:
         return features
 
-    def compute(self, params: Tensor) -> Tensor:
+    def equivariant_features(self, params: Tensor) -> list[Tensor]:
+        """The last equivariant layer's canonical features of normalised parameters (before any readout)."""
         weights, biases = to_weight_space(params, self.spec)
         features = self.encode_inputs(to_canonical(weights, biases, self.slots))
         for index, layer in enumerate(self.layers):
             features = layer(features)
             if index < len(self.layers) - 1:
                 features = [nn.functional.dropout(torch.relu(f), self.dropout, self.training) for f in features]
+        return features
+
+    def compute(self, params: Tensor) -> Tensor:
+        features = self.equivariant_features(params)
         if self.readout is not None:
             features = [phi(f) for phi, f in zip(self.readout, features)]
         return self.head(invariant_pool(features))

@@ -9,14 +9,14 @@ from torch_geometric.data import Batch
 
 from wslgraph.convert.context import ConversionContext, Value
 from wslgraph.convert.features import graph_from_state_dict, state_dict_from_graph
-from wslgraph.convert.files import load_checkpoint, load_factory, load_graph, load_model, save_graph
+from wslgraph.convert.files import is_graph_file, load_checkpoint, load_factory, load_graph, load_model, save_graph
 from wslgraph.convert.registry import Handler, register
 from wslgraph.convert.template import GraphTemplate
 from wslgraph.convert.trace import trace
 from wslgraph.graph.param_graph import ParamGraph
 
 __all__ = ["to_graph", "GraphTemplate", "to_state_dict", "trace", "register", "Handler", "ConversionContext", "Value",
-           "save_graph", "load_graph", "load_factory", "load_checkpoint", "load_model"]
+           "save_graph", "load_graph", "is_graph_file", "load_factory", "load_checkpoint", "load_model"]
 
 
 def to_graph(module: nn.Module, *, input_shape: Sequence[int] | None = None) -> ParamGraph:

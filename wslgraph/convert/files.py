@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import Tensor, nn
@@ -27,7 +27,7 @@ from wslgraph.graph.layout import GraphLayout
 from wslgraph.graph.param_graph import ParamGraph
 from wslgraph.io import atomic_write_bytes
 
-__all__ = ["save_graph", "load_graph", "load_factory", "load_checkpoint", "load_model"]
+__all__ = ["save_graph", "load_graph", "is_graph_file", "load_factory", "load_checkpoint", "load_model"]
 
 _KEY = "wslgraph.layout"
 _FORMAT = "wslgraph.graph/1"
@@ -50,11 +50,11 @@ def load_graph(path: str | os.PathLike[str]) -> ParamGraph:
         CorruptShardError: The file is not a safetensors file or lacks the layout.
     """
     path = Path(path)
-    data = path.read_bytes()
     try:
-        state = load_safetensors(data)
-        metadata = _metadata(data)
-    except (SafetensorError, ValueError, json.JSONDecodeError) as error:
+        with safe_open(path, framework="pt") as file:
+            metadata = file.metadata() or {}
+            state = {key: file.get_tensor(key) for key in file.keys()}
+    except (SafetensorError, ValueError) as error:
         raise CorruptShardError(f"{path} is not a safetensors file written by save_graph ({error})") from error
     if metadata.get("format") != _FORMAT or _KEY not in metadata:
         raise CorruptShardError(f"{path} is a safetensors file but not a wslgraph graph (no {_KEY!r} metadata); "
@@ -67,12 +67,13 @@ def load_graph(path: str | os.PathLike[str]) -> ParamGraph:
     return graph_from_state_dict(layout, ordered)
 
 
-def _metadata(data: bytes) -> dict[str, str]:
-    """The ``__metadata__`` of a safetensors buffer (its JSON header)."""
-    size = int.from_bytes(data[:8], "little")
-    if size <= 0 or size > len(data) - 8:
-        raise ValueError("bad header length")
-    return json.loads(data[8:8 + size]).get("__metadata__", {}) or {}
+def is_graph_file(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a graph written by :func:`save_graph` (reads only the file's header)."""
+    try:
+        with safe_open(Path(path), framework="pt") as file:
+            return (file.metadata() or {}).get("format") == _FORMAT
+    except (SafetensorError, ValueError, OSError):
+        return False
 
 
 def load_factory(spec: str, kwargs: dict | None = None) -> nn.Module:

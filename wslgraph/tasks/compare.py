@@ -34,6 +34,7 @@ from wslgraph.baselines import BASELINES
 from wslgraph.errors import UnsupportedModuleError, ZooError
 from wslgraph.io import atomic_write_bytes, atomic_write_json
 from wslgraph.nn import ProbeFeatures
+from wslgraph.runtime import peak_rss
 from wslgraph.tasks.editing import EDITABLE, INREditor
 from wslgraph.tasks.loop import TrainConfig, build_model, train
 from wslgraph.zoo.dataset import ZooDataset
@@ -124,14 +125,6 @@ def make_model(name: str, out_dim: int, options: dict[str, object], train_set: Z
     return build_model(base, out_dim, **options)
 
 
-def _peak_rss() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 def run_one(job: dict) -> dict:
     """One model and seed, in a fresh process: the result of :func:`wslgraph.tasks.train` plus peak memory."""
     if job["device"] == "cpu":
@@ -143,7 +136,7 @@ def run_one(job: dict) -> dict:
                          progress=False, device=job["device"], **{**job["training"], **training})
     device = torch.device(job["device"])
     torch.manual_seed(job["seed"])
-    baseline = _peak_rss()
+    baseline = peak_rss()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     try:
@@ -152,7 +145,7 @@ def run_one(job: dict) -> dict:
     except (UnsupportedModuleError, NotImplementedError) as error:
         return {"skipped": str(error)}
     result["peak_bytes"] = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
-                            else _peak_rss() - baseline)
+                            else peak_rss() - baseline)
     result["config"] = {"lr": config.lr, "batch_size": config.batch_size, "weight_decay": config.weight_decay,
                         "grad_clip": config.grad_clip}
     return result

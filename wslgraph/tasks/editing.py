@@ -30,9 +30,9 @@ import torch
 from torch import Tensor, nn
 
 from wslgraph.baselines import BASELINES
-from wslgraph.baselines.equivariant import WeightSpaceLinear, from_canonical, to_canonical
+from wslgraph.baselines.equivariant import WeightSpaceLinear, from_canonical
 from wslgraph.baselines.models import FlatMLP, _EquivariantStack
-from wslgraph.baselines.weightspace import batch_params, from_weight_space, to_weight_space
+from wslgraph.baselines.weightspace import batch_params, from_weight_space
 from wslgraph.convert.template import GraphTemplate
 from wslgraph.errors import UnsupportedModuleError
 from wslgraph.graph.layout import common_layout
@@ -116,33 +116,32 @@ class INREditor(nn.Module):
         """The predicted change of every parameter, ``[N, P]`` (flat template order)."""
         if self.architecture is None:
             self._setup(batch)
-        template = self.architecture.template
+        return self._delta(batch, batch_params(batch)[0])
+
+    def _delta(self, batch: object, params: Tensor) -> Tensor:
+        """:meth:`delta`, given the batch's flat parameters (read once per step)."""
         if isinstance(self.backbone, GraphEncoderBase):
             h, e = self.backbone.encode(batch)
             edits = copy.copy(batch)
             edits.x = self.node_head(h).expand(-1, batch.x.shape[1]) * batch.x_mask  # bias column only for MLPs
             edits.edge_attr = self.edge_head(e)
             edits.scalars = torch.zeros_like(batch.scalars)
-            out = template.unbatch(edits)
+            out = self.architecture.template.unbatch(edits)
         elif isinstance(self.backbone, FlatMLP):
-            out = self.backbone(batch)
+            out = self.backbone(params)
         else:
             model = self.backbone
-            params = model._params(batch)
-            weights, biases = to_weight_space(model.normalize(params), model.spec)
-            features = model.encode_inputs(to_canonical(weights, biases, model.slots))
-            for index, layer in enumerate(model.layers):
-                features = layer(features)
-                if index < len(model.layers) - 1:
-                    features = [torch.relu(f) for f in features]
+            features = model.equivariant_features(model.normalize(model._params(params)))
             weights, biases = from_canonical(self.weight_head(features), model.slots, model.spec, 1)
             out = from_weight_space(weights, biases, model.spec)
         return self.scale * out
 
     def edit(self, batch: object) -> Tensor:
         """Edited flat parameters ``[N, P]``."""
+        if self.architecture is None:
+            self._setup(batch)
         params, _ = batch_params(batch)
-        return params + self.delta(batch)
+        return params + self._delta(batch, params)
 
     def render(self, params: Tensor) -> Tensor:
         """Images ``[N, C, H, W]`` rendered by flat INR parameters."""
@@ -156,7 +155,7 @@ class INREditor(nn.Module):
         params, _ = batch_params(batch)
         with torch.no_grad():
             target = self.transform(self.render(params))
-        edited = self.render(params + self.delta(batch))
+        edited = self.render(params + self._delta(batch, params))
         return (edited - target).square().flatten(1).mean(dim=1, keepdim=True)
 
     def extra_repr(self) -> str:

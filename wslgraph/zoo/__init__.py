@@ -1,6 +1,6 @@
 """Model zoos: image sources, batched INR fitting, vectorized CNN training, storage, datasets, published formats."""
 
-from wslgraph.zoo.architectures import BasicBlock, siren, small_cnn, tiny_resnet
+from wslgraph.zoo.architectures import BasicBlock, mlp, siren, small_cnn, tiny_resnet
 from wslgraph.zoo.cnn import CNNZooSpec, ZooCNN, train_cnn_zoo
 from wslgraph.zoo.data import ImageSet, load_images
 from wslgraph.zoo.dataset import (
@@ -18,7 +18,7 @@ from wslgraph.zoo.published import load_dws_inrs, load_nfn_sirens, load_small_cn
 from wslgraph.zoo.storage import ZooArrays, ZooJob, finalize_zoo, generate_zoo, load_zoo_arrays, write_zoo
 
 __all__ = [
-    "siren", "small_cnn", "BasicBlock", "tiny_resnet",
+    "mlp", "siren", "small_cnn", "BasicBlock", "tiny_resnet",
     "ImageSet", "load_images",
     "INRRecipe", "RECIPES", "INRFit", "fit_inrs", "fit_inr_reference", "render_inrs",
     "CNNZooSpec", "ZooCNN", "train_cnn_zoo",

@@ -8,9 +8,23 @@ from torch import Tensor, nn
 
 from wslgraph.nn.sine import Sine
 
-__all__ = ["siren", "small_cnn", "BasicBlock", "tiny_resnet"]
+__all__ = ["mlp", "siren", "small_cnn", "BasicBlock", "tiny_resnet", "ACTIVATIONS"]
 
-_ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU}
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "sigmoid": nn.Sigmoid, "silu": nn.SiLU}
+
+
+def mlp(in_features: int, hidden: Sequence[int], out_features: int, activation: str = "relu",
+        w0: float = 30.0) -> nn.Sequential:
+    """``Linear`` layers with ``activation`` after each hidden one (``"sine"``: ``sin(w0 x)``, a SIREN)."""
+    if activation != "sine" and activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be 'sine' or one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    layers: list[nn.Module] = []
+    width = in_features
+    for size in hidden:
+        layers += [nn.Linear(width, size), Sine(w0) if activation == "sine" else ACTIVATIONS[activation]()]
+        width = size
+    layers.append(nn.Linear(width, out_features))
+    return nn.Sequential(*layers)
 
 
 def siren(in_features: int = 2, hidden: Sequence[int] = (32, 32), out_features: int = 1,
@@ -20,13 +34,7 @@ def siren(in_features: int = 2, hidden: Sequence[int] = (32, 32), out_features: 
     The default is the 2 -> 32 -> 32 -> 1 INR of the DWS and NFN zoos (1,185
     parameters). Initialization is left to the zoo recipes.
     """
-    layers: list[nn.Module] = []
-    width = in_features
-    for size in hidden:
-        layers += [nn.Linear(width, size), Sine(w0)]
-        width = size
-    layers.append(nn.Linear(width, out_features))
-    return nn.Sequential(*layers)
+    return mlp(in_features, hidden, out_features, "sine", w0)
 
 
 def small_cnn(in_channels: int = 1, channels: int = 16, num_layers: int = 3, kernel_size: int = 3,
@@ -36,12 +44,12 @@ def small_cnn(in_channels: int = 1, channels: int = 16, num_layers: int = 3, ker
     ``num_layers`` convolutions of ``channels`` channels, global average
     pooling, a dense layer to ``num_classes``: 4,970 parameters by default.
     """
-    if activation not in _ACTIVATIONS:
-        raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
     layers: list[nn.Module] = []
     width = in_channels
     for _ in range(num_layers):
-        layers += [nn.Conv2d(width, channels, kernel_size, stride=stride), _ACTIVATIONS[activation]()]
+        layers += [nn.Conv2d(width, channels, kernel_size, stride=stride), ACTIVATIONS[activation]()]
         width = channels
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes)]
     return nn.Sequential(*layers)
