@@ -2,21 +2,28 @@
 
 1. Forward+backward time of a 4-layer GNNEncoder (hidden 64) on a batch of 256
    SIRENs (2-32-32-1) and of 256 Small-CNN-Zoo CNNs, dense fast path vs
-   generic scatter path, and their ratio (targets: >= 3x and >= 2x).
+   generic scatter path, and their ratio (targets: >= 3x and >= 2x). The two
+   paths are timed in alternation, so drift in the machine's speed hits both.
+   With ``--compile`` the same encoder under ``torch.compile`` too (inductor),
+   on both paths, with its compile time.
 2. Graphs/s (forward+backward) and peak memory of GNNEncoder and
    TransformerEncoder vs batch size and SIREN hidden width. Each configuration
    runs in a fresh process; peak memory is the growth of peak RSS on CPU and
    ``max_memory_allocated`` on CUDA.
 
-    .venv/bin/python benchmarks/encoders.py [--quick] [--device cpu|cuda] [--tune-allocator] [--json PATH]
+    .venv/bin/python benchmarks/encoders.py [--quick] [--device cpu|cuda] [--tune-allocator] [--compile]
+        [--json PATH]
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import time
 
 import torch
-from timing import best_time, encoder_benchmark_args  # benchmarks/timing.py (the script's folder is on sys.path)
+
+# benchmarks/timing.py (the script's folder is on sys.path)
+from timing import alternating_best_times, best_time, encoder_benchmark_args
 
 from wslgraph import GraphTemplate
 from wslgraph.io import atomic_write_json
@@ -38,20 +45,45 @@ def make_batch(factory: object, size: int, device: torch.device) -> object:
     return template.batch(params.to(device))
 
 
-def dense_vs_generic(name: str, factory: object, size: int, repeats: int, device: torch.device) -> dict:
+def dense_vs_generic(name: str, factory: object, size: int, repeats: int, device: torch.device,
+                     compile_too: bool) -> dict:
     torch.manual_seed(0)
     batch = make_batch(factory, size, device)
     encoder = GNNEncoder(10, hidden=64, num_layers=4).to(device)
     encoder(batch)  # lazy initialisation
-    timings = {}
-    for dense in (True, False):
+    variants = {"": encoder}
+    compile_s = {}
+    if compile_too:
+        variants["compiled_"] = compiled = torch.compile(encoder)
+        for dense in (True, False):  # compile each path once (its own graph), outside the timings
+            encoder.dense = dense
+            start = time.perf_counter()
+            compiled(batch).square().mean().backward()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            compile_s["dense" if dense else "generic"] = time.perf_counter() - start
+
+    def step(model: torch.nn.Module, dense: bool) -> None:
         encoder.dense = dense
-        timings["dense" if dense else "generic"] = step_time(encoder, batch, repeats, device)
-    ratio = timings["generic"] / timings["dense"]
+        model(batch).square().mean().backward()
+
+    calls = {f"{prefix}{'dense' if dense else 'generic'}": (lambda m=model, d=dense: step(m, d))
+             for prefix, model in variants.items() for dense in (True, False)}
+    timings = alternating_best_times(calls, repeats, device)
+    encoder.dense = None
+    row = {"architecture": name, "batch": size, **{f"{key}_s": value for key, value in timings.items()},
+           "ratio": timings["generic"] / timings["dense"]}
     print(f"{name:<9} {size} graphs, 4 layers, fwd+bwd: dense {timings['dense'] * 1e3:8.1f} ms | generic "
-          f"{timings['generic'] * 1e3:8.1f} ms | ratio {ratio:.2f}x")
-    return {"architecture": name, "batch": size, "dense_s": timings["dense"], "generic_s": timings["generic"],
-            "ratio": ratio}
+          f"{timings['generic'] * 1e3:8.1f} ms | ratio {row['ratio']:.2f}x")
+    if compile_too:
+        row["compiled_ratio"] = timings["compiled_generic"] / timings["compiled_dense"]
+        row["compiled_dense_vs_eager_generic"] = timings["generic"] / timings["compiled_dense"]
+        row["compile_s"] = compile_s
+        print(f"{'':<9} torch.compile: dense {timings['compiled_dense'] * 1e3:8.1f} ms | generic "
+              f"{timings['compiled_generic'] * 1e3:8.1f} ms | ratio {row['compiled_ratio']:.2f}x (compiling took "
+              f"{compile_s['dense']:.0f} s and {compile_s['generic']:.0f} s); compiled dense vs eager generic "
+              f"{row['compiled_dense_vs_eager_generic']:.2f}x")
+    return row
 
 
 def _measure(args: tuple[str, int, int, int, str, bool]) -> dict:
@@ -79,7 +111,7 @@ def _measure(args: tuple[str, int, int, int, str, bool]) -> dict:
 def main() -> None:
     args, device, tuned = encoder_benchmark_args(__doc__.split("\n")[0], "encoders")
     size, repeats = (16, 1) if args.quick else (256, 3)
-    ratios = [dense_vs_generic(name, factory, size, repeats, device)
+    ratios = [dense_vs_generic(name, factory, size, repeats, device, args.compile)
               for name, factory in (("SIREN", siren), ("SmallCNN", small_cnn))]
     grid = [(e, b, w, 1 if args.quick else 2, args.device, tuned) for e in ENCODERS
             for b in ((8,) if args.quick else (16, 64)) for w in ((8,) if args.quick else (16, 32, 64))]
@@ -90,7 +122,7 @@ def main() -> None:
         print(f"{row['encoder']:<18} batch {row['batch']:>4} SIREN width {row['siren_width']:>3}: "
               f"{row['graphs_per_s']:>9.1f} graphs/s (fwd+bwd), peak memory {row['peak_bytes'] / 2**20:8.1f} MiB")
     report = {"benchmark": "encoders", "quick": args.quick, "device": str(device), "torch": torch.__version__,
-              "allocator": "tuned" if tuned else "default",
+              "allocator": "tuned" if tuned else "default", "compile": args.compile,
               "threads": torch.get_num_threads(), "dense_vs_generic": ratios, "scaling": scaling}
     atomic_write_json(args.json, report)
     print(f"wrote {args.json}")

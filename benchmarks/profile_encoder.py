@@ -4,11 +4,12 @@ Builds a batch of SIRENs or Small-CNN-Zoo CNNs, warms the encoder up, then
 
 1. profiles a few forward+backward steps and prints the operators ranked by
    self CPU time and (on CUDA) by self device time, plus kernel-launch counts;
+   on CPU also the share of the step spent in matrix products and their rate;
 2. on CUDA, lists every host-device synchronisation one step makes, with the
    wslgraph line that caused it (``torch.cuda.set_sync_debug_mode``).
 
     .venv/bin/python benchmarks/profile_encoder.py [--device cuda] [--arch siren|cnn] [--batch 256]
-        [--encoder gnn|transformer] [--generic] [--json PATH]
+        [--encoder gnn|transformer] [--generic] [--tune-allocator] [--json PATH]
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ from torch.profiler import ProfilerActivity, profile
 from wslgraph import GraphTemplate
 from wslgraph.io import atomic_write_json
 from wslgraph.nn import GNNEncoder, TransformerEncoder
+from wslgraph.runtime import tune_cpu_allocator
 from wslgraph.zoo import siren, small_cnn
+
+MATRIX_PRODUCTS = {"aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::baddbmm"}
 
 
 def main() -> None:
@@ -37,8 +41,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--generic", action="store_true", help="the generic scatter path (GNN only)")
     parser.add_argument("--rows", type=int, default=25)
+    parser.add_argument("--tune-allocator", action="store_true", help="wslgraph.tune_cpu_allocator() first")
+    parser.add_argument("--flops", action="store_true",
+                        help="count the matrix products' FLOPs (records input shapes: slower, more memory)")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/profile_encoder.json"))
     args = parser.parse_args()
+    if args.tune_allocator:
+        tune_cpu_allocator()
     device = torch.device(args.device)
     torch.manual_seed(0)
     template = GraphTemplate.from_module(siren() if args.arch == "siren" else small_cnn())
@@ -54,7 +63,7 @@ def main() -> None:
     for _ in range(2):  # lazy initialisation, allocator, cuBLAS handles
         step()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=activities) as prof:
+    with profile(activities=activities, with_flops=args.flops) as prof:
         for _ in range(args.steps):
             step()
         if device.type == "cuda":
@@ -64,9 +73,21 @@ def main() -> None:
           f"{'generic' if args.generic else 'dense where possible'}; {args.steps} steps profiled")
     print(averages.table(sort_by="self_cpu_time_total", row_limit=args.rows))
     report = {"benchmark": "profile_encoder", "device": str(device), "arch": args.arch, "encoder": args.encoder,
+              "allocator": "tuned" if args.tune_allocator else "default",
               "batch": args.batch, "generic": args.generic, "steps": args.steps,
               "cpu_ops": sorted(({"name": e.key, "calls": e.count, "self_cpu_us": e.self_cpu_time_total}
                                  for e in averages), key=lambda r: -r["self_cpu_us"])[:100]}
+    if device.type == "cpu":
+        products = [e for e in averages if e.key in MATRIX_PRODUCTS]
+        seconds = sum(e.self_cpu_time_total for e in products) / 1e6 / args.steps
+        total = sum(e.self_cpu_time_total for e in averages) / 1e6 / args.steps
+        report["matrix_products"] = {"seconds_per_step": seconds, "op_seconds_per_step": total}
+        rate = ""
+        if args.flops:
+            report["matrix_products"]["gflop_per_step"] = flops = sum(e.flops for e in products) / args.steps / 1e9
+            rate = f", {flops:.1f} GFLOP at {flops / seconds:.0f} GFLOP/s"
+        print(f"matrix products: {seconds:.2f} s of {total:.2f} s of operator time per profiled step "
+              f"({seconds / total:.0%}){rate}")
     if device.type == "cuda":
         print(averages.table(sort_by="self_device_time_total", row_limit=args.rows))
         kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]

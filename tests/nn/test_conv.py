@@ -41,6 +41,7 @@ def test_dense_path_equals_generic_path(factory, options) -> None:
         assert _relative(dense_grad, generic_grad) <= 1e-5
 
 
+
 def test_plan_rejects_a_reordered_batch() -> None:
     template = GraphTemplate.from_module(siren())
     batch = template.batch(torch.randn(2, template.num_params))
@@ -84,6 +85,31 @@ def test_film_message_stats_forward_matches_its_definition() -> None:
         for got, want in zip(stats[4 * direction:4 * direction + 4], expected):
             torch.testing.assert_close(got, want)
 
+
+def test_film_message_stats_split_the_gradient_of_tied_extremes_evenly() -> None:
+    """Tied maxima/minima share their gradient evenly, as the generic path's scatter_reduce (and amax) do."""
+    torch.manual_seed(3)
+    graphs, groups, m, k, channels = 2, 1, 3, 4, 5
+    edges = torch.randn(graphs, groups, m, 1, channels, dtype=torch.float64).expand(-1, -1, -1, k, -1)
+    edges = edges.clone().requires_grad_()  # equal along the source axis (direction 0 reduces it)
+    weight = torch.zeros(4 * channels, channels, dtype=torch.float64, requires_grad=True)  # exact ties: no products
+    bias = torch.randn(4 * channels, dtype=torch.float64, requires_grad=True)
+    sources = (torch.randn(graphs, groups, 1, 1, channels, dtype=torch.float64).expand(-1, -1, -1, k, -1)
+               .clone().requires_grad_(),
+               torch.randn(graphs, groups, m, 1, channels, dtype=torch.float64, requires_grad=True))
+    inputs = (edges, weight, bias, *sources)
+    upstream = [torch.randn(graphs, groups, m, channels, dtype=torch.float64) for _ in range(2)]
+
+    def loss(stats: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return sum((stat * grad).sum() for stat, grad in zip(stats, upstream))
+
+    fused = torch.autograd.grad(loss(FiLMMessageStats.apply(edges, weight, bias, ("max", "min"), *sources)), inputs)
+    film = torch.nn.functional.linear(edges, weight, bias).split(channels, dim=-1)
+    message = (1 + film[0]) * sources[0] + film[1]
+    assert bool((message == message.amax(3, keepdim=True)).all())  # every message ties
+    reference = torch.autograd.grad(loss((message.amax(3), message.amin(3))), inputs, allow_unused=True)
+    for got, want in zip(fused, reference):
+        torch.testing.assert_close(got, torch.zeros_like(got) if want is None else want)
 
 def test_loaded_degree_statistic_is_used_and_an_unfitted_one_is_estimated_again() -> None:
     from wslgraph import GraphTemplate

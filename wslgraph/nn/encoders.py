@@ -125,7 +125,9 @@ class GNNEncoder(GraphEncoderBase):
     Batches of one architecture (from :class:`~wslgraph.GraphTemplate`,
     :func:`~wslgraph.collate` or ``Batch.from_data_list``) run on the dense
     fast path; others on the generic scatter path. Both compute the same
-    function.
+    function. ``torch.compile(encoder)`` works on both paths (graph breaks
+    only at the input checks and the dense plan's exact ``edge_index``
+    check) and gives the eager values and gradients.
 
     Args:
         out_dim: Output size per graph.

@@ -80,8 +80,8 @@ class PositionalEmbedding(nn.Module):
                                      f"max_layers={self.max_layers}; raise max_layers")
         position = io_position.clamp(min=0)
         out = self.hidden(layer)
-        out = torch.where((node_type == NodeType.INPUT).unsqueeze(-1), self.inputs(position), out)
-        return torch.where((node_type == NodeType.OUTPUT).unsqueeze(-1), self.outputs(position), out)
+        out = torch.where((node_type == int(NodeType.INPUT)).unsqueeze(-1), self.inputs(position), out)
+        return torch.where((node_type == int(NodeType.OUTPUT)).unsqueeze(-1), self.outputs(position), out)
 
 
 class ParamNormalizer(nn.Module):

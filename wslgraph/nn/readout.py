@@ -39,7 +39,7 @@ class InvariantReadout(nn.Module):
 
     def forward(self, h: Tensor, batch: Tensor, node_type: Tensor, layer: Tensor, io_position: Tensor,
                 num_graphs: int) -> Tensor:
-        hidden = node_type == NodeType.HIDDEN
+        hidden = node_type == int(NodeType.HIDDEN)
         if self.hidden == "layer":
             # mean per (graph, layer), then mean and max over the layers of each graph
             max_layer = int(layer.max()) + 1 if layer.numel() else 1
@@ -50,8 +50,8 @@ class InvariantReadout(nn.Module):
             pooled = [scatter(per_layer, owner, num_graphs, "mean"), scatter(per_layer, owner, num_graphs, "max")]
         else:
             pooled = [_pool(h, batch, hidden, num_graphs, "mean"), _pool(h, batch, hidden, num_graphs, "max")]
-        pooled.append(_pool(h, batch, node_type == NodeType.INPUT, num_graphs, "mean"))
-        outputs = node_type == NodeType.OUTPUT
+        pooled.append(_pool(h, batch, node_type == int(NodeType.INPUT), num_graphs, "mean"))
+        outputs = node_type == int(NodeType.OUTPUT)
         if self.output == "mean":
             pooled.append(_pool(h, batch, outputs, num_graphs, "mean"))
         else:
