@@ -4,15 +4,16 @@
    SIRENs (2-32-32-1) and of 256 Small-CNN-Zoo CNNs, dense fast path vs
    generic scatter path, and their ratio (targets: >= 3x and >= 2x). The two
    paths are timed in alternation, so drift in the machine's speed hits both.
-   With ``--compile`` the same encoder under ``torch.compile`` too (inductor),
-   on both paths, with its compile time.
+   With ``--compile [MODE]`` the same encoder under ``torch.compile`` too
+   (inductor, in ``MODE``: default, reduce-overhead, max-autotune), on both
+   paths, with its compile time.
 2. Graphs/s (forward+backward) and peak memory of GNNEncoder and
    TransformerEncoder vs batch size and SIREN hidden width. Each configuration
    runs in a fresh process; peak memory is the growth of peak RSS on CPU and
    ``max_memory_allocated`` on CUDA.
 
-    .venv/bin/python benchmarks/encoders.py [--quick] [--device cpu|cuda] [--tune-allocator] [--compile]
-        [--json PATH]
+    .venv/bin/python benchmarks/encoders.py [--quick] [--device cpu|cuda] [--tune-allocator] [--compile [MODE]]
+        [--compile-backend NAME] [--json PATH]
 """
 
 from __future__ import annotations
@@ -46,15 +47,16 @@ def make_batch(factory: object, size: int, device: torch.device) -> object:
 
 
 def dense_vs_generic(name: str, factory: object, size: int, repeats: int, device: torch.device,
-                     compile_too: bool) -> dict:
+                     compile_mode: str | None, backend: str = "inductor") -> dict:
     torch.manual_seed(0)
     batch = make_batch(factory, size, device)
     encoder = GNNEncoder(10, hidden=64, num_layers=4).to(device)
     encoder(batch)  # lazy initialisation
     variants = {"": encoder}
     compile_s = {}
-    if compile_too:
-        variants["compiled_"] = compiled = torch.compile(encoder)
+    if compile_mode is not None:
+        variants["compiled_"] = compiled = torch.compile(
+            encoder, mode=None if backend != "inductor" else compile_mode, backend=backend)
         for dense in (True, False):  # compile each path once (its own graph), outside the timings
             encoder.dense = dense
             start = time.perf_counter()
@@ -75,11 +77,12 @@ def dense_vs_generic(name: str, factory: object, size: int, repeats: int, device
            "ratio": timings["generic"] / timings["dense"]}
     print(f"{name:<9} {size} graphs, 4 layers, fwd+bwd: dense {timings['dense'] * 1e3:8.1f} ms | generic "
           f"{timings['generic'] * 1e3:8.1f} ms | ratio {row['ratio']:.2f}x")
-    if compile_too:
+    if compile_mode is not None:
         row["compiled_ratio"] = timings["compiled_generic"] / timings["compiled_dense"]
         row["compiled_dense_vs_eager_generic"] = timings["generic"] / timings["compiled_dense"]
         row["compile_s"] = compile_s
-        print(f"{'':<9} torch.compile: dense {timings['compiled_dense'] * 1e3:8.1f} ms | generic "
+        how = compile_mode if backend == "inductor" else backend
+        print(f"{'':<9} torch.compile ({how}): dense {timings['compiled_dense'] * 1e3:8.1f} ms | generic "
               f"{timings['compiled_generic'] * 1e3:8.1f} ms | ratio {row['compiled_ratio']:.2f}x (compiling took "
               f"{compile_s['dense']:.0f} s and {compile_s['generic']:.0f} s); compiled dense vs eager generic "
               f"{row['compiled_dense_vs_eager_generic']:.2f}x")
@@ -111,7 +114,9 @@ def _measure(args: tuple[str, int, int, int, str, bool]) -> dict:
 def main() -> None:
     args, device, tuned = encoder_benchmark_args(__doc__.split("\n")[0], "encoders")
     size, repeats = (16, 1) if args.quick else (256, 3)
-    ratios = [dense_vs_generic(name, factory, size, repeats, device, args.compile)
+    # --quick compiles the SIREN row only: tracing the CNN's dense path alone takes about 40 s on 2 cores
+    ratios = [dense_vs_generic(name, factory, size, repeats, device,
+                               None if args.quick and name != "SIREN" else args.compile, args.compile_backend)
               for name, factory in (("SIREN", siren), ("SmallCNN", small_cnn))]
     grid = [(e, b, w, 1 if args.quick else 2, args.device, tuned) for e in ENCODERS
             for b in ((8,) if args.quick else (16, 64)) for w in ((8,) if args.quick else (16, 32, 64))]
@@ -122,7 +127,8 @@ def main() -> None:
         print(f"{row['encoder']:<18} batch {row['batch']:>4} SIREN width {row['siren_width']:>3}: "
               f"{row['graphs_per_s']:>9.1f} graphs/s (fwd+bwd), peak memory {row['peak_bytes'] / 2**20:8.1f} MiB")
     report = {"benchmark": "encoders", "quick": args.quick, "device": str(device), "torch": torch.__version__,
-              "allocator": "tuned" if tuned else "default", "compile": args.compile,
+              "allocator": "tuned" if tuned else "default", "compile_mode": args.compile,
+              "compile_backend": args.compile_backend if args.compile else None,
               "threads": torch.get_num_threads(), "dense_vs_generic": ratios, "scaling": scaling}
     atomic_write_json(args.json, report)
     print(f"wrote {args.json}")

@@ -56,8 +56,11 @@ def encoder_benchmark_args(description: str, name: str) -> tuple[argparse.Namesp
                         help="wslgraph.tune_cpu_allocator() first (glibc: reuse freed memory, no fresh mmap)")
     parser.add_argument("--json", type=Path, default=Path(f"benchmarks/results/{name}.json"))
     if name == "encoders":
-        parser.add_argument("--compile", action="store_true",
-                            help="also time the encoder under torch.compile (inductor) on both paths")
+        parser.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
+                            help="also time the encoder under torch.compile (inductor) on both paths, in MODE "
+                                 "(default; reduce-overhead captures CUDA graphs on a GPU); with --quick, SIREN only")
+        parser.add_argument("--compile-backend", default="inductor",
+                            help="torch.compile backend (aot_eager checks tracing without code generation)")
     args = parser.parse_args()
     tuned = tune_cpu_allocator() if args.tune_allocator else False
     device = torch.device(args.device)

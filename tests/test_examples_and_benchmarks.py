@@ -19,11 +19,11 @@ def test_example_runs(script: str) -> None:
     assert "False" not in result.stdout
 
 
-def _run_quick(script: str, tmp_path: Path) -> tuple[subprocess.CompletedProcess, dict]:
-    """Run ``benchmarks/<script> --quick``; its stdout and JSON report."""
+def _run_quick(script: str, tmp_path: Path, *options: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run ``benchmarks/<script> --quick [options]``; its stdout and JSON report."""
     out = tmp_path / "result.json"
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--json", str(out)],
-                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    command = [sys.executable, str(ROOT / "benchmarks" / script), "--quick", *options, "--json", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
     return result, json.loads(out.read_text())
 
@@ -40,12 +40,18 @@ def test_convert_benchmark_quick(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("script, keys", [("scatter.py", ["rows"]), ("encoders.py", ["dense_vs_generic", "scaling"])])
 def test_nn_benchmarks_quick(tmp_path: Path, script: str, keys: list[str]) -> None:
-    _, report = _run_quick(script, tmp_path)
+    # the encoders' compiled rows through aot_eager: the harness is checked without inductor's compile time
+    options = ("--compile", "--compile-backend", "aot_eager") if script == "encoders.py" else ()
+    result, report = _run_quick(script, tmp_path, *options)
     for key in keys:
         assert report[key], key
     if script == "encoders.py":
         assert {row["architecture"] for row in report["dense_vs_generic"]} == {"SIREN", "SmallCNN"}
         assert all(row["dense_s"] > 0 and row["generic_s"] > 0 for row in report["dense_vs_generic"])
+        siren_row = report["dense_vs_generic"][0]  # --quick compiles the SIREN row only
+        assert siren_row["compiled_dense_s"] > 0 and siren_row["compiled_generic_s"] > 0
+        assert set(siren_row["compile_s"]) == {"dense", "generic"}
+        assert report["compile_backend"] == "aot_eager" and "torch.compile (aot_eager)" in result.stdout
         assert {row["encoder"] for row in report["scaling"]} == {"GNNEncoder", "TransformerEncoder"}
 
 
