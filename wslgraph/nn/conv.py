@@ -169,13 +169,15 @@ class EdgeUpdateConv(MessagePassing):
         keys = tuple(self._stat_keys)
         updated = []
         for b, e in zip(plan.blocks, edges):
-            # the generic path's edge update, with fewer edge-sized temporaries (each is a fresh allocation,
-            # page-faulted in on CPU): the matrix products accumulate into the broadcast sums in place
-            pre = (p[b.src].view(num_graphs, b.groups, 1, b.k, hidden)
-                   + q[b.dst].view(num_graphs, b.groups, b.m, 1, hidden))
-            pre.view(-1, hidden).addmm_(e.reshape(-1, hidden), self.lin_edge.weight.T)
-            update = self.edge_out(nn.functional.silu(pre))
-            e = self.edge_norm(update.add_(e))
+            # the generic path's edge update on flat [edges, channels] tensors, with few edge-sized temporaries
+            # (on CPU each is a fresh allocation, page-faulted in): the residual and the broadcast endpoint terms
+            # enter the matrix products as their addends; no in-place op on a view (autograd would copy)
+            flat = e.reshape(-1, hidden)
+            ends = (p[b.src].view(num_graphs, b.groups, 1, b.k, hidden)
+                    + q[b.dst].view(num_graphs, b.groups, b.m, 1, hidden))
+            pre = torch.addmm(ends.view(-1, hidden), flat, self.lin_edge.weight.T)
+            update = torch.addmm(flat, nn.functional.silu(pre), self.edge_out.weight.T).add_(self.edge_out.bias)
+            e = self.edge_norm(update).view(num_graphs, b.groups, b.m, b.k, hidden)
             updated.append(e)
             # direction 0: messages from source j to target i, reduced over j (axis 3);
             # direction 1: from target i to source j, reduced over i (axis 2)
@@ -319,7 +321,7 @@ class FiLMMessageStats(torch.autograd.Function):
                 if key == "sum":
                     outputs.append(message.sum(axis))
                 elif key == "squares":
-                    outputs.append((message * message).sum(axis))
+                    outputs.append(_sum_of_squares(message, axis))
                 else:  # amax/amin: a plain reduction, several times faster than max/min with indices
                     values = message.amax(axis) if key == "max" else message.amin(axis)
                     outputs.append(values)
@@ -353,17 +355,20 @@ class FiLMMessageStats(torch.autograd.Function):
                 grad_message = message * stat_grads["squares"] * 2
             else:
                 grad_message = torch.zeros_like(message)
+            # one message-sized scratch tensor per direction serves the tie masks, the source gradient's
+            # product and finally gamma's gradient (fresh allocations are page faults on CPU)
+            scratch = torch.empty_like(message)
             for key in keys:
                 if key in ("max", "min"):
                     # to every message equal to the extreme, shared evenly between ties (as scatter_reduce's
                     # amax/amin backward on the generic path)
-                    hit = torch.eq(message, next(saved).unsqueeze(axis)).to(message.dtype)
+                    hit = torch.eq(message, next(saved).unsqueeze(axis), out=scratch)  # 1.0 / 0.0
                     grad_message.addcmul_(hit, stat_grads[key] / hit.sum(axis, keepdim=True))
             # sources: sum over the broadcast axes of grad * (1 + gamma_0 + b_gamma)
             summed = grad_message.sum_to_size(source.shape)
-            grad_sources.append(torch.addcmul(grad_message, grad_message, gamma).sum_to_size(source.shape)
-                                + summed * gamma_bias[direction])
-            grad_gamma = grad_message * source
+            grad_sources.append(torch.addcmul(grad_message, grad_message, gamma, out=scratch)
+                                .sum_to_size(source.shape) + summed * gamma_bias[direction])
+            grad_gamma = torch.mul(grad_message, source, out=scratch)
             for index, grad, bias_grad in ((2 * direction, grad_gamma, (summed * source).sum_to_size(channels)),
                                            (2 * direction + 1, grad_message, summed.sum_to_size(channels))):
                 flat = grad.reshape(-1, channels)
@@ -372,3 +377,22 @@ class FiLMMessageStats(torch.autograd.Function):
                 grad_weight.append(flat.T @ flat_edges)
                 grad_bias.append(bias_grad)
         return (grad_edges.view_as(edges), torch.cat(grad_weight), torch.cat(grad_bias), None, *grad_sources)
+
+
+def _sum_of_squares(x: Tensor, axis: int, slice_bytes: int = 4 << 20) -> Tensor:
+    """``(x * x).sum(axis)`` without an ``x``-sized temporary on CPU.
+
+    On CPU a fresh tensor of tens of MiB is a new ``mmap``, page-faulted in
+    on first touch, which costs several times the product itself; there the
+    squares go through one small buffer, a slice of the leading axis at a
+    time. Other devices (with caching allocators) take the direct form.
+    """
+    if x.device.type != "cpu" or axis == 0:
+        return (x * x).sum(axis)
+    rows = max(1, slice_bytes // max(1, x[0].numel() * x.element_size()))
+    out = x.new_empty(x.shape[:axis] + x.shape[axis + 1:])
+    buffer = x.new_empty((min(rows, x.shape[0]),) + x.shape[1:])
+    for start in range(0, x.shape[0], rows):
+        part = x[start:start + rows]
+        torch.sum(torch.mul(part, part, out=buffer[:part.shape[0]]), axis, out=out[start:start + rows])
+    return out
