@@ -6,7 +6,7 @@ import torch
 from tests.models import DepthwiseNet, ResidualMLP
 from wslgraph import GraphTemplate
 from wslgraph.nn import EdgeUpdateConv, dense_plan
-from wslgraph.nn.conv import FiLMMessageStats, _sum_of_squares
+from wslgraph.nn.conv import DenseEdgeUpdate, FiLMMessageStats, _sum_of_squares
 from wslgraph.zoo import BasicBlock, siren, small_cnn
 
 
@@ -71,6 +71,26 @@ def test_film_message_stats_gradients(keys, shape) -> None:
     assert torch.autograd.gradcheck(lambda e, w, b, s0, s1: FiLMMessageStats.apply(e, w, b, keys, s0, s1),
                                     (edges, weight, bias, *sources))
 
+
+@pytest.mark.parametrize("shape", [(2, 1, 3, 4), (2, 3, 1, 1), (2, 2, 1, 3)])  # graphs, groups, m, k
+def test_dense_edge_update_gradients_and_definition(shape) -> None:
+    """The fused edge update against its autograd definition (values) and numerical gradients (float64)."""
+    torch.manual_seed(4)
+    channels = 3
+    graphs, groups, m, k = shape
+    options = {"dtype": torch.float64, "requires_grad": True}
+    edges = torch.randn(*shape, channels, **options)[..., :]  # a view, as the first layer's split edge states
+    sources, targets = torch.randn(graphs, groups, 1, k, channels, **options), torch.randn(graphs, groups, m, 1,
+                                                                                          channels, **options)
+    weights = [torch.randn(channels, channels, **options), torch.randn(channels, channels, **options),
+               torch.randn(channels, **options), torch.randn(channels, **options), torch.randn(channels, **options)]
+    inputs = (edges, sources, targets, *weights)
+    lin, out_w, out_b, norm_w, norm_b = weights
+    expected = torch.nn.functional.layer_norm(
+        edges + torch.nn.functional.linear(torch.nn.functional.silu(edges @ lin.T + sources + targets), out_w, out_b),
+        (channels,), norm_w, norm_b, 1e-5)
+    torch.testing.assert_close(DenseEdgeUpdate.apply(*inputs, 1e-5), expected)
+    assert torch.autograd.gradcheck(lambda *args: DenseEdgeUpdate.apply(*args, 1e-5), inputs)
 
 def test_film_message_stats_forward_matches_its_definition() -> None:
     torch.manual_seed(2)
