@@ -5,11 +5,15 @@ Builds a batch of SIRENs or Small-CNN-Zoo CNNs, warms the encoder up, then
 1. profiles a few forward+backward steps and prints the operators ranked by
    self CPU time and (on CUDA) by self device time, plus kernel-launch counts;
    on CPU also the share of the step spent in matrix products and their rate;
+   with ``--allocations``, the large allocations one step makes (each is a
+   fresh ``mmap``, page-faulted in, with glibc's default allocator), by the
+   operator that made them;
 2. on CUDA, lists every host-device synchronisation one step makes, with the
    wslgraph line that caused it (``torch.cuda.set_sync_debug_mode``).
 
     .venv/bin/python benchmarks/profile_encoder.py [--device cuda] [--arch siren|cnn] [--batch 256]
-        [--encoder gnn|transformer] [--generic] [--tune-allocator] [--json PATH]
+        [--encoder gnn|transformer] [--generic] [--tune-allocator] [--flops] [--allocations]
+        [--min-bytes N] [--json PATH]
 """
 
 from __future__ import annotations
@@ -44,6 +48,9 @@ def main() -> None:
     parser.add_argument("--tune-allocator", action="store_true", help="wslgraph.tune_cpu_allocator() first")
     parser.add_argument("--flops", action="store_true",
                         help="count the matrix products' FLOPs (records input shapes: slower, more memory)")
+    parser.add_argument("--allocations", action="store_true",
+                        help="also profile one step's memory: large allocations, by operator")
+    parser.add_argument("--min-bytes", type=int, default=16 << 20, help="what --allocations counts (default 16 MiB)")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/profile_encoder.json"))
     args = parser.parse_args()
     if args.tune_allocator:
@@ -99,8 +106,34 @@ def main() -> None:
         print(f"{sum(report['syncs'].values())} host syncs per step:")
         for where, count in report["syncs"].items():
             print(f"  {count:4d}  {where}")
+    if args.allocations:
+        report["large_allocations"] = large_allocations(step, args.rows, args.min_bytes)
     atomic_write_json(args.json, report)
     print(f"wrote {args.json}")
+
+
+def large_allocations(step: object, rows: int, threshold: int = 16 << 20) -> dict:
+    """One step's allocations of at least ``threshold`` bytes, by operator and the two operators around it."""
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    sizes: collections.Counter[str] = collections.Counter()
+    counts: collections.Counter[str] = collections.Counter()
+    stack = [(event, ()) for event in prof.events() if event.cpu_parent is None]
+    while stack:
+        event, parents = stack.pop()
+        stack.extend((child, (event.name, *parents)) for child in event.cpu_children)
+        own = event.cpu_memory_usage - sum(child.cpu_memory_usage for child in event.cpu_children)
+        if own >= threshold:
+            where = " < ".join((event.name, *parents)[:3])
+            sizes[where] += own
+            counts[where] += 1
+    total = sum(sizes.values())
+    print(f"allocations of at least {threshold / 2**20:g} MiB in one step: {sum(counts.values())}, "
+          f"{total / 2**30:.2f} GiB; by operator (MiB, count):")
+    for where, size in sizes.most_common(rows):
+        print(f"  {size / 2**20:9.1f} {counts[where]:4d}  {where}")
+    return {"threshold_bytes": threshold, "count": sum(counts.values()), "bytes": total,
+            "by_operator": [{"where": w, "bytes": b, "count": counts[w]} for w, b in sizes.most_common()]}
 
 
 def host_syncs(step: object) -> dict[str, int]:

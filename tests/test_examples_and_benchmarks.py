@@ -106,3 +106,19 @@ def test_compare_parses_model_options() -> None:
         "gnn": {"hidden": 128, "lr": 1e-3, "readout_hidden": "layer"}, "nfn-hnp": {"dropout": 0.1}}
     with pytest.raises(ValueError, match="NAME:KEY=VALUE"):
         parse_options(["gnn-hidden-128"])
+
+
+def test_profile_encoder_reports_operators_matrix_products_and_allocations(tmp_path: Path) -> None:
+    out = tmp_path / "profile.json"
+    command = [sys.executable, str(ROOT / "benchmarks" / "profile_encoder.py"), "--batch", "4", "--steps", "1",
+               "--rows", "3", "--allocations", "--min-bytes", "4096", "--json", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert any(row["name"] == "aten::mm" and row["calls"] > 0 for row in report["cpu_ops"])
+    products = report["matrix_products"]
+    assert 0 < products["seconds_per_step"] < products["op_seconds_per_step"]
+    allocations = report["large_allocations"]
+    assert allocations["count"] > 0 and allocations["bytes"] >= 4096 * allocations["count"]
+    assert sum(row["bytes"] for row in allocations["by_operator"]) == allocations["bytes"]
+    assert "matrix products:" in result.stdout and "allocations of at least" in result.stdout
