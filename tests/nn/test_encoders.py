@@ -246,3 +246,18 @@ def test_torch_compile_gives_the_eager_values_and_gradients(name: str, backend: 
     if backend == "aot_eager":  # another batch size: recompiled with dynamic shapes, still the eager function
         other = template.batch(torch.randn(5, template.num_params))
         torch.testing.assert_close(compiled(other), encoder(other), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", list(ENCODERS))
+def test_encoders_run_under_autocast(name: str) -> None:
+    """bfloat16 autocast (CPU): forward and backward run, and the output stays near float32's."""
+    torch.manual_seed(0)
+    template = GraphTemplate.from_module(siren(hidden=(6, 5)))
+    batch = template.batch(torch.randn(3, template.num_params))
+    encoder = ENCODERS[name]()
+    expected = encoder(batch)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = encoder(batch)
+    out.float().square().sum().backward()
+    assert all(p.grad is None or bool(p.grad.isfinite().all()) for p in encoder.parameters())
+    torch.testing.assert_close(out.float(), expected, rtol=0.1, atol=0.1)

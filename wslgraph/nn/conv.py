@@ -159,7 +159,14 @@ class EdgeUpdateConv(MessagePassing):
         block axis; edge states stay split by block across layers (see
         :meth:`DensePlan.split_edges`), so no edge-sized tensor is sliced or
         concatenated per layer.
+
+        Under ``torch.autocast`` the layer runs with autocast off, in float32
+        (half-precision states are cast up): its fused autograd functions
+        compute their backward by hand, in their inputs' precision.
         """
+        if torch.is_autocast_enabled(h.device.type):
+            with torch.autocast(h.device.type, enabled=False):
+                return self.forward_dense(_at_least_float32(h), [_at_least_float32(e) for e in edges], plan)
         num_graphs, hidden = h.shape[0] // plan.num_nodes, self.channels
         directions = 2 if self.bidirectional else 1
         p, q = (plan.by_group(t) for t in self.lin_nodes(h).view(num_graphs, plan.num_nodes, -1).chunk(2, dim=-1))
@@ -439,3 +446,8 @@ def _sum_of_squares(x: Tensor, axis: int, slice_bytes: int = 4 << 20) -> Tensor:
         part = x[start:start + rows]
         torch.sum(torch.mul(part, part, out=buffer[:part.shape[0]]), axis, out=out[start:start + rows])
     return out
+
+
+def _at_least_float32(x: Tensor) -> Tensor:
+    """``x`` in float32 if it is in a narrower floating type (float16, bfloat16), else unchanged."""
+    return x.float() if x.is_floating_point() and torch.finfo(x.dtype).bits < 32 else x
