@@ -19,12 +19,11 @@
 from __future__ import annotations
 
 import multiprocessing
-import time
 
 import torch
 
 # benchmarks/timing.py (the script's folder is on sys.path)
-from timing import alternating_best_times, best_time, encoder_benchmark_args
+from timing import alternating_best_times, best_time, encoder_benchmark_args, wall_time
 
 from wslgraph import GraphTemplate
 from wslgraph.io import atomic_write_json
@@ -52,22 +51,18 @@ def dense_vs_generic(name: str, factory: object, size: int, repeats: int, device
     batch = make_batch(factory, size, device)
     encoder = GNNEncoder(10, hidden=64, num_layers=4).to(device)
     encoder(batch)  # lazy initialisation
+
+    def step(model: torch.nn.Module, dense: bool) -> None:
+        encoder.dense = dense
+        model(batch).square().mean().backward()
+
     variants = {"": encoder}
     compile_s = {}
     if compile_mode is not None:
         variants["compiled_"] = compiled = torch.compile(
             encoder, mode=None if backend != "inductor" else compile_mode, backend=backend)
         for dense in (True, False):  # compile each path once (its own graph), outside the timings
-            encoder.dense = dense
-            start = time.perf_counter()
-            compiled(batch).square().mean().backward()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            compile_s["dense" if dense else "generic"] = time.perf_counter() - start
-
-    def step(model: torch.nn.Module, dense: bool) -> None:
-        encoder.dense = dense
-        model(batch).square().mean().backward()
+            compile_s["dense" if dense else "generic"] = wall_time(lambda d=dense: step(compiled, d), device)
 
     calls = {f"{prefix}{'dense' if dense else 'generic'}": (lambda m=model, d=dense: step(m, d))
              for prefix, model in variants.items() for dense in (True, False)}

@@ -21,8 +21,9 @@ def tune_cpu_allocator() -> bool:
     reused. Measured on 2 cores (``benchmarks/encoders.py --tune-allocator``):
     a 4-layer GNNEncoder step on 256 SIRENs went from 3.3 s to 2.2 s (dense
     path) and from 10.9 s to 3.7-5.7 s (generic path, across runs). The
-    cost: the process keeps its peak heap instead of returning it to the OS. Affects allocations made
-    after the call; the ``wslgraph`` command line calls it for its jobs.
+    cost: the process keeps its peak heap instead of returning it to the OS.
+    Affects allocations made after the call; the ``wslgraph`` command line
+    calls it for its jobs.
     """
     if platform.system() != "Linux":
         return False

@@ -226,7 +226,7 @@ def summarise(name: str, options: dict, runs: list[dict], metric: str) -> dict:
         return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
     mean, std = spread([r["test"][metric] for r in runs])
-    row = {"model": name, "options": {k: v for k, v in options.items()}, "metric": metric, "mean": mean, "std": std,
+    row = {"model": name, "options": dict(options), "metric": metric, "mean": mean, "std": std,
            "scores": [r["test"][metric] for r in runs], "best_epochs": [r["best_epoch"] for r in runs],
            "parameters": runs[0]["parameters"], "training": runs[0]["config"],
            "seconds_per_epoch": statistics.fmean(r["seconds_per_epoch"] for r in runs),
