@@ -1,6 +1,7 @@
 """Every example and every benchmark's quick mode run end to end."""
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -122,3 +123,12 @@ def test_profile_encoder_reports_operators_matrix_products_and_allocations(tmp_p
     assert allocations["count"] > 0 and allocations["bytes"] >= 4096 * allocations["count"]
     assert sum(row["bytes"] for row in allocations["by_operator"]) == allocations["bytes"]
     assert "matrix products:" in result.stdout and "allocations of at least" in result.stdout
+
+
+def test_collapse_benchmark_quick(tmp_path: Path) -> None:
+    result, report = _run_quick("collapse.py", tmp_path)
+    assert [row["step"] for row in report["rows"]] == [10, 20] and report["head_norm"]
+    for row in report["rows"]:
+        assert math.isfinite(row["loss"]) and 0 <= row["accuracy"] <= 1
+        assert row["final"]["between"] > 0 and row["final"]["within"] > 0
+    assert report["start"]["input"]["between"] > 0 and "final spread between" in result.stdout

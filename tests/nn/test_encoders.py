@@ -229,6 +229,9 @@ def test_torch_compile_gives_the_eager_values_and_gradients(name: str, backend: 
     batch = template.batch(torch.randn(3, template.num_params))
     encoder = ENCODERS[name]()
     encoder(batch)  # lazy initialisation (eager, as with any lazy module)
+    # inductor's fused kernels round differently; in training mode the head's batch norm over 3 graphs magnifies
+    # that in the gradients, so inductor is compared in eval mode (running statistics), AOT autograd in both
+    encoder.train(backend != "inductor")
     compiled = torch.compile(encoder, backend=backend)
     results = []
     for model in (encoder, compiled):
@@ -241,8 +244,9 @@ def test_torch_compile_gives_the_eager_values_and_gradients(name: str, backend: 
     for parameter, got, expected in zip(encoder.parameters(), traced_grads, eager_grads):
         # a parameter the output does not use (the last layer's edge update): None in eager, zeros compiled
         zeros = torch.zeros_like(parameter)
-        torch.testing.assert_close(zeros if got is None else got, zeros if expected is None else expected,
-                                   rtol=1e-4, atol=1e-5)
+        got, expected = zeros if got is None else got, zeros if expected is None else expected
+        # entries that are sums of many cancelling terms round in proportion to the parameter's gradient scale
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=max(1e-5, 1e-4 * float(expected.abs().max())))
     if backend == "aot_eager":  # another batch size: recompiled with dynamic shapes, still the eager function
         other = template.batch(torch.randn(5, template.num_params))
         torch.testing.assert_close(compiled(other), encoder(other), rtol=1e-4, atol=1e-5)
@@ -255,9 +259,57 @@ def test_encoders_run_under_autocast(name: str) -> None:
     template = GraphTemplate.from_module(siren(hidden=(6, 5)))
     batch = template.batch(torch.randn(3, template.num_params))
     encoder = ENCODERS[name]()
+    encoder(batch)  # lazy initialisation
+    encoder.eval()  # running statistics in the head: batch statistics of 3 graphs magnify bfloat16's rounding
     expected = encoder(batch)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = encoder(batch)
     out.float().square().sum().backward()
     assert all(p.grad is None or bool(p.grad.isfinite().all()) for p in encoder.parameters())
     torch.testing.assert_close(out.float(), expected, rtol=0.1, atol=0.1)
+
+
+MEMORISERS = {
+    "gnn": lambda probe: GNNEncoder(1, dense=True, probe=probe),
+    "gnn-generic": lambda probe: GNNEncoder(1, dense=False, probe=probe),
+    "transformer": lambda probe: TransformerEncoder(1, probe=probe),
+}
+
+
+@pytest.mark.parametrize("probes", [False, True], ids=["no-probes", "probes"])
+@pytest.mark.parametrize("name", list(MEMORISERS))
+def test_every_encoder_configuration_memorises_a_weight_property(name: str, probes: bool) -> None:
+    """32 ReLU MLPs 2-8-1, label: the first layer's biases sum to more than 0; default sizes, Adam 3e-3.
+
+    Before the batch-normalised head the transformer stayed at loss 0.685 here and the GNN depended on the
+    seed (0.449 for one); a model that cannot fit 32 examples is a bug.
+    """
+    torch.manual_seed(0)
+    models = [nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 1)) for _ in range(32)]
+    labels = torch.tensor([float(m[0].bias.sum() > 0) for m in models])
+    assert 8 <= labels.sum() <= 24
+    template = GraphTemplate.from_module(models[0])
+    batch = collate([to_graph(m) for m in models])
+    encoder = MEMORISERS[name](ProbeFeatures(template) if probes else None)
+    encoder(batch)  # lazy initialisation
+    optimizer = torch.optim.Adam(encoder.parameters(), lr=3e-3)
+    for _ in range(120):
+        loss = nn.functional.binary_cross_entropy_with_logits(encoder(batch).squeeze(-1), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.05
+    encoder.eval()
+    with torch.no_grad():
+        assert bool(((encoder(batch).squeeze(-1) > 0).float() == labels).all())
+
+
+def test_input_embeddings_start_small_after_construction_and_reset() -> None:
+    """The transformer's reset once re-drew every nn.Embedding from N(0, 1), drowning the weights (its
+    position and activation vectors had norm ~8 against ~1.3 for a node's own features)."""
+    for encoder in (TransformerEncoder(2), GNNEncoder(2)):
+        for _ in range(2):
+            tables = [encoder.node_encoder.activation, encoder.node_encoder.position.hidden,
+                      encoder.node_encoder.position.inputs, encoder.edge_encoder.edge_type]
+            assert all(float(table.weight.std()) < 0.05 for table in tables)
+            encoder.reset_parameters()

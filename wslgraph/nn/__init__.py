@@ -5,6 +5,7 @@ from wslgraph.nn.conv import AGGREGATORS, SCALERS, EdgeUpdateConv
 from wslgraph.nn.dense import DensePlan, dense_plan
 from wslgraph.nn.encoders import GNNEncoder, TransformerEncoder
 from wslgraph.nn.encodings import EdgeEncoder, FourierFeatures, NodeEncoder, ParamNormalizer, PositionalEmbedding
+from wslgraph.nn.norm import GraphBatchNorm
 from wslgraph.nn.probe import ProbeFeatures
 from wslgraph.nn.readout import InvariantReadout
 from wslgraph.nn.sine import Sine
@@ -17,6 +18,7 @@ __all__ = [
     "ProbeFeatures",
     "EdgeUpdateConv",
     "InvariantReadout",
+    "GraphBatchNorm",
     "FourierFeatures",
     "PositionalEmbedding",
     "ParamNormalizer",

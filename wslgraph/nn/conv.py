@@ -76,6 +76,10 @@ class EdgeUpdateConv(MessagePassing):
             (default: all).
         bidirectional: Also pass messages along reversed edges (default: ``True``).
         dropout: Dropout in the node MLP (default: ``0.0``).
+        node_bias: Learn a bias in the node states' layer norm (default:
+            ``True``). An encoder's last layer has none: the invariant readout
+            and the batch-normalised head cancel a shift shared by all nodes,
+            so its gradient would be rounding noise that Adam turns into steps.
 
     Shapes:
         node states ``[num_nodes, channels]``, edge states
@@ -84,7 +88,7 @@ class EdgeUpdateConv(MessagePassing):
     """
 
     def __init__(self, channels: int, aggregators: Sequence[str] = AGGREGATORS, scalers: Sequence[str] = SCALERS,
-                 bidirectional: bool = True, dropout: float = 0.0) -> None:
+                 bidirectional: bool = True, dropout: float = 0.0, node_bias: bool = True) -> None:
         super().__init__(aggr="sum", node_dim=0)
         unknown = set(aggregators) - set(AGGREGATORS) or set(scalers) - set(SCALERS)
         if unknown or not aggregators or not scalers:
@@ -102,7 +106,7 @@ class EdgeUpdateConv(MessagePassing):
         aggregated = directions * len(self.aggregators) * len(self.scalers) * channels
         self.node_mlp = nn.Sequential(nn.Linear(channels + aggregated, channels), nn.SiLU(), nn.Dropout(dropout),
                                       nn.Linear(channels, channels))
-        self.node_norm = nn.LayerNorm(channels)
+        self.node_norm = nn.LayerNorm(channels, bias=node_bias)
         self.register_buffer("avg_log_degree", torch.tensor(float("nan")))
         # whether avg_log_degree is known to be set (a Python flag: checking the buffer would sync CUDA every step)
         self._delta_known = False

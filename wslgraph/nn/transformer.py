@@ -7,6 +7,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from wslgraph.nn.init import reset_children
+
 __all__ = ["RelationalAttention"]
 
 
@@ -33,6 +35,8 @@ class RelationalAttention(nn.Module):
         channels: Width of node and edge states.
         heads: Attention heads; must divide ``channels`` (default: ``4``).
         dropout: Dropout on attention weights and in the FFN (default: ``0.0``).
+        node_bias: Learn a bias in the last node layer norm (default: ``True``;
+            an encoder's last layer has none, see :class:`~wslgraph.nn.EdgeUpdateConv`).
 
     Shapes:
         ``h`` ``[B, n, C]``, ``e`` ``[B, n, n, C]`` (``e[b, i, j]`` belongs to
@@ -40,7 +44,7 @@ class RelationalAttention(nn.Module):
         returns updated ``h`` and ``e``.
     """
 
-    def __init__(self, channels: int, heads: int = 4, dropout: float = 0.0) -> None:
+    def __init__(self, channels: int, heads: int = 4, dropout: float = 0.0, node_bias: bool = True) -> None:
         super().__init__()
         if channels % heads:
             raise ValueError(f"heads ({heads}) must divide channels ({channels})")
@@ -49,7 +53,8 @@ class RelationalAttention(nn.Module):
         self.edge_bias = nn.Linear(channels, heads)
         self.edge_value = nn.Linear(channels, channels, bias=False)
         self.out = nn.Linear(channels, channels)
-        self.norm1, self.norm2, self.edge_norm = nn.LayerNorm(channels), nn.LayerNorm(channels), nn.LayerNorm(channels)
+        self.norm1, self.edge_norm = nn.LayerNorm(channels), nn.LayerNorm(channels)
+        self.norm2 = nn.LayerNorm(channels, bias=node_bias)
         self.ffn = nn.Sequential(nn.Linear(channels, 2 * channels), nn.SiLU(), nn.Dropout(dropout),
                                  nn.Linear(2 * channels, channels))
         self.edge_nodes = nn.Linear(channels, 2 * channels)
@@ -58,9 +63,7 @@ class RelationalAttention(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for module in self.modules():
-            if module is not self and hasattr(module, "reset_parameters"):
-                module.reset_parameters()
+        reset_children(self)
 
     def forward(self, h: Tensor, e: Tensor, node_mask: Tensor) -> tuple[Tensor, Tensor]:
         batch, n, channels = h.shape

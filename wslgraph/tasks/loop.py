@@ -220,7 +220,7 @@ def train(model: nn.Module, train_set: ZooDataset, val_set: ZooDataset, config: 
     torch.manual_seed(config.seed)
     device = torch.device(config.device)
     first = next(train_set.batches(config.batch_size, device=device))
-    model.to(device)
+    model.to(device).eval()  # an initialisation pass: batch norms keep their running statistics
     with torch.no_grad():
         model(first)  # lazy initialisation
     if hasattr(model, "fit_statistics"):
