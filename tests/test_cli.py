@@ -52,7 +52,7 @@ def test_train_and_eval_commands(tmp_path, capsys) -> None:
                  "--shard-size", "34", "--no-compile", "--quiet"]) == 0
     run = tmp_path / "run"
     assert main(["train", str(zoo), "--model", "nfn-hnp", "--options", '{"hidden": 8}', "--epochs", "2",
-                 "--batch-size", "8", "--out", str(run), "--quiet"]) == 0
+                 "--batch-size", "8", "--out", str(run), "--augment", "permutation", "--quiet"]) == 0
     assert {"run.json", "best.safetensors", "checkpoint.safetensors", "metrics.csv"} <= {p.name for p in run.iterdir()}
     capsys.readouterr()
     assert main(["eval", str(run), "--split", "test"]) == 0
@@ -136,6 +136,7 @@ def test_bench_runs_the_comparison_harness(tmp_path, capsys) -> None:
     data = json.loads(report.read_text())
     assert [row["model"] for row in data["rows"]] == ["nfn-np", "statnn"]
     assert data["rows"][0]["training"]["lr"] == 0.001 and data["rows"][1]["training"]["lr"] == 0.002
+    assert data["augment"] == "auto" and data["rows"][0]["training"]["augment"] == "auto"
     assert report.with_suffix(".md").read_text().count("\n") == 4
     with pytest.raises(SystemExit):
         main(["bench", "--quick", "--models", "resnet"])

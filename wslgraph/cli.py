@@ -15,6 +15,7 @@ import torch
 from wslgraph.errors import ManifestError, WSLGraphError
 from wslgraph.runtime import tune_cpu_allocator
 from wslgraph.zoo.architectures import ACTIVATIONS
+from wslgraph.zoo.dataset import AUGMENT_PRESETS
 
 __all__ = ["main"]
 
@@ -141,7 +142,7 @@ def _train(args: argparse.Namespace) -> int:
     options = json.loads(args.options)
     config = TrainConfig(task=task, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          weight_decay=args.weight_decay, patience=args.patience, seed=args.seed, device=args.device,
-                         progress=not args.quiet)
+                         progress=not args.quiet, augment=args.augment)
     torch.manual_seed(args.seed)
     model = make_model(args.model, out_dim, options, splits["train"], task)
     result = train(model, splits["train"], splits["val"], config, test_set=splits["test"], out_dir=args.out)
@@ -362,6 +363,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     trainer.add_argument("--weight-decay", type=float, default=1e-2)
     trainer.add_argument("--patience", type=int, default=10)
     trainer.add_argument("--seed", type=int, default=0)
+    trainer.add_argument("--augment", default="auto", choices=AUGMENT_PRESETS,
+                         help="training-time augmentation: auto (inr for INR classification, else none), none, "
+                              "permutation, inr (permutations, sign flips, rotations/translations, dropout, noise)")
     trainer.add_argument("--device", default="cpu")
     trainer.add_argument("--quiet", action="store_true")
     evaluator = sub.add_parser("eval", help="evaluate a trained run's best weights on a zoo split")

@@ -16,7 +16,8 @@ from wslgraph.zoo.dataset import ZooDataset
 from wslgraph.zoo.jobs import inr_zoo_job
 from wslgraph.zoo.storage import generate_zoo
 
-CONFIG = dict(epochs=2, batch_size=8, lr=3e-3, warmup_steps=2, patience=0, progress=False)
+# without augmentation: each process would draw for its own share, not as one process draws for the whole batch
+CONFIG = dict(epochs=2, batch_size=8, lr=3e-3, warmup_steps=2, patience=0, progress=False, augment="none")
 
 
 def _run(rank: int, world: int, port: int, zoo: str, out: str) -> None:

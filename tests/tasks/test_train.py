@@ -9,7 +9,7 @@ import torch
 import wslgraph.tasks.loop as train_module
 from wslgraph.errors import ManifestError
 from wslgraph.tasks import TrainConfig, build_model, kendall_tau, r2_score, train
-from wslgraph.tasks.loop import evaluate
+from wslgraph.tasks.loop import evaluate, training_augmentation
 from wslgraph.zoo.dataset import ZooDataset
 from wslgraph.zoo.jobs import cnn_zoo_job, inr_zoo_job
 from wslgraph.zoo.storage import generate_zoo
@@ -100,6 +100,24 @@ def test_bad_settings() -> None:
         TrainConfig(task="ranking")
     with pytest.raises(ValueError, match="unknown model"):
         build_model("resnet", 10)
+    with pytest.raises(ValueError, match="augment"):
+        TrainConfig(augment="rotations")
+
+
+def test_augmentation_is_on_for_inr_classification_and_reaches_the_batches(inr_zoo) -> None:
+    train_set, val_set = ZooDataset(inr_zoo, "train"), ZooDataset(inr_zoo, "val")
+    preset = training_augmentation(TrainConfig(), train_set)
+    assert [type(part).__name__ for part in preset.augmentations] == [
+        "RandomHiddenPermutation", "RandomSignFlip", "INRAffine", "WeightDropout", "GaussianNoise"]
+    assert training_augmentation(TrainConfig(task="editing"), train_set) is None
+    assert training_augmentation(TrainConfig(augment="none"), train_set) is None
+    losses = {}
+    for augment in ("none", "inr"):
+        config = TrainConfig(epochs=1, batch_size=16, warmup_steps=2, progress=False, augment=augment)
+        torch.manual_seed(0)
+        losses[augment] = train(build_model("statnn", 10), train_set, val_set, config)["history"][0]["train_loss"]
+    assert losses["none"] != losses["inr"]
+    assert train_set.augment is None  # the caller's dataset is not changed
 
 
 @pytest.mark.gpu

@@ -4,12 +4,22 @@ import math
 
 import pytest
 import torch
+from torch import nn
 from torch_geometric.data import Batch
 
 from wslgraph.convert.template import GraphTemplate
 from wslgraph.errors import ShapeMismatchError, UnsupportedModuleError
 from wslgraph.zoo import small_cnn
-from wslgraph.zoo.dataset import Compose, GaussianNoise, INRAffine, RandomHiddenPermutation, WeightDropout, ZooDataset
+from wslgraph.zoo.dataset import (
+    Compose,
+    GaussianNoise,
+    INRAffine,
+    RandomHiddenPermutation,
+    RandomSignFlip,
+    WeightDropout,
+    ZooDataset,
+    augmentation,
+)
 from wslgraph.zoo.inr import RECIPES, _forward, pixel_grid, render_inrs
 from wslgraph.zoo.jobs import inr_zoo_job
 from wslgraph.zoo.storage import generate_zoo
@@ -111,3 +121,48 @@ def test_compose_and_bad_rows(zoo) -> None:
     assert pipeline(torch.zeros(2, 1185)).shape == (2, 1185)
     with pytest.raises(ShapeMismatchError, match="1185"):
         RandomHiddenPermutation(layout)(torch.zeros(2, 10))
+
+
+def test_sign_flips_keep_the_rendered_image(zoo) -> None:
+    """sin is odd: negating a neuron's incoming weights, bias and outgoing weights leaves the INR's image."""
+    dataset = ZooDataset(zoo, "train")
+    params = dataset.params(range(4))
+    flipped = RandomSignFlip(dataset.arrays.layout, seed=1)(params)
+    changed = flipped != params
+    assert 0.3 < float(changed[:, :64].float().mean()) < 0.7  # about half of the first layer's rows flip
+    assert torch.equal(flipped.abs(), params.abs()) and torch.equal(flipped[:, -1], params[:, -1])  # output bias
+    shape = (1, 28, 28)
+    torch.testing.assert_close(render_inrs(flipped, "dws", shape), render_inrs(params, "dws", shape),
+                               atol=1e-5, rtol=0)
+    tanh = GraphTemplate.from_module(nn.Sequential(nn.Conv2d(1, 3, 3), nn.Tanh(), nn.Conv2d(3, 2, 3)))
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.Tanh(), nn.Conv2d(3, 2, 3))
+    row = torch.cat([p.detach().reshape(-1) for p in model.state_dict().values()]).unsqueeze(0)
+    flipped = RandomSignFlip(tanh.layout, seed=0)(row.expand(8, -1))
+    x = torch.randn(2, 1, 7, 7)
+    for candidate in flipped:  # a convolution's channels flip too, with the same function
+        state = dict(zip(model.state_dict(), candidate.split([p.numel() for p in model.state_dict().values()])))
+        twin = nn.Sequential(nn.Conv2d(1, 3, 3), nn.Tanh(), nn.Conv2d(3, 2, 3))
+        twin.load_state_dict({k: v.view_as(model.state_dict()[k]) for k, v in state.items()})
+        torch.testing.assert_close(twin(x), model(x), atol=1e-6, rtol=0)
+    with pytest.raises(UnsupportedModuleError, match="odd activation"):
+        RandomSignFlip(GraphTemplate.from_module(small_cnn()).layout)  # ReLU only
+
+
+def test_the_inr_preset_draws_every_part_and_repeats_after_reseed(zoo) -> None:
+    layout = ZooDataset(zoo).arrays.layout
+    preset = augmentation("inr", layout, seed=0)
+    kinds = [type(part) for part in preset.augmentations]
+    assert kinds == [RandomHiddenPermutation, RandomSignFlip, INRAffine, WeightDropout, GaussianNoise]
+    affine = preset.augmentations[2]
+    assert affine.max_angle == pytest.approx(math.pi / 4) and affine.max_shift == 0.25
+    params = ZooDataset(zoo, "train").params(range(6))
+    preset.reseed(5)
+    first = preset(params)
+    preset.reseed(5)
+    assert torch.equal(preset(params), first) and not torch.equal(preset(params), first)
+    assert augmentation("none", layout) is None
+    assert isinstance(augmentation("permutation", layout), RandomHiddenPermutation)
+    cnn = augmentation("inr", GraphTemplate.from_module(small_cnn()).layout)  # no sine, no 2-D input: left out
+    assert [type(part) for part in cnn.augmentations] == [RandomHiddenPermutation, WeightDropout, GaussianNoise]
+    with pytest.raises(ValueError, match="preset"):
+        augmentation("auto", layout)

@@ -37,7 +37,7 @@ from wslgraph.nn import ProbeFeatures
 from wslgraph.runtime import peak_rss
 from wslgraph.tasks.editing import EDITABLE, INREditor
 from wslgraph.tasks.loop import TrainConfig, build_model, train
-from wslgraph.zoo.dataset import ZooDataset
+from wslgraph.zoo.dataset import AUGMENT_PRESETS, ZooDataset
 from wslgraph.zoo.jobs import inr_zoo_job
 from wslgraph.zoo.storage import generate_zoo
 
@@ -61,6 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--augment", default="auto", choices=AUGMENT_PRESETS,
+                        help="training-time augmentation for every model: auto (inr for INR classification, else "
+                             "none), none, permutation, inr")
     parser.add_argument("--task", default="auto", choices=["auto", "classification", "regression", "editing"],
                         help="auto: classification for INR zoos, regression (Kendall's tau) for CNN zoos; editing: "
                              "per-weight deltas that make each INR render its 3x3 dilation (pixel MSE)")
@@ -147,7 +150,7 @@ def run_one(job: dict) -> dict:
     result["peak_bytes"] = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
                             else peak_rss() - baseline)
     result["config"] = {"lr": config.lr, "batch_size": config.batch_size, "weight_decay": config.weight_decay,
-                        "grad_clip": config.grad_clip}
+                        "grad_clip": config.grad_clip, "augment": config.augment}
     return result
 
 
@@ -161,7 +164,7 @@ def compare(args: argparse.Namespace, zoo: Path) -> dict:
     metric = {"classification": "accuracy", "regression": "kendall_tau", "editing": "mse"}[task]
     out_dim = int(splits["train"].arrays.columns[splits["train"].target].max()) + 1 if task == "classification" else 1
     print(f"zoo {zoo}: {kind}, {len(splits['train'])}/{len(splits['val'])}/{len(splits['test'])} models; task {task}; "
-          f"{args.epochs} epochs x {args.seeds} seeds per model; torch {torch.__version__}, "
+          f"{args.epochs} epochs x {args.seeds} seeds per model; augment {args.augment}; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, device {args.device}")
     rows = []
     reference = None
@@ -177,7 +180,8 @@ def compare(args: argparse.Namespace, zoo: Path) -> dict:
             options = args.options.get(name, {})
             jobs = [{"zoo": str(zoo), "model": name, "options": options, "seed": seed, "task": task,
                      "out_dim": out_dim, "epochs": args.epochs, "device": args.device,
-                     "training": {"lr": args.lr, "batch_size": args.batch_size}} for seed in range(args.seeds)]
+                     "training": {"lr": args.lr, "batch_size": args.batch_size, "augment": args.augment}}
+                    for seed in range(args.seeds)]
             runs = pool.map(run_one, jobs, chunksize=1)
             if "skipped" in runs[0]:
                 print(f"{name:<18} skipped: {runs[0]['skipped']}")
@@ -192,6 +196,7 @@ def compare(args: argparse.Namespace, zoo: Path) -> dict:
                 "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
     report = {"benchmark": "compare", "quick": args.quick, "zoo": str(zoo), "task": task, "metric": metric,
               "epochs": args.epochs, "seeds": args.seeds, "lr": args.lr, "batch_size": args.batch_size,
+              "augment": args.augment,
               "rows": rows, "no_edit_mse": reference, "hardware": hardware,
               "versions": {"wslgraph": __version__, "torch": torch.__version__, "python": platform.python_version()}}
     atomic_write_json(args.json, report)

@@ -38,9 +38,10 @@ from wslgraph.errors import ManifestError
 from wslgraph.io import atomic_write_bytes, atomic_write_json
 from wslgraph.nn import GNNEncoder, TransformerEncoder
 from wslgraph.tasks.metrics import accuracy, kendall_tau, r2_score
-from wslgraph.zoo.dataset import ZooDataset
+from wslgraph.zoo.dataset import AUGMENT_PRESETS, Augmentation, ZooDataset, augmentation
 
-__all__ = ["TrainConfig", "MODELS", "TASKS", "build_model", "train", "evaluate", "init_distributed"]
+__all__ = ["TrainConfig", "MODELS", "TASKS", "build_model", "train", "evaluate", "init_distributed",
+           "training_augmentation"]
 
 MODELS = {"gnn": GNNEncoder, "transformer": TransformerEncoder, **BASELINES}
 TASKS = ("classification", "regression", "editing")
@@ -69,9 +70,18 @@ class TrainConfig:
         warmup_steps: Linear warm-up, then cosine decay to 0 over the remaining steps.
         patience: Epochs without validation improvement before stopping (0: never stop early).
         grad_clip: Max gradient norm (0: no clipping).
-        seed: Seed of initialisation and batch order.
+        seed: Seed of initialisation, batch order and augmentation draws.
         device: Where to train.
         progress: Progress bars.
+        augment: Training-time weight-space augmentation, a preset of
+            :func:`wslgraph.zoo.augmentation`: ``"auto"`` (``"inr"`` for
+            classification on INR zoos, else ``"none"``), ``"none"``,
+            ``"permutation"`` or ``"inr"`` (permutations, sign flips, rotations
+            and translations, weight dropout, noise). A training set built with
+            its own ``augment=`` keeps it. The draws restart from the seed and
+            epoch every epoch, so a resumed run draws what an uninterrupted one
+            draws; under ``torchrun`` each process draws for its own share, so
+            an augmented run is not the one-process run bit for bit.
     """
 
     task: str = "classification"
@@ -85,10 +95,13 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     progress: bool = True
+    augment: str = "auto"
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.augment not in AUGMENT_PRESETS:
+            raise ValueError(f"augment must be one of {AUGMENT_PRESETS}, got {self.augment!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
 
@@ -148,6 +161,14 @@ def _score(metrics: dict, task: str) -> float:
     if task == "editing":
         return -metrics["mse"]
     return metrics["accuracy"] if task == "classification" else metrics["kendall_tau"]
+
+
+def training_augmentation(config: TrainConfig, train_set: ZooDataset) -> Augmentation | None:
+    """The augmentation ``config.augment`` names for ``train_set`` (``"auto"`` resolved; see :class:`TrainConfig`)."""
+    preset = config.augment
+    if preset == "auto":
+        preset = "inr" if config.task == "classification" and train_set.arrays.kind == "inr" else "none"
+    return augmentation(preset, train_set.arrays.layout, config.seed)
 
 
 def _schedule(config: TrainConfig, total_steps: int):
@@ -227,6 +248,10 @@ def train(model: nn.Module, train_set: ZooDataset, val_set: ZooDataset, config: 
         model.fit_statistics(list(itertools.islice(train_set.batches(config.batch_size, device=device), 20)))
     model.to(device)
     runner = DistributedDataParallel(model) if world > 1 else model
+    augment = train_set.augment
+    if augment is None:
+        augment = training_augmentation(config, train_set)
+        train_set = train_set.with_augment(augment)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(train_set.len() / config.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config, config.epochs * steps_per_epoch))
@@ -254,6 +279,8 @@ def train(model: nn.Module, train_set: ZooDataset, val_set: ZooDataset, config: 
             break
         model.train()
         generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+        if augment is not None:
+            augment.reseed(config.seed * 100_003 + epoch)
         started, total, count = time.perf_counter(), 0.0, 0
         batches = train_set.batches(config.batch_size, shuffle=True, generator=generator, device=device, rank=rank,
                                     world_size=world)

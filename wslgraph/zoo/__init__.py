@@ -4,13 +4,16 @@ from wslgraph.zoo.architectures import BasicBlock, mlp, siren, small_cnn, tiny_r
 from wslgraph.zoo.cnn import CNNZooSpec, ZooCNN, train_cnn_zoo
 from wslgraph.zoo.data import ImageSet, load_images
 from wslgraph.zoo.dataset import (
+                                  AUGMENT_PRESETS,
                                   Augmentation,
                                   Compose,
                                   GaussianNoise,
                                   INRAffine,
                                   RandomHiddenPermutation,
+                                  RandomSignFlip,
                                   WeightDropout,
                                   ZooDataset,
+                                  augmentation,
 )
 from wslgraph.zoo.inr import RECIPES, INRFit, INRRecipe, fit_inr_reference, fit_inrs, render_inrs
 from wslgraph.zoo.jobs import cnn_zoo_job, inr_zoo_job
@@ -24,6 +27,7 @@ __all__ = [
     "CNNZooSpec", "ZooCNN", "train_cnn_zoo",
     "ZooJob", "ZooArrays", "generate_zoo", "finalize_zoo", "write_zoo", "load_zoo_arrays",
     "inr_zoo_job", "cnn_zoo_job",
-    "ZooDataset", "Augmentation", "Compose", "RandomHiddenPermutation", "GaussianNoise", "WeightDropout", "INRAffine",
+    "ZooDataset", "Augmentation", "Compose", "RandomHiddenPermutation", "RandomSignFlip", "augmentation",
+    "AUGMENT_PRESETS", "GaussianNoise", "WeightDropout", "INRAffine",
     "load_dws_inrs", "load_nfn_sirens", "load_small_cnn_zoo",
 ]

@@ -8,6 +8,7 @@ whole template batches (:meth:`ZooDataset.batches`). Each draws from its own
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from collections.abc import Iterator, Sequence
@@ -20,12 +21,12 @@ from wslgraph.convert.template import GraphTemplate
 from wslgraph.errors import ShapeMismatchError, UnsupportedModuleError
 from wslgraph.graph.layout import GraphLayout
 from wslgraph.graph.param_graph import ParamGraph
-from wslgraph.graph.vocab import NodeType
+from wslgraph.graph.vocab import Activation, EdgeType, NodeFeature, NodeType
 from wslgraph.testing import hidden_permutations, permute_state_dict
 from wslgraph.zoo.storage import SPLIT_CODES, load_zoo_arrays
 
-__all__ = ["ZooDataset", "Augmentation", "RandomHiddenPermutation", "GaussianNoise", "WeightDropout",
-           "INRAffine", "Compose"]
+__all__ = ["ZooDataset", "Augmentation", "RandomHiddenPermutation", "RandomSignFlip", "GaussianNoise", "WeightDropout",
+           "INRAffine", "Compose", "AUGMENT_PRESETS", "augmentation"]
 
 
 class Augmentation:
@@ -39,6 +40,11 @@ class Augmentation:
         for entry in layout.state:
             self._offsets[entry.key] = (offset, entry.numel)
             offset += entry.numel
+
+    def reseed(self, seed: int) -> None:
+        """Restart the random draws from ``seed`` (the training loop does this every epoch, so a resumed run
+        draws what an uninterrupted one draws)."""
+        self.generator.manual_seed(seed)
 
     def __call__(self, params: Tensor) -> Tensor:
         if params.dim() != 2 or params.shape[1] != self.layout.num_params:
@@ -62,6 +68,10 @@ class Compose(Augmentation):
 
     def __init__(self, augmentations: Sequence[Augmentation]) -> None:
         self.augmentations = list(augmentations)
+
+    def reseed(self, seed: int) -> None:
+        for index, augmentation in enumerate(self.augmentations):
+            augmentation.reseed(seed * 7919 + index)
 
     def __call__(self, params: Tensor) -> Tensor:
         for augmentation in self.augmentations:
@@ -87,6 +97,72 @@ class RandomHiddenPermutation(Augmentation):
             permuted = permute_state_dict(self.layout, index_state, hidden_permutations(self.layout, self.generator))
             rows.append(torch.cat([permuted[e.key].reshape(-1) for e in self.layout.state]))
         return params.gather(1, torch.stack(rows).to(params.device))
+
+
+class RandomSignFlip(Augmentation):
+    """Flip the sign of random hidden neurons with an odd activation (the function is unchanged).
+
+    For a neuron with an odd activation (sine, tanh), negating its incoming
+    weights and bias negates its output, and negating its outgoing weights
+    undoes that: the sign symmetry of SIRENs and tanh networks (ScaleGMN).
+    Each eligible neuron of each model is flipped with probability ``p``.
+    Eligible: hidden groups with a sine or tanh activation, fed and read by
+    Linear or (ungrouped) convolution weights only, with no normalisation
+    parameters or residual ties.
+
+    Args:
+        layout: The architecture.
+        p: Probability of flipping each eligible neuron (default: ``0.5``).
+        seed: Seed of the draws (default: ``0``).
+    """
+
+    def __init__(self, layout: GraphLayout, p: float = 0.5, seed: int = 0) -> None:
+        super().__init__(layout, seed)
+        if not 0 <= p <= 1:
+            raise ValueError(f"p must be in [0, 1], got {p}")
+        self.p = p
+        self._groups = _sign_flip_groups(layout)
+        if not self._groups:
+            raise UnsupportedModuleError("RandomSignFlip needs hidden neurons with an odd activation (sine, tanh) "
+                                         "between Linear or convolution layers; this architecture has none")
+
+    def apply(self, params: Tensor) -> Tensor:
+        out = params.clone()
+        count = params.shape[0]
+        for size, incoming, outgoing, biases in self._groups:
+            flip = torch.rand(count, size, generator=self.generator) < self.p
+            signs = (1 - 2 * flip.to(params.dtype)).to(params.device)  # -1 where flipped
+            for key, shape in incoming:  # rows of the weights into the group
+                block = out[:, self._slice(key)].view(count, *shape)
+                block.mul_(signs.view(count, size, *[1] * (len(shape) - 1)))
+            for key, shape in outgoing:  # columns of the weights out of the group
+                block = out[:, self._slice(key)].view(count, *shape)
+                block.mul_(signs.view(count, 1, size, *[1] * (len(shape) - 2)))
+            for key in biases:
+                out[:, self._slice(key)] *= signs
+        return out
+
+    def __repr__(self) -> str:
+        return f"RandomSignFlip(p={self.p})"
+
+
+def _sign_flip_groups(layout: GraphLayout) -> list[tuple[int, list, list, list[str]]]:
+    """``(size, incoming (key, shape), outgoing (key, shape), bias keys)`` of each group whose signs may flip."""
+    eligible = []
+    for index, group in enumerate(layout.groups):
+        if group.node_type != NodeType.HIDDEN or group.activation not in (Activation.SINE, Activation.TANH):
+            continue
+        blocks = [b for b in layout.edge_blocks if index in (b.src, b.dst)]
+        params = [p for p in layout.node_params if p.group == index]
+        plain = all(b.kind in (EdgeType.LINEAR, EdgeType.CONV) and b.groups == 1 and b.key is not None
+                    and (b.kind == EdgeType.CONV or not b.kernel_shape) for b in blocks)
+        if not plain or any(p.column != NodeFeature.BIAS for p in params):
+            continue
+        incoming = [(b.key, b.weight_shape) for b in blocks if b.dst == index]
+        outgoing = [(b.key, b.weight_shape) for b in blocks if b.src == index]
+        if incoming and outgoing:
+            eligible.append((group.size, incoming, outgoing, [p.key for p in params]))
+    return eligible
 
 
 class GaussianNoise(Augmentation):
@@ -172,6 +248,38 @@ class INRAffine(Augmentation):
         return f"INRAffine(max_angle={self.max_angle}, max_shift={self.max_shift})"
 
 
+AUGMENT_PRESETS = ("auto", "none", "permutation", "inr")
+
+
+def augmentation(preset: str, layout: GraphLayout, seed: int = 0) -> Augmentation | None:
+    """A named training-time augmentation for ``layout`` (``None`` for ``"none"``).
+
+    - ``"permutation"``: :class:`RandomHiddenPermutation` (any architecture).
+    - ``"inr"``: the INR classification recipe of Neural Graphs (Kofinas et al., 2024), with real noise:
+      hidden permutations, sign flips of odd-activation neurons (:class:`RandomSignFlip`), a rotation
+      within ±45° and translation within ±0.25 folded into the first layer (:class:`INRAffine`), weight
+      dropout with p = 0.01 and Gaussian noise of 0.01 of each tensor's std. Sign flips and the affine map
+      are left out where the architecture has no odd activation or no 2-D input.
+
+    ``"auto"`` is resolved by the caller (the training loop: ``"inr"`` for classification on INR zoos, else
+    ``"none"``).
+    """
+    if preset not in AUGMENT_PRESETS or preset == "auto":
+        raise ValueError(f"augmentation preset must be one of {AUGMENT_PRESETS[1:]}, got {preset!r}")
+    if preset == "none":
+        return None
+    parts: list[Augmentation] = [RandomHiddenPermutation(layout, seed)]
+    if preset == "inr":
+        for build in (lambda: RandomSignFlip(layout, seed=seed + 1),
+                      lambda: INRAffine(layout, max_angle=math.pi / 4, max_shift=0.25, seed=seed + 2)):
+            try:
+                parts.append(build())
+            except UnsupportedModuleError:  # no odd activation / no 2-D input: that part does not apply
+                pass
+        parts += [WeightDropout(layout, p=0.01, seed=seed + 3), GaussianNoise(layout, scale=0.01, seed=seed + 4)]
+    return parts[0] if len(parts) == 1 else Compose(parts)
+
+
 _GRAPH_FIELDS = frozenset({"x", "x_mask", "edge_index", "edge_attr", "node_type", "layer", "io_position", "activation",
                            "edge_type", "scalars", "y", "batch", "ptr", "layout", "num_nodes"})
 
@@ -229,6 +337,12 @@ class ZooDataset(Dataset):
 
     def len(self) -> int:
         return int(self.indices_.numel())
+
+    def with_augment(self, augment: Augmentation | None) -> ZooDataset:
+        """The same split (sharing the loaded arrays) with another augmentation."""
+        other = copy.copy(self)
+        other.augment = augment
+        return other
 
     def params(self, indices: Tensor | Sequence[int] | None = None) -> Tensor:
         """Flat parameter rows of this split (all, or the given positions), augmented if configured."""
