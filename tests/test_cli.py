@@ -136,7 +136,7 @@ def test_bench_runs_the_comparison_harness(tmp_path, capsys) -> None:
     data = json.loads(report.read_text())
     assert [row["model"] for row in data["rows"]] == ["nfn-np", "statnn"]
     assert data["rows"][0]["training"]["lr"] == 0.001 and data["rows"][1]["training"]["lr"] == 0.002
-    assert data["augment"] == "auto" and data["rows"][0]["training"]["augment"] == "auto"
+    assert data["augment"] == "none" and data["rows"][0]["training"]["augment"] == "none"
     assert report.with_suffix(".md").read_text().count("\n") == 4
     with pytest.raises(SystemExit):
         main(["bench", "--quick", "--models", "resnet"])

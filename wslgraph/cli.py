@@ -363,9 +363,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     trainer.add_argument("--weight-decay", type=float, default=1e-2)
     trainer.add_argument("--patience", type=int, default=10)
     trainer.add_argument("--seed", type=int, default=0)
-    trainer.add_argument("--augment", default="auto", choices=AUGMENT_PRESETS,
-                         help="training-time augmentation: auto (inr for INR classification, else none), none, "
-                              "permutation, inr (permutations, sign flips, rotations/translations, dropout, noise)")
+    trainer.add_argument("--augment", default="none", choices=AUGMENT_PRESETS,
+                         help="training-time augmentation: none (default), auto (inr for INR classification, else "
+                              "none), permutation, inr (permutations, sign flips, rotations/translations, dropout, "
+                              "noise)")
     trainer.add_argument("--device", default="cpu")
     trainer.add_argument("--quiet", action="store_true")
     evaluator = sub.add_parser("eval", help="evaluate a trained run's best weights on a zoo split")

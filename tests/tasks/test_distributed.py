@@ -16,7 +16,7 @@ from wslgraph.zoo.dataset import ZooDataset
 from wslgraph.zoo.jobs import inr_zoo_job
 from wslgraph.zoo.storage import generate_zoo
 
-# without augmentation: each process would draw for its own share, not as one process draws for the whole batch
+# without augmentation (the default): with it each process draws for its own share, not as one process draws
 CONFIG = dict(epochs=2, batch_size=8, lr=3e-3, warmup_steps=2, patience=0, progress=False, augment="none")
 
 

@@ -61,9 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--augment", default="auto", choices=AUGMENT_PRESETS,
-                        help="training-time augmentation for every model: auto (inr for INR classification, else "
-                             "none), none, permutation, inr")
+    parser.add_argument("--augment", default="none", choices=AUGMENT_PRESETS,
+                        help="training-time augmentation for every model: none (default), auto (inr for INR "
+                             "classification, else none), permutation, inr")
     parser.add_argument("--task", default="auto", choices=["auto", "classification", "regression", "editing"],
                         help="auto: classification for INR zoos, regression (Kendall's tau) for CNN zoos; editing: "
                              "per-weight deltas that make each INR render its 3x3 dilation (pixel MSE)")
