@@ -46,7 +46,7 @@ ENCODERS = {"gnn": GNNEncoder, "transformer": TransformerEncoder}
 
 def spread(h: Tensor, batch: object) -> dict[str, float]:
     """Between-graph and within-graph standard deviation of hidden-node states (channel means)."""
-    vector, num_graphs = batch_vector(batch)
+    _, num_graphs = batch_vector(batch)
     hidden = batch.node_type == 1
     states = h[hidden].view(num_graphs, -1, h.shape[-1])
     return {"between": float(states.mean(1).std(0).mean()), "within": float(states.std(1).mean())}

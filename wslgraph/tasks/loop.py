@@ -80,10 +80,11 @@ class TrainConfig:
             flips, rotations and translations, weight dropout, noise). Off by
             default: on a 2,292-INR Fashion-MNIST zoo, 5 epochs, ``"inr"``
             lowered the GNN's test accuracy from 63.8 to 58.5 % (README). A
-            training set built with its own ``augment=`` keeps it. The draws restart from the seed and
-            epoch every epoch, so a resumed run draws what an uninterrupted one
-            draws; under ``torchrun`` each process draws for its own share, so
-            an augmented run is not the one-process run bit for bit.
+            training set built with its own ``augment=`` keeps it. The draws
+            restart from the seed and epoch every epoch, so a resumed run draws
+            what an uninterrupted one draws; under ``torchrun`` each process
+            draws for its own share, so an augmented run is not the one-process
+            run bit for bit.
     """
 
     task: str = "classification"
@@ -250,9 +251,8 @@ def train(model: nn.Module, train_set: ZooDataset, val_set: ZooDataset, config: 
         model.fit_statistics(list(itertools.islice(train_set.batches(config.batch_size, device=device), 20)))
     model.to(device)
     runner = DistributedDataParallel(model) if world > 1 else model
-    augment = train_set.augment
-    if augment is None:
-        augment = training_augmentation(config, train_set)
+    augment = train_set.augment or training_augmentation(config, train_set)
+    if augment is not train_set.augment:
         train_set = train_set.with_augment(augment)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(train_set.len() / config.batch_size)
