@@ -26,7 +26,9 @@ def test_dense_equals_generic_on_cuda_with_gradients() -> None:
     torch.manual_seed(0)
     template = GraphTemplate.from_module(siren())
     batch = template.batch(torch.randn(8, template.num_params, device="cuda") * 0.1)
-    encoder = GNNEncoder(3, hidden=16, num_layers=2).cuda()
+    # eval mode: in training mode the head's batch norm over 8 graphs divides by their small spread and turns
+    # float-rounding differences between the two paths into large gradient differences (measured on CPU too)
+    encoder = GNNEncoder(3, hidden=16, num_layers=2).cuda().eval()
     results = []
     for dense in (True, False):
         encoder.dense = dense
