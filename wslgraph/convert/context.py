@@ -390,13 +390,8 @@ class ConversionContext:
             groups.append(NodeGroup(group.name, group.size, offset, node_type, group.layer,
                                     group.activation, group.norm_groups, group.activation_param))
             offset += group.size
-        blocks, edge_offset = [], 0
-        for block in self._blocks:
-            count = block.dst.size if block.kind == EdgeType.RESIDUAL else \
-                math.prod(block.weight_shape) // max(1, math.prod(block.kernel_shape))
-            blocks.append(EdgeBlock(block.kind, block.key, index[id(block.src)], index[id(block.dst)],
-                                    edge_offset, block.weight_shape, block.kernel_shape, block.groups))
-            edge_offset += count
+        blocks = [EdgeBlock(block.kind, block.key, index[id(block.src)], index[id(block.dst)], 0, block.weight_shape,
+                            block.kernel_shape, block.groups) for block in self._blocks]  # the layout sets offsets
         node_params = tuple(NodeParam(key, index[id(g)], column) for key, g, column in self._node_params)
         state = tuple(StateEntry(k, tuple(v.shape), v.dtype) for k, v in self.state_dict.items())
         floating = [v.dtype for v in self.state_dict.values() if v.is_floating_point()]

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from wslgraph.errors import ShapeMismatchError
 from wslgraph.graph.kernels import crop_kernels, pad_kernels
-from wslgraph.graph.layout import GraphLayout, num_block_edges
+from wslgraph.graph.layout import GraphLayout
 from wslgraph.graph.param_graph import ParamGraph, structure_tensors
 from wslgraph.graph.vocab import NUM_NODE_FEATURES, EdgeType
 
@@ -47,7 +47,7 @@ def graph_from_state_dict(layout: GraphLayout, state_dict: Mapping[str, Tensor])
         x[group.offset:group.offset + group.size, int(param.column)] = state_dict[param.key].reshape(-1)
     features = []
     for block in layout.edge_blocks:
-        count = num_block_edges(block, layout)
+        count = block.num_edges
         if block.kind == EdgeType.RESIDUAL:
             kernels = torch.ones(count, dtype=layout.dtype, device=device)
         else:
@@ -73,7 +73,7 @@ def state_dict_from_graph(graph: ParamGraph) -> dict[str, Tensor]:
     tensors: dict[str, Tensor] = {}
     for block in layout.edge_blocks:
         if block.kind != EdgeType.RESIDUAL:
-            rows = graph.edge_attr.narrow(0, block.offset, num_block_edges(block, layout))
+            rows = graph.edge_attr.narrow(0, block.offset, block.num_edges)
             tensors[block.key] = crop_kernels(rows, block, layout)
     for param in layout.node_params:
         group = layout.groups[param.group]

@@ -18,7 +18,6 @@ from wslgraph.graph.layout import (
     batch_layouts,
     common_layout,
     expand_kernel_shape,
-    num_block_edges,
 )
 from wslgraph.graph.param_graph import ParamGraph, structure_tensors
 from wslgraph.graph.vocab import NUM_NODE_FEATURES, EdgeType
@@ -54,11 +53,7 @@ class GraphTemplate:
 
     def __init__(self, layout: GraphLayout) -> None:
         self.layout = layout
-        self._offsets: dict[str, int] = {}
-        offset = 0
-        for entry in layout.state:
-            self._offsets[entry.key] = offset
-            offset += entry.numel
+        self._offsets = layout.offsets
         structure = structure_tensors(layout)
         # Node metadata stacked so one repeat() serves all four; scalar columns as a gather index.
         structure["node_meta"] = torch.stack([structure.pop(key) for key in _NODE_META])
@@ -211,7 +206,7 @@ class GraphTemplate:
                           params[:, start:start + group.size]))
         for block in layout.edge_blocks:
             if block.kind != EdgeType.RESIDUAL:
-                count = num_block_edges(block, layout)
+                count = block.num_edges
                 start = self._offsets[block.key]
                 shape = expand_kernel_shape(block.kernel_shape, len(layout.kernel_grid))
                 pairs.append((self._padded_block(edges, block, zero=zero_padding),
@@ -221,7 +216,7 @@ class GraphTemplate:
     def _padded_block(self, edges: Tensor, block: EdgeBlock, *, zero: bool) -> Tensor:
         """The kernel region of ``block``'s rows of ``edges`` ``[N, E, *grid]``; zero the padding first if asked."""
         layout = self.layout
-        rows = edges.narrow(1, block.offset, num_block_edges(block, layout))
+        rows = edges.narrow(1, block.offset, block.num_edges)
         shape = expand_kernel_shape(block.kernel_shape, len(layout.kernel_grid))
         if zero and shape != layout.kernel_grid:
             rows.zero_()

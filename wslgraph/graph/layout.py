@@ -11,7 +11,7 @@ makes :func:`~wslgraph.to_state_dict` exact, and what
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import torch
@@ -20,7 +20,8 @@ from torch import Tensor
 from wslgraph.errors import InvalidGraphError
 from wslgraph.graph.vocab import Activation, EdgeType, NodeFeature, NodeType
 
-__all__ = ["NodeGroup", "EdgeBlock", "NodeParam", "StateEntry", "GraphLayout", "batch_layouts", "common_layout"]
+__all__ = ["NodeGroup", "EdgeBlock", "NodeParam", "StateEntry", "GraphLayout", "batch_layouts", "common_layout",
+           "expand_kernel_shape"]
 
 
 @dataclass(frozen=True)
@@ -66,12 +67,21 @@ class EdgeBlock:
     ``o``. A block's edge features are its kernels, zero-padded centrally to
     the layout's ``kernel_grid``.
 
+    The block's geometry is filled in by the :class:`GraphLayout` that holds
+    it (computed once, when the layout is built; no other module derives it):
+    ``offset``, ``grid = (groups, m, k)`` (edge ``(g, i, j)`` runs from source
+    node ``g * k + j`` to target node ``g * m + i`` of its groups: a linear
+    layer is ``(1, out, in)``, a grouped convolution ``(groups, out / groups,
+    in / groups)``, a residual addition ``(channels, 1, 1)``), ``fan_in = k``,
+    ``num_edges`` and ``param_offset``, where the weight starts in the flat
+    parameter vector (``-1`` for residual edges).
+
     Args:
         kind: Edge type.
         key: State-dict key of the weight (``None`` for residual edges).
         src: Index of the source :class:`NodeGroup`.
         dst: Index of the target :class:`NodeGroup`.
-        offset: Index of the block's first edge in the graph.
+        offset: Index of the block's first edge in the graph (set by the layout).
         weight_shape: True shape of the weight tensor (``()`` for residual).
         kernel_shape: Spatial shape of each edge's feature: ``()`` for linear
             and residual edges, the conv kernel, or the ``H x W`` block of a
@@ -87,10 +97,25 @@ class EdgeBlock:
     weight_shape: tuple[int, ...]
     kernel_shape: tuple[int, ...]
     groups: int = 1
+    grid: tuple[int, int, int] = field(default=(0, 0, 0), compare=False, repr=False)
+    param_offset: int = field(default=-1, compare=False, repr=False)
 
     @property
     def kernel_numel(self) -> int:
         return math.prod(self.kernel_shape)
+
+    @property
+    def fan_in(self) -> int:
+        """Number of source nodes each target node receives an edge from."""
+        return self.grid[2]
+
+    @property
+    def num_edges(self) -> int:
+        """One edge per (input, output) pair that exists."""
+        return self.grid[0] * self.grid[1] * self.grid[2]
+
+
+_BLOCK_FIELDS = ("kind", "key", "src", "dst", "offset", "weight_shape", "kernel_shape", "groups")
 
 
 @dataclass(frozen=True)
@@ -139,6 +164,24 @@ class GraphLayout:
     kernel_grid: tuple[int, ...]
     dtype: torch.dtype
 
+    def __post_init__(self) -> None:
+        offsets, position = {}, 0
+        for entry in self.state:
+            offsets[entry.key] = position
+            position += entry.numel
+        blocks, edge_offset = [], 0
+        for block in self.edge_blocks:
+            if block.kind == EdgeType.RESIDUAL:
+                grid = (self.groups[block.dst].size, 1, 1)
+            else:
+                groups = block.groups if block.kind == EdgeType.CONV else 1
+                fan_in = block.weight_shape[1] if block.kind == EdgeType.CONV else self.groups[block.src].size
+                grid = (groups, block.weight_shape[0] // groups, fan_in)
+            blocks.append(replace(block, offset=edge_offset, grid=grid, param_offset=offsets.get(block.key, -1)))
+            edge_offset += blocks[-1].num_edges
+        object.__setattr__(self, "edge_blocks", tuple(blocks))
+        object.__setattr__(self, "_offsets", offsets)
+
     def __repr__(self) -> str:
         return (f"GraphLayout(num_nodes={self.num_nodes}, num_edges={self.num_edges}, "
                 f"num_params={self.num_params}, kernel_grid={self.kernel_grid})")
@@ -150,7 +193,7 @@ class GraphLayout:
 
     @property
     def num_edges(self) -> int:
-        return sum(num_block_edges(b, self) for b in self.edge_blocks)
+        return sum(b.num_edges for b in self.edge_blocks)
 
     @property
     def edge_dim(self) -> int:
@@ -164,6 +207,25 @@ class GraphLayout:
     @cached_property
     def entries(self) -> dict[str, StateEntry]:
         return {entry.key: entry for entry in self.state}
+
+    @property
+    def offsets(self) -> dict[str, int]:
+        """Where each state-dict entry starts in the flat parameter vector (``state_dict()`` order; do not mutate)."""
+        return self._offsets
+
+    def span(self, key: str) -> slice:
+        """The slice of the flat parameter vector that holds state-dict entry ``key``."""
+        start = self._offsets[key]
+        return slice(start, start + self.entries[key].numel)
+
+    def endpoints(self, block: EdgeBlock, device: torch.device | None = None) -> tuple[Tensor, Tensor]:
+        """Source and target node indices of ``block``'s edges, in edge order."""
+        groups, m, k = block.grid
+        group = torch.arange(groups, device=device).view(-1, 1, 1)
+        targets = (group * m + torch.arange(m, device=device).view(1, -1, 1)).expand(groups, m, k)
+        sources = (group * k + torch.arange(k, device=device).view(1, 1, -1)).expand(groups, m, k)
+        return (self.groups[block.src].offset + sources.reshape(-1),
+                self.groups[block.dst].offset + targets.reshape(-1))
 
     def with_kernel_grid(self, kernel_grid: tuple[int, ...]) -> GraphLayout:
         """The same layout with edge features padded to a larger grid."""
@@ -179,8 +241,9 @@ class GraphLayout:
         return {
             "groups": [{**vars(g), "node_type": g.node_type.name, "activation": g.activation.name}
                        for g in self.groups],
-            "edge_blocks": [{**vars(b), "kind": b.kind.name, "weight_shape": list(b.weight_shape),
-                             "kernel_shape": list(b.kernel_shape)} for b in self.edge_blocks],
+            "edge_blocks": [{**{f: getattr(b, f) for f in _BLOCK_FIELDS}, "kind": b.kind.name,
+                             "weight_shape": list(b.weight_shape), "kernel_shape": list(b.kernel_shape)}
+                            for b in self.edge_blocks],
             "node_params": [{"key": p.key, "group": p.group, "column": p.column.name} for p in self.node_params],
             "scalars": list(self.scalars),
             "state": [{"key": e.key, "shape": list(e.shape), "dtype": _dtype_name(e.dtype)} for e in self.state],
@@ -195,8 +258,8 @@ class GraphLayout:
             return cls(
                 groups=tuple(NodeGroup(**{**g, "node_type": NodeType[g["node_type"]],
                                           "activation": Activation[g["activation"]]}) for g in data["groups"]),
-                edge_blocks=tuple(EdgeBlock(**{**b, "kind": EdgeType[b["kind"]],
-                                               "weight_shape": tuple(b["weight_shape"]),
+                edge_blocks=tuple(EdgeBlock(**{**{f: b[f] for f in _BLOCK_FIELDS if f in b},
+                                               "kind": EdgeType[b["kind"]], "weight_shape": tuple(b["weight_shape"]),
                                                "kernel_shape": tuple(b["kernel_shape"])})
                                   for b in data["edge_blocks"]),
                 node_params=tuple(NodeParam(p["key"], p["group"], NodeFeature[p["column"]])
@@ -240,36 +303,3 @@ def common_layout(graph: object) -> GraphLayout | None:
 def expand_kernel_shape(kernel_shape: tuple[int, ...], rank: int) -> tuple[int, ...]:
     """Prepend singleton dims so a kernel shape has ``rank`` dims (linear: all 1)."""
     return (1,) * (rank - len(kernel_shape)) + tuple(kernel_shape)
-
-
-def num_block_edges(block: EdgeBlock, layout: GraphLayout) -> int:
-    """Number of edges of ``block``: one per (input, output) pair that exists."""
-    if block.kind == EdgeType.RESIDUAL:
-        return layout.groups[block.dst].size
-    out_channels = block.weight_shape[0]
-    return out_channels * block_fan_in(block, layout)
-
-
-def block_fan_in(block: EdgeBlock, layout: GraphLayout) -> int:
-    """Number of source nodes each target node of ``block`` receives an edge from."""
-    if block.kind == EdgeType.RESIDUAL:
-        return 1
-    if block.kind == EdgeType.CONV:
-        return block.weight_shape[1]
-    return layout.groups[block.src].size
-
-
-def block_endpoints(block: EdgeBlock, layout: GraphLayout, device: torch.device | None = None) -> tuple[Tensor, Tensor]:
-    """Source and target node indices of ``block``'s edges, in edge order."""
-    src_group, dst_group = layout.groups[block.src], layout.groups[block.dst]
-    if block.kind == EdgeType.RESIDUAL:
-        channels = torch.arange(dst_group.size, device=device)
-        return src_group.offset + channels, dst_group.offset + channels
-    fan_in = block_fan_in(block, layout)
-    out_channels = block.weight_shape[0]
-    out_idx = torch.arange(out_channels, device=device).repeat_interleave(fan_in)
-    in_idx = torch.arange(fan_in, device=device).repeat(out_channels)
-    if block.kind == EdgeType.CONV:
-        # Output channel o of a grouped conv sees the inputs of its own group.
-        in_idx = in_idx + (out_idx // (out_channels // block.groups)) * fan_in
-    return src_group.offset + in_idx, dst_group.offset + out_idx

@@ -9,7 +9,7 @@ from torch import Tensor
 from torch_geometric.data import Data
 
 from wslgraph.errors import InvalidGraphError, NonFiniteError
-from wslgraph.graph.layout import GraphLayout, batch_layouts, block_endpoints, num_block_edges
+from wslgraph.graph.layout import GraphLayout, batch_layouts
 from wslgraph.graph.vocab import NUM_NODE_FEATURES, Activation, EdgeType, NodeType
 
 __all__ = ["ParamGraph", "structure_tensors"]
@@ -144,7 +144,7 @@ class ParamGraph(Data):
             src, dst = layout.groups[block.src].name, layout.groups[block.dst].name
             kernel = "x".join(map(str, block.kernel_shape)) or "1"
             lines.append(f"    {block.kind.name.lower():<15} {src} -> {dst}: "
-                         f"{num_block_edges(block, layout)} edges, kernel {kernel}")
+                         f"{block.num_edges} edges, kernel {kernel}")
         return "\n".join(lines)
 
     def _require(self, name: str, *, floating: bool = False, dtype: torch.dtype | None = None) -> Tensor:
@@ -201,7 +201,7 @@ class ParamGraph(Data):
             return f" (node group '{group.name}')"
         start = 0
         for block in layout.edge_blocks:
-            count = num_block_edges(block, layout)
+            count = block.num_edges
             if start <= row < start + count:
                 return f" (weight '{block.key}')"
             start += count
@@ -221,7 +221,7 @@ def structure_tensors(layout: GraphLayout, device: torch.device | None = None) -
     """
     sources, targets, edge_types = [], [], []
     for block in layout.edge_blocks:
-        src, dst = block_endpoints(block, layout, device)
+        src, dst = layout.endpoints(block, device)
         sources.append(src)
         targets.append(dst)
         edge_types.append(torch.full_like(src, int(block.kind)))

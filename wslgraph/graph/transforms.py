@@ -11,7 +11,7 @@ from torch_geometric.transforms import BaseTransform
 
 from wslgraph.errors import ShapeMismatchError
 from wslgraph.graph.kernels import crop_kernels, pad_kernels
-from wslgraph.graph.layout import expand_kernel_shape, num_block_edges
+from wslgraph.graph.layout import expand_kernel_shape
 from wslgraph.graph.param_graph import ParamGraph
 
 __all__ = ["PadEdgeFeatures", "collate", "common_kernel_grid"]
@@ -52,7 +52,7 @@ class PadEdgeFeatures(BaseTransform):
         data = data.clone()
         if self.kernel_grid != layout.kernel_grid:
             target = layout.with_kernel_grid(self.kernel_grid)
-            parts = [pad_kernels(crop_kernels(data.edge_attr.narrow(0, b.offset, num_block_edges(b, layout)),
+            parts = [pad_kernels(crop_kernels(data.edge_attr.narrow(0, b.offset, b.num_edges),
                                               b, layout), b, target)
                      for b in layout.edge_blocks]
             data.edge_attr = torch.cat(parts) if parts else data.edge_attr.new_zeros(0, target.edge_dim)

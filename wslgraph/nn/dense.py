@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from wslgraph.graph.layout import GraphLayout, block_fan_in
+from wslgraph.graph.layout import GraphLayout
 from wslgraph.graph.param_graph import structure_tensors
-from wslgraph.graph.vocab import EdgeType
 
 __all__ = ["DenseBlock", "DensePlan", "dense_plan"]
 
@@ -99,13 +98,7 @@ def dense_plan(layout: GraphLayout) -> DensePlan:
         blocks = []
         for block in layout.edge_blocks:
             src, dst = layout.groups[block.src], layout.groups[block.dst]
-            if block.kind == EdgeType.RESIDUAL:
-                groups, m, k = dst.size, 1, 1
-            else:
-                groups = block.groups if block.kind == EdgeType.CONV else 1
-                k = block_fan_in(block, layout)
-                m = block.weight_shape[0] // groups
-            blocks.append(DenseBlock(src.offset, dst.offset, block.offset, groups, m, k))
+            blocks.append(DenseBlock(src.offset, dst.offset, block.offset, *block.grid))
         in_degree = torch.zeros(layout.num_nodes, dtype=torch.long)
         out_degree = torch.zeros(layout.num_nodes, dtype=torch.long)
         for b in blocks:

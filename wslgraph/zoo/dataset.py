@@ -35,11 +35,6 @@ class Augmentation:
     def __init__(self, layout: GraphLayout, seed: int = 0) -> None:
         self.layout = layout
         self.generator = torch.Generator().manual_seed(seed)
-        self._offsets = {}
-        offset = 0
-        for entry in layout.state:
-            self._offsets[entry.key] = (offset, entry.numel)
-            offset += entry.numel
 
     def reseed(self, seed: int) -> None:
         """Restart the random draws from ``seed`` (the training loop does this every epoch, so a resumed run
@@ -54,10 +49,6 @@ class Augmentation:
 
     def apply(self, params: Tensor) -> Tensor:
         raise NotImplementedError
-
-    def _slice(self, key: str) -> slice:
-        offset, numel = self._offsets[key]
-        return slice(offset, offset + numel)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -91,7 +82,7 @@ class RandomHiddenPermutation(Augmentation):
 
     def apply(self, params: Tensor) -> Tensor:
         positions = torch.arange(self.layout.num_params)
-        index_state = {e.key: positions[self._slice(e.key)].view(e.shape) for e in self.layout.state}
+        index_state = {e.key: positions[self.layout.span(e.key)].view(e.shape) for e in self.layout.state}
         rows = []
         for _ in range(params.shape[0]):
             permuted = permute_state_dict(self.layout, index_state, hidden_permutations(self.layout, self.generator))
@@ -133,13 +124,13 @@ class RandomSignFlip(Augmentation):
             flip = torch.rand(count, size, generator=self.generator) < self.p
             signs = (1 - 2 * flip.to(params.dtype)).to(params.device)  # -1 where flipped
             for key, shape in incoming:  # rows of the weights into the group
-                block = out[:, self._slice(key)].view(count, *shape)
+                block = out[:, self.layout.span(key)].view(count, *shape)
                 block.mul_(signs.view(count, size, *[1] * (len(shape) - 1)))
             for key, shape in outgoing:  # columns of the weights out of the group
-                block = out[:, self._slice(key)].view(count, *shape)
+                block = out[:, self.layout.span(key)].view(count, *shape)
                 block.mul_(signs.view(count, 1, size, *[1] * (len(shape) - 2)))
             for key in biases:
-                out[:, self._slice(key)] *= signs
+                out[:, self.layout.span(key)] *= signs
         return out
 
     def __repr__(self) -> str:
@@ -181,7 +172,7 @@ class GaussianNoise(Augmentation):
         for entry in self.layout.state:
             if not entry.dtype.is_floating_point or entry.numel < 2:
                 continue
-            block = out[:, self._slice(entry.key)]
+            block = out[:, self.layout.span(entry.key)]
             noise = torch.randn(block.shape, generator=self.generator).to(block)
             block.add_(noise * block.std(dim=1, keepdim=True) * self.scale)
         return out
@@ -203,7 +194,7 @@ class WeightDropout(Augmentation):
     def apply(self, params: Tensor) -> Tensor:
         out = params.clone()
         for key in self._weight_keys:
-            block = out[:, self._slice(key)]
+            block = out[:, self.layout.span(key)]
             keep = torch.rand(block.shape, generator=self.generator) >= self.p
             block.mul_(keep.to(block))
         return out
@@ -239,9 +230,9 @@ class INRAffine(Augmentation):
         rotation = torch.stack([torch.stack([angle.cos(), -angle.sin()], -1),
                                 torch.stack([angle.sin(), angle.cos()], -1)], -2).to(params)  # [B, 2, 2]
         out = params.clone()
-        weight = params[:, self._slice(self._weight)].view(count, self._out, 2)
-        out[:, self._slice(self._weight)] = torch.bmm(weight, rotation).reshape(count, -1)
-        out[:, self._slice(self._bias)] += torch.bmm(weight, shift.to(params).unsqueeze(-1)).squeeze(-1)
+        weight = params[:, self.layout.span(self._weight)].view(count, self._out, 2)
+        out[:, self.layout.span(self._weight)] = torch.bmm(weight, rotation).reshape(count, -1)
+        out[:, self.layout.span(self._bias)] += torch.bmm(weight, shift.to(params).unsqueeze(-1)).squeeze(-1)
         return out
 
     def __repr__(self) -> str:
