@@ -13,14 +13,17 @@ from wslgraph.baselines import (
     FlatMLP,
     StatNN,
     WeightSpaceLinear,
-    from_weight_space,
     statnn_features,
-    to_weight_space,
-    weight_space_spec,
 )
 from wslgraph.baselines.equivariant import to_canonical, weight_space_slots
 from wslgraph.errors import InvalidGraphError, ShapeMismatchError, UnsupportedModuleError
-from wslgraph.testing import hidden_permutations, permute_state_dict
+from wslgraph.weightspace import (
+    from_weight_space,
+    hidden_permutations,
+    permute_state_dict,
+    to_weight_space,
+    weight_space_spec,
+)
 from wslgraph.zoo import BasicBlock, siren, small_cnn
 from wslgraph.zoo.data import load_images
 from wslgraph.zoo.inr import fit_inrs

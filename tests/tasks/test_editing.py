@@ -8,7 +8,7 @@ import torch
 from wslgraph import GraphTemplate
 from wslgraph.heads.autoencoder import dilate
 from wslgraph.tasks import INREditor, TrainConfig, train
-from wslgraph.testing import hidden_permutations, permute_state_dict
+from wslgraph.weightspace import hidden_permutations, permute_state_dict
 from wslgraph.zoo import siren
 from wslgraph.zoo.dataset import ZooDataset
 from wslgraph.zoo.inr import RECIPES, render_inrs

@@ -11,16 +11,8 @@ from wslgraph.baselines.models import (
     fit_statnn_regressor,
     statnn_features,
 )
-from wslgraph.baselines.weightspace import (
-                                            WeightSpaceSpec,
-                                            batch_params,
-                                            from_weight_space,
-                                            to_weight_space,
-                                            weight_space_spec,
-)
 
 __all__ = [
-    "WeightSpaceSpec", "weight_space_spec", "to_weight_space", "from_weight_space", "batch_params",
     "TensorSlot", "weight_space_slots", "WeightSpaceLinear", "invariant_pool",
     "WeightSpaceModel", "DWSNet", "NFN", "FlatMLP", "StatNN", "statnn_features", "fit_statnn_regressor", "BASELINES",
 ]

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from wslgraph.baselines.weightspace import WeightSpaceSpec
+from wslgraph.weightspace import WeightSpaceSpec
 
 __all__ = ["TensorSlot", "weight_space_slots", "WeightSpaceLinear", "to_canonical", "from_canonical",
            "invariant_pool"]

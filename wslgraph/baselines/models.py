@@ -16,9 +16,9 @@ import torch
 from torch import Tensor, nn
 
 from wslgraph.baselines.equivariant import WeightSpaceLinear, invariant_pool, to_canonical, weight_space_slots
-from wslgraph.baselines.weightspace import WeightSpaceSpec, batch_params, to_weight_space, weight_space_spec
 from wslgraph.errors import InvalidGraphError, ShapeMismatchError, UnsupportedModuleError
 from wslgraph.graph.layout import GraphLayout
+from wslgraph.weightspace import WeightSpaceSpec, batch_params, to_weight_space, weight_space_spec
 from wslgraph.zoo.dataset import RandomHiddenPermutation
 
 __all__ = ["WeightSpaceModel", "DWSNet", "NFN", "FlatMLP", "StatNN", "statnn_features", "fit_statnn_regressor",

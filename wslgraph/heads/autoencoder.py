@@ -12,9 +12,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from wslgraph.baselines.weightspace import batch_params
 from wslgraph.errors import ShapeMismatchError
 from wslgraph.heads.hypernetwork import HypernetworkHead, inr_forward
+from wslgraph.weightspace import batch_params
 from wslgraph.zoo.inr import pixel_grid
 
 __all__ = ["WeightSpaceAutoencoder", "LatentEditor", "dilate"]

@@ -28,10 +28,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from wslgraph.baselines.weightspace import WeightSpaceSpec, from_weight_space, to_weight_space, weight_space_spec
 from wslgraph.convert.template import GraphTemplate
 from wslgraph.errors import ShapeMismatchError, UnsupportedModuleError
 from wslgraph.graph.vocab import Activation
+from wslgraph.weightspace import WeightSpaceSpec, from_weight_space, to_weight_space, weight_space_spec
 from wslgraph.zoo.inr import pixel_grid, siren_layer_init
 
 __all__ = ["INRArchitecture", "inr_forward", "HypernetworkHead", "AutoDecoder", "reconstruction_loss",

@@ -32,13 +32,13 @@ from torch import Tensor, nn
 from wslgraph.baselines import BASELINES
 from wslgraph.baselines.equivariant import WeightSpaceLinear, from_canonical
 from wslgraph.baselines.models import FlatMLP, _EquivariantStack
-from wslgraph.baselines.weightspace import batch_params, from_weight_space
 from wslgraph.convert.template import GraphTemplate
 from wslgraph.errors import UnsupportedModuleError
 from wslgraph.graph.layout import common_layout
 from wslgraph.heads.autoencoder import dilate
 from wslgraph.heads.hypernetwork import INRArchitecture, inr_forward
 from wslgraph.nn.encoders import GNNEncoder, GraphEncoderBase, TransformerEncoder
+from wslgraph.weightspace import batch_params, from_weight_space
 from wslgraph.zoo.inr import pixel_grid
 
 __all__ = ["INREditor", "EDITABLE"]

@@ -22,7 +22,7 @@ from wslgraph.errors import ShapeMismatchError, UnsupportedModuleError
 from wslgraph.graph.layout import GraphLayout
 from wslgraph.graph.param_graph import ParamGraph
 from wslgraph.graph.vocab import Activation, EdgeType, NodeFeature, NodeType
-from wslgraph.testing import hidden_permutations, permute_state_dict
+from wslgraph.weightspace import attach_params, hidden_permutations, permute_state_dict
 from wslgraph.zoo.storage import SPLIT_CODES, load_zoo_arrays
 
 __all__ = ["ZooDataset", "Augmentation", "RandomHiddenPermutation", "RandomSignFlip", "GaussianNoise", "WeightDropout",
@@ -76,7 +76,7 @@ class Compose(Augmentation):
 class RandomHiddenPermutation(Augmentation):
     """Permute every model's hidden neurons at random (the function is unchanged).
 
-    Uses :func:`wslgraph.testing.hidden_permutations`, so residual ties,
+    Uses :func:`wslgraph.weightspace.hidden_permutations`, so residual ties,
     GroupNorm groups and grouped convolutions are respected.
     """
 
@@ -360,7 +360,9 @@ class ZooDataset(Dataset):
         positions = torch.as_tensor(positions, dtype=torch.long)
         params = self.params(positions)
         device = torch.device(device) if device is not None else None
-        batch = self.template.batch(params.to(device) if device is not None else params)
+        params = params.to(device) if device is not None else params
+        batch = self.template.batch(params)
+        attach_params(batch, params)  # weight-space models read these rows instead of rebuilding them
         self._attach(batch, self.indices_[positions], device)
         return batch
 

@@ -1,4 +1,5 @@
-"""The per-layer weight-space view the peers (DWSNet, NFN) read, and its exact inverse.
+"""The per-layer weight-space view (DWSNet, NFN, the hypernetwork head, the editors read it), its exact inverse, and
+the flat parameter rows of a batch.
 
 A batch of same-architecture MLPs or CNNs (a :class:`~wslgraph.GraphTemplate`
 batch or flat parameters ``[N, P]``) becomes, per layer ``i = 1..L``, weights
@@ -20,7 +21,8 @@ from wslgraph.errors import InvalidGraphError, UnsupportedModuleError
 from wslgraph.graph.layout import GraphLayout, common_layout
 from wslgraph.graph.vocab import EdgeType, NodeFeature
 
-__all__ = ["WeightSpaceSpec", "weight_space_spec", "to_weight_space", "from_weight_space", "batch_params"]
+__all__ = ["WeightSpaceSpec", "weight_space_spec", "to_weight_space", "from_weight_space", "batch_params",
+           "attach_params"]
 
 
 @dataclass(frozen=True)
@@ -48,10 +50,7 @@ class WeightSpaceSpec:
 
 def weight_space_spec(layout: GraphLayout) -> WeightSpaceSpec:
     """The :class:`WeightSpaceSpec` of a layout, or :class:`UnsupportedModuleError` for non-chains."""
-    offsets, position = {}, 0
-    for entry in layout.state:
-        offsets[entry.key] = (position, entry.numel)
-        position += entry.numel
+    offsets = {entry.key: (layout.offsets[entry.key], entry.numel) for entry in layout.state}
     problems = []
     if layout.scalars or any(p.column != NodeFeature.BIAS for p in layout.node_params):
         problems.append("normalisation layers")
@@ -97,12 +96,34 @@ def from_weight_space(weights: list[Tensor], biases: list[Tensor], spec: WeightS
     return params
 
 
+def attach_params(batch: object, params: Tensor) -> None:
+    """Keep the flat rows ``[B, P]`` a template batch was built from on the batch, for :func:`batch_params`.
+
+    :class:`~wslgraph.zoo.ZooDataset` does this, so a weight-space model reads
+    the dataset's rows instead of rebuilding them from the graphs. The rows
+    are trusted only while the graph tensors they were built into are the
+    same, unmodified tensors (same storage, no in-place change since); after
+    ``batch.to(...)``, a replaced or an edited ``x``/``edge_attr``,
+    :func:`batch_params` rebuilds them.
+    """
+    batch.flat_params = params
+    batch._flat_params_key = _graph_key(batch)
+
+
+def _graph_key(batch: object) -> tuple | None:
+    tensors = [batch.x, batch.edge_attr, getattr(batch, "scalars", None), getattr(batch, "flat_params", None)]
+    if any(t is not None and t.is_inference() for t in tensors):
+        return None  # inference tensors keep no version counter: in-place edits could not be seen
+    return tuple((t.data_ptr(), t._version, t.device) if t is not None else None for t in tensors)
+
+
 def batch_params(batch: object) -> tuple[Tensor, GraphLayout]:
     """Flat parameters ``[B, P]`` and the layout of a batch of one architecture."""
     layout = common_layout(batch)
     if layout is None:
         raise InvalidGraphError("the weight-space baselines need a batch of one architecture (all graphs with the "
                                 "same layout, e.g. from GraphTemplate.batch or one ZooDataset)")
-    params = GraphTemplate(layout).unbatch(batch)
-    return params, layout
-
+    key = getattr(batch, "_flat_params_key", None)
+    if key is not None and key == _graph_key(batch):
+        return batch.flat_params, layout
+    return GraphTemplate(layout).unbatch(batch), layout

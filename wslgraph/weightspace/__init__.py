@@ -1,0 +1,24 @@
+"""The weight-space core: what every model of weights shares, below the encoders, the peers and the heads.
+
+* :mod:`~wslgraph.weightspace.views`: the per-layer view of a chain network's flat parameters
+  (:class:`WeightSpaceSpec`, :func:`to_weight_space` / :func:`from_weight_space`) and the flat rows of a batch
+  (:func:`batch_params`, which reads the rows a :class:`~wslgraph.zoo.ZooDataset` attached).
+* :mod:`~wslgraph.weightspace.symmetry`: the permutation symmetries of an architecture.
+* :mod:`~wslgraph.weightspace.functional`: the activation table and one batched evaluator of many MLPs of one
+  architecture.
+
+The flat parameter layout itself (offsets, block geometry) is the :class:`~wslgraph.graph.GraphLayout`'s.
+"""
+
+from wslgraph.weightspace.symmetry import hidden_permutations, permute_state_dict
+from wslgraph.weightspace.views import (
+    WeightSpaceSpec,
+    attach_params,
+    batch_params,
+    from_weight_space,
+    to_weight_space,
+    weight_space_spec,
+)
+
+__all__ = ["WeightSpaceSpec", "weight_space_spec", "to_weight_space", "from_weight_space", "batch_params",
+           "attach_params", "hidden_permutations", "permute_state_dict"]

@@ -1,0 +1,115 @@
+"""The symmetries of weight space: function-preserving permutations of hidden neurons.
+
+:func:`hidden_permutations` draws a random element of an architecture's
+permutation group (residual ties, normalization groups and grouped
+convolutions kept); :func:`permute_state_dict` applies one to a state dict.
+Augmentation (:mod:`wslgraph.zoo.dataset`), the equivariance tests and the
+editing task's checks all use these.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from wslgraph.graph.layout import GraphLayout
+from wslgraph.graph.vocab import EdgeType, NodeType
+
+__all__ = ["hidden_permutations", "permute_state_dict"]
+
+
+class _UnionFind:
+    def __init__(self, size: int) -> None:
+        self.parent = list(range(size))
+
+    def find(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def union(self, i: int, j: int) -> None:
+        self.parent[self.find(i)] = self.find(j)
+
+
+def hidden_permutations(layout: GraphLayout, generator: torch.Generator | None = None) -> list[Tensor]:
+    """A random function-preserving permutation of every node group.
+
+    ``result[g][p]`` is the old channel that moves to position ``p`` of group
+    ``g``. Input and output groups keep the identity. Groups tied by a
+    residual addition share one permutation; a ``GroupNorm`` with ``G`` groups
+    or a grouped convolution with ``G`` groups restricts a group to permuting
+    its ``G`` blocks (shared by both sides of the convolution) and channels
+    within blocks.
+    """
+    groups = layout.groups
+    full, blocks = _UnionFind(len(groups)), _UnionFind(len(groups))
+    counts: list[set[int]] = [{g.norm_groups} - {1} for g in groups]
+    for block in layout.edge_blocks:
+        if block.kind == EdgeType.RESIDUAL:
+            full.union(block.src, block.dst)
+        elif block.kind == EdgeType.CONV and block.groups > 1:
+            counts[block.src].add(block.groups)
+            counts[block.dst].add(block.groups)
+            blocks.union(block.src, block.dst)
+    for i in range(len(groups)):  # a full tie is also a block tie
+        blocks.union(i, full.find(i))
+    class_counts: dict[int, set[int]] = {}
+    block_counts: dict[int, set[int]] = {}
+    fixed_full, fixed_block = set(), set()
+    for i, group in enumerate(groups):
+        class_counts.setdefault(full.find(i), set()).update(counts[i])
+        block_counts.setdefault(blocks.find(i), set()).update(counts[i])
+        if group.node_type != NodeType.HIDDEN:
+            fixed_full.add(full.find(i))
+            fixed_block.add(blocks.find(i))
+    sigmas: dict[int, Tensor] = {}
+    perms: dict[int, Tensor] = {}
+    result = []
+    for i, group in enumerate(groups):
+        root, block_root = full.find(i), blocks.find(i)
+        if root in fixed_full:
+            result.append(torch.arange(group.size))
+            continue
+        if root not in perms:
+            shared = block_counts[block_root]
+            num_blocks = math.lcm(*class_counts[root]) if class_counts[root] else 1
+            size = group.size // num_blocks
+            if len(shared) <= 1 and block_root not in fixed_block:
+                if block_root not in sigmas:
+                    sigmas[block_root] = torch.randperm(num_blocks, generator=generator)
+                sigma = sigmas[block_root]
+            else:
+                sigma = torch.arange(num_blocks)
+            tau = torch.rand(num_blocks, size, generator=generator).argsort(dim=1)
+            perms[root] = (sigma.view(-1, 1) * size + tau).view(-1)
+        result.append(perms[root])
+    return result
+
+
+def permute_state_dict(layout: GraphLayout, state_dict: dict[str, Tensor],
+                       perms: Sequence[Tensor]) -> dict[str, Tensor]:
+    """Apply per-group channel permutations to every tensor tied to them."""
+    state = dict(state_dict)
+    for block in layout.edge_blocks:
+        if block.kind == EdgeType.RESIDUAL:
+            continue
+        weight, src, dst = state[block.key], perms[block.src], perms[block.dst]
+        if block.kind == EdgeType.CONV:
+            out_per_group = weight.shape[0] // block.groups
+            fan_in = weight.shape[1]
+            rows = torch.arange(weight.shape[0]) // out_per_group * fan_in
+            local = src[rows.unsqueeze(1) + torch.arange(fan_in)] % fan_in
+            state[block.key] = weight[dst.unsqueeze(1), local]
+        elif block.kind == EdgeType.FLATTEN_LINEAR:
+            channels = layout.groups[block.src].size
+            view = weight.view(weight.shape[0], channels, -1)
+            state[block.key] = view[dst][:, src].reshape(weight.shape)
+        else:
+            state[block.key] = weight[dst][:, src]
+    for param in layout.node_params:
+        state[param.key] = state[param.key][perms[param.group]]
+    return state
