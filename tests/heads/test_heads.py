@@ -8,10 +8,13 @@ import torch
 from torch import nn
 
 from wslgraph import GraphTemplate
+from wslgraph.convert import register
 from wslgraph.errors import ShapeMismatchError, UnsupportedModuleError
+from wslgraph.graph import Activation
 from wslgraph.heads import (
     AutoDecoder,
     HypernetworkHead,
+    INRArchitecture,
     LatentEditor,
     WeightSpaceAutoencoder,
     dilate,
@@ -187,13 +190,37 @@ def test_encoder_decoder_mode_reconstructs_and_edits_through_the_latent() -> Non
     assert edit_losses[-1] < 0.8 * edit_losses[0]
 
 
+class _Snake(nn.Module):
+    def forward(self, x):
+        return x + torch.sin(x) ** 2
+
+
+register(_Snake, lambda ctx, module, name, value: ctx.activation(value, Activation.OTHER))
+
+
+@pytest.mark.parametrize("activation", [nn.GELU(), nn.LeakyReLU(0.2), nn.ELU(0.5), nn.Softplus(2.0), nn.SiLU(),
+                                        nn.Sigmoid(), nn.Tanh(), nn.ReLU()])
+def test_inr_forward_agrees_with_the_module_for_every_activation_in_the_table(activation) -> None:
+    """The batched evaluator reads the activation table the converter reads: both paths compute the same thing."""
+    torch.manual_seed(0)
+    models = [nn.Sequential(nn.Linear(2, 8), activation, nn.Linear(8, 8), activation, nn.Linear(8, 3))
+              for _ in range(3)]
+    template = GraphTemplate.from_module(models[0])
+    params = torch.stack([template.flatten(m.state_dict()) for m in models])
+    coords = torch.rand(5, 2) * 2 - 1
+    architecture = INRArchitecture.from_template(template)
+    with torch.no_grad():
+        expected = torch.stack([m(coords) for m in models])
+    assert torch.allclose(inr_forward(params, coords, architecture), expected, atol=1e-6)
+
+
 def test_bad_configuration() -> None:
     with pytest.raises(ValueError, match="latent_dim"):
         HypernetworkHead(TEMPLATE, 0)
     with pytest.raises(UnsupportedModuleError, match="MLP INRs"):
         HypernetworkHead(GraphTemplate.from_module(small_cnn()), 4)
-    with pytest.raises(UnsupportedModuleError, match="GELU"):
-        HypernetworkHead(GraphTemplate.from_module(nn.Sequential(nn.Linear(2, 4), nn.GELU(), nn.Linear(4, 1))), 4)
+    with pytest.raises(UnsupportedModuleError, match="OTHER"):
+        HypernetworkHead(GraphTemplate.from_module(nn.Sequential(nn.Linear(2, 4), _Snake(), nn.Linear(4, 1))), 4)
     head = HypernetworkHead(TEMPLATE, 4)
     with pytest.raises(ShapeMismatchError, match=r"\[B, 4\]"):
         head(torch.zeros(2, 5))

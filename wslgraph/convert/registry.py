@@ -15,6 +15,7 @@ from torch import nn
 
 from wslgraph.convert.context import ConversionContext, Value, join
 from wslgraph.errors import UnsupportedModuleError
+from wslgraph.graph.activations import ACTIVATIONS
 from wslgraph.graph.vocab import Activation
 from wslgraph.nn.sine import Sine
 
@@ -97,18 +98,10 @@ def _unsupported_norm(name: str, what: str) -> Exception:
                                   "wslgraph supports LayerNorm over the feature dim of a vector (N, C)")
 
 
-#: Activations with a parameter: its name (module attribute and functional keyword) and
-#: torch's default. Module handlers and functional rules both read this table.
-ACTIVATION_PARAMS: dict[Activation, tuple[str, float]] = {
-    Activation.LEAKY_RELU: ("negative_slope", 0.01),
-    Activation.ELU: ("alpha", 1.0),
-    Activation.SOFTPLUS: ("beta", 1.0),
-}
-
-
 def _activation(kind: Activation) -> Handler:
     def handler(ctx: ConversionContext, module: nn.Module, name: str, value: Value) -> Value:
-        param = float(getattr(module, ACTIVATION_PARAMS[kind][0])) if kind in ACTIVATION_PARAMS else 0.0
+        spec = ACTIVATIONS[kind].param
+        param = float(getattr(module, spec[0])) if spec is not None else 0.0
         return ctx.activation(value, kind, param)
 
     return handler
@@ -149,17 +142,6 @@ def adaptive_output(output_size: object, value: Value) -> tuple[int | None, ...]
     return tuple(s if s is not None else old for s, old in zip(sizes, spatial))
 
 
-_ACTIVATIONS = {
-    nn.ReLU: Activation.RELU,
-    nn.LeakyReLU: Activation.LEAKY_RELU,
-    nn.ELU: Activation.ELU,
-    nn.GELU: Activation.GELU,
-    nn.SiLU: Activation.SILU,
-    nn.Tanh: Activation.TANH,
-    nn.Sigmoid: Activation.SIGMOID,
-    nn.Softplus: Activation.SOFTPLUS,
-}
-
 for _type in (nn.Linear,):
     register(_type, _linear)
 for _type in (nn.Conv1d, nn.Conv2d, nn.Conv3d):
@@ -168,8 +150,9 @@ for _type in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
     register(_type, _batch_norm)
 register(nn.LayerNorm, _layer_norm)
 register(nn.GroupNorm, _group_norm)
-for _type, _kind in _ACTIVATIONS.items():
-    register(_type, _activation(_kind))
+for _kind, _spec in ACTIVATIONS.items():
+    if _spec.module is not None:
+        register(_spec.module, _activation(_kind))
 register(Sine, _sine)
 for _type in (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout):
     register(_type, _passthrough)

@@ -17,8 +17,9 @@ from torch import Tensor, fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from wslgraph.convert.context import ConversionContext, Value
-from wslgraph.convert.registry import ACTIVATION_PARAMS, adaptive_output, handler_for
+from wslgraph.convert.registry import adaptive_output, handler_for
 from wslgraph.errors import ShapeInferenceError, TracingError, UnsupportedModuleError
+from wslgraph.graph.activations import ACTIVATIONS
 from wslgraph.graph.layout import GraphLayout
 from wslgraph.graph.vocab import Activation
 
@@ -177,8 +178,8 @@ def _value(arg: Any, name: str) -> Value:
 def _act(kind: Activation) -> Callable[..., Value]:
     def rule(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Value:
         param = 0.0
-        if kind in ACTIVATION_PARAMS:
-            key, default = ACTIVATION_PARAMS[kind]
+        if ACTIVATIONS[kind].param is not None:
+            key, default = ACTIVATIONS[kind].param
             param = float(args[1] if len(args) > 1 else kwargs.get(key, default))
         return ctx.activation(_value(args[0], name), kind, param)
 
@@ -307,18 +308,10 @@ def _functions(*names: str, module: Any = F) -> list[Callable]:
 
 _FUNCTIONS: dict[Any, Callable[..., Any]] = {}
 _METHODS: dict[str, Callable[..., Any]] = {}
-for _kind, _fns, _methods in [
-    (Activation.RELU, [F.relu, F.relu_, torch.relu, torch.relu_], ["relu", "relu_"]),
-    (Activation.LEAKY_RELU, [F.leaky_relu, F.leaky_relu_], []),
-    (Activation.ELU, [F.elu, F.elu_], []),
-    (Activation.GELU, [F.gelu], []),
-    (Activation.SILU, [F.silu], []),
-    (Activation.TANH, [torch.tanh, F.tanh], ["tanh", "tanh_"]),
-    (Activation.SIGMOID, [torch.sigmoid, F.sigmoid], ["sigmoid", "sigmoid_"]),
-    (Activation.SOFTPLUS, [F.softplus], []),
-]:
-    _FUNCTIONS.update(dict.fromkeys(_fns, _act(_kind)))
-    _METHODS.update(dict.fromkeys(_methods, _act(_kind)))
+for _kind, _spec in ACTIVATIONS.items():
+    if _spec.module is not None:
+        _FUNCTIONS.update(dict.fromkeys(_spec.functions, _act(_kind)))
+        _METHODS.update(dict.fromkeys(_spec.methods, _act(_kind)))
 _FUNCTIONS.update(dict.fromkeys([torch.sin], _sin))
 _FUNCTIONS.update(dict.fromkeys(_functions("dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout"),
                                 _passthrough))

@@ -1,6 +1,8 @@
-"""The parameter-graph data structure, architecture templates and batching."""
+"""The parameter-graph data structure, its layout (with the block geometry and flat offsets), batching, and the
+activation vocabulary with its table."""
 
-from wslgraph.graph.layout import EdgeBlock, GraphLayout, NodeGroup, NodeParam, StateEntry
+from wslgraph.graph.activations import ACTIVATIONS, ActivationSpec, apply_activation
+from wslgraph.graph.layout import EdgeBlock, GraphLayout, NodeGroup, NodeParam, StateEntry, common_layout
 from wslgraph.graph.networkx import to_networkx
 from wslgraph.graph.param_graph import ParamGraph
 from wslgraph.graph.transforms import PadEdgeFeatures, collate, common_kernel_grid
@@ -13,6 +15,7 @@ __all__ = [
     "EdgeBlock",
     "NodeParam",
     "StateEntry",
+    "common_layout",
     "PadEdgeFeatures",
     "collate",
     "common_kernel_grid",
@@ -20,6 +23,9 @@ __all__ = [
     "NodeType",
     "EdgeType",
     "Activation",
+    "ACTIVATIONS",
+    "ActivationSpec",
+    "apply_activation",
     "NodeFeature",
     "NUM_NODE_FEATURES",
 ]

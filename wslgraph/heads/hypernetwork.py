@@ -30,14 +30,13 @@ from torch import Tensor, nn
 
 from wslgraph.convert.template import GraphTemplate
 from wslgraph.errors import ShapeMismatchError, UnsupportedModuleError
+from wslgraph.graph.activations import ACTIVATIONS, apply_activation
 from wslgraph.graph.vocab import Activation
 from wslgraph.weightspace import WeightSpaceSpec, from_weight_space, to_weight_space, weight_space_spec
 from wslgraph.zoo.inr import pixel_grid, siren_layer_init
 
 __all__ = ["INRArchitecture", "inr_forward", "HypernetworkHead", "AutoDecoder", "reconstruction_loss",
            "image_targets"]
-
-_ACTIVATIONS = {Activation.IDENTITY, Activation.SINE, Activation.RELU, Activation.TANH}
 
 
 @dataclass(frozen=True)
@@ -56,10 +55,10 @@ class INRArchitecture:
                                          "this template has convolutions")
         groups = template.layout.groups[1:]
         activations = tuple((g.activation, g.activation_param) for g in groups)
-        unsupported = {a.name for a, _ in activations if a not in _ACTIVATIONS}
+        unsupported = {a.name for a, _ in activations if a not in ACTIVATIONS}
         if unsupported:
             raise UnsupportedModuleError(f"INR activations {sorted(unsupported)} are not supported by inr_forward; "
-                                         "use sine, ReLU, tanh or none")
+                                         f"use one of {sorted(a.name for a in ACTIVATIONS)}")
         return cls(template, spec, activations)
 
     @property
@@ -92,13 +91,8 @@ def inr_forward(params: Tensor, coords: Tensor, architecture: INRArchitecture, o
     coords = coords.to(params.dtype)
     h = coords if coords.dim() == 3 else coords.expand(params.shape[0], *coords.shape)
     for (weight, bias), (activation, parameter) in zip(zip(weights, biases), architecture.activations):
-        h = torch.baddbmm(bias[:, 0].unsqueeze(1), h, weight[:, 0].transpose(1, 2))
-        if activation == Activation.SINE:
-            h = torch.sin(parameter * h)
-        elif activation == Activation.RELU:
-            h = torch.relu(h)
-        elif activation == Activation.TANH:
-            h = torch.tanh(h)
+        h = apply_activation(activation, parameter, torch.baddbmm(bias[:, 0].unsqueeze(1), h,
+                                                                   weight[:, 0].transpose(1, 2)))
     return h + output_offset if output_offset else h
 
 

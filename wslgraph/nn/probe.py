@@ -2,38 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from wslgraph.errors import ShapeMismatchError, UnsupportedModuleError
+from wslgraph.graph.activations import apply_activation
 from wslgraph.graph.layout import GraphLayout, batch_layouts, common_layout
-from wslgraph.graph.vocab import Activation, EdgeType
+from wslgraph.graph.vocab import EdgeType
 
 if TYPE_CHECKING:
     from wslgraph.convert.template import GraphTemplate
 
 __all__ = ["ProbeFeatures"]
-
-
-def _activation(kind: Activation, param: float) -> Callable[[Tensor], Tensor]:
-    functions: dict[Activation, Callable[[Tensor], Tensor]] = {
-        Activation.IDENTITY: lambda x: x,
-        Activation.RELU: torch.relu,
-        Activation.LEAKY_RELU: lambda x: nn.functional.leaky_relu(x, param),
-        Activation.ELU: lambda x: nn.functional.elu(x, param),
-        Activation.GELU: nn.functional.gelu,
-        Activation.SILU: nn.functional.silu,
-        Activation.TANH: torch.tanh,
-        Activation.SIGMOID: torch.sigmoid,
-        Activation.SOFTPLUS: lambda x: nn.functional.softplus(x, param),
-        Activation.SINE: lambda x: torch.sin(param * x),
-    }
-    if kind not in functions:
-        raise UnsupportedModuleError(f"probe features cannot evaluate activation {kind.name}")
-    return functions[kind]
 
 
 class ProbeFeatures(nn.Module):
@@ -96,7 +78,7 @@ class ProbeFeatures(nn.Module):
                     rows = edges[:, block.offset:block.offset + group.size * source.shape[1], 0]
                     weight = rows.reshape(num, group.size, source.shape[1])
                     pre = pre + torch.bmm(weight, source)
-            values[index] = _activation(group.activation, group.activation_param)(pre)
+            values[index] = apply_activation(group.activation, group.activation_param, pre, "probe features")
         return torch.cat([values[i] for i in range(len(layout.groups))], dim=1).reshape(-1, self.num_probes)
 
 
