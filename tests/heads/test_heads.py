@@ -149,14 +149,16 @@ def test_hessian_diagnostics_detect_an_ignored_latent_dimension(fitted) -> None:
     assert all(c == float("inf") for c in summary["condition_number"])
 
 
-def test_ift_report_writes_json_and_svg(fitted, tmp_path) -> None:
+def test_ift_report_writes_json_and_figures(fitted, tmp_path) -> None:
     head, z, targets, coords = fitted
     entries = {"l=4, all pixels": spectrum_summary(latent_hessians(head, z, targets, coords, 1e-3)),
                "l=4, 8 pixels": spectrum_summary(latent_hessians(head, z, targets[:, :8], coords[:8], 1e-3))}
     summary = ift_report(entries, tmp_path / "ift")
     assert json.loads((tmp_path / "ift.json").read_text())["l=4, all pixels"]["fraction_full_rank"] == 1.0
     assert len(summary["l=4, 8 pixels"]["median_spectrum"]) == 4
-    assert ET.parse(tmp_path / "ift.svg").getroot().tag.endswith("svg")
+    svg = ET.parse(tmp_path / "ift.svg").getroot()
+    assert svg.tag.endswith("svg") and "l=4, 8 pixels" in "".join(svg.itertext())  # the legend names each series
+    assert (tmp_path / "ift.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_encoder_decoder_mode_reconstructs_and_edits_through_the_latent() -> None:

@@ -17,13 +17,13 @@ from wslgraph.heads.ift import (
     latent_hessians,
     latent_jacobian,
     solve_latents,
+    spectrum_figure,
     spectrum_summary,
-    spectrum_svg,
 )
 
 __all__ = [
     "HypernetworkHead", "AutoDecoder", "INRArchitecture", "inr_forward", "reconstruction_loss", "image_targets",
     "latent_hessians", "spectrum_summary", "solve_latents", "latent_jacobian", "implicit_gradients",
-    "conjugate_gradient", "ift_report", "spectrum_svg", "WeightSpaceAutoencoder", "LatentEditor", "dilate",
+    "conjugate_gradient", "ift_report", "spectrum_figure", "WeightSpaceAutoencoder", "LatentEditor", "dilate",
     "EmbeddingClassifier", "fit_embedding_classifier", "implicit_training_step",
 ]

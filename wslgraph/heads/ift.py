@@ -19,17 +19,21 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 from torch.func import grad, jacrev, vmap
 
 from wslgraph.heads.hypernetwork import HypernetworkHead, reconstruction_loss
-from wslgraph.io import atomic_write_bytes, atomic_write_json
-from wslgraph.plotting import line_plot
+from wslgraph.io import atomic_write_json
+from wslgraph.plotting import line_plot, save_figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["latent_hessians", "spectrum_summary", "solve_latents", "latent_jacobian", "implicit_gradients",
-           "conjugate_gradient", "ift_report", "spectrum_svg"]
+           "conjugate_gradient", "ift_report", "spectrum_figure"]
 
 
 def _single_loss(head: HypernetworkHead, coords: Tensor, latent_reg: float):
@@ -174,16 +178,17 @@ def implicit_gradients(head: HypernetworkHead, z_star: Tensor, targets: Tensor, 
     return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
 
 
-def spectrum_svg(series: dict[str, Sequence[float]], title: str) -> str:
-    """A log-scale plot (SVG text) of sorted eigenvalue magnitudes, largest first, one line per named series."""
+def spectrum_figure(series: dict[str, Sequence[float]], title: str) -> Figure:
+    """A log-scale plot of sorted eigenvalue magnitudes, largest first, one line per named series."""
     ordered = {name: sorted((abs(v) for v in values), reverse=True) for name, values in series.items()}
     return line_plot(ordered, title, xlabel="eigenvalue index (largest first)", ylabel="|eigenvalue|", log_y=True)
 
 
 def ift_report(entries: dict[str, dict], out: str | Path) -> dict:
-    """Write ``out.json`` and ``out.svg`` from named :func:`spectrum_summary` results; return the JSON summary.
+    """Write ``out.json``, ``out.svg`` and ``out.png`` from named :func:`spectrum_summary` results; return the
+    JSON summary.
 
-    The SVG plots the median (over instances) sorted eigenvalue magnitudes of each entry.
+    The figure plots the median (over instances) sorted eigenvalue magnitudes of each entry.
     """
     out = Path(out)
     summary = {name: {k: v for k, v in entry.items() if k not in ("eigenvalues", "condition_number", "rank")}
@@ -194,6 +199,7 @@ def ift_report(entries: dict[str, dict], out: str | Path) -> dict:
         series[name] = eigenvalues.median(dim=0).values.tolist()
         summary[name]["median_spectrum"] = series[name]
     atomic_write_json(out.with_suffix(".json"), summary)
-    atomic_write_bytes(out.with_suffix(".svg"), spectrum_svg(series, "Hessian of the reconstruction loss w.r.t. "
-                                                                      "z: median spectrum").encode())
+    figure = spectrum_figure(series, "Hessian of the reconstruction loss w.r.t. z: median spectrum")
+    for suffix in (".svg", ".png"):
+        save_figure(figure, out.with_suffix(suffix))
     return summary
