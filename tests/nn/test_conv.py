@@ -6,7 +6,7 @@ import torch
 from tests.models import DepthwiseNet, ResidualMLP
 from wslgraph import GraphTemplate
 from wslgraph.nn import EdgeUpdateConv, dense_plan
-from wslgraph.nn.conv import DenseEdgeUpdate, FiLMMessageStats, _sum_of_squares
+from wslgraph.nn.dense import DenseEdgeUpdate, FiLMMessageStats, sum_of_squares
 from wslgraph.zoo import BasicBlock, siren, small_cnn
 
 
@@ -136,7 +136,7 @@ def test_sum_of_squares_in_slices_equals_the_direct_form(axis: int) -> None:
     x = torch.randn(7, 2, 3, 5, 4, dtype=torch.float64)
     # one graph is 960 bytes: slices of 1 graph, of 2 (the last one short) and all 7 at once
     for slice_bytes in (1, 2000, 10**9):
-        torch.testing.assert_close(_sum_of_squares(x, axis, slice_bytes), (x * x).sum(axis), rtol=1e-12, atol=0)
+        torch.testing.assert_close(sum_of_squares(x, axis, slice_bytes), (x * x).sum(axis), rtol=1e-12, atol=0)
 
 def test_loaded_degree_statistic_is_used_and_an_unfitted_one_is_estimated_again() -> None:
     from wslgraph import GraphTemplate

@@ -5,6 +5,7 @@ from wslgraph.baselines.models import (
     BASELINES,
     NFN,
     DWSNet,
+    EquivariantStack,
     FlatMLP,
     StatNN,
     WeightSpaceModel,
@@ -14,5 +15,6 @@ from wslgraph.baselines.models import (
 
 __all__ = [
     "TensorSlot", "weight_space_slots", "WeightSpaceLinear", "invariant_pool",
-    "WeightSpaceModel", "DWSNet", "NFN", "FlatMLP", "StatNN", "statnn_features", "fit_statnn_regressor", "BASELINES",
+    "WeightSpaceModel", "EquivariantStack", "DWSNet", "NFN", "FlatMLP", "StatNN", "statnn_features",
+    "fit_statnn_regressor", "BASELINES",
 ]

@@ -21,8 +21,8 @@ from wslgraph.graph.layout import GraphLayout
 from wslgraph.weightspace import WeightSpaceSpec, batch_params, to_weight_space, weight_space_spec
 from wslgraph.zoo.dataset import RandomHiddenPermutation
 
-__all__ = ["WeightSpaceModel", "DWSNet", "NFN", "FlatMLP", "StatNN", "statnn_features", "fit_statnn_regressor",
-           "BASELINES"]
+__all__ = ["WeightSpaceModel", "EquivariantStack", "DWSNet", "NFN", "FlatMLP", "StatNN", "statnn_features",
+           "fit_statnn_regressor", "BASELINES"]
 
 
 def _mlp(widths: list[int], out_dim: int) -> nn.Sequential:
@@ -118,7 +118,7 @@ class WeightSpaceModel(nn.Module):
         return f"out_dim={self.out_dim}, {built}"
 
 
-class _EquivariantStack(WeightSpaceModel):
+class EquivariantStack(WeightSpaceModel):
     """Weight-space linear layers with ReLU in between, an invariant pool and an MLP head.
 
     With ``set_readout`` the pool is a DeepSets readout: a per-entry
@@ -170,7 +170,7 @@ class _EquivariantStack(WeightSpaceModel):
         return self.head(invariant_pool(features))
 
 
-class DWSNet(_EquivariantStack):
+class DWSNet(EquivariantStack):
     r"""DWSNet (Navon et al., ICML 2023): equivariant layers between the weight and bias spaces of an MLP.
 
     Every affine map weight→weight, weight→bias, bias→weight and bias→bias
@@ -200,7 +200,7 @@ class DWSNet(_EquivariantStack):
                                          "architecture has convolutions. Use NFN or wslgraph's GNNEncoder")
 
 
-class NFN(_EquivariantStack):
+class NFN(EquivariantStack):
     r"""Neural functional networks (Zhou et al., NeurIPS 2023), NP or HNP, for MLPs and CNNs with global pooling.
 
     * ``mode="hnp"``: hidden neurons permutable; input and output neurons fixed

@@ -7,7 +7,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.distributed._functional_collectives import all_reduce as _all_reduce
 
-from wslgraph.nn.conv import _at_least_float32
+from wslgraph.nn.dense import at_least_float32
 
 __all__ = ["GraphBatchNorm"]
 
@@ -61,7 +61,7 @@ class GraphBatchNorm(nn.Module):
         self.running_var.fill_(1.0)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = _at_least_float32(x)  # statistics in float32, as autocast runs batch_norm
+        x = at_least_float32(x)  # statistics in float32, as autocast runs batch_norm
         if not self.training:
             return self._apply_statistics(x, self.running_mean, self.running_var)
         synchronised = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from wslgraph.baselines import BASELINES
 from wslgraph.baselines.equivariant import WeightSpaceLinear, from_canonical
-from wslgraph.baselines.models import FlatMLP, _EquivariantStack
+from wslgraph.baselines.models import EquivariantStack, FlatMLP
 from wslgraph.convert.template import GraphTemplate
 from wslgraph.errors import UnsupportedModuleError
 from wslgraph.graph.layout import common_layout
@@ -94,7 +94,7 @@ class INREditor(nn.Module):
             self.backbone._params(batch)  # build for the architecture
             nn.init.zeros_(self.backbone.mlp[-1].weight)
             nn.init.zeros_(self.backbone.mlp[-1].bias)
-        elif isinstance(self.backbone, _EquivariantStack):
+        elif isinstance(self.backbone, EquivariantStack):
             self.backbone._params(batch)  # build for the architecture
             model = self.backbone
             self.weight_head = WeightSpaceLinear(model.spec, model.hidden, 1, model.permute_io).to(device)
