@@ -12,6 +12,7 @@ convolutions and flatten-linear edges are rejected with a typed error.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from torch import Tensor
@@ -50,7 +51,6 @@ class WeightSpaceSpec:
 
 def weight_space_spec(layout: GraphLayout) -> WeightSpaceSpec:
     """The :class:`WeightSpaceSpec` of a layout, or :class:`UnsupportedModuleError` for non-chains."""
-    offsets = {entry.key: (layout.offsets[entry.key], entry.numel) for entry in layout.state}
     problems = []
     if layout.scalars or any(p.column != NodeFeature.BIAS for p in layout.node_params):
         problems.append("normalisation layers")
@@ -64,8 +64,9 @@ def weight_space_spec(layout: GraphLayout) -> WeightSpaceSpec:
         elif block.dst not in biases:
             problems.append(f"layer {block.key} has no bias")
         else:
-            weights.append(offsets[block.key])
-            bias_keys.append(offsets[biases[block.dst]])
+            weights.append((block.param_offset, math.prod(block.weight_shape)))
+            bias = layout.span(biases[block.dst])
+            bias_keys.append((bias.start, bias.stop - bias.start))
             kernels.append(tuple(block.weight_shape[2:]))
     if len(layout.groups) != len(layout.edge_blocks) + 1:
         problems.append("node groups that are not a chain")
