@@ -14,8 +14,8 @@ import torch
 
 from wslgraph.errors import ManifestError, WSLGraphError
 from wslgraph.runtime import tune_cpu_allocator
+from wslgraph.weightspace.augment import AUGMENT_PRESETS
 from wslgraph.zoo.architectures import ACTIVATIONS
-from wslgraph.zoo.dataset import AUGMENT_PRESETS
 
 __all__ = ["main"]
 

@@ -9,17 +9,17 @@ from torch_geometric.data import Batch
 
 from wslgraph.convert.template import GraphTemplate
 from wslgraph.errors import ShapeMismatchError, UnsupportedModuleError
-from wslgraph.zoo import small_cnn
-from wslgraph.zoo.dataset import (
+from wslgraph.weightspace.augment import (
     Compose,
     GaussianNoise,
     INRAffine,
     RandomHiddenPermutation,
     RandomSignFlip,
     WeightDropout,
-    ZooDataset,
     augmentation,
 )
+from wslgraph.zoo import small_cnn
+from wslgraph.zoo.dataset import ZooDataset
 from wslgraph.zoo.inr import RECIPES, _forward, pixel_grid, render_inrs
 from wslgraph.zoo.jobs import inr_zoo_job
 from wslgraph.zoo.storage import generate_zoo

@@ -19,7 +19,7 @@ from wslgraph.baselines.equivariant import WeightSpaceLinear, invariant_pool, to
 from wslgraph.errors import InvalidGraphError, ShapeMismatchError, UnsupportedModuleError
 from wslgraph.graph.layout import GraphLayout
 from wslgraph.weightspace import WeightSpaceSpec, batch_params, to_weight_space, weight_space_spec
-from wslgraph.zoo.dataset import RandomHiddenPermutation
+from wslgraph.weightspace.augment import RandomHiddenPermutation
 
 __all__ = ["WeightSpaceModel", "EquivariantStack", "DWSNet", "NFN", "FlatMLP", "StatNN", "statnn_features",
            "fit_statnn_regressor", "BASELINES"]

@@ -37,7 +37,8 @@ from wslgraph.nn import ProbeFeatures
 from wslgraph.runtime import peak_rss
 from wslgraph.tasks.editing import EDITABLE, INREditor
 from wslgraph.tasks.loop import TrainConfig, build_model, train
-from wslgraph.zoo.dataset import AUGMENT_PRESETS, ZooDataset
+from wslgraph.weightspace.augment import AUGMENT_PRESETS
+from wslgraph.zoo.dataset import ZooDataset
 from wslgraph.zoo.jobs import inr_zoo_job
 from wslgraph.zoo.storage import generate_zoo
 

@@ -38,7 +38,8 @@ from wslgraph.errors import ManifestError
 from wslgraph.io import atomic_write_bytes, atomic_write_json
 from wslgraph.nn import GNNEncoder, TransformerEncoder
 from wslgraph.tasks.metrics import accuracy, kendall_tau, r2_score
-from wslgraph.zoo.dataset import AUGMENT_PRESETS, Augmentation, ZooDataset, augmentation
+from wslgraph.weightspace.augment import AUGMENT_PRESETS, Augmentation, augmentation
+from wslgraph.zoo.dataset import ZooDataset
 
 __all__ = ["TrainConfig", "MODELS", "TASKS", "build_model", "train", "evaluate", "init_distributed",
            "training_augmentation"]

@@ -3,14 +3,15 @@
 * :mod:`~wslgraph.weightspace.views`: the per-layer view of a chain network's flat parameters
   (:class:`WeightSpaceSpec`, :func:`to_weight_space` / :func:`from_weight_space`) and the flat rows of a batch
   (:func:`batch_params`, which reads the rows a :class:`~wslgraph.zoo.ZooDataset` attached).
-* :mod:`~wslgraph.weightspace.symmetry`: the permutation symmetries of an architecture.
-* :mod:`~wslgraph.weightspace.functional`: the activation table and one batched evaluator of many MLPs of one
-  architecture.
+* :mod:`~wslgraph.weightspace.symmetry`: the symmetries of an architecture (hidden-neuron permutations, sign
+  flips of odd activations).
+* :mod:`~wslgraph.weightspace.augment`: training-time augmentations drawn from them (plus noise, dropout, and the
+  INR's input affine map), on flat parameter rows.
 
 The flat parameter layout itself (offsets, block geometry) is the :class:`~wslgraph.graph.GraphLayout`'s.
 """
 
-from wslgraph.weightspace.symmetry import hidden_permutations, permute_state_dict
+from wslgraph.weightspace.symmetry import hidden_permutations, permute_state_dict, sign_flip_groups
 from wslgraph.weightspace.views import (
     WeightSpaceSpec,
     attach_params,
@@ -21,4 +22,4 @@ from wslgraph.weightspace.views import (
 )
 
 __all__ = ["WeightSpaceSpec", "weight_space_spec", "to_weight_space", "from_weight_space", "batch_params",
-           "attach_params", "hidden_permutations", "permute_state_dict"]
+           "attach_params", "hidden_permutations", "permute_state_dict", "sign_flip_groups"]

@@ -1,10 +1,11 @@
-"""The symmetries of weight space: function-preserving permutations of hidden neurons.
+"""The symmetries of weight space: function-preserving permutations of hidden neurons, and sign flips.
 
 :func:`hidden_permutations` draws a random element of an architecture's
 permutation group (residual ties, normalization groups and grouped
 convolutions kept); :func:`permute_state_dict` applies one to a state dict.
-Augmentation (:mod:`wslgraph.zoo.dataset`), the equivariance tests and the
-editing task's checks all use these.
+:func:`sign_flip_groups` lists the neurons whose sign may flip (odd
+activations). Augmentation (:mod:`wslgraph.weightspace.augment`), the
+equivariance tests and the editing task's checks all use these.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import torch
 from torch import Tensor
 
 from wslgraph.graph.layout import GraphLayout
-from wslgraph.graph.vocab import EdgeType, NodeType
+from wslgraph.graph.vocab import Activation, EdgeType, NodeFeature, NodeType
 
-__all__ = ["hidden_permutations", "permute_state_dict"]
+__all__ = ["hidden_permutations", "permute_state_dict", "sign_flip_groups"]
 
 
 class _UnionFind:
@@ -113,3 +114,29 @@ def permute_state_dict(layout: GraphLayout, state_dict: dict[str, Tensor],
     for param in layout.node_params:
         state[param.key] = state[param.key][perms[param.group]]
     return state
+
+
+def sign_flip_groups(layout: GraphLayout) -> list[tuple[int, list, list, list[str]]]:
+    """The sign symmetries of an architecture: for each hidden group whose neurons may flip sign, ``(size,
+    incoming (key, shape), outgoing (key, shape), bias keys)``.
+
+    A neuron with an odd activation (sine, tanh) computes the same function with its incoming weights and bias
+    negated and its outgoing weights negated (ScaleGMN's sign symmetry). Eligible: hidden groups with a sine or
+    tanh activation, fed and read by Linear or ungrouped convolution weights only, with no normalisation
+    parameters or residual ties.
+    """
+    eligible = []
+    for index, group in enumerate(layout.groups):
+        if group.node_type != NodeType.HIDDEN or group.activation not in (Activation.SINE, Activation.TANH):
+            continue
+        blocks = [b for b in layout.edge_blocks if index in (b.src, b.dst)]
+        params = [p for p in layout.node_params if p.group == index]
+        plain = all(b.kind in (EdgeType.LINEAR, EdgeType.CONV) and b.groups == 1 and b.key is not None
+                    and (b.kind == EdgeType.CONV or not b.kernel_shape) for b in blocks)
+        if not plain or any(p.column != NodeFeature.BIAS for p in params):
+            continue
+        incoming = [(b.key, b.weight_shape) for b in blocks if b.dst == index]
+        outgoing = [(b.key, b.weight_shape) for b in blocks if b.src == index]
+        if incoming and outgoing:
+            eligible.append((group.size, incoming, outgoing, [p.key for p in params]))
+    return eligible

@@ -1,20 +1,20 @@
 """Model zoos: image sources, batched INR fitting, vectorized CNN training, storage, datasets, published formats."""
 
+from wslgraph.weightspace.augment import (
+    AUGMENT_PRESETS,
+    Augmentation,
+    Compose,
+    GaussianNoise,
+    INRAffine,
+    RandomHiddenPermutation,
+    RandomSignFlip,
+    WeightDropout,
+    augmentation,
+)
 from wslgraph.zoo.architectures import BasicBlock, mlp, siren, small_cnn, tiny_resnet
 from wslgraph.zoo.cnn import CNNZooSpec, ZooCNN, train_cnn_zoo
 from wslgraph.zoo.data import ImageSet, load_images
-from wslgraph.zoo.dataset import (
-                                  AUGMENT_PRESETS,
-                                  Augmentation,
-                                  Compose,
-                                  GaussianNoise,
-                                  INRAffine,
-                                  RandomHiddenPermutation,
-                                  RandomSignFlip,
-                                  WeightDropout,
-                                  ZooDataset,
-                                  augmentation,
-)
+from wslgraph.zoo.dataset import ZooDataset
 from wslgraph.zoo.inr import RECIPES, INRFit, INRRecipe, fit_inr_reference, fit_inrs, render_inrs
 from wslgraph.zoo.jobs import cnn_zoo_job, inr_zoo_job
 from wslgraph.zoo.published import load_dws_inrs, load_nfn_sirens, load_small_cnn_zoo
