@@ -13,9 +13,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from wslgraph.errors import ShapeMismatchError
-from wslgraph.heads.hypernetwork import HypernetworkHead, inr_forward
+from wslgraph.heads.hypernetwork import HypernetworkHead
 from wslgraph.weightspace import batch_params
-from wslgraph.zoo.inr import pixel_grid
+from wslgraph.weightspace.functional import inr_forward, pixel_grid
 
 __all__ = ["WeightSpaceAutoencoder", "LatentEditor", "dilate"]
 

@@ -36,10 +36,9 @@ from wslgraph.convert.template import GraphTemplate
 from wslgraph.errors import UnsupportedModuleError
 from wslgraph.graph.layout import common_layout
 from wslgraph.heads.autoencoder import dilate
-from wslgraph.heads.hypernetwork import INRArchitecture, inr_forward
 from wslgraph.nn.encoders import GNNEncoder, GraphEncoderBase, TransformerEncoder
 from wslgraph.weightspace import batch_params, from_weight_space
-from wslgraph.zoo.inr import pixel_grid
+from wslgraph.weightspace.functional import INRArchitecture, inr_forward, pixel_grid
 
 __all__ = ["INREditor", "EDITABLE"]
 

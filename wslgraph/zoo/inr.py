@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from wslgraph.convert.template import GraphTemplate
 from wslgraph.errors import ShapeMismatchError
+from wslgraph.weightspace.functional import pixel_grid, siren_layer_init
 from wslgraph.zoo.architectures import siren
 from wslgraph.zoo.data import ImageSet
 
@@ -112,13 +113,6 @@ class INRFit:
 
 
 # ------------------------------------------------------------------- helpers
-def pixel_grid(height: int, width: int, device: torch.device | None = None) -> Tensor:
-    """Pixel coordinates ``[H * W, 2]`` in ``[-1, 1]``, row-major, ``(row, column)`` per pixel."""
-    rows = torch.linspace(-1, 1, height, device=device)
-    cols = torch.linspace(-1, 1, width, device=device)
-    return torch.stack(torch.meshgrid(rows, cols, indexing="ij"), dim=-1).reshape(-1, 2)
-
-
 def inr_seed(seed: int, index: int) -> int:
     """The initialisation seed of INR ``index`` of a run seeded with ``seed`` (a fixed 63-bit mix)."""
     mixed = (seed * 0x9E3779B97F4A7C15 + index * 0xBF58476D1CE4E5B9 + 0x94D049BB133111EB) % (1 << 64)
@@ -134,26 +128,6 @@ def psnr(mse: Tensor, recipe: INRRecipe) -> Tensor:
 def _widths(recipe: INRRecipe, channels: int) -> list[tuple[int, int]]:
     sizes = [2, *recipe.hidden, channels]
     return list(zip(sizes[:-1], sizes[1:]))
-
-
-def siren_layer_init(sizes: Sequence[int], w0s: Sequence[float], generator: torch.Generator,
-                     first_init: str = "siren", bias_init: str = "torch") -> list[Tensor]:
-    """``[W1, b1, W2, b2, ...]`` of an MLP with widths ``sizes``, SIREN-initialised from ``generator``.
-
-    Layer ``i`` draws ``W ~ U(±sqrt(6/n)/w0s[i])`` (the first ``U(±1/n)`` with
-    ``first_init="siren"``), then its bias (``U(±1/sqrt(n))``, or zeros with
-    ``bias_init="zero"``); ``n`` is the layer's fan-in.
-    """
-    params = []
-    for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        bound = 1 / fan_in if layer == 0 and first_init == "siren" else math.sqrt(6 / fan_in) / w0s[layer]
-        weight = torch.empty(fan_out, fan_in).uniform_(-bound, bound, generator=generator)
-        if bias_init == "zero":
-            bias = torch.zeros(fan_out)
-        else:
-            bias = torch.empty(fan_out).uniform_(-1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in), generator=generator)
-        params += [weight, bias]
-    return params
 
 
 def init_siren_params(recipe: INRRecipe, channels: int, seed: int, index: int) -> list[Tensor]:
