@@ -15,15 +15,27 @@ from wslgraph.zoo.jobs import cnn_zoo_job, inr_zoo_job
 from wslgraph.zoo.storage import generate_zoo
 
 
-def test_kendall_tau_and_r2_by_hand_and_against_scipy() -> None:
-    assert kendall_tau(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([1.0, 3.0, 2.0])) == pytest.approx(1 / 3)
-    assert kendall_tau(torch.arange(5.0), -torch.arange(5.0)) == pytest.approx(-1.0)
-    assert r2_score(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.0])) == 1.0
+@pytest.mark.parametrize("library", [True, False], ids=["scipy-sklearn", "torch"])
+def test_kendall_tau_and_r2_by_hand_and_against_scipy(library) -> None:
+    def tau(x, y, **kw):
+        return kendall_tau(x, y, use_scipy=library, **kw)
+
+    def r2(p, t):
+        return r2_score(p, t, use_sklearn=library)
+
+    assert tau(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([1.0, 3.0, 2.0])) == pytest.approx(1 / 3)
+    assert tau(torch.arange(5.0), -torch.arange(5.0)) == pytest.approx(-1.0)
+    assert math.isnan(tau(torch.ones(4), torch.arange(4.0)))  # a constant side
+    assert r2(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.0])) == 1.0
+    assert r2(torch.tensor([0.0, 0.0, 3.0]), torch.tensor([1.0, 2.0, 3.0])) == pytest.approx(1 - 5 / 2)  # by hand
+    assert math.isnan(r2(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 1.0])))
     stats = pytest.importorskip("scipy.stats")
     generator = torch.Generator().manual_seed(0)
     x = torch.randint(0, 20, (3000,), generator=generator).double()  # many ties
     y = x + torch.randint(0, 10, (3000,), generator=generator)
-    assert kendall_tau(x, y, chunk=700) == pytest.approx(stats.kendalltau(x.numpy(), y.numpy()).statistic, abs=1e-12)
+    assert tau(x, y, chunk=700) == pytest.approx(stats.kendalltau(x.numpy(), y.numpy()).statistic, abs=1e-12)
+    p = y + torch.randn(3000, generator=generator, dtype=torch.float64)
+    assert r2(p, y) == pytest.approx(float(1 - (p - y).square().sum() / (y - y.mean()).square().sum()), abs=1e-12)
 
 
 @pytest.mark.parametrize("name", ["gnn", "dwsnet", "statnn"])
