@@ -132,21 +132,18 @@ def _zoo_cnn(args: argparse.Namespace) -> int:
     return 0
 
 
-def _task_for(dataset: object, task: str) -> str:
-    return task if task != "auto" else ("classification" if dataset.arrays.kind == "inr" else "regression")
-
-
 def _train(args: argparse.Namespace) -> int:
     from wslgraph.io import atomic_write_json
     from wslgraph.tasks import TrainConfig, train
     from wslgraph.tasks.compare import make_model
     from wslgraph.tasks.loop import init_distributed
+    from wslgraph.tasks.task import task_for
     from wslgraph.zoo.dataset import ZooDataset
 
     rank, _ = init_distributed(args.device)
     splits = {s: ZooDataset(args.zoo, s, target=args.target) for s in ("train", "val", "test")}
-    task = _task_for(splits["train"], args.task)
-    out_dim = int(splits["train"].arrays.columns[splits["train"].target].max()) + 1 if task == "classification" else 1
+    chosen = task_for(splits["train"], args.task)
+    task, out_dim = chosen.name, chosen.out_dim(splits["train"])
     options = json.loads(args.options)
     config = TrainConfig(task=task, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          weight_decay=args.weight_decay, patience=args.patience, seed=args.seed, device=args.device,

@@ -168,3 +168,30 @@ def test_the_default_gnn_learns_a_real_zoo_at_the_harness_settings(tmp_path) -> 
     result = train(model, train_set, val_set, config)
     assert result["history"][-1]["train_loss"] < 0.7 * math.log(10)
     assert evaluate(model, train_set, config)["accuracy"] > 0.35  # chance: 0.1
+
+
+def test_task_objects_choose_loss_metric_score_and_output_size(inr_zoo) -> None:
+    from types import SimpleNamespace
+
+    from wslgraph.errors import ZooError
+    from wslgraph.tasks import get_task, task_for
+
+    train_set = ZooDataset(inr_zoo, "train")
+    task = task_for(train_set)  # auto on an INR zoo
+    assert task.name == "classification" and task.metric == "accuracy"
+    assert task.out_dim(train_set) == int(train_set.arrays.columns["label"].max()) + 1 == 10  # MNIST digits
+    logits, labels = torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, 0.0]]), torch.tensor([0, 1, 1])
+    metrics = task.metrics(logits, labels)
+    assert metrics["accuracy"] == pytest.approx(2 / 3)
+    assert metrics["loss"] == pytest.approx(float(torch.nn.functional.cross_entropy(logits, labels)))
+    cnn = SimpleNamespace(arrays=SimpleNamespace(kind="cnn"))
+    assert task_for(cnn).name == "regression" and task_for(cnn).metric == "kendall_tau"
+    with pytest.raises(ZooError, match="editing task needs an INR zoo"):
+        task_for(cnn, "editing")
+    editing = get_task("editing")
+    assert editing.score({"mse": 0.1}) > editing.score({"mse": 0.2})  # lower error, better epoch
+    regression = get_task("regression")
+    assert regression.score(regression.metrics(torch.tensor([[1.0], [2.0], [3.0]]), torch.tensor([1.0, 2.0, 3.0]))) \
+        == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="task must be one of"):
+        get_task("ranking")

@@ -25,6 +25,7 @@ import multiprocessing
 import platform
 import statistics
 import tempfile
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -37,6 +38,7 @@ from wslgraph.nn import ProbeFeatures
 from wslgraph.runtime import peak_rss
 from wslgraph.tasks.editing import EDITABLE, INREditor
 from wslgraph.tasks.loop import TrainConfig, build_model, train
+from wslgraph.tasks.task import TASKS, task_for
 from wslgraph.weightspace.augment import AUGMENT_PRESETS
 from wslgraph.zoo.dataset import ZooDataset
 from wslgraph.zoo.jobs import inr_zoo_job
@@ -47,7 +49,30 @@ DEFAULT_MODELS = [*ENCODERS, *[name for name in BASELINES if name != "mlp-aug"]]
 TRAINING_KEYS = ("lr", "batch_size", "weight_decay", "grad_clip")
 
 
-__all__ = ["DEFAULT_MODELS", "add_arguments", "run_from_args", "compare", "parse_options", "make_model", "run_one"]
+__all__ = ["DEFAULT_MODELS", "BenchOptions", "add_arguments", "run_from_args", "compare", "parse_options",
+           "make_model", "run_one"]
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """What the harness trains and how (the command line's options, checked).
+
+    ``options`` maps a model name to its constructor options, plus the training keys ``lr``, ``batch_size``,
+    ``weight_decay`` and ``grad_clip`` for that model alone. ``markdown`` defaults to ``json`` with ``.md``.
+    """
+
+    models: tuple[str, ...] = tuple(DEFAULT_MODELS)
+    options: dict[str, dict[str, object]] = field(default_factory=dict)
+    seeds: int = 3
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 2e-3
+    device: str = "cpu"
+    augment: str = "none"
+    task: str = "auto"
+    json: Path = Path("benchmarks/results/compare.json")
+    markdown: Path | None = None
+    quick: bool = False
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,7 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--augment", default="none", choices=AUGMENT_PRESETS,
                         help="training-time augmentation for every model: none (default), auto (inr for INR "
                              "classification, else none), permutation, inr")
-    parser.add_argument("--task", default="auto", choices=["auto", "classification", "regression", "editing"],
+    parser.add_argument("--task", default="auto", choices=["auto", *TASKS],
                         help="auto: classification for INR zoos, regression (Kendall's tau) for CNN zoos; editing: "
                              "per-weight deltas that make each INR render its 3x3 dilation (pixel MSE)")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/compare.json"))
@@ -75,23 +100,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
     """Check the parsed options (``parser.error`` on bad ones) and run :func:`compare`."""
     try:
-        args.options = parse_options(args.option)
+        options = parse_options(args.option)
     except ValueError as error:
         parser.error(str(error))
     unknown = sorted({name for name in args.models if name.removesuffix("-probe") not in ("gnn", "transformer")
                       and name not in BASELINES})
     if unknown:
         parser.error(f"unknown models {unknown}; choose from {DEFAULT_MODELS + ['mlp-aug']}")
+    bench = BenchOptions(tuple(args.models), options, args.seeds, args.epochs, args.batch_size, args.lr, args.device,
+                         args.augment, args.task, Path(args.json), args.markdown and Path(args.markdown), args.quick)
     if args.quick:
         with tempfile.TemporaryDirectory(prefix="wslgraph-compare-") as folder:
             zoo = Path(folder) / "zoo"
             generate_zoo(zoo, inr_zoo_job("mnist5k", train_images=48, test_images=16, shard_size=64, steps=30),
                          progress=False)
-            args.seeds, args.epochs = 1, 1
-            return compare(args, zoo)
+            return compare(zoo, replace(bench, seeds=1, epochs=1))
     if args.zoo is None:
         parser.error("--zoo is required unless --quick")
-    return compare(args, args.zoo)
+    return compare(args.zoo, bench)
 
 
 def parse_options(items: list[str]) -> dict[str, dict[str, object]]:
@@ -155,15 +181,16 @@ def run_one(job: dict) -> dict:
     return result
 
 
-def compare(args: argparse.Namespace, zoo: Path) -> dict:
+def compare(zoo: Path, args: BenchOptions | None = None) -> dict:
     """Train every model in ``args.models`` on ``zoo``, write the table and JSON, and return the report."""
+    args = args or BenchOptions()
     splits = {s: ZooDataset(zoo, s) for s in ("train", "val", "test")}
     kind = splits["train"].arrays.kind
-    task = args.task if args.task != "auto" else ("classification" if kind == "inr" else "regression")
-    if task == "editing" and kind != "inr":
-        raise ZooError(f"{zoo} is a {kind} zoo; the editing task needs an INR zoo")
-    metric = {"classification": "accuracy", "regression": "kendall_tau", "editing": "mse"}[task]
-    out_dim = int(splits["train"].arrays.columns[splits["train"].target].max()) + 1 if task == "classification" else 1
+    try:
+        chosen = task_for(splits["train"], args.task)
+    except ZooError as error:
+        raise ZooError(f"{zoo}: {error}") from None
+    task, metric, out_dim = chosen.name, chosen.metric, chosen.out_dim(splits["train"])
     print(f"zoo {zoo}: {kind}, {len(splits['train'])}/{len(splits['val'])}/{len(splits['test'])} models; task {task}; "
           f"{args.epochs} epochs x {args.seeds} seeds per model; augment {args.augment}; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, device {args.device}")

@@ -28,8 +28,7 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
-from torch import Tensor, nn
-from torch.nn import functional as F
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
@@ -37,7 +36,7 @@ from wslgraph.baselines import BASELINES
 from wslgraph.errors import ManifestError
 from wslgraph.io import atomic_write_bytes, atomic_write_json
 from wslgraph.nn import GNNEncoder, TransformerEncoder
-from wslgraph.tasks.metrics import accuracy, kendall_tau, r2_score
+from wslgraph.tasks.task import TASKS, get_task
 from wslgraph.weightspace.augment import AUGMENT_PRESETS, Augmentation, augmentation
 from wslgraph.zoo.dataset import ZooDataset
 
@@ -45,7 +44,6 @@ __all__ = ["TrainConfig", "MODELS", "TASKS", "build_model", "train", "evaluate",
            "training_augmentation"]
 
 MODELS = {"gnn": GNNEncoder, "transformer": TransformerEncoder, **BASELINES}
-TASKS = ("classification", "regression", "editing")
 
 
 def build_model(name: str, out_dim: int, **options: object) -> nn.Module:
@@ -60,9 +58,10 @@ class TrainConfig:
     """Training settings.
 
     Args:
-        task: ``"classification"`` (cross-entropy; metric: accuracy),
-            ``"regression"`` (MSE; metric: Kendall's tau) or ``"editing"``
-            (the model returns each input's loss, e.g.
+        task: A task name in :data:`~wslgraph.tasks.task.TASKS` (a string, so
+            the config stays JSON): ``"classification"`` (cross-entropy;
+            metric: accuracy), ``"regression"`` (MSE; metric: Kendall's tau)
+            or ``"editing"`` (the model returns each input's loss, e.g.
             :class:`~wslgraph.tasks.editing.INREditor`; metric: its mean, ``mse``).
         epochs: Maximum epochs.
         batch_size: Graphs per step.
@@ -102,8 +101,7 @@ class TrainConfig:
     augment: str = "none"
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        get_task(self.task)  # a known task name
         if self.augment not in AUGMENT_PRESETS:
             raise ValueError(f"augment must be one of {AUGMENT_PRESETS}, got {self.augment!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
@@ -130,14 +128,6 @@ def _world() -> tuple[int, int]:
     return 0, 1
 
 
-def _loss(output: Tensor, target: Tensor, task: str) -> Tensor:
-    if task == "editing":  # the model returns each input's loss (wslgraph.tasks.editing.INREditor)
-        return output.mean()
-    if task == "classification":
-        return F.cross_entropy(output, target.long())
-    return F.mse_loss(output.squeeze(-1), target.float())
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset: ZooDataset, config: TrainConfig) -> dict:
     """Loss and task metrics of ``model`` on a dataset (eval mode), plus inference graphs/s."""
@@ -149,29 +139,15 @@ def evaluate(model: nn.Module, dataset: ZooDataset, config: TrainConfig) -> dict
         targets.append(batch.y.cpu())
     seconds = time.perf_counter() - start
     output, target = torch.cat(outputs), torch.cat(targets)
-    metrics = {"loss": float(_loss(output, target, config.task)), "graphs_per_s": len(target) / seconds}
-    if config.task == "editing":
-        metrics["mse"] = float(output.mean())
-    elif config.task == "classification":
-        metrics["accuracy"] = accuracy(output, target)
-    else:
-        prediction = output.squeeze(-1)
-        metrics["kendall_tau"] = kendall_tau(prediction, target)
-        metrics["r2"] = r2_score(prediction, target)
-    return metrics
-
-
-def _score(metrics: dict, task: str) -> float:
-    if task == "editing":
-        return -metrics["mse"]
-    return metrics["accuracy"] if task == "classification" else metrics["kendall_tau"]
+    return {**get_task(config.task).metrics(output, target), "graphs_per_s": len(target) / seconds}
 
 
 def training_augmentation(config: TrainConfig, train_set: ZooDataset) -> Augmentation | None:
     """The augmentation ``config.augment`` names for ``train_set`` (``"auto"`` resolved; see :class:`TrainConfig`)."""
     preset = config.augment
     if preset == "auto":
-        preset = "inr" if config.task == "classification" and train_set.arrays.kind == "inr" else "none"
+        classification = get_task(config.task).name == "classification"
+        preset = "inr" if classification and train_set.arrays.kind == "inr" else "none"
     return augmentation(preset, train_set.arrays.layout, config.seed)
 
 
@@ -255,6 +231,7 @@ def train(model: nn.Module, train_set: ZooDataset, val_set: ZooDataset, config: 
     augment = train_set.augment or training_augmentation(config, train_set)
     if augment is not train_set.augment:
         train_set = train_set.with_augment(augment)
+    task = get_task(config.task)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(train_set.len() / config.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config, config.epochs * steps_per_epoch))
@@ -289,7 +266,7 @@ def train(model: nn.Module, train_set: ZooDataset, val_set: ZooDataset, config: 
                                     world_size=world)
         for batch in tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch}", leave=False,
                           disable=not config.progress or rank != 0):
-            loss = _loss(runner(batch), batch.y, config.task)
+            loss = task.loss(runner(batch), batch.y)
             optimizer.zero_grad()
             loss.backward()
             if config.grad_clip:
@@ -307,7 +284,7 @@ def train(model: nn.Module, train_set: ZooDataset, val_set: ZooDataset, config: 
         row = {"epoch": epoch, "train_loss": total / count, "seconds": seconds,
                **{f"val_{k}": v for k, v in val.items()}}
         history.append(row)
-        score = _score(val, config.task)
+        score = task.score(val)
         if score > best_score:
             best_score, best_epoch, stale = score, epoch, 0
             best_bytes, _ = _state_bytes(model)
