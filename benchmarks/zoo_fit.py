@@ -6,9 +6,13 @@ all in this process:
 1. ``fit_inr_reference``: one ``nn.Module`` + ``torch.optim.Adam`` per image,
    a Python loop (the per-model baseline);
 2. ``fit_inrs`` eager (stacked parameters, hand-written backward, stacked Adam);
-3. ``fit_inrs(compile=True)`` (the same step through ``torch.compile``).
+3. ``fit_inrs(compile=True)`` (the same step through ``torch.compile``);
 
-It prints INRs/s of each, the ratios to the loop, the matrix-product FLOP rate
+and, for the idiom a user would write instead, ``torch.func`` (``stack_module_state`` +
+``vmap(grad(loss))`` over ``functional_call`` + ``torch.optim.Adam(foreach=True)``), eager and compiled, against
+``fit_inrs`` with early stopping off (the idiom has none), so both do the same INR-steps.
+
+It prints INRs/s of each, the ratios to the loop and to the idiom, the matrix-product FLOP rate
 of the batched fitter as a fraction of a same-run 2048x2048 sgemm, and the PSNR
 distribution of the fitted INRs, and writes JSON.
 
@@ -21,15 +25,50 @@ On CUDA all three run on the GPU and the sgemm is a 4096x4096 float32 product
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 from pathlib import Path
 
 import torch
 from timing import best_time  # benchmarks/timing.py (the script's folder is on sys.path)
+from torch.func import functional_call, grad, stack_module_state, vmap
 
 from wslgraph.io import atomic_write_json
+from wslgraph.weightspace import pixel_grid
+from wslgraph.zoo import siren
 from wslgraph.zoo.data import load_images
-from wslgraph.zoo.inr import RECIPES, fit_flops_per_step, fit_inr_reference, fit_inrs
+from wslgraph.zoo.inr import RECIPES, INRRecipe, fit_flops_per_step, fit_inr_reference, fit_inrs, init_siren_params
+
+
+def fit_torch_func(images: torch.Tensor, recipe: INRRecipe, steps: int, compile: bool, device: torch.device
+                   ) -> dict[str, torch.Tensor]:
+    """The torch.func idiom: stacked module state, ``vmap(grad(loss))``, foreach Adam; same inits as fit_inrs."""
+    count, channels, height, width = images.shape
+    models = []
+    for index in range(count):
+        model = siren(2, recipe.hidden, channels, recipe.w0)
+        with torch.no_grad():
+            for parameter, value in zip(model.parameters(), init_siren_params(recipe, channels, 0, index)):
+                parameter.copy_(value)
+        models.append(model.to(device))
+    params, buffers = stack_module_state(models)
+    base = copy.deepcopy(models[0]).to("meta")
+    coords = pixel_grid(height, width, device)
+    low, high = recipe.target_range
+    targets = (images.to(device).float().flatten(2).transpose(1, 2) * (high - low) + low).contiguous()
+
+    def loss(p: dict, b: dict, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return (functional_call(base, (p, b), (x,)) + recipe.output_offset - target).square().mean()
+
+    gradients = vmap(grad(loss), in_dims=(0, 0, None, 0))
+    if compile:
+        gradients = torch.compile(gradients)
+    optimizer = torch.optim.Adam(params.values(), lr=recipe.lr, foreach=True)
+    for _ in range(steps):
+        for name, g in gradients(params, buffers, coords, targets).items():
+            params[name].grad = g
+        optimizer.step()
+    return params
 
 
 def sgemm_rate(device: torch.device) -> float:
@@ -76,15 +115,36 @@ def main() -> None:
         fits[compile] = fit
         rows.append({"method": "batched, compiled" if compile else "batched, eager", "inrs": count,
                      "seconds": seconds, "inr_steps": int(fit.steps.sum())})
+    idiom = []
+    for compile in (False, True):
+        fit_torch_func(images.images, recipe, 2, compile, device)  # warm-up (compilation, same shapes)
+        fit_inrs(images[:args.chunk_size], recipe, steps=2, chunk_size=args.chunk_size, compile=compile,
+                 device=device, progress=False, early_stop_psnr=None)
+        for method in ("torch.func idiom", "batched, no early stop"):
+            start = time.perf_counter()
+            if method == "torch.func idiom":
+                fit_torch_func(images.images, recipe, steps, compile, device)
+            else:
+                fit_inrs(images, recipe, steps=steps, chunk_size=args.chunk_size, compile=compile, device=device,
+                         progress=False, early_stop_psnr=None)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            idiom.append({"method": f"{method}, {'compiled' if compile else 'eager'}", "inrs": count,
+                          "seconds": time.perf_counter() - start, "inr_steps": count * steps})
+    rows += idiom
     for row in rows:
         row["inrs_per_s"] = row["inrs"] / row["seconds"]
         row["inr_steps_per_s"] = row["inr_steps"] / row["seconds"]
         row["gflops"] = row["inr_steps_per_s"] * flops / 1e9
         row["fraction_of_sgemm"] = row["gflops"] * 1e9 / sgemm
         row["speedup_vs_loop"] = row["inr_steps_per_s"] / rows[0]["inr_steps_per_s"]
-        print(f"{row['method']:<18} {row['inrs']:>5} INRs in {row['seconds']:7.2f} s: {row['inrs_per_s']:8.2f} "
+        print(f"{row['method']:<34} {row['inrs']:>5} INRs in {row['seconds']:7.2f} s: {row['inrs_per_s']:8.2f} "
               f"INRs/s, {row['inr_steps_per_s']:9.0f} INR-steps/s, {row['gflops']:5.1f} GFLOP/s "
               f"({100 * row['fraction_of_sgemm']:4.1f} % of sgemm), {row['speedup_vs_loop']:5.1f}x the loop")
+    versus_idiom = {mode: idiom[2 * i + 1]["inr_steps_per_s"] / idiom[2 * i]["inr_steps_per_s"]
+                    for i, mode in enumerate(("eager", "compiled"))}
+    print("fit_inrs vs the torch.func idiom (same INR-steps, no early stopping): "
+          + ", ".join(f"{mode} {ratio:.2f}x" for mode, ratio in versus_idiom.items()))
     psnr = fits[True].psnr
     quantiles = torch.quantile(psnr, torch.tensor([0.0, 0.1, 0.5, 0.9, 1.0])).tolist()
     stopped = float((fits[True].steps < steps).float().mean())
@@ -95,8 +155,8 @@ def main() -> None:
               "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
               "recipe": recipe.to_dict(), "steps": steps,
               "torch": torch.__version__, "threads": torch.get_num_threads(), "sgemm_gflops": sgemm / 1e9,
-              "flops_per_inr_step": flops, "methods": rows, "psnr_quantiles": dict(zip(
-                  ["min", "p10", "median", "p90", "max"], quantiles)), "stopped_early": stopped}
+              "flops_per_inr_step": flops, "methods": rows, "versus_torch_func_idiom": versus_idiom,
+              "psnr_quantiles": dict(zip(["min", "p10", "median", "p90", "max"], quantiles)), "stopped_early": stopped}
     atomic_write_json(args.json, report)
     print(f"wrote {args.json}")
 

@@ -59,7 +59,11 @@ def test_nn_benchmarks_quick(tmp_path: Path, script: str, keys: list[str]) -> No
 def test_zoo_fit_benchmark_quick(tmp_path: Path) -> None:
     result, report = _run_quick("zoo_fit.py", tmp_path)
     methods = {row["method"]: row for row in report["methods"]}
-    assert set(methods) == {"per-model loop", "batched, eager", "batched, compiled"}
+    assert set(methods) == {"per-model loop", "batched, eager", "batched, compiled", "torch.func idiom, eager",
+                            "torch.func idiom, compiled", "batched, no early stop, eager",
+                            "batched, no early stop, compiled"}
+    assert set(report["versus_torch_func_idiom"]) == {"eager", "compiled"}
+    assert all(ratio > 0 for ratio in report["versus_torch_func_idiom"].values())
     for row in methods.values():
         assert row["inr_steps_per_s"] > 0 and 0 < row["fraction_of_sgemm"] < 1
     assert methods["batched, eager"]["speedup_vs_loop"] > 1  # batching beats the loop even in the quick mode

@@ -20,8 +20,7 @@ from wslgraph.errors import (
 from wslgraph.graph import ParamGraph, collate, to_networkx
 from wslgraph.nn.backend import get_scatter_backend, set_scatter_backend
 from wslgraph.runtime import tune_cpu_allocator
-
-__version__ = "0.1.0"
+from wslgraph.version import __version__
 
 __all__ = [
     "ParamGraph",

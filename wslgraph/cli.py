@@ -22,7 +22,7 @@ __all__ = ["main"]
 
 def _demo(args: argparse.Namespace) -> int:
     """Conversion round trips, an INR zoo from real digits, three models trained on it, a table and figures."""
-    from wslgraph import to_graph, to_state_dict
+    from wslgraph.convert import to_graph, to_state_dict
     from wslgraph.plotting import draw_graph, image_grid, line_plot, save_figure
     from wslgraph.tasks import TrainConfig, build_model, train
     from wslgraph.zoo import BasicBlock, siren, small_cnn
@@ -224,8 +224,7 @@ def _mlp_from_checkpoint(path: Path, activation: str, in_features: int, w0: floa
 
 def _convert(args: argparse.Namespace) -> int:
     """A network (module:factory [+ checkpoint], a bare MLP checkpoint, or a saved graph) as a parameter graph."""
-    from wslgraph import load_graph, save_graph, to_graph, to_state_dict
-    from wslgraph.convert import is_graph_file, load_model
+    from wslgraph.convert import is_graph_file, load_graph, load_model, save_graph, to_graph, to_state_dict
     from wslgraph.plotting import FORMATS, draw_graph, save_figure
 
     if args.picture and Path(args.picture).suffix.lower().lstrip(".") not in FORMATS:
@@ -276,9 +275,8 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="wslgraph", description="Weight-space learning on parameter graphs.")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    """``wslgraph demo``."""
     demo = sub.add_parser("demo", help="convert models, build an INR zoo from MNIST-5k, train GNNEncoder, DWSNet and "
                                        "NFN on it, print a table, save figures",
                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -287,6 +285,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--out", default="demo-output", help="figures and training runs")
     demo.add_argument("--cache", default=".wslgraph-cache", help="where the demo zoo is kept between runs")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.set_defaults(handler=_demo)
+
+
+def _add_convert(sub: argparse._SubParsersAction) -> None:
+    """``wslgraph convert``."""
     convert = sub.add_parser("convert", help="convert a network to a parameter graph: summary, picture, saved graph",
                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     convert.add_argument("model", help="MODULE:FACTORY (e.g. wslgraph.zoo:small_cnn or models.py:build), a bare MLP "
@@ -303,11 +306,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     convert.add_argument("--picture", default=None, help="write a drawing of the graph here (.png, .svg or .pdf)")
     convert.add_argument("--save", default=None, help="write the graph here (safetensors; wslgraph.load_graph)")
     convert.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    convert.set_defaults(handler=_convert)
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    """``wslgraph bench`` (its options are the harness's, shared with ``benchmarks/compare.py``)."""
     bench = sub.add_parser("bench", help="train wslgraph's encoders and the peers on one zoo with one budget; "
                                          "markdown table + JSON",
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     from wslgraph.tasks.compare import add_arguments
+
     add_arguments(bench)
+    bench.set_defaults(handler=_bench, parser=bench)
+
+
+def _add_zoo(sub: argparse._SubParsersAction) -> None:
+    """``wslgraph zoo inr|cnn|merge|info``."""
     zoo = sub.add_parser("zoo", help="generate, merge and inspect model zoos")
     zoo_sub = zoo.add_subparsers(dest="zoo_command", required=True)
     inr = zoo_sub.add_parser("inr", help="fit SIRENs to images (resumable; sharded across processes)",
@@ -346,11 +360,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         command.add_argument("--rank", type=int, default=None, help="this process's rank (default: $RANK or 0)")
         command.add_argument("--world-size", type=int, default=None, help="processes (default: $WORLD_SIZE or 1)")
         command.add_argument("--quiet", action="store_true", help="no progress bars or summary")
+    inr.set_defaults(handler=_zoo_inr)
+    cnn.set_defaults(handler=_zoo_cnn)
     merge = zoo_sub.add_parser("merge", help="write manifest.json once every shard of a sharded run exists")
     merge.add_argument("root")
     merge.add_argument("--quiet", action="store_true")
+    merge.set_defaults(handler=_zoo_merge)
     info = zoo_sub.add_parser("info", help="summarise a zoo folder")
     info.add_argument("root")
+    info.set_defaults(handler=_zoo_info)
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    """``wslgraph train``."""
     trainer = sub.add_parser("train", help="train an encoder or a peer on a zoo (resumable; runs under torchrun)",
                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     trainer.add_argument("zoo", help="zoo folder (wslgraph zoo inr/cnn)")
@@ -375,21 +397,37 @@ def main(argv: Sequence[str] | None = None) -> int:
                               "noise)")
     trainer.add_argument("--device", default="cpu")
     trainer.add_argument("--quiet", action="store_true")
+    trainer.set_defaults(handler=_train)
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    """``wslgraph eval``."""
     evaluator = sub.add_parser("eval", help="evaluate a trained run's best weights on a zoo split")
     evaluator.add_argument("run", help="run folder written by wslgraph train")
     evaluator.add_argument("--zoo", default=None, help="zoo folder (default: the run's)")
     evaluator.add_argument("--split", default="test", choices=["train", "val", "test"])
     evaluator.add_argument("--batch-size", type=int, default=64)
     evaluator.add_argument("--device", default="cpu")
+    evaluator.set_defaults(handler=_eval)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``wslgraph`` command line: one sub-command per ``_add_*`` function."""
+    parser = argparse.ArgumentParser(prog="wslgraph", description="Weight-space learning on parameter graphs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_demo, _add_convert, _add_bench, _add_zoo, _add_train, _add_eval):
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "zoo":
-        handler = {"inr": _zoo_inr, "cnn": _zoo_cnn, "merge": _zoo_merge, "info": _zoo_info}[args.zoo_command]
-    else:
-        handler = {"demo": _demo, "train": _train, "eval": _eval, "convert": _convert, "bench": _bench}[args.command]
-    args.parser = {"bench": bench}.get(args.command, parser)
+    if getattr(args, "parser", None) is None:
+        args.parser = parser  # where a handler reports a bad option (exit code 2)
     tune_cpu_allocator()  # our own process: reuse freed memory (see wslgraph.runtime)
     try:
-        return handler(args)
+        return args.handler(args)
     except WSLGraphError as error:
         print(f"wslgraph: error: {error}", file=sys.stderr)
         return 2

@@ -31,9 +31,10 @@ from wslgraph.heads import (
     spectrum_summary,
 )
 from wslgraph.nn import GNNEncoder
+from wslgraph.weightspace import pixel_grid
 from wslgraph.zoo import siren, small_cnn
 from wslgraph.zoo.data import load_images
-from wslgraph.zoo.inr import fit_inrs, pixel_grid
+from wslgraph.zoo.inr import fit_inrs
 
 TEMPLATE = GraphTemplate.from_module(siren(hidden=(16, 16)))
 

@@ -9,6 +9,7 @@ from torch_geometric.data import Batch
 
 from wslgraph.convert.template import GraphTemplate
 from wslgraph.errors import ShapeMismatchError, UnsupportedModuleError
+from wslgraph.weightspace import pixel_grid
 from wslgraph.weightspace.augment import (
     Compose,
     GaussianNoise,
@@ -20,7 +21,7 @@ from wslgraph.weightspace.augment import (
 )
 from wslgraph.zoo import small_cnn
 from wslgraph.zoo.dataset import ZooDataset
-from wslgraph.zoo.inr import RECIPES, _forward, pixel_grid, render_inrs
+from wslgraph.zoo.inr import RECIPES, _forward, render_inrs
 from wslgraph.zoo.jobs import inr_zoo_job
 from wslgraph.zoo.storage import generate_zoo
 

@@ -17,7 +17,7 @@ from wslgraph.convert.context import ConversionContext, Value, join
 from wslgraph.errors import UnsupportedModuleError
 from wslgraph.graph.activations import ACTIVATIONS
 from wslgraph.graph.vocab import Activation
-from wslgraph.nn.sine import Sine
+from wslgraph.layers import Sine
 
 __all__ = ["Handler", "register", "handler_for"]
 

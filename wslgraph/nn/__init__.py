@@ -1,5 +1,6 @@
 """Neural-network building blocks for weight-space learning."""
 
+from wslgraph.layers import Sine
 from wslgraph.nn.backend import WITH_TORCH_SCATTER, get_scatter_backend, scatter, set_scatter_backend
 from wslgraph.nn.conv import AGGREGATORS, SCALERS, EdgeUpdateConv
 from wslgraph.nn.dense import DensePlan, dense_plan
@@ -8,7 +9,6 @@ from wslgraph.nn.encodings import EdgeEncoder, FourierFeatures, NodeEncoder, Par
 from wslgraph.nn.norm import GraphBatchNorm
 from wslgraph.nn.probe import ProbeFeatures
 from wslgraph.nn.readout import InvariantReadout
-from wslgraph.nn.sine import Sine
 from wslgraph.nn.transformer import RelationalAttention
 
 __all__ = [

@@ -30,15 +30,15 @@ from pathlib import Path
 
 import torch
 
-from wslgraph import __version__, tune_cpu_allocator
 from wslgraph.baselines import BASELINES
 from wslgraph.errors import UnsupportedModuleError, ZooError
 from wslgraph.io import atomic_write_bytes, atomic_write_json
 from wslgraph.nn import ProbeFeatures
-from wslgraph.runtime import peak_rss
+from wslgraph.runtime import peak_rss, tune_cpu_allocator
 from wslgraph.tasks.editing import EDITABLE, INREditor
 from wslgraph.tasks.loop import TrainConfig, build_model, train
 from wslgraph.tasks.task import TASKS, task_for
+from wslgraph.version import __version__
 from wslgraph.weightspace.augment import AUGMENT_PRESETS
 from wslgraph.zoo.dataset import ZooDataset
 from wslgraph.zoo.jobs import inr_zoo_job

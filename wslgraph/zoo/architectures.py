@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from wslgraph.nn.sine import Sine
+from wslgraph.layers import Sine
 
 __all__ = ["mlp", "siren", "small_cnn", "BasicBlock", "tiny_resnet", "ACTIVATIONS"]
 

@@ -32,8 +32,8 @@ from wslgraph.weightspace.functional import pixel_grid, siren_layer_init
 from wslgraph.zoo.architectures import siren
 from wslgraph.zoo.data import ImageSet
 
-__all__ = ["INRRecipe", "RECIPES", "INRFit", "fit_inrs", "fit_inr_reference", "render_inrs", "pixel_grid",
-           "init_siren_params", "siren_layer_init", "inr_seed", "psnr", "fit_flops_per_step"]
+__all__ = ["INRRecipe", "RECIPES", "resolve_recipe", "INRFit", "fit_inrs", "fit_inr_reference", "render_inrs",
+           "init_siren_params", "inr_seed", "psnr", "fit_flops_per_step"]
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,18 @@ RECIPES: dict[str, INRRecipe] = {
     "nfn": INRRecipe("nfn", first_init="siren", bias_init="torch", output_offset=0.0, target_range=(-1.0, 1.0),
                      lr=5e-4, steps=1000, early_stop_psnr=None),
 }
+
+
+def resolve_recipe(recipe: str | INRRecipe, **overrides: object) -> INRRecipe:
+    """A recipe by name (of :data:`RECIPES`) or as given, with ``overrides`` (field values) applied."""
+    if isinstance(recipe, str):
+        if recipe not in RECIPES:
+            raise ValueError(f"unknown INR recipe {recipe!r}; choose one of {sorted(RECIPES)} or pass an INRRecipe")
+        recipe = RECIPES[recipe]
+    unknown = sorted(set(overrides) - set(INRRecipe.__dataclass_fields__))
+    if unknown:
+        raise ValueError(f"unknown recipe fields {unknown}; INRRecipe has {sorted(INRRecipe.__dataclass_fields__)}")
+    return replace(recipe, **overrides) if overrides else recipe
 
 
 @dataclass
@@ -273,9 +285,7 @@ def fit_inrs(images: Tensor | ImageSet, recipe: str | INRRecipe = "dws", *, seed
     Returns:
         An :class:`INRFit` with the parameters, PSNRs and steps of every INR.
     """
-    recipe = RECIPES[recipe] if isinstance(recipe, str) else recipe
-    if overrides:
-        recipe = replace(recipe, **overrides)
+    recipe = resolve_recipe(recipe, **overrides)
     labels = images.labels if isinstance(images, ImageSet) else None
     pixels = images.images if isinstance(images, ImageSet) else images
     if not isinstance(pixels, Tensor) or pixels.dim() != 4 or pixels.shape[0] == 0:
@@ -355,7 +365,7 @@ def _fit_chunk(params: list[Tensor], coords: Tensor, targets: Tensor, recipe: IN
 
 def render_inrs(params: Tensor, recipe: str | INRRecipe, image_shape: tuple[int, int, int]) -> Tensor:
     """Evaluate INRs (flat parameters ``[N, P]``) on the pixel grid: images ``[N, C, H, W]`` in ``[0, 1]``."""
-    recipe = RECIPES[recipe] if isinstance(recipe, str) else recipe
+    recipe = resolve_recipe(recipe)
     channels, height, width = image_shape
     shapes = [shape for fan_in, fan_out in _widths(recipe, channels) for shape in ((fan_out, fan_in), (fan_out,))]
     sizes = [math.prod(s) for s in shapes]
@@ -377,9 +387,7 @@ def fit_inr_reference(image: Tensor, recipe: str | INRRecipe = "dws", *, seed: i
     against; same recipe, same initialisation (``inr_seed(seed, index)``).
     Returns the flat parameters (on CPU), the final PSNR and the steps taken.
     """
-    recipe = RECIPES[recipe] if isinstance(recipe, str) else recipe
-    if overrides:
-        recipe = replace(recipe, **overrides)
+    recipe = resolve_recipe(recipe, **overrides)
     channels, height, width = image.shape
     module = siren(2, recipe.hidden, channels, recipe.w0)
     with torch.no_grad():

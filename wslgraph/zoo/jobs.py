@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 from torch import Tensor
 
@@ -11,7 +9,7 @@ from wslgraph.convert.template import GraphTemplate
 from wslgraph.zoo.architectures import siren
 from wslgraph.zoo.cnn import ACTIVATIONS, INITS, OPTIMIZERS, CNNZooSpec, ZooCNN, train_cnn_zoo
 from wslgraph.zoo.data import ImageSet, load_images
-from wslgraph.zoo.inr import RECIPES, INRRecipe, fit_inrs
+from wslgraph.zoo.inr import INRRecipe, fit_inrs, resolve_recipe
 from wslgraph.zoo.storage import SPLIT_CODES, ZooJob
 
 __all__ = ["inr_zoo_job", "cnn_zoo_job", "VAL_EVERY"]
@@ -45,9 +43,7 @@ def inr_zoo_job(source: str = "mnist5k", *, recipe: str | INRRecipe = "dws", see
         shard_size: Models per shard (a multiple of ``views``).
         data_root: ``root`` for :func:`~wslgraph.zoo.data.load_images`.
     """
-    recipe = RECIPES[recipe] if isinstance(recipe, str) else recipe
-    if recipe_overrides:
-        recipe = replace(recipe, **recipe_overrides)
+    recipe = resolve_recipe(recipe, **recipe_overrides)
     if shard_size < 1 or shard_size % views:
         raise ValueError(f"shard_size must be a positive multiple of views={views}, got {shard_size}")
     train = _images(source, "train", data_root, train_images)

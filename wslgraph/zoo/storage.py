@@ -52,7 +52,7 @@ def shard_name(index: int) -> str:
 
 
 def _versions() -> dict[str, str]:
-    from wslgraph import __version__
+    from wslgraph.version import __version__
 
     return {"wslgraph": __version__, "torch": torch.__version__, "numpy": np.__version__,
             "python": platform.python_version()}

@@ -1,4 +1,8 @@
-"""The sine activation of SIRENs."""
+"""Model building blocks the converter knows natively: the sine activation of SIRENs.
+
+On the ground floor (nothing but torch), so that the converter, the zoos' architectures and the encoders can all
+use it; ``wslgraph.nn.Sine`` is the same class.
+"""
 
 from __future__ import annotations
 

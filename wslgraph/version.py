@@ -1,0 +1,3 @@
+"""The package version (its own module, so that modules inside wslgraph never import the package top)."""
+
+__version__ = "0.1.0"
