@@ -111,6 +111,19 @@ def test_inr_affine_moves_the_image_by_the_folded_map(zoo) -> None:
         INRAffine(GraphTemplate.from_module(small_cnn()).layout)
 
 
+def test_rendering_through_the_core_evaluator_agrees_with_the_fitter(zoo) -> None:
+    """render_inrs (wslgraph.weightspace.inr_forward) and the fitter's own forward compute the same images."""
+    params = ZooDataset(zoo, "test").params(range(4))
+    stacked = [torch.stack(parts) for parts in zip(*(_unflatten(row) for row in params))]
+    fitted = _forward(stacked, pixel_grid(28, 28), 30.0, RECIPES["dws"].output_offset)  # in [0, 1] for dws
+    rendered = render_inrs(params, "dws", (1, 28, 28))
+    torch.testing.assert_close(rendered, fitted.transpose(1, 2).reshape(-1, 1, 28, 28), atol=1e-5, rtol=0)
+    with pytest.raises(ShapeMismatchError, match=r"\[N, 1185\]"):
+        render_inrs(params[:, :-1], "dws", (1, 28, 28))
+    with pytest.raises(ValueError, match="unknown INR recipe 'dwss'"):
+        render_inrs(params, "dwss", (1, 28, 28))
+
+
 def _unflatten(row: torch.Tensor) -> list[torch.Tensor]:
     shapes = [(32, 2), (32,), (32, 32), (32,), (1, 32), (1,)]
     return [p.view(s) for p, s in zip(row.split([math.prod(s) for s in shapes]), shapes)]

@@ -16,6 +16,7 @@ which makes sharded generation reproducible byte for byte.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from tqdm.auto import tqdm
 
 from wslgraph.convert.template import GraphTemplate
 from wslgraph.errors import ShapeMismatchError
-from wslgraph.weightspace.functional import pixel_grid, siren_layer_init
+from wslgraph.weightspace.functional import INRArchitecture, inr_forward, pixel_grid, siren_layer_init
 from wslgraph.zoo.architectures import siren
 from wslgraph.zoo.data import ImageSet
 
@@ -364,19 +365,25 @@ def _fit_chunk(params: list[Tensor], coords: Tensor, targets: Tensor, recipe: IN
 
 
 def render_inrs(params: Tensor, recipe: str | INRRecipe, image_shape: tuple[int, int, int]) -> Tensor:
-    """Evaluate INRs (flat parameters ``[N, P]``) on the pixel grid: images ``[N, C, H, W]`` in ``[0, 1]``."""
+    """Evaluate INRs (flat parameters ``[N, P]``) on the pixel grid: images ``[N, C, H, W]`` in ``[0, 1]``.
+
+    The core's evaluator (:func:`~wslgraph.weightspace.inr_forward`) on the recipe's SIREN architecture.
+    """
     recipe = resolve_recipe(recipe)
     channels, height, width = image_shape
-    shapes = [shape for fan_in, fan_out in _widths(recipe, channels) for shape in ((fan_out, fan_in), (fan_out,))]
-    sizes = [math.prod(s) for s in shapes]
-    if params.dim() != 2 or params.shape[1] != sum(sizes):
-        raise ShapeMismatchError(f"params must be [N, {sum(sizes)}] for recipe {recipe.name!r} with "
+    architecture = _siren_architecture(tuple(recipe.hidden), channels, recipe.w0)
+    if params.dim() != 2 or params.shape[1] != architecture.num_params:
+        raise ShapeMismatchError(f"params must be [N, {architecture.num_params}] for recipe {recipe.name!r} with "
                                  f"{channels} channels, got {tuple(params.shape)}")
-    stacked = [p.reshape(-1, *s) for p, s in zip(params.split(sizes, dim=1), shapes)]
     with torch.no_grad():
-        out = _forward(stacked, pixel_grid(height, width, params.device), recipe.w0, recipe.output_offset)
+        out = inr_forward(params, pixel_grid(height, width, params.device), architecture, recipe.output_offset)
     low, high = recipe.target_range
     return ((out - low) / (high - low)).transpose(1, 2).reshape(-1, channels, height, width)
+
+
+@functools.lru_cache(maxsize=16)
+def _siren_architecture(hidden: tuple[int, ...], channels: int, w0: float) -> INRArchitecture:
+    return INRArchitecture.from_template(GraphTemplate.from_module(siren(2, hidden, channels, w0)))
 
 
 def fit_inr_reference(image: Tensor, recipe: str | INRRecipe = "dws", *, seed: int = 0, index: int = 0,
