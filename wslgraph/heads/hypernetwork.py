@@ -51,7 +51,7 @@ class HypernetworkHead(nn.Module):
         activation: Activation of the full-mode MLP (default: ``nn.SiLU``). The IFT
             needs a loss twice continuously differentiable in ``z``; with ReLU it
             is only piecewise smooth, its Hessian ignores the kinks and Newton
-            refinement stalls at them (measured: gradient norm stuck at ~1e-2).
+            refinement stalls at them.
     """
 
     def __init__(self, template: GraphTemplate, latent_dim: int, mode: str = "full", hidden: int = 256,

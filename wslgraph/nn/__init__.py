@@ -1,4 +1,5 @@
-"""Neural-network building blocks for weight-space learning."""
+"""The encoders (GNNEncoder, TransformerEncoder) and their parts: the message-passing layer and its dense fused
+path, relational attention, positional encodings, probe features, readouts, graph batch norm, scatter backends."""
 
 from wslgraph.layers import Sine
 from wslgraph.nn.backend import WITH_TORCH_SCATTER, get_scatter_backend, scatter, set_scatter_backend

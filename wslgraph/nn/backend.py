@@ -14,11 +14,10 @@ Choose with :func:`set_scatter_backend` or the ``WSLGRAPH_SCATTER_BACKEND``
 environment variable.
 
 Why not ``torch_geometric.utils.scatter``: for mean, max and min it calls the
-same torch kernels (``benchmarks/scatter.py``, 2 CPU cores, two runs, 286,720 x
-64 messages: mean within 4 %, max/min forward + backward 2-15 % in PyG's
-favour), but it sums with ``scatter_add_``, whose backward is slower than
-``index_add_``'s: forward + backward of a sum took 37-40 ms here against PyG's
-57-60 ms, and the sum is the aggregation every layer uses.
+same torch kernels, but it sums with ``scatter_add_``, whose backward is slower
+than ``index_add_``'s, and the sum is the aggregation every layer uses
+(``benchmarks/scatter.py`` measures both; the README's "Performance" section
+has the figures).
 """
 
 from __future__ import annotations

@@ -277,7 +277,7 @@ def fit_inrs(images: Tensor | ImageSet, recipe: str | INRRecipe = "dws", *, seed
         compact_every: Steps between drops of early-stopped INRs from the batch.
         device: Where to fit (default: CPU).
         compile: Run each step through ``torch.compile`` (fused elementwise
-            kernels; 2.3x faster on 2 CPU cores, a few seconds of compilation
+            kernels; faster, see ``benchmarks/zoo_fit.py``; a few seconds of compilation
             per process; results agree with eager to ~1e-5). Falls back to
             eager, with a warning, where compilation fails.
         progress: Show a progress bar.
