@@ -21,7 +21,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -203,6 +203,65 @@ def _write_metrics(out_dir: Path, rows: list[dict]) -> None:
     atomic_write_bytes(out_dir / "metrics.csv", buffer.getvalue().encode())
 
 
+@dataclass
+class _Progress:
+    """Where a run stands: what a checkpoint holds besides the weights, optimizer and schedule."""
+
+    history: list[dict] = field(default_factory=list)
+    best_score: float = -math.inf
+    best_epoch: int = -1
+    stale: int = 0
+    best_bytes: bytes = b""
+
+    @property
+    def next_epoch(self) -> int:
+        return self.history[-1]["epoch"] + 1 if self.history else 0
+
+
+def _initialise(model: nn.Module, train_set: ZooDataset, config: TrainConfig, device: torch.device) -> None:
+    """Build a lazy model on the first batch (eval mode: batch norms keep their running statistics) and fit a
+    peer's input statistics."""
+    first = next(train_set.batches(config.batch_size, device=device))
+    model.to(device).eval()
+    with torch.no_grad():
+        model(first)
+    if hasattr(model, "fit_statistics"):
+        model.fit_statistics(list(itertools.islice(train_set.batches(config.batch_size, device=device), 20)))
+    model.to(device)
+
+
+def _resume(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+            scheduler: torch.optim.lr_scheduler.LRScheduler, config: TrainConfig) -> _Progress:
+    """Load the checkpoint in ``out`` into the model, optimizer and schedule, after checking it is this run's."""
+    meta = json.loads((out / "checkpoint.json").read_text())
+    free = ("epochs", "progress")  # a resumed run may train longer and show or hide progress
+    if {k: v for k, v in meta["config"].items() if k not in free} != \
+            {k: v for k, v in asdict(config).items() if k not in free}:
+        raise ManifestError(f"{out} holds a run with a different configuration ({meta['config']}); use a new "
+                            "out_dir or the same settings")
+    if meta.get("model", model_fingerprint(model)) != model_fingerprint(model):
+        raise ManifestError(f"{out} holds a run of a different model (its structure, options or tensor shapes "
+                            "differ); use a new out_dir or build the model with the run's options")
+    _load_state(model, optimizer, (out / "checkpoint.safetensors").read_bytes(), meta)
+    scheduler.load_state_dict(meta["scheduler"])
+    return _Progress(meta["history"], meta["best_score"], meta["best_epoch"], meta["stale"],
+                     (out / "best.safetensors").read_bytes())
+
+
+def _checkpoint(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                scheduler: torch.optim.lr_scheduler.LRScheduler, config: TrainConfig, progress: _Progress) -> None:
+    """Write the best weights, the checkpoint and the metrics, each atomically."""
+    data, meta = _state_bytes(model, optimizer)
+    atomic_write_bytes(out / "best.safetensors", progress.best_bytes)
+    atomic_write_bytes(out / "checkpoint.safetensors", data)
+    atomic_write_json(out / "checkpoint.json", {**meta, "epoch": progress.history[-1]["epoch"],
+                                                "config": asdict(config), "model": model_fingerprint(model),
+                                                "scheduler": scheduler.state_dict(), "history": progress.history,
+                                                "best_score": progress.best_score,
+                                                "best_epoch": progress.best_epoch, "stale": progress.stale})
+    _write_metrics(out, progress.history)
+
+
 def train(model: nn.Module, train_set: ZooDataset, val_set: ZooDataset, config: TrainConfig | None = None, *,
           test_set: ZooDataset | None = None, out_dir: str | os.PathLike[str] | None = None) -> dict:
     """Train ``model`` (built lazily on the first batch), early-stop on validation, report the best epoch.
@@ -220,13 +279,7 @@ def train(model: nn.Module, train_set: ZooDataset, val_set: ZooDataset, config: 
     rank, world = _world()
     torch.manual_seed(config.seed)
     device = torch.device(config.device)
-    first = next(train_set.batches(config.batch_size, device=device))
-    model.to(device).eval()  # an initialisation pass: batch norms keep their running statistics
-    with torch.no_grad():
-        model(first)  # lazy initialisation
-    if hasattr(model, "fit_statistics"):
-        model.fit_statistics(list(itertools.islice(train_set.batches(config.batch_size, device=device), 20)))
-    model.to(device)
+    _initialise(model, train_set, config, device)
     runner = DistributedDataParallel(model) if world > 1 else model
     augment = train_set.augment or training_augmentation(config, train_set)
     if augment is not train_set.augment:
@@ -235,27 +288,13 @@ def train(model: nn.Module, train_set: ZooDataset, val_set: ZooDataset, config: 
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(train_set.len() / config.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config, config.epochs * steps_per_epoch))
-    history: list[dict] = []
-    best_score, best_epoch, stale, start_epoch = -math.inf, -1, 0, 0
-    best_bytes, _ = _state_bytes(model)
     out = Path(out_dir) if out_dir is not None else None
     if out is not None and (out / "checkpoint.json").exists():
-        meta = json.loads((out / "checkpoint.json").read_text())
-        free = ("epochs", "progress")  # a resumed run may train longer and show or hide progress
-        if {k: v for k, v in meta["config"].items() if k not in free} != \
-                {k: v for k, v in asdict(config).items() if k not in free}:
-            raise ManifestError(f"{out} holds a run with a different configuration ({meta['config']}); use a new "
-                                "out_dir or the same settings")
-        if meta.get("model", model_fingerprint(model)) != model_fingerprint(model):
-            raise ManifestError(f"{out} holds a run of a different model (its structure, options or tensor shapes "
-                                "differ); use a new out_dir or build the model with the run's options")
-        _load_state(model, optimizer, (out / "checkpoint.safetensors").read_bytes(), meta)
-        scheduler.load_state_dict(meta["scheduler"])
-        history, best_score, best_epoch, stale = meta["history"], meta["best_score"], meta["best_epoch"], meta["stale"]
-        start_epoch = meta["epoch"] + 1
-        best_bytes = (out / "best.safetensors").read_bytes()
-    for epoch in range(start_epoch, config.epochs):
-        if config.patience and stale >= config.patience:
+        progress = _resume(out, model, optimizer, scheduler, config)
+    else:
+        progress = _Progress(best_bytes=_state_bytes(model)[0])
+    for epoch in range(progress.next_epoch, config.epochs):
+        if config.patience and progress.stale >= config.patience:
             break
         model.train()
         generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
@@ -281,26 +320,17 @@ def train(model: nn.Module, train_set: ZooDataset, val_set: ZooDataset, config: 
             total, count = float(sums[0]), int(sums[1])
         seconds = time.perf_counter() - started
         val = evaluate(model, val_set, config)
-        row = {"epoch": epoch, "train_loss": total / count, "seconds": seconds,
-               **{f"val_{k}": v for k, v in val.items()}}
-        history.append(row)
-        score = task.score(val)
-        if score > best_score:
-            best_score, best_epoch, stale = score, epoch, 0
-            best_bytes, _ = _state_bytes(model)
+        progress.history.append({"epoch": epoch, "train_loss": total / count, "seconds": seconds,
+                                 **{f"val_{k}": v for k, v in val.items()}})
+        if task.score(val) > progress.best_score:
+            progress.best_score, progress.best_epoch, progress.stale = task.score(val), epoch, 0
+            progress.best_bytes = _state_bytes(model)[0]
         else:
-            stale += 1
+            progress.stale += 1
         if out is not None and rank == 0:
-            data, meta = _state_bytes(model, optimizer)
-            atomic_write_bytes(out / "best.safetensors", best_bytes)
-            atomic_write_bytes(out / "checkpoint.safetensors", data)
-            atomic_write_json(out / "checkpoint.json", {**meta, "epoch": epoch, "config": asdict(config),
-                                                        "model": model_fingerprint(model),
-                                                        "scheduler": scheduler.state_dict(), "history": history,
-                                                        "best_score": best_score, "best_epoch": best_epoch,
-                                                        "stale": stale})
-            _write_metrics(out, history)
-    _load_state(model, None, best_bytes, {})
+            _checkpoint(out, model, optimizer, scheduler, config, progress)
+    _load_state(model, None, progress.best_bytes, {})
+    history, best_epoch = progress.history, progress.best_epoch
     result = {"best_epoch": best_epoch, "best_val": history[best_epoch] if best_epoch >= 0 else None,
               "epochs_run": len(history), "parameters": sum(p.numel() for p in model.parameters()),
               "seconds_per_epoch": sum(r["seconds"] for r in history) / max(1, len(history)), "history": history}
