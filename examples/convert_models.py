@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 import wslgraph
-from wslgraph.testing import permute_hidden
+from wslgraph.weightspace import permute_hidden
 from wslgraph.zoo import tiny_resnet
 
 

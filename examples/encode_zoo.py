@@ -16,7 +16,7 @@ import torch
 
 import wslgraph
 from wslgraph.nn import GNNEncoder, ProbeFeatures, TransformerEncoder
-from wslgraph.testing import permute_hidden
+from wslgraph.weightspace import permute_hidden
 from wslgraph.zoo import siren
 
 

@@ -9,7 +9,7 @@ from torch import nn
 
 from tests.models import DepthwiseNet, ResidualMLP, cnns, mlps, randomize
 from wslgraph import to_graph, to_networkx
-from wslgraph.testing import permute_hidden
+from wslgraph.weightspace import permute_hidden
 from wslgraph.zoo import BasicBlock, siren, small_cnn, tiny_resnet
 
 

@@ -268,10 +268,22 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    """The comparison harness (wslgraph.tasks.compare)."""
-    from wslgraph.tasks.compare import run_from_args
+    """The comparison harness (wslgraph.tasks.compare): check the options, then train and tabulate."""
+    from wslgraph.tasks.compare import BenchOptions, check_models, compare, compare_quick, parse_options
 
-    run_from_args(args.parser, args)
+    try:
+        options = parse_options(args.option)
+        check_models(args.models)
+    except ValueError as error:
+        args.parser.error(str(error))
+    bench = BenchOptions(tuple(args.models), options, args.seeds, args.epochs, args.batch_size, args.lr, args.device,
+                         args.augment, args.task, Path(args.json), args.markdown and Path(args.markdown), args.quick)
+    if args.quick:
+        compare_quick(bench)
+    elif args.zoo is None:
+        args.parser.error("--zoo is required unless --quick")
+    else:
+        compare(args.zoo, bench)
     return 0
 
 
@@ -310,13 +322,31 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
-    """``wslgraph bench`` (its options are the harness's, shared with ``benchmarks/compare.py``)."""
+    """``wslgraph bench`` (``benchmarks/compare.py`` runs the same command)."""
+    from wslgraph.tasks.compare import DEFAULT_MODELS
+    from wslgraph.tasks.task import TASKS
+
     bench = sub.add_parser("bench", help="train wslgraph's encoders and the peers on one zoo with one budget; "
                                          "markdown table + JSON",
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    from wslgraph.tasks.compare import add_arguments
-
-    add_arguments(bench)
+    bench.add_argument("--quick", action="store_true", help="a tiny zoo, one epoch, one seed (seconds), for tests")
+    bench.add_argument("--zoo", type=Path, default=None, help="zoo folder (wslgraph zoo inr/cnn)")
+    bench.add_argument("--models", nargs="+", default=DEFAULT_MODELS, help=f"default: {' '.join(DEFAULT_MODELS)}")
+    bench.add_argument("--option", action="append", default=[], metavar="NAME:KEY=VALUE",
+                       help="a model's constructor or training option, VALUE as JSON (repeatable)")
+    bench.add_argument("--seeds", type=int, default=3)
+    bench.add_argument("--epochs", type=int, default=30)
+    bench.add_argument("--batch-size", type=int, default=32)
+    bench.add_argument("--lr", type=float, default=2e-3)
+    bench.add_argument("--device", default="cpu", help="cpu or cuda")
+    bench.add_argument("--augment", default="none", choices=AUGMENT_PRESETS,
+                       help="training-time augmentation for every model: none (default), auto (inr for INR "
+                            "classification, else none), permutation, inr")
+    bench.add_argument("--task", default="auto", choices=["auto", *TASKS],
+                       help="auto: classification for INR zoos, regression (Kendall's tau) for CNN zoos; editing: "
+                            "per-weight deltas that make each INR render its 3x3 dilation (pixel MSE)")
+    bench.add_argument("--json", type=Path, default=Path("benchmarks/results/compare.json"))
+    bench.add_argument("--markdown", type=Path, default=None, help="default: the JSON path with .md")
     bench.set_defaults(handler=_bench, parser=bench)
 
 

@@ -5,7 +5,7 @@ import torch
 
 from tests.models import DepthwiseNet, assert_state_dicts_equal, randomize
 from wslgraph import GraphTemplate, collate, to_graph, to_state_dict
-from wslgraph.testing import permute_hidden
+from wslgraph.weightspace import permute_hidden
 from wslgraph.zoo import siren, small_cnn, tiny_resnet
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]

@@ -12,8 +12,7 @@ from wslgraph import GraphTemplate, InvalidGraphError, ShapeMismatchError, colla
 from wslgraph.convert import trace
 from wslgraph.graph import PadEdgeFeatures
 from wslgraph.nn import GNNEncoder, ProbeFeatures, TransformerEncoder
-from wslgraph.testing import permute_hidden
-from wslgraph.weightspace import hidden_permutations, permute_state_dict
+from wslgraph.weightspace import hidden_permutations, permute_hidden, permute_state_dict
 from wslgraph.zoo import BasicBlock, siren, small_cnn
 
 ENCODERS = {

@@ -12,19 +12,20 @@ and R² of test accuracy).
 Every (model, seed) run is its own process, so its peak memory is its own:
 growth of peak RSS over the loaded zoo on CPU, ``max_memory_allocated`` on CUDA.
 
-``--option NAME:KEY=VALUE`` passes a constructor option (a JSON value) to one
-model; the keys ``lr``, ``batch_size``, ``weight_decay`` and ``grad_clip`` set
-that model's training instead.
+``--option NAME:KEY=VALUE`` (:func:`parse_options`) passes a constructor option
+(a JSON value) to one model; the keys ``lr``, ``batch_size``, ``weight_decay``
+and ``grad_clip`` set that model's training instead. The command line itself
+is ``wslgraph bench`` (:mod:`wslgraph.cli`).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing
 import platform
 import statistics
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -37,9 +38,8 @@ from wslgraph.nn import ProbeFeatures
 from wslgraph.runtime import peak_rss, tune_cpu_allocator
 from wslgraph.tasks.editing import EDITABLE, INREditor
 from wslgraph.tasks.loop import TrainConfig, build_model, train
-from wslgraph.tasks.task import TASKS, task_for
+from wslgraph.tasks.task import task_for
 from wslgraph.version import __version__
-from wslgraph.weightspace.augment import AUGMENT_PRESETS
 from wslgraph.zoo.dataset import ZooDataset
 from wslgraph.zoo.jobs import inr_zoo_job
 from wslgraph.zoo.storage import generate_zoo
@@ -49,7 +49,7 @@ DEFAULT_MODELS = [*ENCODERS, *[name for name in BASELINES if name != "mlp-aug"]]
 TRAINING_KEYS = ("lr", "batch_size", "weight_decay", "grad_clip")
 
 
-__all__ = ["DEFAULT_MODELS", "BenchOptions", "add_arguments", "run_from_args", "compare", "parse_options",
+__all__ = ["DEFAULT_MODELS", "BenchOptions", "compare", "compare_quick", "check_models", "parse_options",
            "make_model", "run_one"]
 
 
@@ -75,49 +75,21 @@ class BenchOptions:
     quick: bool = False
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The harness's options (shared by ``wslgraph bench`` and ``benchmarks/compare.py``)."""
-    parser.add_argument("--quick", action="store_true", help="a tiny zoo, one epoch, one seed (seconds), for tests")
-    parser.add_argument("--zoo", type=Path, default=None, help="zoo folder (wslgraph zoo inr/cnn)")
-    parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, help=f"default: {' '.join(DEFAULT_MODELS)}")
-    parser.add_argument("--option", action="append", default=[], metavar="NAME:KEY=VALUE",
-                        help="a model's constructor or training option, VALUE as JSON (repeatable)")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--augment", default="none", choices=AUGMENT_PRESETS,
-                        help="training-time augmentation for every model: none (default), auto (inr for INR "
-                             "classification, else none), permutation, inr")
-    parser.add_argument("--task", default="auto", choices=["auto", *TASKS],
-                        help="auto: classification for INR zoos, regression (Kendall's tau) for CNN zoos; editing: "
-                             "per-weight deltas that make each INR render its 3x3 dilation (pixel MSE)")
-    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/compare.json"))
-    parser.add_argument("--markdown", type=Path, default=None, help="default: the JSON path with .md")
+def compare_quick(args: BenchOptions) -> dict:
+    """:func:`compare` on a tiny MNIST-5k INR zoo made in a temporary folder, one epoch, one seed (seconds)."""
+    with tempfile.TemporaryDirectory(prefix="wslgraph-compare-") as folder:
+        zoo = Path(folder) / "zoo"
+        generate_zoo(zoo, inr_zoo_job("mnist5k", train_images=48, test_images=16, shard_size=64, steps=30),
+                     progress=False)
+        return compare(zoo, replace(args, seeds=1, epochs=1, quick=True))
 
 
-def run_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
-    """Check the parsed options (``parser.error`` on bad ones) and run :func:`compare`."""
-    try:
-        options = parse_options(args.option)
-    except ValueError as error:
-        parser.error(str(error))
-    unknown = sorted({name for name in args.models if name.removesuffix("-probe") not in ("gnn", "transformer")
+def check_models(models: Sequence[str]) -> None:
+    """``ValueError`` naming any model the harness does not know."""
+    unknown = sorted({name for name in models if name.removesuffix("-probe") not in ("gnn", "transformer")
                       and name not in BASELINES})
     if unknown:
-        parser.error(f"unknown models {unknown}; choose from {DEFAULT_MODELS + ['mlp-aug']}")
-    bench = BenchOptions(tuple(args.models), options, args.seeds, args.epochs, args.batch_size, args.lr, args.device,
-                         args.augment, args.task, Path(args.json), args.markdown and Path(args.markdown), args.quick)
-    if args.quick:
-        with tempfile.TemporaryDirectory(prefix="wslgraph-compare-") as folder:
-            zoo = Path(folder) / "zoo"
-            generate_zoo(zoo, inr_zoo_job("mnist5k", train_images=48, test_images=16, shard_size=64, steps=30),
-                         progress=False)
-            return compare(zoo, replace(bench, seeds=1, epochs=1))
-    if args.zoo is None:
-        parser.error("--zoo is required unless --quick")
-    return compare(args.zoo, bench)
+        raise ValueError(f"unknown models {unknown}; choose from {DEFAULT_MODELS + ['mlp-aug']}")
 
 
 def parse_options(items: list[str]) -> dict[str, dict[str, object]]:

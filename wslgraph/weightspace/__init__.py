@@ -14,7 +14,7 @@ The flat parameter layout itself (offsets, block geometry) is the :class:`~wslgr
 """
 
 from wslgraph.weightspace.functional import INRArchitecture, inr_forward, pixel_grid, siren_layer_init
-from wslgraph.weightspace.symmetry import hidden_permutations, permute_state_dict, sign_flip_groups
+from wslgraph.weightspace.symmetry import hidden_permutations, permute_hidden, permute_state_dict, sign_flip_groups
 from wslgraph.weightspace.views import (
     WeightSpaceSpec,
     attach_params,
@@ -25,5 +25,5 @@ from wslgraph.weightspace.views import (
 )
 
 __all__ = ["WeightSpaceSpec", "weight_space_spec", "to_weight_space", "from_weight_space", "batch_params",
-           "attach_params", "hidden_permutations", "permute_state_dict", "sign_flip_groups", "INRArchitecture",
-           "inr_forward", "pixel_grid", "siren_layer_init"]
+           "attach_params", "hidden_permutations", "permute_state_dict", "permute_hidden", "sign_flip_groups",
+           "INRArchitecture", "inr_forward", "pixel_grid", "siren_layer_init"]

@@ -3,23 +3,26 @@
 :func:`hidden_permutations` draws a random element of an architecture's
 permutation group (residual ties, normalization groups and grouped
 convolutions kept); :func:`permute_state_dict` applies one to a state dict.
-:func:`sign_flip_groups` lists the neurons whose sign may flip (odd
+:func:`permute_hidden` makes a permuted, functionally equivalent copy of a
+model. :func:`sign_flip_groups` lists the neurons whose sign may flip (odd
 activations). Augmentation (:mod:`wslgraph.weightspace.augment`), the
 equivariance tests and the editing task's checks all use these.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from wslgraph.convert.trace import trace
 from wslgraph.graph.layout import GraphLayout
 from wslgraph.graph.vocab import Activation, EdgeType, NodeFeature, NodeType
 
-__all__ = ["hidden_permutations", "permute_state_dict", "sign_flip_groups"]
+__all__ = ["hidden_permutations", "permute_state_dict", "permute_hidden", "sign_flip_groups"]
 
 
 class _UnionFind:
@@ -114,6 +117,26 @@ def permute_state_dict(layout: GraphLayout, state_dict: dict[str, Tensor],
     for param in layout.node_params:
         state[param.key] = state[param.key][perms[param.group]]
     return state
+
+
+def permute_hidden(module: nn.Module, generator: torch.Generator | None = None, *,
+                   input_shape: Sequence[int] | None = None) -> nn.Module:
+    """A functionally equivalent copy of ``module`` with hidden neurons permuted.
+
+    Hidden neurons/channels are permuted at random (see
+    :func:`hidden_permutations` for the ties kept: residual additions,
+    normalization layers, grouped convolutions). Inputs and outputs keep
+    their order, so the copy computes the same function.
+
+    Args:
+        module: A model :func:`~wslgraph.to_graph` can convert.
+        generator: Source of randomness (default: torch's global one).
+        input_shape: As for :func:`~wslgraph.to_graph`.
+    """
+    layout, state_dict = trace(module, input_shape)
+    permuted = copy.deepcopy(module)
+    permuted.load_state_dict(permute_state_dict(layout, state_dict, hidden_permutations(layout, generator)))
+    return permuted
 
 
 def sign_flip_groups(layout: GraphLayout) -> list[tuple[int, list, list, list[str]]]:
