@@ -46,9 +46,9 @@ def test_zoo_errors_are_reported_not_raised(tmp_path, capsys) -> None:
     assert main(["zoo", "info", str(tmp_path / "missing")]) == 2
     assert "manifest.json does not exist" in capsys.readouterr().err
     out = tmp_path / "zoo"
-    assert main(["zoo", "inr", str(out), "--train-images", "2", "--test-images", "0", "--steps", "1",
+    assert main(["zoo", "inr", str(out), "--train-images", "2", "--test-images", "1", "--steps", "1",
                  "--shard-size", "2", "--no-compile", "--quiet"]) == 0
-    assert main(["zoo", "inr", str(out), "--train-images", "2", "--test-images", "0", "--steps", "2",
+    assert main(["zoo", "inr", str(out), "--train-images", "2", "--test-images", "1", "--steps", "2",
                  "--shard-size", "2", "--no-compile", "--quiet"]) == 2
     assert "different zoo job" in capsys.readouterr().err
 
@@ -155,3 +155,49 @@ def test_bench_runs_the_comparison_harness(tmp_path, capsys) -> None:
     with pytest.raises(SystemExit):
         main(["bench", "--quick", "--models", "resnet"])
     assert "unknown models ['resnet']" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["train", "ZOO", "--out", "RUN", "--epochs", "0"], "argument --epochs: 0 is too small"),
+    (["train", "ZOO", "--out", "RUN", "--lr", "nan"], "argument --lr: nan is not allowed"),
+    (["train", "ZOO", "--out", "RUN", "--lr", "-1"], "argument --lr: -1 is not allowed"),
+    (["train", "ZOO", "--out", "RUN", "--weight-decay", "inf"], "argument --weight-decay: inf is not allowed"),
+    (["train", "ZOO", "--out", "RUN", "--patience", "-3"], "argument --patience: -3 is too small"),
+    (["train", "ZOO", "--out", "RUN", "--batch-size", "two"], "argument --batch-size: 'two' is not a whole number"),
+    (["train", "ZOO", "--out", "RUN", "--device", "tpu"], "argument --device: 'tpu'"),
+    (["zoo", "inr", "OUT", "--views", "0"], "argument --views: 0 is too small"),
+    (["zoo", "inr", "OUT", "--chunk-size", "0"], "argument --chunk-size: 0 is too small"),
+    (["zoo", "inr", "OUT", "--hidden", "32", "0"], "argument --hidden: 0 is too small"),
+    (["zoo", "inr", "OUT", "--train-images", "0"], "argument --train-images: 0 is too small"),
+    (["zoo", "cnn", "OUT", "--count", "0"], "argument --count: 0 is too small"),
+    (["zoo", "inr", "OUT", "--rank", "3", "--world-size", "2"], "rank 3 does not fit world size 2"),
+    (["bench", "--quick", "--seeds", "0"], "argument --seeds: 0 is too small"),
+])
+def test_bad_numbers_and_names_are_refused_before_anything_runs(tmp_path, capsys, arguments, message) -> None:
+    arguments = [str(tmp_path / a.lower()) if a in ("ZOO", "RUN", "OUT") else a for a in arguments]
+    with pytest.raises(SystemExit) as stopped:
+        main(arguments)
+    error = capsys.readouterr().err
+    assert stopped.value.code == 2 and "error: " in error and message in error, error
+    assert not any(tmp_path.iterdir())  # nothing was created
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_on_a_machine_without_it_is_refused(tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["zoo", "inr", str(tmp_path / "zoo"), "--device", "cuda"])
+    assert stopped.value.code == 2 and "has no CUDA device" in capsys.readouterr().err
+
+
+def test_train_refuses_bad_options_and_models(tmp_path, capsys) -> None:
+    zoo = tmp_path / "zoo"
+    assert main(["zoo", "inr", str(zoo), "--train-images", "12", "--test-images", "2", "--steps", "5",
+                 "--shard-size", "14", "--no-compile", "--quiet"]) == 0
+    for arguments, message in ((["--options", "{bad"], "--options is not JSON"),
+                               (["--model", "resnet"], "unknown model 'resnet'"),
+                               (["--options", '{"no_such_option": 1}'], "no_such_option")):
+        with pytest.raises(SystemExit) as stopped:
+            main(["train", str(zoo), "--out", str(tmp_path / "run"), "--quiet", *arguments])
+        error = capsys.readouterr().err
+        assert stopped.value.code == 2 and message in error, error
+    assert not (tmp_path / "run").exists()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -18,6 +19,56 @@ from wslgraph.weightspace.augment import AUGMENT_PRESETS
 from wslgraph.zoo.architectures import ACTIVATIONS
 
 __all__ = ["main"]
+
+
+def _whole(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is too small: use a whole number >= {minimum}")
+        return value
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def _finite(minimum: float, inclusive: bool) -> Callable[[str], float]:
+    """An argparse type: a finite number above ``minimum`` (or equal to it where ``inclusive``)."""
+    bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
+            raise argparse.ArgumentTypeError(f"{text} is not allowed: use a finite number {bound}")
+        return value
+    parse.__name__ = f"number {bound}"
+    return parse
+
+
+def _device(text: str) -> str:
+    """An argparse type: ``cpu`` or ``cuda[:N]`` that this machine has."""
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device: use cpu or cuda[:N]") from None
+    if device.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"{text!r}: wslgraph runs on cpu or cuda[:N]")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: this machine has no CUDA device (torch {torch.__version__}); "
+                                         "use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"{text!r}: this machine has {torch.cuda.device_count()} CUDA devices")
+    return text
+
+
+POSITIVE, COUNT = _whole(1), _whole(0)
+RATE, NONNEGATIVE = _finite(0.0, inclusive=False), _finite(0.0, inclusive=True)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -96,8 +147,14 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _rank_and_world(args: argparse.Namespace) -> tuple[int, int]:
     """``--rank/--world-size``, else torchrun's ``RANK``/``WORLD_SIZE``, else a single process."""
-    rank = args.rank if args.rank is not None else int(os.environ.get("RANK", 0))
-    world = args.world_size if args.world_size is not None else int(os.environ.get("WORLD_SIZE", 1))
+    try:
+        rank = args.rank if args.rank is not None else int(os.environ.get("RANK", 0))
+        world = args.world_size if args.world_size is not None else int(os.environ.get("WORLD_SIZE", 1))
+    except ValueError:
+        args.parser.error(f"RANK={os.environ.get('RANK')!r} / WORLD_SIZE={os.environ.get('WORLD_SIZE')!r} are not "
+                          "whole numbers")
+    if world < 1 or not 0 <= rank < world:
+        args.parser.error(f"rank {rank} does not fit world size {world}: use 0 <= rank < world size")
     return rank, world
 
 
@@ -144,12 +201,17 @@ def _train(args: argparse.Namespace) -> int:
     splits = {s: ZooDataset(args.zoo, s, target=args.target) for s in ("train", "val", "test")}
     chosen = task_for(splits["train"], args.task)
     task, out_dim = chosen.name, chosen.out_dim(splits["train"])
-    options = json.loads(args.options)
-    config = TrainConfig(task=task, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                         weight_decay=args.weight_decay, patience=args.patience, seed=args.seed, device=args.device,
-                         progress=not args.quiet, augment=args.augment)
-    torch.manual_seed(args.seed)
-    model = make_model(args.model, out_dim, options, splits["train"], task)
+    try:
+        options = json.loads(args.options)
+        config = TrainConfig(task=task, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                             weight_decay=args.weight_decay, patience=args.patience, seed=args.seed,
+                             device=args.device, progress=not args.quiet, augment=args.augment)
+        torch.manual_seed(args.seed)
+        model = make_model(args.model, out_dim, options, splits["train"], task)
+    except json.JSONDecodeError as error:
+        args.parser.error(f"--options is not JSON ({error}); e.g. --options '{{\"hidden\": 32}}'")
+    except (ValueError, TypeError) as error:  # an unknown model or option, a bad setting
+        args.parser.error(f"{args.model}: {error}")
     result = train(model, splits["train"], splits["val"], config, test_set=splits["test"], out_dir=args.out)
     if rank == 0:
         atomic_write_json(Path(args.out) / "run.json", {"zoo": str(args.zoo), "model": args.model, "options": options,
@@ -292,7 +354,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser("demo", help="convert models, build an INR zoo from MNIST-5k, train GNNEncoder, DWSNet and "
                                        "NFN on it, print a table, save figures",
                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=COUNT, default=0)
     demo.add_argument("--quick", action="store_true", help="a tiny zoo and one epoch (seconds), for tests")
     demo.add_argument("--out", default="demo-output", help="figures and training runs")
     demo.add_argument("--cache", default=".wslgraph-cache", help="where the demo zoo is kept between runs")
@@ -309,12 +371,12 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     convert.add_argument("--checkpoint", default=None,
                          help="state dict loaded into the factory's network (.pt/.pth, weights only, or .safetensors)")
     convert.add_argument("--kwargs", default="{}", help="factory keyword arguments as JSON")
-    convert.add_argument("--input-shape", type=int, nargs="+", default=None,
+    convert.add_argument("--input-shape", type=POSITIVE, nargs="+", default=None,
                          help="one input's shape, e.g. 1 28 28 (only where a Linear reads a flattened feature map)")
     convert.add_argument("--activation", default="relu", choices=["sine", *ACTIVATIONS],
                          help="activation of a bare MLP checkpoint (sine: a SIREN)")
-    convert.add_argument("--in-features", type=int, default=2, help="inputs of a bare MLP checkpoint")
-    convert.add_argument("--w0", type=float, default=30.0, help="SIREN frequency of a bare MLP checkpoint")
+    convert.add_argument("--in-features", type=POSITIVE, default=2, help="inputs of a bare MLP checkpoint")
+    convert.add_argument("--w0", type=RATE, default=30.0, help="SIREN frequency of a bare MLP checkpoint")
     convert.add_argument("--picture", default=None, help="write a drawing of the graph here (.png, .svg or .pdf)")
     convert.add_argument("--save", default=None, help="write the graph here (safetensors; wslgraph.load_graph)")
     convert.add_argument("--quiet", action="store_true", help="print nothing but errors")
@@ -334,11 +396,11 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     bench.add_argument("--models", nargs="+", default=DEFAULT_MODELS, help=f"default: {' '.join(DEFAULT_MODELS)}")
     bench.add_argument("--option", action="append", default=[], metavar="NAME:KEY=VALUE",
                        help="a model's constructor or training option, VALUE as JSON (repeatable)")
-    bench.add_argument("--seeds", type=int, default=3)
-    bench.add_argument("--epochs", type=int, default=30)
-    bench.add_argument("--batch-size", type=int, default=32)
-    bench.add_argument("--lr", type=float, default=2e-3)
-    bench.add_argument("--device", default="cpu", help="cpu or cuda")
+    bench.add_argument("--seeds", type=POSITIVE, default=3)
+    bench.add_argument("--epochs", type=POSITIVE, default=30)
+    bench.add_argument("--batch-size", type=POSITIVE, default=32)
+    bench.add_argument("--lr", type=RATE, default=2e-3)
+    bench.add_argument("--device", type=_device, default="cpu", help="cpu or cuda")
     bench.add_argument("--augment", default="none", choices=AUGMENT_PRESETS,
                        help="training-time augmentation for every model: none (default), auto (inr for INR "
                             "classification, else none), permutation, inr")
@@ -360,35 +422,36 @@ def _add_zoo(sub: argparse._SubParsersAction) -> None:
     inr.add_argument("--source", default="mnist5k", help="image source: fashion-mnist, mnist, mnist5k, digits, cifar10")
     inr.add_argument("--data-root", default=None, help="folder of user-supplied data (mnist, cifar10)")
     inr.add_argument("--recipe", default="dws", choices=["dws", "nfn"])
-    inr.add_argument("--train-images", type=int, default=None, help="use this many train images (evenly spaced)")
-    inr.add_argument("--test-images", type=int, default=None, help="use this many test images (evenly spaced)")
-    inr.add_argument("--views", type=int, default=1, help="INRs per image (new random inits)")
-    inr.add_argument("--steps", type=int, default=None, help="override the recipe's Adam steps")
-    inr.add_argument("--lr", type=float, default=None, help="override the recipe's learning rate")
-    inr.add_argument("--hidden", type=int, nargs="+", default=None, help="override the hidden widths")
-    inr.add_argument("--seed", type=int, default=0)
-    inr.add_argument("--shard-size", type=int, default=512, help="models per shard")
-    inr.add_argument("--chunk-size", type=int, default=64, help="INRs fitted together")
-    inr.add_argument("--device", default="cpu")
+    inr.add_argument("--train-images", type=POSITIVE, default=None, help="use this many train images (evenly spaced)")
+    inr.add_argument("--test-images", type=POSITIVE, default=None, help="use this many test images (evenly spaced)")
+    inr.add_argument("--views", type=POSITIVE, default=1, help="INRs per image (new random inits)")
+    inr.add_argument("--steps", type=POSITIVE, default=None, help="override the recipe's Adam steps")
+    inr.add_argument("--lr", type=RATE, default=None, help="override the recipe's learning rate")
+    inr.add_argument("--hidden", type=POSITIVE, nargs="+", default=None, help="override the hidden widths")
+    inr.add_argument("--seed", type=COUNT, default=0)
+    inr.add_argument("--shard-size", type=POSITIVE, default=512, help="models per shard")
+    inr.add_argument("--chunk-size", type=POSITIVE, default=64, help="INRs fitted together")
+    inr.add_argument("--device", type=_device, default="cpu")
     inr.add_argument("--no-compile", action="store_true", help="fit eagerly (no torch.compile)")
     cnn = zoo_sub.add_parser("cnn", help="train CNNs with sampled hyperparameters (resumable; sharded)",
                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     cnn.add_argument("out", help="zoo folder (created; an interrupted run resumes there)")
     cnn.add_argument("--source", default="digits", help="image source: fashion-mnist, mnist, mnist5k, digits, cifar10")
     cnn.add_argument("--data-root", default=None, help="folder of user-supplied data (mnist, cifar10)")
-    cnn.add_argument("--count", type=int, default=64, help="models")
-    cnn.add_argument("--epochs", type=int, default=2)
-    cnn.add_argument("--checkpoints", type=int, nargs="+", default=None, help="epochs to record (default: 0 and last)")
-    cnn.add_argument("--batch-size", type=int, default=32, help="minibatch per model")
-    cnn.add_argument("--steps-per-epoch", type=int, default=None, help="default: train images // batch size")
-    cnn.add_argument("--models-per-shard", type=int, default=32, help="models trained together, one shard")
-    cnn.add_argument("--train-images", type=int, default=None, help="use this many train images (evenly spaced)")
-    cnn.add_argument("--test-images", type=int, default=None, help="use this many test images (evenly spaced)")
-    cnn.add_argument("--seed", type=int, default=0)
-    cnn.add_argument("--device", default="cpu")
+    cnn.add_argument("--count", type=POSITIVE, default=64, help="models")
+    cnn.add_argument("--epochs", type=POSITIVE, default=2)
+    cnn.add_argument("--checkpoints", type=COUNT, nargs="+", default=None,
+                     help="epochs to record (default: 0 and last)")
+    cnn.add_argument("--batch-size", type=POSITIVE, default=32, help="minibatch per model")
+    cnn.add_argument("--steps-per-epoch", type=POSITIVE, default=None, help="default: train images // batch size")
+    cnn.add_argument("--models-per-shard", type=POSITIVE, default=32, help="models trained together, one shard")
+    cnn.add_argument("--train-images", type=POSITIVE, default=None, help="use this many train images (evenly spaced)")
+    cnn.add_argument("--test-images", type=POSITIVE, default=None, help="use this many test images (evenly spaced)")
+    cnn.add_argument("--seed", type=COUNT, default=0)
+    cnn.add_argument("--device", type=_device, default="cpu")
     for command in (inr, cnn):
-        command.add_argument("--rank", type=int, default=None, help="this process's rank (default: $RANK or 0)")
-        command.add_argument("--world-size", type=int, default=None, help="processes (default: $WORLD_SIZE or 1)")
+        command.add_argument("--rank", type=COUNT, default=None, help="this process's rank (default: $RANK or 0)")
+        command.add_argument("--world-size", type=POSITIVE, default=None, help="processes (default: $WORLD_SIZE or 1)")
         command.add_argument("--quiet", action="store_true", help="no progress bars or summary")
     inr.set_defaults(handler=_zoo_inr)
     cnn.set_defaults(handler=_zoo_cnn)
@@ -415,17 +478,17 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                          help="auto: classification for INR zoos, regression for CNN zoos; editing: INR dilation "
                               "(wslgraph.tasks.INREditor around the model)")
     trainer.add_argument("--target", default=None, help="column to predict (default: label / test_accuracy)")
-    trainer.add_argument("--epochs", type=int, default=20)
-    trainer.add_argument("--batch-size", type=int, default=64)
-    trainer.add_argument("--lr", type=float, default=1e-3)
-    trainer.add_argument("--weight-decay", type=float, default=1e-2)
-    trainer.add_argument("--patience", type=int, default=10)
-    trainer.add_argument("--seed", type=int, default=0)
+    trainer.add_argument("--epochs", type=POSITIVE, default=20)
+    trainer.add_argument("--batch-size", type=POSITIVE, default=64)
+    trainer.add_argument("--lr", type=RATE, default=1e-3)
+    trainer.add_argument("--weight-decay", type=NONNEGATIVE, default=1e-2)
+    trainer.add_argument("--patience", type=COUNT, default=10)
+    trainer.add_argument("--seed", type=COUNT, default=0)
     trainer.add_argument("--augment", default="none", choices=AUGMENT_PRESETS,
                          help="training-time augmentation: none (default), auto (inr for INR classification, else "
                               "none), permutation, inr (permutations, sign flips, rotations/translations, dropout, "
                               "noise)")
-    trainer.add_argument("--device", default="cpu")
+    trainer.add_argument("--device", type=_device, default="cpu")
     trainer.add_argument("--quiet", action="store_true")
     trainer.set_defaults(handler=_train)
 
@@ -436,8 +499,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     evaluator.add_argument("run", help="run folder written by wslgraph train")
     evaluator.add_argument("--zoo", default=None, help="zoo folder (default: the run's)")
     evaluator.add_argument("--split", default="test", choices=["train", "val", "test"])
-    evaluator.add_argument("--batch-size", type=int, default=64)
-    evaluator.add_argument("--device", default="cpu")
+    evaluator.add_argument("--batch-size", type=POSITIVE, default=64)
+    evaluator.add_argument("--device", type=_device, default="cpu")
     evaluator.set_defaults(handler=_eval)
 
 

@@ -195,3 +195,96 @@ def test_task_objects_choose_loss_metric_score_and_output_size(inr_zoo) -> None:
         == pytest.approx(1.0)
     with pytest.raises(ValueError, match="task must be one of"):
         get_task("ranking")
+
+
+def test_a_non_finite_loss_stops_training_before_the_update(inr_zoo) -> None:
+    from wslgraph.errors import NonFiniteError
+
+    class Diverging(torch.nn.Module):
+        """StatNN whose logits turn NaN at the third step."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner, self.calls = build_model("statnn", 10), 0
+
+        def forward(self, batch):
+            self.calls += 1
+            out = self.inner(batch)
+            return out * float("nan") if self.training and self.calls > 3 else out
+
+    train_set, val_set = ZooDataset(inr_zoo, "train"), ZooDataset(inr_zoo, "val")
+    model = Diverging()
+    config = TrainConfig(epochs=2, batch_size=16, progress=False)
+    snapshot = {}
+
+    def keep(module, args):  # the weights as the diverging step starts
+        if module.calls == 3:
+            snapshot.update({k: v.clone() for k, v in module.inner.state_dict().items()})
+
+    model.register_forward_pre_hook(keep)
+    with pytest.raises(NonFiniteError, match="epoch 0, step 2"):
+        train(model, train_set, val_set, config)
+    assert snapshot and all(torch.equal(v, model.inner.state_dict()[k]) for k, v in snapshot.items())
+
+
+@pytest.mark.parametrize("field, value", [("lr", float("nan")), ("lr", float("inf")), ("weight_decay", -1.0),
+                                          ("patience", -3), ("grad_clip", float("nan")), ("warmup_steps", -1)])
+def test_train_config_refuses_bad_numbers(field, value) -> None:
+    with pytest.raises(ValueError, match=field):
+        TrainConfig(**{field: value})
+
+
+def test_zoo_writer_and_dataset_refuse_non_finite_weights(inr_zoo, tmp_path, monkeypatch) -> None:
+    from wslgraph.errors import NonFiniteError
+    from wslgraph.zoo.storage import load_zoo_arrays, write_zoo
+
+    arrays = load_zoo_arrays(inr_zoo)
+    arrays.params[3, 5] = float("nan")
+    arrays.params[7, 0] = float("inf")
+    with pytest.raises(NonFiniteError, match=r"2 of the .* models .* \(rows \[3, 7\]\); nothing was written"):
+        write_zoo(tmp_path / "bad", arrays, shard_size=len(arrays))
+    assert not (tmp_path / "bad" / "manifest.json").exists()
+    import wslgraph.zoo.dataset as dataset_module  # a zoo written before this check: loading refuses it
+
+    monkeypatch.setattr(dataset_module, "load_zoo_arrays", lambda root, verify=True: arrays)
+    with pytest.raises(NonFiniteError, match=r"2 models .* \(all splits\) .* \(model indices \[3, 7\]\)"):
+        ZooDataset(inr_zoo, None)
+
+
+@pytest.mark.parametrize("when", ["before the commit", "after the commit"])
+def test_a_run_killed_while_checkpointing_resumes_to_the_same_result(inr_zoo, tmp_path, monkeypatch, when) -> None:
+    """checkpoint.json is the commit point: killed before it, the previous checkpoint stands; after it, resuming
+    finishes the renames. Either way the run ends as an uninterrupted one does."""
+    train_set, val_set = ZooDataset(inr_zoo, "train"), ZooDataset(inr_zoo, "val")
+    config = TrainConfig(epochs=3, batch_size=16, lr=3e-3, warmup_steps=2, patience=0, progress=False)
+
+    def model():
+        torch.manual_seed(1)
+        return build_model("statnn", 10)
+
+    reference = model()
+    expected = train(reference, train_set, val_set, config, out_dir=tmp_path / "straight")
+    write_json = train_module.atomic_write_json
+
+    def killed_at_epoch_one(path, obj):
+        if path.name == "checkpoint.json" and obj["epoch"] == 1:
+            if when == "after the commit":
+                write_json(path, obj)
+            raise KeyboardInterrupt
+        return write_json(path, obj)
+
+    monkeypatch.setattr(train_module, "atomic_write_json", killed_at_epoch_one)
+    with pytest.raises(KeyboardInterrupt):
+        train(model(), train_set, val_set, config, out_dir=tmp_path / "run")
+    assert (tmp_path / "run" / "checkpoint.safetensors.next").exists()  # the files of epoch 1, not yet in place
+    monkeypatch.setattr(train_module, "atomic_write_json", write_json)
+    resumed_model = model()
+    resumed = train(resumed_model, train_set, val_set, config, out_dir=tmp_path / "run")
+    assert [r["epoch"] for r in resumed["history"]] == [0, 1, 2]
+    losses = [r["train_loss"] for r in expected["history"]]
+    assert [r["train_loss"] for r in resumed["history"]] == pytest.approx(losses, rel=1e-6)
+    assert all(torch.equal(a, b) for a, b in zip(resumed_model.state_dict().values(), reference.state_dict().values()))
+    assert not list((tmp_path / "run").glob("*.next"))
+    (tmp_path / "run" / "best.safetensors").write_bytes(b"edited by hand")
+    with pytest.raises(ManifestError, match="does not hold what .* committed"):
+        train(model(), train_set, val_set, TrainConfig(**{**config.__dict__, "epochs": 4}), out_dir=tmp_path / "run")

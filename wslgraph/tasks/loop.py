@@ -33,7 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from wslgraph.baselines import BASELINES
-from wslgraph.errors import ManifestError
+from wslgraph.errors import ManifestError, NonFiniteError
 from wslgraph.io import atomic_write_bytes, atomic_write_json
 from wslgraph.nn import GNNEncoder, TransformerEncoder
 from wslgraph.tasks.task import TASKS, get_task
@@ -104,8 +104,15 @@ class TrainConfig:
         get_task(self.task)  # a known task name
         if self.augment not in AUGMENT_PRESETS:
             raise ValueError(f"augment must be one of {AUGMENT_PRESETS}, got {self.augment!r}")
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
+        if self.epochs < 1 or self.batch_size < 1 or self.warmup_steps < 0 or self.patience < 0:
+            raise ValueError(f"epochs and batch_size must be >= 1, warmup_steps and patience >= 0; got epochs="
+                             f"{self.epochs}, batch_size={self.batch_size}, warmup_steps={self.warmup_steps}, "
+                             f"patience={self.patience}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
+        if not all(math.isfinite(v) and v >= 0 for v in (self.weight_decay, self.grad_clip)):
+            raise ValueError(f"weight_decay and grad_clip must be finite numbers >= 0, got {self.weight_decay}, "
+                             f"{self.grad_clip}")
 
 
 def init_distributed(device: str = "cpu") -> tuple[int, int]:
@@ -234,6 +241,7 @@ def _resume(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
             scheduler: torch.optim.lr_scheduler.LRScheduler, config: TrainConfig) -> _Progress:
     """Load the checkpoint in ``out`` into the model, optimizer and schedule, after checking it is this run's."""
     meta = json.loads((out / "checkpoint.json").read_text())
+    _settle_files(out, meta.get("files", {}))
     free = ("epochs", "progress")  # a resumed run may train longer and show or hide progress
     if {k: v for k, v in meta["config"].items() if k not in free} != \
             {k: v for k, v in asdict(config).items() if k not in free}:
@@ -250,16 +258,41 @@ def _resume(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
 
 def _checkpoint(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
                 scheduler: torch.optim.lr_scheduler.LRScheduler, config: TrainConfig, progress: _Progress) -> None:
-    """Write the best weights, the checkpoint and the metrics, each atomically."""
+    """Commit one checkpoint atomically across its files.
+
+    The weights go to ``*.next`` files first; ``checkpoint.json``, naming their SHA-256, is the commit point;
+    then they are renamed into place. A run killed before the JSON resumes from the previous checkpoint (its files
+    are untouched); one killed after it finishes the renames on resume (:func:`_settle_files`).
+    """
     data, meta = _state_bytes(model, optimizer)
-    atomic_write_bytes(out / "best.safetensors", progress.best_bytes)
-    atomic_write_bytes(out / "checkpoint.safetensors", data)
+    files = {"checkpoint.safetensors": data, "best.safetensors": progress.best_bytes}
+    for name, blob in files.items():
+        atomic_write_bytes(out / f"{name}.next", blob)
     atomic_write_json(out / "checkpoint.json", {**meta, "epoch": progress.history[-1]["epoch"],
                                                 "config": asdict(config), "model": model_fingerprint(model),
                                                 "scheduler": scheduler.state_dict(), "history": progress.history,
                                                 "best_score": progress.best_score,
-                                                "best_epoch": progress.best_epoch, "stale": progress.stale})
+                                                "best_epoch": progress.best_epoch, "stale": progress.stale,
+                                                "files": {name: hashlib.sha256(blob).hexdigest()
+                                                          for name, blob in files.items()}})
+    for name in files:
+        os.replace(out / f"{name}.next", out / name)
     _write_metrics(out, progress.history)
+
+
+def _settle_files(out: Path, digests: dict[str, str]) -> None:
+    """Make the files ``checkpoint.json`` names hold what it committed (finishing an interrupted rename), or
+    raise :class:`ManifestError` where neither the file nor its pending copy does."""
+    for name, digest in digests.items():
+        final, pending = out / name, out / f"{name}.next"
+        if final.exists() and hashlib.sha256(final.read_bytes()).hexdigest() == digest:
+            pending.unlink(missing_ok=True)  # a later checkpoint was being written when the run stopped
+        elif pending.exists() and hashlib.sha256(pending.read_bytes()).hexdigest() == digest:
+            os.replace(pending, final)
+        else:
+            raise ManifestError(f"{final} does not hold what {out / 'checkpoint.json'} committed (SHA-256 "
+                                f"{digest[:12]}...); the run folder was changed by hand or damaged: start a new "
+                                "out_dir")
 
 
 def train(model: nn.Module, train_set: ZooDataset, val_set: ZooDataset, config: TrainConfig | None = None, *,
@@ -303,16 +336,21 @@ def train(model: nn.Module, train_set: ZooDataset, val_set: ZooDataset, config: 
         started, total, count = time.perf_counter(), 0.0, 0
         batches = train_set.batches(config.batch_size, shuffle=True, generator=generator, device=device, rank=rank,
                                     world_size=world)
-        for batch in tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch}", leave=False,
-                          disable=not config.progress or rank != 0):
+        for step, batch in enumerate(tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch}", leave=False,
+                                          disable=not config.progress or rank != 0)):
             loss = task.loss(runner(batch), batch.y)
             optimizer.zero_grad()
             loss.backward()
+            value = float(loss.detach())
+            if not math.isfinite(value):  # before the update: the weights stay as they were
+                raise NonFiniteError(f"the training loss became {value} at epoch {epoch}, step {step} "
+                                     f"(lr {config.lr}); lower the learning rate or set grad_clip, and check the "
+                                     "zoo's targets")
             if config.grad_clip:
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             scheduler.step()
-            total += float(loss.detach()) * batch.num_graphs
+            total += value * batch.num_graphs
             count += batch.num_graphs
         if world > 1:
             sums = torch.tensor([total, float(count)], dtype=torch.float64)

@@ -16,6 +16,7 @@ from torch import Tensor
 from torch_geometric.data import Batch, Dataset
 
 from wslgraph.convert.template import GraphTemplate
+from wslgraph.errors import NonFiniteError
 from wslgraph.graph.param_graph import ParamGraph
 from wslgraph.weightspace import attach_params
 from wslgraph.weightspace.augment import Augmentation
@@ -62,6 +63,10 @@ class ZooDataset(Dataset):
             self.indices_ = torch.arange(len(self.arrays))
         else:
             self.indices_ = (self.arrays.columns["split"] == SPLIT_CODES[split]).nonzero().flatten()
+        bad = self.indices_[~torch.isfinite(self.arrays.params[self.indices_]).all(dim=1)]
+        if bad.numel():
+            raise NonFiniteError(f"{bad.numel()} models of the zoo at {root} ({split or 'all splits'}) hold NaN or "
+                                 f"infinite weights (model indices {bad[:8].tolist()}); rewrite the zoo without them")
         self.split = split
         self.template = GraphTemplate(self.arrays.layout)
         self.augment = augment

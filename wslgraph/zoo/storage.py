@@ -36,7 +36,7 @@ from safetensors.torch import save as save_safetensors
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from wslgraph.errors import CorruptShardError, ManifestError, UnsafeFileError
+from wslgraph.errors import CorruptShardError, ManifestError, NonFiniteError, UnsafeFileError
 from wslgraph.graph.layout import GraphLayout
 from wslgraph.io import atomic_write_bytes, atomic_write_json
 
@@ -171,6 +171,11 @@ def _check_shard_tensors(tensors: dict[str, Tensor], job: ZooJob, count: int) ->
     missing = set(job.columns) - set(tensors)
     if missing:
         raise ValueError(f"make_shard did not return the columns {sorted(missing)}")
+    bad = (~torch.isfinite(params).all(dim=1)).nonzero().flatten()
+    if bad.numel():
+        raise NonFiniteError(f"{bad.numel()} of the {count} models of this shard hold NaN or infinite weights (rows "
+                             f"{bad[:8].tolist()}); nothing was written. A diverged fit: lower the learning rate, or "
+                             "drop those models before writing")
 
 
 def finalize_zoo(root: str | os.PathLike[str]) -> Path:
