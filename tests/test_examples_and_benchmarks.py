@@ -76,6 +76,9 @@ def test_baselines_benchmark_quick(tmp_path: Path) -> None:
     assert ("SIREN", "dwsnet") in models and ("SmallCNN", "dwsnet") not in models  # DWSNet is MLP-only
     assert {("SmallCNN", name) for name in ("GNNEncoder", "nfn-hnp", "nfn-np", "statnn")} <= models
     assert all(row["parameters"] > 0 and row["fwd_bwd_s"] > 0 for row in report["rows"])
+    pytest.importorskip("nfn")  # the layer comparison with the authors' NFN layers (a dev/bench dependency)
+    assert [row["mode"] for row in report["layers"]] == ["HNP", "NP"]
+    assert all(set(row["seconds"]) == {"wslgraph", "nfn", "wslgraph per-term"} for row in report["layers"])
 
 
 def test_ift_benchmark_quick(tmp_path: Path) -> None:

@@ -122,4 +122,12 @@ def test_outputs_are_bit_identical_to_the_pinned_reference() -> None:
     reference = load_file(REFERENCE)
     assert sorted(outputs) == sorted(reference)
     changed = [key for key in outputs if not torch.equal(outputs[key], reference[key])]
-    assert not changed, {key: (outputs[key][-1].item(), reference[key][-1].item()) for key in changed}
+    assert not changed, {key: _how_far(outputs[key], reference[key]) for key in changed}
+
+
+def _how_far(new: torch.Tensor, old: torch.Tensor) -> str:
+    if new.shape != old.shape:
+        return f"shape {tuple(old.shape)} -> {tuple(new.shape)}"
+    if new.dtype == torch.float64 and new.shape == (33,):  # a fingerprint: compare the sums
+        return f"sum {old[-1].item():.9g} -> {new[-1].item():.9g}"
+    return f"max |difference| {(new.double() - old.double()).abs().max().item():.3g}"

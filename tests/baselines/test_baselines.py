@@ -208,3 +208,24 @@ def test_statnn_with_gradient_boosting_predicts_cnn_accuracy() -> None:
     train_error = (predicted[:16] - zoo.test_accuracy[:16].double()).abs().mean()
     spread = (zoo.test_accuracy[:16] - zoo.test_accuracy[:16].mean()).abs().mean()
     assert float(train_error) < 0.5 * float(spread)  # it fits the accuracies from weight statistics
+
+
+@pytest.mark.parametrize("permute_io", [False, True])
+@pytest.mark.parametrize("factory", [siren, small_cnn])
+def test_grouped_forward_equals_the_per_term_definition(factory, permute_io) -> None:
+    """forward() shares pooled means and one product per (target, kept axes); forward_per_term() is the definition."""
+    template = GraphTemplate.from_module(factory())
+    spec = weight_space_spec(template.layout)
+    torch.manual_seed(0)
+    layer = WeightSpaceLinear(spec, 3, 5, permute_io=permute_io)
+    assert len(layer._groups) < len(layer.terms)
+    features = [torch.randn(4, *[spec.sizes[x] for x in slot.permutable], 3 * slot.fixed_size, requires_grad=True)
+                for slot in layer.slots]
+    grouped, reference = layer(features), layer.forward_per_term(features)
+    for a, b in zip(grouped, reference):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    weights = [torch.randn_like(out) for out in reference]
+    grads = [torch.autograd.grad(sum((o * w).sum() for o, w in zip(outs, weights)), [*features, *layer.parameters()])
+             for outs in (grouped, reference)]
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

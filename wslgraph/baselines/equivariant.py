@@ -34,6 +34,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wslgraph.weightspace import WeightSpaceSpec
@@ -146,6 +147,13 @@ class WeightSpaceLinear(nn.Module):
         self.maps = nn.ModuleList(
             nn.Linear(in_channels * self.slots[t.source].fixed_size, out_channels * self.slots[t.target].fixed_size,
                       bias=False) for t in self.terms)
+        # terms that write the same target with the same kept axes share one product: their (pooled) inputs are
+        # concatenated along the channels, their matrices along the input features
+        groups: dict[tuple[int, frozenset[int]], list[int]] = {}
+        for index, term in enumerate(self.terms):
+            groups.setdefault((term.target, frozenset(term.kept)), []).append(index)
+        self._groups = tuple((target, tuple(label for label in self.slots[target].permutable if label in kept),
+                              tuple(members)) for (target, kept), members in groups.items())
         self.bias = nn.ParameterList(nn.Parameter(torch.zeros(out_channels * s.fixed_size)) for s in self.slots)
         self.reset_parameters()
 
@@ -160,6 +168,40 @@ class WeightSpaceLinear(nn.Module):
             nn.init.zeros_(bias)
 
     def forward(self, features: list[Tensor]) -> list[Tensor]:
+        batch = features[0].shape[0]
+        sizes = self.spec.sizes
+        means: dict[tuple[int, frozenset[int]], Tensor] = {}  # each pooled mean once, whatever reads it
+
+        def pooled(term: _Term) -> Tensor:
+            key = (term.source, frozenset(term.pooled))
+            if key not in means:
+                slot = self.slots[term.source]
+                axes = tuple(1 + slot.permutable.index(label) for label in term.pooled)
+                means[key] = features[term.source].mean(dim=axes) if axes else features[term.source]
+            return means[key]
+
+        outputs: list[Tensor | None] = [None] * len(self.slots)
+        for target, kept, members in self._groups:
+            inputs = []
+            for index in members:  # kept axes in the target's order, channels last
+                term = self.terms[index]
+                x = pooled(term)
+                inputs.append(x.permute(0, *[1 + term.kept.index(label) for label in kept], x.dim() - 1))
+            weight = torch.cat([self.maps[index].weight for index in members], dim=1) if len(members) > 1 \
+                else self.maps[members[0]].weight
+            y = F.linear(torch.cat(inputs, dim=-1) if len(inputs) > 1 else inputs[0], weight)
+            slot = self.slots[target]
+            y = y.reshape([batch] + [sizes[label] if label in kept else 1 for label in slot.permutable] + [-1])
+            outputs[target] = y if outputs[target] is None else outputs[target] + y
+        result = []
+        for index, (slot, out) in enumerate(zip(self.slots, outputs)):
+            shape = [batch] + [sizes[label] for label in slot.permutable] + [out.shape[-1]]
+            result.append(out.expand(shape) + self.bias[index])
+        return result
+
+    def forward_per_term(self, features: list[Tensor]) -> list[Tensor]:
+        """The same map term by term (one product and one broadcast add per term): the definition
+        :meth:`forward` is tested against."""
         batch = features[0].shape[0]
         sizes = self.spec.sizes
         outputs: list[Tensor | None] = [None] * len(self.slots)
