@@ -15,7 +15,7 @@ from wslgraph.baselines import (
     WeightSpaceLinear,
     statnn_features,
 )
-from wslgraph.baselines.equivariant import to_canonical, weight_space_slots
+from wslgraph.baselines.equivariant import from_canonical, to_canonical, weight_space_slots
 from wslgraph.errors import InvalidGraphError, ShapeMismatchError, UnsupportedModuleError
 from wslgraph.weightspace import (
     from_weight_space,
@@ -229,3 +229,62 @@ def test_grouped_forward_equals_the_per_term_definition(factory, permute_io) -> 
              for outs in (grouped, reference)]
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def _orbit_count(layout, spec, permute_io: bool) -> int:
+    """Orbits of the neuron permutations on (output entry, input entry) pairs of a one-channel weight space: the
+    dimension of the space of equivariant linear maps (for permutation representations)."""
+    size = spec.num_params
+    index = torch.arange(size, dtype=torch.float64)
+    state = {e.key: index[layout.span(e.key)].view(e.shape) for e in layout.state}
+    groups = range(len(layout.groups)) if permute_io else range(1, len(layout.groups) - 1)
+    generators = []
+    for g in groups:
+        n = layout.groups[g].size
+        for perm in ([1, 0, *range(2, n)], [*range(1, n), 0]) if n > 1 else ():
+            perms = [torch.arange(group.size) for group in layout.groups]
+            perms[g] = torch.tensor(perm)
+            moved = permute_state_dict(layout, state, perms)
+            generators.append(torch.cat([moved[e.key].reshape(-1) for e in layout.state]).long())
+    parent = list(range(size * size))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for image in generators:  # entry image[k] moves to position k
+        target = torch.empty(size, dtype=torch.long)
+        target[image] = torch.arange(size)  # where each entry goes
+        for a in range(size):
+            for b in range(size):
+                parent[find(a * size + b)] = find(int(target[a]) * size + int(target[b]))
+    return len({find(i) for i in range(size * size)})
+
+
+@pytest.mark.parametrize("permute_io", [False, True])
+@pytest.mark.parametrize("model", [nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 3), nn.ReLU(),
+                                                 nn.Linear(3, 2)),
+                                   small_cnn(channels=2, num_layers=2, kernel_size=2, num_classes=2)],
+                         ids=["mlp", "cnn"])
+def test_the_layer_spans_every_equivariant_map(model, permute_io) -> None:
+    """Completeness: the maps WeightSpaceLinear can express (one channel, no bias) span a space whose dimension is
+    the number of orbits of the permutations on (output, input) entry pairs, i.e. all equivariant linear maps."""
+    layout = GraphTemplate.from_module(model).layout
+    spec = weight_space_spec(layout)
+    layer = WeightSpaceLinear(spec, 1, 1, permute_io=permute_io).double()
+    basis = torch.eye(spec.num_params, dtype=torch.float64)  # every input entry at once, one per batch row
+    features = to_canonical(*to_weight_space(basis, spec), layer.slots)
+    columns = []
+    with torch.no_grad():
+        for linear in layer.maps:
+            for weight in layer.maps:
+                weight.weight.zero_()
+            for j in range(linear.weight.numel()):
+                linear.weight.view(-1).zero_()
+                linear.weight.view(-1)[j] = 1.0
+                weights, biases = from_canonical(layer(features), layer.slots, spec, 1)
+                columns.append(from_weight_space(weights, biases, spec).reshape(-1))
+    rank = int(torch.linalg.matrix_rank(torch.stack(columns, dim=1)))
+    assert rank == _orbit_count(layout, spec, permute_io)
