@@ -270,7 +270,8 @@ def _orbit_count(layout, spec, permute_io: bool) -> int:
                          ids=["mlp", "cnn"])
 def test_the_layer_spans_every_equivariant_map(model, permute_io) -> None:
     """Completeness: the maps WeightSpaceLinear can express (one channel, no bias) span a space whose dimension is
-    the number of orbits of the permutations on (output, input) entry pairs, i.e. all equivariant linear maps."""
+    the number of orbits of the permutations on (output, input) entry pairs, i.e. all equivariant linear maps, and
+    its weights are a basis of it. The CNN's single input channel is a one-neuron axis under NP."""
     layout = GraphTemplate.from_module(model).layout
     spec = weight_space_spec(layout)
     layer = WeightSpaceLinear(spec, 1, 1, permute_io=permute_io).double()
@@ -287,4 +288,5 @@ def test_the_layer_spans_every_equivariant_map(model, permute_io) -> None:
                 weights, biases = from_canonical(layer(features), layer.slots, spec, 1)
                 columns.append(from_weight_space(weights, biases, spec).reshape(-1))
     rank = int(torch.linalg.matrix_rank(torch.stack(columns, dim=1)))
-    assert rank == _orbit_count(layout, spec, permute_io)
+    # a basis: as many weights as dimensions (no duplicate term, e.g. keep and pool of a one-neuron axis)
+    assert rank == _orbit_count(layout, spec, permute_io) == len(columns)

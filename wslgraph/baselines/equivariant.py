@@ -140,8 +140,10 @@ class WeightSpaceLinear(nn.Module):
             for source, in_slot in enumerate(self.slots):
                 shared = [x for x in in_slot.permutable if x in out_slot.permutable]
                 only_in = tuple(x for x in in_slot.permutable if x not in out_slot.permutable)
+                # on an axis of one neuron, keeping and pooling are the same map: keep it, once
+                choosable = [x for x in shared if spec.sizes[x] > 1]
                 for pooled_shared in itertools.chain.from_iterable(
-                        itertools.combinations(shared, r) for r in range(len(shared) + 1)):
+                        itertools.combinations(choosable, r) for r in range(len(choosable) + 1)):
                     kept = tuple(x for x in shared if x not in pooled_shared)
                     self.terms.append(_Term(source, target, only_in + pooled_shared, kept))
         self.maps = nn.ModuleList(
