@@ -201,3 +201,40 @@ def test_train_refuses_bad_options_and_models(tmp_path, capsys) -> None:
         error = capsys.readouterr().err
         assert stopped.value.code == 2 and message in error, error
     assert not (tmp_path / "run").exists()
+
+
+def test_zoo_info_verifies_every_shard_and_convert_names_a_missing_file(tmp_path, capsys) -> None:
+    zoo = tmp_path / "zoo"
+    assert main(["zoo", "inr", str(zoo), "--train-images", "4", "--test-images", "2", "--steps", "2",
+                 "--shard-size", "3", "--no-compile", "--quiet"]) == 0
+    assert main(["zoo", "info", str(zoo)]) == 0
+    assert "all 2 shards match their SHA-256" in capsys.readouterr().out
+    shard = next(zoo.glob("shard-*.safetensors"))
+    data = bytearray(shard.read_bytes())
+    data[-5] ^= 0xFF  # one flipped bit in the parameters
+    shard.write_bytes(bytes(data))
+    assert main(["zoo", "info", str(zoo)]) == 2
+    assert "does not match its SHA-256" in capsys.readouterr().err
+    manifest = json.loads((zoo / "manifest.json").read_text())
+    manifest["shards"][0]["file"] = "../elsewhere.safetensors"
+    (zoo / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["zoo", "info", str(zoo)]) == 2
+    assert "not inside the zoo folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stopped:
+        main(["convert", str(tmp_path / "missing.pt")])
+    assert stopped.value.code == 2 and "missing.pt: no such file" in capsys.readouterr().err
+
+
+def test_sharded_jobs_with_different_settings_do_not_mix(tmp_path, capsys) -> None:
+    zoo = tmp_path / "zoo"
+    common = ["--train-images", "4", "--test-images", "2", "--shard-size", "3", "--no-compile", "--quiet",
+              "--world-size", "2"]
+    assert main(["zoo", "inr", str(zoo), "--seed", "1", "--steps", "2", "--rank", "1", *common]) == 0
+    assert main(["zoo", "inr", str(zoo), "--seed", "0", "--steps", "3", "--rank", "0", *common]) == 2
+    assert "different zoo job" in capsys.readouterr().err
+    assert not (zoo / "manifest.json").exists()
+    # a shard of another job slipped in under this job's job.json: finalising refuses it by its fingerprint
+    (zoo / "job.json").unlink()
+    assert main(["zoo", "inr", str(zoo), "--seed", "0", "--steps", "3", "--rank", "0", *common]) == 2
+    assert "written by a different zoo job" in capsys.readouterr().err
+    assert not (zoo / "manifest.json").exists()

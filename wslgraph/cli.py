@@ -253,10 +253,13 @@ def _zoo_merge(args: argparse.Namespace) -> int:
 
 
 def _zoo_info(args: argparse.Namespace) -> int:
-    from wslgraph.zoo.storage import read_manifest
+    from wslgraph.zoo.storage import read_manifest, read_shard
 
-    read_manifest(args.root)  # a clear error where there is no finished zoo
+    manifest = read_manifest(args.root)  # a clear error where there is no finished zoo
+    for entry in manifest["shards"]:  # a summary only of a zoo whose every shard is what the manifest says
+        read_shard(args.root, entry)
     _report(args.root, False)
+    print(f"all {len(manifest['shards'])} shards match their SHA-256")
     return 0
 
 
@@ -293,6 +296,9 @@ def _convert(args: argparse.Namespace) -> int:
         args.parser.error(f"--picture {args.picture}: use a .png, .svg or .pdf file name")
     source = Path(args.model)
     model = None
+    if ":" not in args.model and not source.is_file():
+        args.parser.error(f"{args.model}: no such file; give a checkpoint file, a saved graph or MODULE:FACTORY "
+                          "(e.g. wslgraph.zoo:small_cnn)")
     if source.is_file() and args.checkpoint is None and not args.model.endswith(".py"):
         if source.suffix == ".safetensors" and is_graph_file(source):
             graph = load_graph(source)

@@ -121,7 +121,7 @@ def generate_zoo(root: str | os.PathLike[str], job: ZooJob, *, rank: int = 0, wo
         if existing.get("fingerprint") != fingerprint:
             raise ManifestError(f"{root} holds a different zoo job (job.json differs: kind "
                                 f"{existing.get('kind')!r}, job {existing.get('job')}); use a new folder")
-    elif rank == 0:
+    else:  # every rank writes it: a rank started later with other settings then refuses the folder
         atomic_write_json(job_file, {**header, "fingerprint": fingerprint, "versions": _versions()})
     mine = range(rank, job.num_shards, world_size)
     bar = tqdm(total=len(mine), desc=f"{job.kind} zoo shards (rank {rank})", unit="shard", disable=not progress)
@@ -143,10 +143,14 @@ def generate_zoo(root: str | os.PathLike[str], job: ZooJob, *, rank: int = 0, wo
     if finalize and (world_size == 1 or rank == 0):
         try:
             finalize_zoo(root)
-        except ManifestError:
+        except _MissingShards:
             if world_size == 1:
-                raise
+                raise  # with several processes, the others may still be making theirs
     return root
+
+
+class _MissingShards(ManifestError):
+    """Some shards of the job do not exist yet."""
 
 
 def _shard_is_done(root: Path, index: int, fingerprint: str, first: int, count: int) -> bool:
@@ -188,14 +192,24 @@ def finalize_zoo(root: str | os.PathLike[str]) -> Path:
     job = _read_json(root / "job.json")
     num_shards = -(-job["num_models"] // job["shard_size"])
     shards, missing = [], []
+    foreign = []
     for index in range(num_shards):
         sidecar = (root / shard_name(index)).with_suffix(".json")
         if not sidecar.exists() or not (root / shard_name(index)).exists():
             missing.append(shard_name(index))
             continue
+        first = index * job["shard_size"]
+        if not _shard_is_done(root, index, job.get("fingerprint"), first, min(job["shard_size"],
+                                                                            job["num_models"] - first)):
+            foreign.append(shard_name(index))
+            continue
         shards.append(_read_json(sidecar))
+    if foreign:
+        listed = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise ManifestError(f"{root}: {len(foreign)} shards ({listed}) were written by a different zoo job (another "
+                            "seed, recipe or size) or are damaged; delete them and run this job again to remake them")
     if missing:
-        raise ManifestError(f"{root} is missing {len(missing)} of {num_shards} shards ({', '.join(missing[:3])}"
+        raise _MissingShards(f"{root} is missing {len(missing)} of {num_shards} shards ({', '.join(missing[:3])}"
                             f"{', ...' if len(missing) > 3 else ''}); run the job again to finish them")
     atomic_write_json(root / "manifest.json", {**job, "shards": shards})
     return root / "manifest.json"
@@ -262,6 +276,9 @@ def read_shard(root: str | os.PathLike[str], entry: dict, *, verify: bool = True
         UnsafeFileError: the file is a pickle.
     """
     path = Path(root) / entry["file"]
+    if Path(root).resolve() not in path.resolve().parents:
+        raise UnsafeFileError(f"the manifest names {entry['file']!r}, which is not inside the zoo folder {root}; "
+                              "a manifest may only list the zoo's own shards")
     try:
         data = path.read_bytes()
     except FileNotFoundError as error:
