@@ -238,3 +238,38 @@ def test_sharded_jobs_with_different_settings_do_not_mix(tmp_path, capsys) -> No
     assert main(["zoo", "inr", str(zoo), "--seed", "0", "--steps", "3", "--rank", "0", *common]) == 2
     assert "written by a different zoo job" in capsys.readouterr().err
     assert not (zoo / "manifest.json").exists()
+
+
+def test_names_paths_and_runs_that_do_not_fit_are_reported(tmp_path, capsys) -> None:
+    import torch
+    from torch import nn
+
+    from wslgraph import to_graph
+    from wslgraph.errors import UnsupportedModuleError
+    from wslgraph.weightspace import permute_hidden
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["zoo", "inr", str(tmp_path / "z"), "--source", "imagenet"])
+    assert stopped.value.code == 2 and "invalid choice: 'imagenet'" in capsys.readouterr().err
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert main(["zoo", "inr", str(blocker / "zoo"), "--train-images", "2", "--test-images", "1", "--steps", "1",
+                 "--no-compile", "--quiet"]) == 2
+    assert "wslgraph: error: " in capsys.readouterr().err and blocker.read_text() == "not a folder"
+    zoo, run = tmp_path / "zoo", tmp_path / "run"
+    assert main(["zoo", "inr", str(zoo), "--train-images", "12", "--test-images", "2", "--steps", "3",
+                 "--shard-size", "14", "--no-compile", "--quiet"]) == 0
+    assert main(["train", str(zoo), "--target", "colour", "--out", str(run), "--quiet"]) == 2
+    assert "target 'colour' is not a column" in capsys.readouterr().err
+    assert main(["train", str(zoo), "--model", "statnn", "--epochs", "1", "--out", str(run), "--quiet"]) == 0
+    other = tmp_path / "other"
+    assert main(["zoo", "inr", str(other), "--train-images", "12", "--test-images", "2", "--steps", "3",
+                 "--hidden", "8", "--shard-size", "14", "--no-compile", "--quiet"]) == 0
+    assert main(["eval", str(run), "--zoo", str(other)]) == 2
+    assert "trained on another architecture" in capsys.readouterr().err
+    tied = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4))
+    tied[2].weight = tied[0].weight
+    with pytest.raises(UnsupportedModuleError, match="'0.weight' and '2.weight' are the same tensor"):
+        to_graph(tied)
+    with pytest.raises(UnsupportedModuleError, match="weight sharing"):
+        permute_hidden(tied, torch.Generator().manual_seed(0))

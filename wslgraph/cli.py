@@ -17,6 +17,7 @@ from wslgraph.errors import ManifestError, WSLGraphError
 from wslgraph.runtime import tune_cpu_allocator
 from wslgraph.weightspace.augment import AUGMENT_PRESETS
 from wslgraph.zoo.architectures import ACTIVATIONS
+from wslgraph.zoo.data import SOURCES
 
 __all__ = ["main"]
 
@@ -216,6 +217,7 @@ def _train(args: argparse.Namespace) -> int:
     if rank == 0:
         atomic_write_json(Path(args.out) / "run.json", {"zoo": str(args.zoo), "model": args.model, "options": options,
                                                         "out_dim": out_dim, "task": task, "target": args.target,
+                                                        "layout": splits["train"].arrays.layout.to_dict(),
                                                         "result": {k: v for k, v in result.items() if k != "history"}})
         if not args.quiet:
             print(json.dumps({"best_epoch": result["best_epoch"], "test": result["test"],
@@ -234,6 +236,10 @@ def _eval(args: argparse.Namespace) -> int:
         raise ManifestError(f"{args.run} has no run.json; it must be a folder written by `wslgraph train`")
     run = json.loads((Path(args.run) / "run.json").read_text())
     dataset = ZooDataset(args.zoo or run["zoo"], args.split, target=run["target"])
+    trained_on = run.get("layout")
+    if trained_on is not None and trained_on != dataset.arrays.layout.to_dict():
+        raise ManifestError(f"{args.run} was trained on another architecture than the zoo {args.zoo or run['zoo']} "
+                            "holds; evaluate it on a zoo of the architecture it was trained on")
     model = make_model(run["model"], run["out_dim"], run["options"], dataset, run["task"])
     config = TrainConfig(task=run["task"], batch_size=args.batch_size, device=args.device, progress=False)
     with torch.no_grad():
@@ -425,7 +431,7 @@ def _add_zoo(sub: argparse._SubParsersAction) -> None:
     inr = zoo_sub.add_parser("inr", help="fit SIRENs to images (resumable; sharded across processes)",
                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     inr.add_argument("out", help="zoo folder (created; an interrupted run resumes there)")
-    inr.add_argument("--source", default="mnist5k", help="image source: fashion-mnist, mnist, mnist5k, digits, cifar10")
+    inr.add_argument("--source", default="mnist5k", choices=sorted(SOURCES), help="image source")
     inr.add_argument("--data-root", default=None, help="folder of user-supplied data (mnist, cifar10)")
     inr.add_argument("--recipe", default="dws", choices=["dws", "nfn"])
     inr.add_argument("--train-images", type=POSITIVE, default=None, help="use this many train images (evenly spaced)")
@@ -442,7 +448,7 @@ def _add_zoo(sub: argparse._SubParsersAction) -> None:
     cnn = zoo_sub.add_parser("cnn", help="train CNNs with sampled hyperparameters (resumable; sharded)",
                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     cnn.add_argument("out", help="zoo folder (created; an interrupted run resumes there)")
-    cnn.add_argument("--source", default="digits", help="image source: fashion-mnist, mnist, mnist5k, digits, cifar10")
+    cnn.add_argument("--source", default="digits", choices=sorted(SOURCES), help="image source")
     cnn.add_argument("--data-root", default=None, help="folder of user-supplied data (mnist, cifar10)")
     cnn.add_argument("--count", type=POSITIVE, default=64, help="models")
     cnn.add_argument("--epochs", type=POSITIVE, default=2)
@@ -529,6 +535,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args)
     except WSLGraphError as error:
         print(f"wslgraph: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a path that is a file, a read-only folder, a full disk: the machine's, not ours
+        print(f"wslgraph: error: {error.strerror or error}"
+              f"{f': {error.filename}' if error.filename else ''} (check the path, its permissions and free space)",
+              file=sys.stderr)
         return 2
 
 

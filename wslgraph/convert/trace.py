@@ -33,6 +33,18 @@ class _Tracer(fx.Tracer):
         return handler_for(type(m)) is not None or super().is_leaf_module(m, module_qualified_name)
 
 
+def _refuse_shared_tensors(module: nn.Module) -> None:
+    """Tied weights (one tensor under two names) have no place in a parameter graph: each edge holds its own."""
+    owners: dict[int, str] = {}
+    tensors = [*module.named_parameters(remove_duplicate=False), *module.named_buffers(remove_duplicate=False)]
+    for name, tensor in tensors:
+        first = owners.setdefault(id(tensor), name)
+        if first != name:
+            raise UnsupportedModuleError(f"'{first}' and '{name}' are the same tensor (weight sharing); a parameter "
+                                         "graph gives every weight its own edge: give each module its own "
+                                         "nn.Parameter (e.g. a clone) before converting")
+
+
 def trace(module: nn.Module, input_shape: Sequence[int] | None = None) -> tuple[GraphLayout, dict[str, Tensor]]:
     """Trace ``module`` into its :class:`GraphLayout`; also return its state dict.
 
@@ -51,6 +63,7 @@ def trace(module: nn.Module, input_shape: Sequence[int] | None = None) -> tuple[
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"expected an nn.Module, got {type(module).__name__}")
+    _refuse_shared_tensors(module)
     ctx = ConversionContext(module.state_dict())
     root_handler = handler_for(type(module))
     if root_handler is not None:

@@ -16,7 +16,7 @@ from torch import Tensor
 from torch_geometric.data import Batch, Dataset
 
 from wslgraph.convert.template import GraphTemplate
-from wslgraph.errors import NonFiniteError
+from wslgraph.errors import NonFiniteError, ZooError
 from wslgraph.graph.param_graph import ParamGraph
 from wslgraph.weightspace import attach_params
 from wslgraph.weightspace.augment import Augmentation
@@ -56,9 +56,9 @@ class ZooDataset(Dataset):
         self.arrays = load_zoo_arrays(root, verify=verify)
         super().__init__(str(root), transform=transform, log=False)
         if split is not None and split not in SPLIT_CODES:
-            raise ValueError(f"split must be one of {list(SPLIT_CODES)} or None, got {split!r}")
+            raise ZooError(f"split must be one of {list(SPLIT_CODES)} or None, got {split!r}")
         if split is not None and "split" not in self.arrays.columns:
-            raise ValueError(f"the zoo at {root} has no split column; use split=None")
+            raise ZooError(f"the zoo at {root} has no split column; use split=None")
         if split is None:
             self.indices_ = torch.arange(len(self.arrays))
         else:
@@ -73,7 +73,7 @@ class ZooDataset(Dataset):
         default = {"inr": "label", "cnn": "test_accuracy"}.get(self.arrays.kind)
         self.target = target or default
         if self.target is not None and self.target not in self.arrays.columns:
-            raise ValueError(f"target {self.target!r} is not a column of this zoo; columns: "
+            raise ZooError(f"target {self.target!r} is not a column of this zoo; columns: "
                              f"{sorted(self.arrays.columns)}")
 
     @property
