@@ -32,3 +32,37 @@ def test_save_and_load_refuse_what_they_cannot_handle(tmp_path) -> None:
     with pytest.raises(CorruptShardError, match="not a wslgraph graph"):
         load_graph(tmp_path / "plain.safetensors")
     assert not (tmp_path / "batch.safetensors").exists()
+
+
+def _edit_layout(path, edit) -> None:
+    """Rewrite a saved graph's layout JSON (its tensors unchanged), as a hand edit or damage would."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(path, "pt") as handle:
+        metadata, tensors = handle.metadata(), {k: handle.get_tensor(k) for k in handle.keys()}
+    layout = json.loads(metadata["wslgraph.layout"])
+    edit(layout)
+    save_file(tensors, path, metadata={**metadata, "wslgraph.layout": json.dumps(layout)})
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d["edge_blocks"][0].update(weight_shape=[16, 2]), "weight_shape"),
+    (lambda d: d.update(dtype="float64"), "feature dtype is torch.float64"),
+    (lambda d: d["state"][0].update(shape=[2, 32]), "the layout says"),
+    (lambda d: d["edge_blocks"][0].update(src=99), "its layout cannot be read"),
+    (lambda d: d["edge_blocks"][0].update(offset=10**12), None),  # offsets are derived: a bogus one is harmless
+])
+def test_a_saved_graph_whose_layout_does_not_fit_its_tensors_is_refused(tmp_path, edit, message) -> None:
+    graph = to_graph(siren())
+    path = tmp_path / "graph.safetensors"
+    save_graph(graph, path)
+    _edit_layout(path, edit)
+    if message is None:
+        loaded = load_graph(path).validate()
+        assert torch.equal(loaded.edge_attr, graph.edge_attr) and loaded.layout == graph.layout
+        return
+    with pytest.raises(CorruptShardError, match=message):
+        load_graph(path)

@@ -8,6 +8,7 @@ same graph bit for bit. No pickle is involved.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import json
@@ -59,12 +60,33 @@ def load_graph(path: str | os.PathLike[str]) -> ParamGraph:
     if metadata.get("format") != _FORMAT or _KEY not in metadata:
         raise CorruptShardError(f"{path} is a safetensors file but not a wslgraph graph (no {_KEY!r} metadata); "
                                 "write graphs with wslgraph.save_graph")
-    layout = GraphLayout.from_dict(json.loads(metadata[_KEY]))
+    try:
+        layout = GraphLayout.from_dict(json.loads(metadata[_KEY]))
+    except (InvalidGraphError, json.JSONDecodeError) as error:
+        raise CorruptShardError(f"{path}: its layout cannot be read ({error})") from error
     ordered = {entry.key: state[entry.key] for entry in layout.state if entry.key in state}
     if len(ordered) != len(layout.state):
         missing = [e.key for e in layout.state if e.key not in state]
         raise CorruptShardError(f"{path} lacks tensors its layout names: {missing}")
+    _check_layout_against_tensors(path, layout, ordered)
     return graph_from_state_dict(layout, ordered)
+
+
+def _check_layout_against_tensors(path: Path, layout: GraphLayout, state: dict[str, Tensor]) -> None:
+    """The layout JSON of a file must describe the tensors stored beside it (shapes, dtypes, feature dtype)."""
+    problems = [f"'{e.key}' is {tuple(state[e.key].shape)} {state[e.key].dtype}, the layout says {e.shape} {e.dtype}"
+                for e in layout.state if tuple(state[e.key].shape) != e.shape or state[e.key].dtype != e.dtype]
+    problems += [f"edge block '{b.key}' has weight_shape {b.weight_shape}, its tensor {layout.entries[b.key].shape}"
+                 for b in layout.edge_blocks if b.key is not None and b.key in layout.entries
+                 and tuple(b.weight_shape) != layout.entries[b.key].shape]
+    floating = [t.dtype for t in state.values() if t.is_floating_point()]
+    expected = functools.reduce(torch.promote_types, floating, floating[0]) if floating else torch.float32
+    if layout.dtype != expected:
+        problems.append(f"the layout's feature dtype is {layout.dtype}, its tensors make {expected}")
+    if problems:
+        listed = "; ".join(problems[:3])
+        raise CorruptShardError(f"{path}: the layout stored in the file does not fit its tensors ({listed}); the "
+                                "file was edited or damaged: save the graph again")
 
 
 def is_graph_file(path: str | os.PathLike[str]) -> bool:

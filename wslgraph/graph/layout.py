@@ -269,7 +269,7 @@ class GraphLayout:
                 kernel_grid=tuple(data["kernel_grid"]),
                 dtype=_dtype(data["dtype"]),
             )
-        except (KeyError, TypeError, ValueError) as error:
+        except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError, AttributeError) as error:
             raise InvalidGraphError(f"not a GraphLayout description ({type(error).__name__}: {error}); "
                                     "it must come from GraphLayout.to_dict()") from error
 
