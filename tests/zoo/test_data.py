@@ -94,3 +94,35 @@ def test_cifar_loader_refuses_pickles_that_call_functions(tmp_path) -> None:
     (folder / "test_batch").write_bytes(pickle.dumps({b"data": Exploit(), b"labels": []}))
     with pytest.raises(UnsafeFileError, match="refusing to unpickle builtins.print"):
         load_images("cifar10", "test", root=tmp_path)
+
+
+def test_garbage_data_is_refused_with_what_is_wrong(tmp_path) -> None:
+    idx = tmp_path / "idx"
+    idx.mkdir()
+    _write_idx(idx / "t10k-images-idx3-ubyte", np.zeros((3, 28, 28)), False)
+    _write_idx(idx / "t10k-labels-idx1-ubyte", np.array([1, 200, 3]), False)
+    with pytest.raises(DataNotFoundError, match=r"1 labels outside 0..9 \(e.g. \[200\]\)"):
+        load_images("mnist", "test", root=idx)
+    forged = bytes([0, 0, 8, 3]) + b"".join((2**31).to_bytes(4, "big") for _ in range(3)) + bytes(16)
+    (idx / "t10k-images-idx3-ubyte").write_bytes(forged)  # a header claiming 2^93 values
+    with pytest.raises(DataNotFoundError, match="truncated"):
+        load_images("mnist", "test", root=idx)
+    binary = tmp_path / "bin" / "cifar-10-batches-bin"
+    binary.mkdir(parents=True)
+    np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tofile(binary / "test_batch.bin")
+    with pytest.raises(DataNotFoundError, match="not a whole number of 3,073-byte"):
+        load_images("cifar10", "test", root=tmp_path / "bin")
+    records = np.random.default_rng(1).integers(0, 256, (2, 3073), dtype=np.uint8)
+    records[:, 0] = [3, 250]  # random bytes: labels far outside the ten classes
+    records.tofile(binary / "test_batch.bin")
+    with pytest.raises(DataNotFoundError, match="labels outside 0..9"):
+        load_images("cifar10", "test", root=tmp_path / "bin")
+    py = tmp_path / "py" / "cifar-10-batches-py"
+    py.mkdir(parents=True)
+    data, labels = _cifar_arrays(4, 0)
+    (py / "test_batch").write_bytes(pickle.dumps({b"data": data, b"labels": labels}, protocol=2)[:200])
+    with pytest.raises(DataNotFoundError, match="cannot be read as a CIFAR-10 batch"):
+        load_images("cifar10", "test", root=tmp_path / "py")
+    (py / "test_batch").write_bytes(pickle.dumps({b"data": data, b"labels": [500, 1, 2, 3]}, protocol=2))
+    with pytest.raises(DataNotFoundError, match=r"labels outside 0..9 \(e.g. \[500\]\)"):
+        load_images("cifar10", "test", root=tmp_path / "py")

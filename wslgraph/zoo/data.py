@@ -22,6 +22,7 @@ import functools
 import gzip
 import importlib.util
 import io
+import math
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,8 +80,17 @@ def load_images(name: str, split: str = "train", root: str | Path | None = None)
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if split == "all":
         parts = [SOURCES[name](s, None if root is None else Path(root)) for s in ("train", "test")]
-        return ImageSet(torch.cat([p.images for p in parts]), torch.cat([p.labels for p in parts]), name, "all")
-    return SOURCES[name](split, None if root is None else Path(root))
+        images = ImageSet(torch.cat([p.images for p in parts]), torch.cat([p.labels for p in parts]), name, "all")
+    else:
+        images = SOURCES[name](split, None if root is None else Path(root))
+    if len(images) == 0:
+        raise DataNotFoundError(f"{name} ({split}) holds no images{f' under {root}' if root else ''}")
+    bad = (images.labels < 0) | (images.labels >= NUM_CLASSES)
+    if bool(bad.any()):
+        raise DataNotFoundError(f"{name} ({split}{f', {root}' if root else ''}) has {int(bad.sum())} labels outside "
+                                f"0..{NUM_CLASSES - 1} (e.g. {images.labels[bad][:3].tolist()}): these are not "
+                                f"{name} files")
+    return images
 
 
 # ------------------------------------------------------------------ IDX files
@@ -93,7 +103,7 @@ def _read_idx(path: Path) -> np.ndarray:
     rank = data[3]
     shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(rank))
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * rank)
-    if body.size != int(np.prod(shape)):
+    if body.size != math.prod(shape):  # Python integers: a forged header cannot overflow
         raise DataNotFoundError(f"{path} is truncated: header says {shape}, found {body.size} values")
     return body.reshape(shape)
 
@@ -193,17 +203,34 @@ def _cifar10(split: str, root: Path | None) -> ImageSet:
     names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
     for folder in (root / "cifar-10-batches-bin", root):
         if all((folder / f"{n}.bin").exists() for n in names):
-            records = np.concatenate([np.fromfile(folder / f"{n}.bin", dtype=np.uint8).reshape(-1, 3073)
-                                      for n in names])
+            parts = []
+            for n in names:
+                raw = np.fromfile(folder / f"{n}.bin", dtype=np.uint8)
+                if raw.size == 0 or raw.size % 3073:
+                    raise DataNotFoundError(f"{folder / n}.bin holds {raw.size} bytes, not a whole number of "
+                                            "3,073-byte CIFAR-10 records (label + 32x32x3 pixels); it is truncated "
+                                            "or another file")
+                parts.append(raw.reshape(-1, 3073))
+            records = np.concatenate(parts)
             return _cifar_set(records[:, 1:], records[:, 0], split)
     for folder in (root / "cifar-10-batches-py", root):
         if all((folder / n).exists() for n in names):
             data, labels = [], []
             for n in names:
-                batch = _ArrayUnpickler(io.BytesIO((folder / n).read_bytes()), encoding="bytes").load()
+                try:
+                    batch = _ArrayUnpickler(io.BytesIO((folder / n).read_bytes()), encoding="bytes").load()
+                except UnsafeFileError:
+                    raise
+                except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError) as error:
+                    raise DataNotFoundError(f"{folder / n} cannot be read as a CIFAR-10 batch ({type(error).__name__}:"
+                                            f" {error}); it is truncated or another file") from None
                 if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
                     raise DataNotFoundError(f"{folder / n} is not a CIFAR-10 batch (no data/labels)")
-                data.append(np.asarray(batch[b"data"], dtype=np.uint8))
+                pixels = np.asarray(batch[b"data"], dtype=np.uint8)
+                if pixels.ndim != 2 or pixels.shape[1] != 3072 or len(batch[b"labels"]) != len(pixels):
+                    raise DataNotFoundError(f"{folder / n} holds data {pixels.shape} and {len(batch[b'labels'])} "
+                                            "labels; a CIFAR-10 batch holds [N, 3072] pixels and N labels")
+                data.append(pixels)
                 labels.append(np.asarray(batch[b"labels"], dtype=np.int64))
             return _cifar_set(np.concatenate(data), np.concatenate(labels), split)
     raise DataNotFoundError(f"no CIFAR-10 {split} batches ({', '.join(names)}) under {root}, "
@@ -214,6 +241,8 @@ def _cifar_set(pixels: np.ndarray, labels: np.ndarray, split: str) -> ImageSet:
     images = pixels.reshape(-1, 3, 32, 32).astype(np.float32) / 255.0
     return ImageSet(torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)), "cifar10", split)
 
+
+NUM_CLASSES = 10  #: every source here has ten classes
 
 SOURCES = {"fashion-mnist": _fashion_mnist, "mnist": _mnist, "mnist5k": _mnist5k, "digits": _digits,
            "cifar10": _cifar10}
