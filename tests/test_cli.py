@@ -50,7 +50,8 @@ def test_zoo_errors_are_reported_not_raised(tmp_path, capsys) -> None:
                  "--shard-size", "2", "--no-compile", "--quiet"]) == 0
     assert main(["zoo", "inr", str(out), "--train-images", "2", "--test-images", "1", "--steps", "2",
                  "--shard-size", "2", "--no-compile", "--quiet"]) == 2
-    assert "different zoo job" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "different zoo job: job.recipe.steps: 1 in the folder, 2 now" in error, error
 
 
 def test_train_and_eval_commands(tmp_path, capsys) -> None:

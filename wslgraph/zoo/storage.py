@@ -119,8 +119,9 @@ def generate_zoo(root: str | os.PathLike[str], job: ZooJob, *, rank: int = 0, wo
     if job_file.exists():
         existing = _read_json(job_file)
         if existing.get("fingerprint") != fingerprint:
-            raise ManifestError(f"{root} holds a different zoo job (job.json differs: kind "
-                                f"{existing.get('kind')!r}, job {existing.get('job')}); use a new folder")
+            changed = _differences(json.loads(json.dumps(header)), {k: existing.get(k) for k in header})
+            raise ManifestError(f"{root} holds a different zoo job: {'; '.join(changed[:6]) or 'its fingerprint'} "
+                                "differ(s) from this one; resume with the folder's settings or use a new folder")
     else:  # every rank writes it: a rank started later with other settings then refuses the folder
         atomic_write_json(job_file, {**header, "fingerprint": fingerprint, "versions": _versions()})
     mine = range(rank, job.num_shards, world_size)
@@ -151,6 +152,17 @@ def generate_zoo(root: str | os.PathLike[str], job: ZooJob, *, rank: int = 0, wo
 
 class _MissingShards(ManifestError):
     """Some shards of the job do not exist yet."""
+
+
+def _differences(new: object, old: object, where: str = "") -> list[str]:
+    """``"job.seed: 0 in the folder, 1 now"`` for every leaf where two JSON values differ."""
+    if isinstance(new, dict) and isinstance(old, dict):
+        return [line for key in sorted(set(new) | set(old), key=str)
+                for line in _differences(new.get(key), old.get(key), f"{where}.{key}" if where else str(key))]
+    if new != old:
+        shown = [json.dumps(v)[:60] for v in (old, new)]
+        return [f"{where}: {shown[0]} in the folder, {shown[1]} now"]
+    return []
 
 
 def _shard_is_done(root: Path, index: int, fingerprint: str, first: int, count: int) -> bool:
