@@ -129,3 +129,35 @@ def test_register_a_custom_layer() -> None:
     assert graph.activation[2:5].tolist() == [Activation.SILU] * 3
     with pytest.raises(TypeError, match="nn.Module subclass"):
         register(int, lambda *args: None)
+
+
+def test_weights_computed_at_call_time_are_refused_with_how_to_bake_them_in() -> None:
+    import warnings
+
+    from torch.nn.utils import parametrizations, prune
+
+    from wslgraph import to_graph
+    from wslgraph.errors import UnsupportedModuleError
+
+    def model() -> nn.Sequential:
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+
+    normed = model()
+    parametrizations.weight_norm(normed[0])
+    with pytest.raises(UnsupportedModuleError, match=r"'0' computes weight through a parametrization.*"
+                                                     r"remove_parametrizations"):
+        to_graph(normed)
+    pruned = model()
+    prune.l1_unstructured(pruned[2], "weight", amount=0.5)
+    with pytest.raises(UnsupportedModuleError, match=r"'2' is pruned \(weight = .*prune.remove"):
+        to_graph(pruned)
+    prune.remove(pruned[2], "weight")  # baked in: converts, with the zeros
+    assert int((to_graph(pruned).edge_attr == 0).sum()) >= 4
+    hooked = model()
+    hooked[0].register_forward_hook(lambda module, args, out: out * 2)
+    with pytest.warns(UserWarning, match="'0' has forward hooks"):
+        to_graph(hooked)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        to_graph(model())  # no hooks, no warning

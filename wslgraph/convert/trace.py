@@ -7,6 +7,7 @@ import contextlib
 import copy
 import io
 import operator
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -45,6 +46,31 @@ def _refuse_shared_tensors(module: nn.Module) -> None:
                                          "nn.Parameter (e.g. a clone) before converting")
 
 
+def _refuse_reparametrized(module: nn.Module) -> None:
+    """A weight computed at call time (weight_norm, spectral_norm, pruning masks) is not the stored tensor the
+    graph would hold; forward hooks change the function the graph describes (warned, not refused)."""
+    from torch.nn.utils import parametrize
+
+    for name, child in module.named_modules():
+        where = f"'{name}'" if name else "the model"
+        if parametrize.is_parametrized(child):
+            tensors = ", ".join(child.parametrizations.keys())
+            raise UnsupportedModuleError(f"{where} computes {tensors} through a parametrization (weight_norm, "
+                                         "spectral_norm, ...); bake it in first: torch.nn.utils.parametrize."
+                                         f"remove_parametrizations({name or 'model'}, name) for each of {tensors}")
+        pruned = [key[:-len("_orig")] for key, _ in child.named_parameters(recurse=False) if key.endswith("_orig")]
+        if pruned:
+            raise UnsupportedModuleError(f"{where} is pruned ({', '.join(pruned)} = *_orig * *_mask at call time); "
+                                         f"bake the masks in first: torch.nn.utils.prune.remove({name or 'model'}, "
+                                         "name) for each")
+        if {"weight_g", "weight_v"} <= {key for key, _ in child.named_parameters(recurse=False)}:
+            raise UnsupportedModuleError(f"{where} uses the old weight_norm (weight_g, weight_v); bake it in first: "
+                                         f"torch.nn.utils.remove_weight_norm({name or 'model'})")
+        if child._forward_hooks or child._forward_pre_hooks:
+            warnings.warn(f"{where} has forward hooks; the parameter graph describes the module without them",
+                          UserWarning, stacklevel=3)
+
+
 def trace(module: nn.Module, input_shape: Sequence[int] | None = None) -> tuple[GraphLayout, dict[str, Tensor]]:
     """Trace ``module`` into its :class:`GraphLayout`; also return its state dict.
 
@@ -64,6 +90,7 @@ def trace(module: nn.Module, input_shape: Sequence[int] | None = None) -> tuple[
     if not isinstance(module, nn.Module):
         raise TypeError(f"expected an nn.Module, got {type(module).__name__}")
     _refuse_shared_tensors(module)
+    _refuse_reparametrized(module)
     ctx = ConversionContext(module.state_dict())
     root_handler = handler_for(type(module))
     if root_handler is not None:
