@@ -63,7 +63,7 @@ class ZooDataset(Dataset):
             self.indices_ = torch.arange(len(self.arrays))
         else:
             self.indices_ = (self.arrays.columns["split"] == SPLIT_CODES[split]).nonzero().flatten()
-        bad = self.indices_[~torch.isfinite(self.arrays.params[self.indices_]).all(dim=1)]
+        bad = self.indices_[torch.isin(self.indices_, self.arrays.nonfinite_rows())]
         if bad.numel():
             raise NonFiniteError(f"{bad.numel()} models of the zoo at {root} ({split or 'all splits'}) hold NaN or "
                                  f"infinite weights (model indices {bad[:8].tolist()}); rewrite the zoo without them")

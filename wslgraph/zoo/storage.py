@@ -322,6 +322,14 @@ class ZooArrays:
     def __len__(self) -> int:
         return self.params.shape[0]
 
+    def nonfinite_rows(self) -> Tensor:
+        """Indices of the models holding a NaN or infinite weight (checked once, 4,096 rows at a time)."""
+        if getattr(self, "_nonfinite", None) is None:
+            bad = [start + (~torch.isfinite(block).all(dim=1)).nonzero().flatten()
+                   for start in range(0, len(self), 4096) for block in [self.params[start:start + 4096]]]
+            self._nonfinite = torch.cat(bad) if bad else torch.zeros(0, dtype=torch.long)
+        return self._nonfinite
+
 
 def load_zoo_arrays(root: str | os.PathLike[str], *, verify: bool = True) -> ZooArrays:
     """Read every shard of a finished zoo into one :class:`ZooArrays`."""
