@@ -288,3 +288,20 @@ def test_a_run_killed_while_checkpointing_resumes_to_the_same_result(inr_zoo, tm
     (tmp_path / "run" / "best.safetensors").write_bytes(b"edited by hand")
     with pytest.raises(ManifestError, match="does not hold what .* committed"):
         train(model(), train_set, val_set, TrainConfig(**{**config.__dict__, "epochs": 4}), out_dir=tmp_path / "run")
+
+
+def test_empty_splits_and_jobs_are_refused_before_work(inr_zoo) -> None:
+    from wslgraph.errors import ZooError
+    from wslgraph.zoo import cnn_zoo_job, inr_zoo_job
+
+    train_set, val_set = ZooDataset(inr_zoo, "train"), ZooDataset(inr_zoo, "val")
+    empty = val_set.with_augment(None)
+    empty.indices_ = empty.indices_[:0]
+    with pytest.raises(ZooError, match="validation split has no models.*at least 12 train images"):
+        train(build_model("statnn", 10), train_set, empty, TrainConfig(epochs=1, progress=False))
+    with pytest.raises(ZooError, match="training split has no models"):
+        train(build_model("statnn", 10), empty, val_set, TrainConfig(epochs=1, progress=False))
+    with pytest.raises(ValueError, match="at least one image"):
+        inr_zoo_job("digits", train_images=0, test_images=0)
+    with pytest.raises(ValueError, match="count >= 1"):
+        cnn_zoo_job("digits", count=0)

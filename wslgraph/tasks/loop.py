@@ -33,7 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from wslgraph.baselines import BASELINES
-from wslgraph.errors import ManifestError, NonFiniteError
+from wslgraph.errors import ManifestError, NonFiniteError, ZooError
 from wslgraph.io import atomic_write_bytes, atomic_write_json
 from wslgraph.nn import GNNEncoder, TransformerEncoder
 from wslgraph.tasks.task import TASKS, get_task
@@ -309,6 +309,11 @@ def train(model: nn.Module, train_set: ZooDataset, val_set: ZooDataset, config: 
     matches one process (tested with two gloo processes); only rank 0 writes.
     """
     config = config or TrainConfig()
+    for role, dataset in (("training", train_set), ("validation", val_set)):
+        if dataset.len() == 0:
+            raise ZooError(f"the {role} split has no models, so there is nothing to "
+                           f"{'train on' if role == 'training' else 'select the best epoch by'}; INR zoos put train "
+                           "image i in validation when i % 12 == 11, so fit at least 12 train images")
     rank, world = _world()
     torch.manual_seed(config.seed)
     device = torch.device(config.device)

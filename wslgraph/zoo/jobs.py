@@ -48,6 +48,8 @@ def inr_zoo_job(source: str = "mnist5k", *, recipe: str | INRRecipe = "dws", see
         raise ValueError(f"shard_size must be a positive multiple of views={views}, got {shard_size}")
     train = _images(source, "train", data_root, train_images)
     test = _images(source, "test", data_root, test_images)
+    if len(train) + len(test) == 0:
+        raise ValueError("an INR zoo needs at least one image: train_images and test_images are both 0")
     images = torch.cat([train.images, test.images])
     labels = torch.cat([train.labels, test.labels])
     image_index = torch.cat([torch.arange(len(train)), torch.arange(len(test))])
@@ -88,8 +90,13 @@ def cnn_zoo_job(source: str = "digits", *, count: int = 64, seed: int = 0, epoch
     ``train_loss``, ``epoch``, ``model_index``, ``split`` and every
     hyperparameter (``activation``, ``optimizer`` and ``init`` as codes).
     """
+    if count < 1 or epochs < 1:
+        raise ValueError(f"a CNN zoo needs count >= 1 and epochs >= 1, got count={count}, epochs={epochs}")
     train = _images(source, "train", data_root, train_images)
     test = _images(source, "test", data_root, test_images)
+    if len(train) == 0 or len(test) == 0:
+        raise ValueError(f"a CNN zoo trains on train images and scores on test images; got {len(train)} and "
+                         f"{len(test)}")
     if spec is None:
         small = train.images.shape[-1] < 16  # 8x8 digits: stride 1 keeps three 3x3 convolutions valid
         spec = CNNZooSpec(in_channels=train.images.shape[1], stride=1 if small else 2)
