@@ -55,3 +55,44 @@ def test_two_processes_match_one(tmp_path) -> None:
     distributed = load_file(tmp_path / "model.safetensors")
     for key, value in single.state_dict().items():
         torch.testing.assert_close(distributed[key], value, rtol=1e-4, atol=1e-5, msg=key)
+
+
+class _NaNOnRankOne(torch.nn.Module):
+    """StatNN whose logits turn NaN on rank 1 only, from the second training step on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner, self.calls = build_model("statnn", 10), 0
+
+    def forward(self, batch):
+        self.calls += 1
+        out = self.inner(batch)
+        return out * float("nan") if self.training and self.calls > 2 and dist.get_rank() == 1 else out
+
+
+def _run_diverging(rank: int, world: int, port: int, zoo: str, out: str) -> None:
+    from wslgraph.errors import NonFiniteError
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    init_distributed()
+    try:
+        train(_NaNOnRankOne(), ZooDataset(zoo, "train"), ZooDataset(zoo, "val"), TrainConfig(**CONFIG))
+    except NonFiniteError as error:
+        with open(os.path.join(out, f"rank{rank}.txt"), "w") as file:
+            file.write(str(error))
+    dist.destroy_process_group()
+
+
+@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
+def test_a_non_finite_loss_in_one_process_stops_every_process_at_the_same_step(tmp_path) -> None:
+    zoo = tmp_path / "zoo"
+    generate_zoo(zoo, inr_zoo_job("mnist5k", train_images=34, test_images=4, shard_size=38, steps=5),
+                 progress=False)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mp.spawn(_run_diverging, args=(2, port, str(zoo), str(tmp_path)), nprocs=2, join=True)
+    messages = [(tmp_path / f"rank{r}.txt").read_text() for r in (0, 1)]
+    assert "became nan at epoch 0, step 1" in messages[1]
+    assert "became non-finite in another process at epoch 0, step 1" in messages[0]

@@ -347,8 +347,14 @@ def train(model: nn.Module, train_set: ZooDataset, val_set: ZooDataset, config: 
             optimizer.zero_grad()
             loss.backward()
             value = float(loss.detach())
-            if not math.isfinite(value):  # before the update: the weights stay as they were
-                raise NonFiniteError(f"the training loss became {value} at epoch {epoch}, step {step} "
+            finite = math.isfinite(value)
+            if world > 1:  # every process stops at the same step, or the others would wait for it forever
+                flag = torch.tensor([0.0 if finite else 1.0], device=device)
+                dist.all_reduce(flag)
+                finite = float(flag) == 0
+            if not finite:  # before the update: the weights stay as they were
+                where = f"became {value}" if not math.isfinite(value) else "became non-finite in another process"
+                raise NonFiniteError(f"the training loss {where} at epoch {epoch}, step {step} "
                                      f"(lr {config.lr}); lower the learning rate or set grad_clip, and check the "
                                      "zoo's targets")
             if config.grad_clip:
