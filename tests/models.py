@@ -141,3 +141,20 @@ class DepthwiseNet(nn.Module):
         h = torch.relu(self.pointwise(self.depthwise(h)))
         h = self.grouped(h) + self.skip(h)
         return self.head(torch.relu(h).mean((2, 3)))
+
+
+class Diverging(nn.Module):
+    """StatNN (10 classes) whose training logits turn NaN from call ``after + 1`` on (call 1 is the training
+    loop's initialisation pass), in every process or only in process ``rank`` of a distributed run."""
+
+    def __init__(self, after: int, rank: int | None = None) -> None:
+        super().__init__()
+        from wslgraph.tasks import build_model
+
+        self.inner, self.after, self.rank, self.calls = build_model("statnn", 10), after, rank, 0
+
+    def forward(self, batch):
+        self.calls += 1
+        out = self.inner(batch)
+        here = self.rank is None or torch.distributed.get_rank() == self.rank
+        return out * float("nan") if self.training and self.calls > self.after and here else out

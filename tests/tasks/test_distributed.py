@@ -20,10 +20,25 @@ from wslgraph.zoo.storage import generate_zoo
 CONFIG = dict(epochs=2, batch_size=8, lr=3e-3, warmup_steps=2, patience=0, progress=False, augment="none")
 
 
-def _run(rank: int, world: int, port: int, zoo: str, out: str) -> None:
+def _join(rank: int, world: int, port: int) -> None:
+    """Join a gloo group as torchrun's environment describes it (one thread: two processes share the cores)."""
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     assert init_distributed() == (rank, world)
+
+
+def _zoo_and_port(tmp_path, steps: int):
+    """A zoo of 32 training INRs (every global batch of 8 splits evenly over 2 processes) and a free port."""
+    zoo = tmp_path / "zoo"
+    generate_zoo(zoo, inr_zoo_job("mnist5k", train_images=34, test_images=4, shard_size=38, steps=steps),
+                 progress=False)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return zoo, probe.getsockname()[1]
+
+
+def _run(rank: int, world: int, port: int, zoo: str, out: str) -> None:
+    _join(rank, world, port)
     torch.manual_seed(1)
     model = build_model("gnn", 10, hidden=16, num_layers=2)
     result = train(model, ZooDataset(zoo, "train"), ZooDataset(zoo, "val"), TrainConfig(**CONFIG))
@@ -36,14 +51,8 @@ def _run(rank: int, world: int, port: int, zoo: str, out: str) -> None:
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
 def test_two_processes_match_one(tmp_path) -> None:
-    zoo = tmp_path / "zoo"
-    # 32 training models: every global batch of 8 splits evenly over 2 processes
-    generate_zoo(zoo, inr_zoo_job("mnist5k", train_images=34, test_images=4, shard_size=38, steps=30),
-                 progress=False)
+    zoo, port = _zoo_and_port(tmp_path, steps=30)
     assert ZooDataset(zoo, "train").len() == 32
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     mp.spawn(_run, args=(2, port, str(zoo), str(tmp_path)), nprocs=2, join=True)
     torch.manual_seed(1)
     single = build_model("gnn", 10, hidden=16, num_layers=2)
@@ -57,27 +66,13 @@ def test_two_processes_match_one(tmp_path) -> None:
         torch.testing.assert_close(distributed[key], value, rtol=1e-4, atol=1e-5, msg=key)
 
 
-class _NaNOnRankOne(torch.nn.Module):
-    """StatNN whose logits turn NaN on rank 1 only, from the second training step on."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.inner, self.calls = build_model("statnn", 10), 0
-
-    def forward(self, batch):
-        self.calls += 1
-        out = self.inner(batch)
-        return out * float("nan") if self.training and self.calls > 2 and dist.get_rank() == 1 else out
-
-
 def _run_diverging(rank: int, world: int, port: int, zoo: str, out: str) -> None:
+    from tests.models import Diverging
     from wslgraph.errors import NonFiniteError
 
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    init_distributed()
-    try:
-        train(_NaNOnRankOne(), ZooDataset(zoo, "train"), ZooDataset(zoo, "val"), TrainConfig(**CONFIG))
+    _join(rank, world, port)
+    try:  # NaN on rank 1 only, at its second training step
+        train(Diverging(after=2, rank=1), ZooDataset(zoo, "train"), ZooDataset(zoo, "val"), TrainConfig(**CONFIG))
     except NonFiniteError as error:
         with open(os.path.join(out, f"rank{rank}.txt"), "w") as file:
             file.write(str(error))
@@ -86,12 +81,7 @@ def _run_diverging(rank: int, world: int, port: int, zoo: str, out: str) -> None
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
 def test_a_non_finite_loss_in_one_process_stops_every_process_at_the_same_step(tmp_path) -> None:
-    zoo = tmp_path / "zoo"
-    generate_zoo(zoo, inr_zoo_job("mnist5k", train_images=34, test_images=4, shard_size=38, steps=5),
-                 progress=False)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    zoo, port = _zoo_and_port(tmp_path, steps=5)
     mp.spawn(_run_diverging, args=(2, port, str(zoo), str(tmp_path)), nprocs=2, join=True)
     messages = [(tmp_path / f"rank{r}.txt").read_text() for r in (0, 1)]
     assert "became nan at epoch 0, step 1" in messages[1]

@@ -198,22 +198,11 @@ def test_task_objects_choose_loss_metric_score_and_output_size(inr_zoo) -> None:
 
 
 def test_a_non_finite_loss_stops_training_before_the_update(inr_zoo) -> None:
+    from tests.models import Diverging
     from wslgraph.errors import NonFiniteError
 
-    class Diverging(torch.nn.Module):
-        """StatNN whose logits turn NaN at the third step."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.inner, self.calls = build_model("statnn", 10), 0
-
-        def forward(self, batch):
-            self.calls += 1
-            out = self.inner(batch)
-            return out * float("nan") if self.training and self.calls > 3 else out
-
     train_set, val_set = ZooDataset(inr_zoo, "train"), ZooDataset(inr_zoo, "val")
-    model = Diverging()
+    model = Diverging(after=3)  # NaN at the third training step
     config = TrainConfig(epochs=2, batch_size=16, progress=False)
     snapshot = {}
 
