@@ -37,7 +37,15 @@ from wslgraph.io import atomic_write_json
 from wslgraph.weightspace import pixel_grid
 from wslgraph.zoo import siren
 from wslgraph.zoo.data import load_images
-from wslgraph.zoo.inr import RECIPES, INRRecipe, fit_flops_per_step, fit_inr_reference, fit_inrs, init_siren_params
+from wslgraph.zoo.inr import (
+    RECIPES,
+    INRRecipe,
+    fit_flops_per_step,
+    fit_inr_reference,
+    fit_inrs,
+    init_siren_params,
+    inr_targets,
+)
 
 
 def fit_torch_func(images: torch.Tensor, recipe: INRRecipe, steps: int, compile: bool, device: torch.device
@@ -54,8 +62,7 @@ def fit_torch_func(images: torch.Tensor, recipe: INRRecipe, steps: int, compile:
     params, buffers = stack_module_state(models)
     base = copy.deepcopy(models[0]).to("meta")
     coords = pixel_grid(height, width, device)
-    low, high = recipe.target_range
-    targets = (images.to(device).float().flatten(2).transpose(1, 2) * (high - low) + low).contiguous()
+    targets = inr_targets(images.float(), recipe).to(device)
 
     def loss(p: dict, b: dict, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return (functional_call(base, (p, b), (x,)) + recipe.output_offset - target).square().mean()

@@ -34,7 +34,7 @@ from wslgraph.zoo.architectures import siren
 from wslgraph.zoo.data import ImageSet
 
 __all__ = ["INRRecipe", "RECIPES", "resolve_recipe", "INRFit", "fit_inrs", "fit_inr_reference", "render_inrs",
-           "init_siren_params", "inr_seed", "psnr", "fit_flops_per_step"]
+           "init_siren_params", "inr_seed", "inr_targets", "psnr", "fit_flops_per_step"]
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,8 @@ def fit_flops_per_step(recipe: INRRecipe, pixels: int, channels: int) -> int:
     return 3 * forward - first
 
 
-def _targets(images: Tensor, recipe: INRRecipe) -> Tensor:
+def inr_targets(images: Tensor, recipe: INRRecipe) -> Tensor:
+    """What an INR of ``recipe`` fits: images ``[N, C, H, W]`` in [0, 1] as ``[N, H * W, C]`` in its target range."""
     low, high = recipe.target_range
     return (images.flatten(2).transpose(1, 2) * (high - low) + low).contiguous()  # [N, H*W, C]
 
@@ -299,7 +300,7 @@ def fit_inrs(images: Tensor | ImageSet, recipe: str | INRRecipe = "dws", *, seed
     module = siren(2, recipe.hidden, channels, recipe.w0)
     template = GraphTemplate.from_module(module)
     coords = pixel_grid(height, width, device)
-    targets_all = _targets(pixels.float(), recipe)
+    targets_all = inr_targets(pixels.float(), recipe)
     total = count * views
     out_params = torch.empty(total, template.num_params)
     out_psnr, out_steps = torch.empty(total), torch.zeros(total, dtype=torch.long)
@@ -403,7 +404,7 @@ def fit_inr_reference(image: Tensor, recipe: str | INRRecipe = "dws", *, seed: i
     device = torch.device(device or "cpu")
     module.to(device)
     coords = pixel_grid(height, width, device)
-    target = _targets(image.unsqueeze(0).float(), recipe)[0].to(device)
+    target = inr_targets(image.unsqueeze(0).float(), recipe)[0].to(device)
     optimizer = torch.optim.Adam(module.parameters(), lr=recipe.lr)
     forward: Callable[[], Tensor] = lambda: module(coords) + recipe.output_offset  # noqa: E731
     steps = recipe.steps
