@@ -72,6 +72,14 @@ POSITIVE, COUNT = _whole(1), _whole(0)
 RATE, NONNEGATIVE = _finite(0.0, inclusive=False), _finite(0.0, inclusive=True)
 
 
+def FRACTION(text: str) -> float:  # noqa: N802 (an argparse type, named like the others)
+    """An argparse type: a number in (0, 1]."""
+    value = RATE(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"{text} is not allowed: use a fraction in (0, 1]")
+    return value
+
+
 def _demo(args: argparse.Namespace) -> int:
     """Conversion round trips, an INR zoo from real digits, three models trained on it, a table and figures."""
     from wslgraph.convert import to_graph, to_state_dict
@@ -343,15 +351,10 @@ def _convert(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     """The comparison harness (wslgraph.tasks.compare): check the options, then train and tabulate."""
-    from wslgraph.tasks.compare import BenchOptions, check_models, compare, compare_quick, parse_options
+    from wslgraph.tasks.compare import compare, compare_quick
 
-    try:
-        options = parse_options(args.option)
-        check_models(args.models)
-    except ValueError as error:
-        args.parser.error(str(error))
-    bench = BenchOptions(tuple(args.models), options, args.seeds, args.epochs, args.batch_size, args.lr, args.device,
-                         args.augment, args.task, Path(args.json), args.markdown and Path(args.markdown), args.quick)
+    bench = _bench_options(args, task=args.task, json=Path(args.json), markdown=args.markdown and Path(args.markdown),
+                           quick=args.quick)
     if args.quick:
         compare_quick(bench)
     elif args.zoo is None:
@@ -405,23 +408,73 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     bench.add_argument("--quick", action="store_true", help="a tiny zoo, one epoch, one seed (seconds), for tests")
     bench.add_argument("--zoo", type=Path, default=None, help="zoo folder (wslgraph zoo inr/cnn)")
-    bench.add_argument("--models", nargs="+", default=DEFAULT_MODELS, help=f"default: {' '.join(DEFAULT_MODELS)}")
-    bench.add_argument("--option", action="append", default=[], metavar="NAME:KEY=VALUE",
-                       help="a model's constructor or training option, VALUE as JSON (repeatable)")
-    bench.add_argument("--seeds", type=POSITIVE, default=3)
-    bench.add_argument("--epochs", type=POSITIVE, default=30)
-    bench.add_argument("--batch-size", type=POSITIVE, default=32)
-    bench.add_argument("--lr", type=RATE, default=2e-3)
-    bench.add_argument("--device", type=_device, default="cpu", help="cpu or cuda")
-    bench.add_argument("--augment", default="none", choices=AUGMENT_PRESETS,
-                       help="training-time augmentation for every model: none (default), auto (inr for INR "
-                            "classification, else none), permutation, inr")
+    _add_harness_options(bench, DEFAULT_MODELS)
     bench.add_argument("--task", default="auto", choices=["auto", *TASKS],
                        help="auto: classification for INR zoos, regression (Kendall's tau) for CNN zoos; editing: "
                             "per-weight deltas that make each INR render its 3x3 dilation (pixel MSE)")
     bench.add_argument("--json", type=Path, default=Path("benchmarks/results/compare.json"))
     bench.add_argument("--markdown", type=Path, default=None, help="default: the JSON path with .md")
     bench.set_defaults(handler=_bench, parser=bench)
+
+
+def _add_harness_options(command: argparse.ArgumentParser, models: Sequence[str]) -> None:
+    """The comparison harness's options (``bench`` and ``reproduce``): models, their options, seeds and training."""
+    command.add_argument("--models", nargs="+", default=list(models), help=f"default: {' '.join(models)}")
+    command.add_argument("--option", action="append", default=[], metavar="NAME:KEY=VALUE",
+                         help="a model's constructor or training option, VALUE as JSON (repeatable), e.g. "
+                              "gnn-probe:symmetry=sign")
+    command.add_argument("--seeds", type=POSITIVE, default=3)
+    command.add_argument("--epochs", type=POSITIVE, default=30)
+    command.add_argument("--batch-size", type=POSITIVE, default=32)
+    command.add_argument("--lr", type=RATE, default=2e-3)
+    command.add_argument("--device", type=_device, default="cpu", help="cpu or cuda")
+    command.add_argument("--augment", default="none", choices=AUGMENT_PRESETS,
+                         help="training-time augmentation for every model: none (default), auto (inr for INR "
+                              "classification, else none), permutation, inr")
+
+
+def _bench_options(args: argparse.Namespace, **fields: object) -> object:
+    """:class:`~wslgraph.tasks.compare.BenchOptions` from the harness options (a bad one: exit code 2)."""
+    from wslgraph.tasks.compare import BenchOptions, check_models, parse_options
+
+    try:
+        options = parse_options(args.option)
+        check_models(args.models)
+    except ValueError as error:
+        args.parser.error(str(error))
+    return BenchOptions(models=tuple(args.models), options=options, seeds=args.seeds, epochs=args.epochs,
+                        batch_size=args.batch_size, lr=args.lr, device=args.device, augment=args.augment, **fields)
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    """Published-scale INR classification (wslgraph.tasks.reproduce)."""
+    from wslgraph.tasks.reproduce import reproduce
+
+    bench = _bench_options(args)
+    reproduce(args.benchmark, args.out or f"reproduce-{args.benchmark}", bench, scale=args.scale,
+              data_root=args.data_root, fit_device=args.device, chunk_size=args.chunk_size, progress=not args.quiet)
+    return 0
+
+
+def _add_reproduce(sub: argparse._SubParsersAction) -> None:
+    """``wslgraph reproduce``."""
+    from wslgraph.tasks.reproduce import REPRODUCE_MODELS, REPRODUCTIONS
+
+    command = sub.add_parser("reproduce", help="the published INR classification benchmarks (70,000 DWS INRs, split "
+                                               "55k/5k/10k) or a fraction of them, beside the published numbers; "
+                                               "resumable",
+                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    command.add_argument("benchmark", choices=sorted(REPRODUCTIONS))
+    command.add_argument("--out", default=None, help="folder for the zoo, runs and results (default: "
+                                                     "reproduce-BENCHMARK; an interrupted run resumes there)")
+    command.add_argument("--scale", type=FRACTION, default=1.0,
+                         help="fraction of the images to fit (0.1: 6,000 train and 1,000 test images)")
+    command.add_argument("--data-root", default=None, help="folder with MNIST's IDX files (dws-mnist; without it "
+                                                           "MNIST-5k, enough for --scale up to 0.066)")
+    command.add_argument("--chunk-size", type=POSITIVE, default=256, help="INRs fitted together")
+    command.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_harness_options(command, REPRODUCE_MODELS)
+    command.set_defaults(handler=_reproduce, parser=command)
 
 
 def _add_zoo(sub: argparse._SubParsersAction) -> None:
@@ -520,7 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``wslgraph`` command line: one sub-command per ``_add_*`` function."""
     parser = argparse.ArgumentParser(prog="wslgraph", description="Weight-space learning on parameter graphs.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_demo, _add_convert, _add_bench, _add_zoo, _add_train, _add_eval):
+    for add in (_add_demo, _add_convert, _add_bench, _add_reproduce, _add_zoo, _add_train, _add_eval):
         add(sub)
     return parser
 

@@ -19,6 +19,8 @@ ENCODERS = {
     "gnn": lambda: GNNEncoder(4, hidden=16, num_layers=2),
     "gnn-generic": lambda: GNNEncoder(4, hidden=16, num_layers=2, dense=False),
     "transformer": lambda: TransformerEncoder(4, hidden=16, num_layers=2),
+    "gnn-auto": lambda: GNNEncoder(4, hidden=16, num_layers=2, symmetry="auto"),
+    "transformer-auto": lambda: TransformerEncoder(4, hidden=16, num_layers=2, symmetry="auto"),
 }
 
 

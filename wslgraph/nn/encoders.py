@@ -11,13 +11,26 @@ from torch_geometric.utils import to_dense_batch
 
 from wslgraph.errors import InvalidGraphError, ShapeMismatchError
 from wslgraph.graph.layout import batch_layouts, common_layout
+from wslgraph.graph.vocab import Activation, EdgeType
 from wslgraph.nn.conv import AGGREGATORS, SCALERS, EdgeUpdateConv
 from wslgraph.nn.dense import DensePlan, dense_plan
-from wslgraph.nn.encodings import EdgeEncoder, FourierFeatures, NodeEncoder, ParamNormalizer
+from wslgraph.nn.encodings import EdgeEncoder, FourierFeatures, NodeEncoder, ParamNormalizer, PositionalEmbedding
 from wslgraph.nn.init import reset_children
 from wslgraph.nn.norm import GraphBatchNorm
 from wslgraph.nn.probe import ProbeFeatures
 from wslgraph.nn.readout import InvariantReadout
+from wslgraph.nn.symmetric import (
+    SCALE_ACTIVATIONS,
+    SIGN_ACTIVATIONS,
+    SignEquivariantConv,
+    SignInputEncoder,
+    SignRelationalAttention,
+    canonical_scales,
+    canonicalize,
+    check_symmetry,
+    restore_scales,
+    symmetric_nodes,
+)
 from wslgraph.nn.transformer import RelationalAttention
 
 __all__ = ["GNNEncoder", "TransformerEncoder", "GraphEncoderBase"]
@@ -71,37 +84,87 @@ class GraphEncoderBase(nn.Module):
 
     def __init__(self, out_dim: int, hidden: int, fourier_frequencies: int, fourier_scale: float,
                  readout_hidden: str, readout_output: str, max_io: int, max_layers: int,
-                 probe: ProbeFeatures | None) -> None:
+                 probe: ProbeFeatures | None, symmetry: str = "permutation") -> None:
         super().__init__()
         self.out_dim, self.hidden = out_dim, hidden
+        self.symmetry = check_symmetry(symmetry)
         self.probe = probe
         self.normalizer = ParamNormalizer(max_layers)
         self.fourier = FourierFeatures(fourier_frequencies, fourier_scale)
-        self.node_encoder = NodeEncoder(hidden, self.fourier, max_io, max_layers)
-        self.edge_encoder = EdgeEncoder(hidden, self.fourier)
+        if self.signs:
+            position = PositionalEmbedding(hidden, max_io, max_layers)
+            self.sign_encoder = SignInputEncoder(hidden, self.fourier, position, len(Activation), len(EdgeType))
+        else:
+            self.node_encoder = NodeEncoder(hidden, self.fourier, max_io, max_layers)
+            self.edge_encoder = EdgeEncoder(hidden, self.fourier)
         self.readout = InvariantReadout(readout_hidden, readout_output)
         # the batch norm keeps graph-to-graph differences of the pooled features at unit scale (GraphBatchNorm)
         self.head = nn.Sequential(Linear(-1, hidden, bias=False), GraphBatchNorm(hidden), nn.SiLU(),
                                   nn.Linear(hidden, out_dim))
+        if self.signs:  # |R h| of sign-symmetric nodes, for the readout
+            self.sign_invariant = nn.Linear(hidden, hidden, bias=False)
+
+    @property
+    def signs(self) -> bool:
+        """Whether the layers are sign equivariant (``symmetry`` "sign" or "auto")."""
+        return self.symmetry in ("sign", "auto")
+
+    @property
+    def scales(self) -> bool:
+        """Whether ReLU neurons are scale-canonicalised (``symmetry`` "scale" or "auto")."""
+        return self.symmetry in ("scale", "auto")
 
     def fit_statistics(self, batches: object) -> GraphEncoderBase:
         """Fit the per-layer weight normalization on training batches (stored as buffers)."""
+        if self.scales:  # statistics of the canonical weights the layers see
+            batches = [batches] if hasattr(batches, "edge_index") else batches
+            batches = (self.prepare(batch)[0] for batch in batches)
         self.normalizer.fit(batches)
         return self
 
-    def input_states(self, batch: object) -> tuple[Tensor, Tensor]:
-        """Initial node and edge states of a batch."""
+    def prepare(self, batch: object) -> tuple[object, Tensor | None, Tensor | None]:
+        """``(batch, sign, norms)``: the batch with ReLU neurons in canonical scale (``symmetry`` "scale"/"auto";
+        ``norms`` their incoming norms), and which nodes are sign-symmetric (``symmetry`` "sign"/"auto")."""
         check_batch(batch)
-        x, edge_attr = self.normalizer(batch)
+        norms = None
+        if self.scales:
+            norms = canonical_scales(batch, symmetric_nodes(batch, SCALE_ACTIVATIONS))
+            batch = canonicalize(batch, norms)
+        sign = symmetric_nodes(batch, SIGN_ACTIVATIONS) if self.signs else None
+        return batch, sign, norms
+
+    def input_states(self, batch: object, sign: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Initial node and edge states of a (prepared) batch."""
+        check_batch(batch)
         extra = self.probe(batch) if self.probe is not None else None
+        if self.signs:
+            sign = symmetric_nodes(batch, SIGN_ACTIVATIONS) if sign is None else sign
+            return self.sign_encoder(batch, self.normalizer, sign, extra)
+        x, edge_attr = self.normalizer(batch)
         return self.node_encoder(x, batch, extra), self.edge_encoder(edge_attr, batch.edge_type)
 
-    def encode(self, batch: object) -> tuple[Tensor, Tensor]:
+    def propagate(self, batch: object, h: Tensor, e: Tensor, sign: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The encoder's layers: initial states to final ones."""
         raise NotImplementedError
 
+    def states(self, batch: object) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+        """Final node and edge states of the prepared batch, with its ``sign`` and ``norms`` (see :meth:`prepare`)."""
+        prepared, sign, norms = self.prepare(batch)
+        h, e = self.input_states(prepared, sign)
+        h, e = self.propagate(prepared, h, e, sign)
+        return h, e, sign, norms
+
+    def encode(self, batch: object) -> tuple[Tensor, Tensor]:
+        """Final node and edge states ``([num_nodes, hidden], [num_edges, hidden])``, equivariant to the
+        encoder's symmetries (under "scale", multiplied back by each ReLU neuron's norm)."""
+        h, e, _, norms = self.states(batch)
+        return restore_scales(h, e, batch.edge_index, norms) if norms is not None else (h, e)
+
     def forward(self, batch: object) -> Tensor:
-        """Graph-level output ``[num_graphs, out_dim]``, invariant to hidden-neuron permutations."""
-        h, _ = self.encode(batch)
+        """Graph-level output ``[num_graphs, out_dim]``, invariant to the encoder's symmetries."""
+        h, _, sign, _ = self.states(batch)
+        if sign is not None:  # sign-symmetric nodes are pooled through |R h|
+            h = self.sign_invariant(h).abs() + (~sign).unsqueeze(-1).to(h.dtype) * h
         vector, num_graphs = batch_vector(batch)
         pooled = self.readout(h, vector, batch.node_type, batch.layer, batch.io_position, num_graphs)
         first = self.head[0]
@@ -163,6 +226,13 @@ class GNNEncoder(GraphEncoderBase):
         max_layers: Most layers per graph (default: ``64``).
         probe: :class:`~wslgraph.nn.ProbeFeatures` of an INR architecture whose
             activations are added to the node features (default: ``None``).
+        symmetry: Which weight-space symmetries the output respects besides
+            hidden-neuron permutations (default: ``"permutation"``, only those):
+            ``"sign"``, sign flips of neurons with odd activations (sine, tanh),
+            by sign-equivariant layers (:class:`~wslgraph.nn.SignEquivariantConv`,
+            generic path only); ``"scale"``, positive rescaling of ReLU neurons,
+            by canonicalising the weights before the layers; ``"auto"``, both,
+            each on the neurons whose activation has it (:mod:`wslgraph.nn.symmetric`).
 
     Shapes:
         ``forward``: batch of ``num_graphs`` ParamGraphs -> ``[num_graphs, out_dim]``.
@@ -172,16 +242,24 @@ class GNNEncoder(GraphEncoderBase):
                  scalers: Sequence[str] = SCALERS, bidirectional: bool = True, fourier_frequencies: int = 16,
                  fourier_scale: float = 1.0, readout_hidden: str = "graph", readout_output: str = "mean",
                  dropout: float = 0.0, dense: bool | None = None, max_io: int = 1024, max_layers: int = 64,
-                 probe: ProbeFeatures | None = None) -> None:
+                 probe: ProbeFeatures | None = None, symmetry: str = "permutation") -> None:
         super().__init__(out_dim, hidden, fourier_frequencies, fourier_scale, readout_hidden, readout_output,
-                         max_io, max_layers, probe)
-        self.dense = dense
-        self.layers = nn.ModuleList(EdgeUpdateConv(hidden, aggregators, scalers, bidirectional, dropout,
-                                                   node_bias=i < num_layers - 1) for i in range(num_layers))
+                         max_io, max_layers, probe, symmetry)
+        if dense and self.signs:
+            raise ValueError(f"symmetry={symmetry!r} runs on the generic path only; leave dense=None")
+        self.dense = False if self.signs else dense
+        if self.signs:
+            self.layers = nn.ModuleList(SignEquivariantConv(hidden, aggregators, scalers, bidirectional, dropout)
+                                        for _ in range(num_layers))
+        else:
+            self.layers = nn.ModuleList(EdgeUpdateConv(hidden, aggregators, scalers, bidirectional, dropout,
+                                                       node_bias=i < num_layers - 1) for i in range(num_layers))
 
-    def encode(self, batch: object) -> tuple[Tensor, Tensor]:
-        """Final node and edge states ``([num_nodes, hidden], [num_edges, hidden])``."""
-        h, e = self.input_states(batch)
+    def propagate(self, batch: object, h: Tensor, e: Tensor, sign: Tensor | None) -> tuple[Tensor, Tensor]:
+        if sign is not None:
+            for layer in self.layers:
+                h, e = layer(h, e, batch.edge_index, sign)
+            return h, e
         plan = self.plan_for(batch)
         if plan is None:
             for layer in self.layers:
@@ -229,7 +307,8 @@ class TransformerEncoder(GraphEncoderBase):
         num_layers: Attention layers (default: ``4``).
         heads: Attention heads (default: ``4``).
         fourier_frequencies, fourier_scale, readout_hidden, readout_output,
-        dropout, max_io, max_layers, probe: As for :class:`GNNEncoder`.
+        dropout, max_io, max_layers, probe, symmetry: As for :class:`GNNEncoder`
+            (``"sign"`` uses :class:`~wslgraph.nn.SignRelationalAttention`).
 
     Shapes:
         ``forward``: batch of ``num_graphs`` ParamGraphs -> ``[num_graphs, out_dim]``.
@@ -238,11 +317,14 @@ class TransformerEncoder(GraphEncoderBase):
     def __init__(self, out_dim: int, hidden: int = 64, num_layers: int = 4, heads: int = 4,
                  fourier_frequencies: int = 16, fourier_scale: float = 1.0, readout_hidden: str = "graph",
                  readout_output: str = "mean", dropout: float = 0.0, max_io: int = 1024, max_layers: int = 64,
-                 probe: ProbeFeatures | None = None) -> None:
+                 probe: ProbeFeatures | None = None, symmetry: str = "permutation") -> None:
         super().__init__(out_dim, hidden, fourier_frequencies, fourier_scale, readout_hidden, readout_output,
-                         max_io, max_layers, probe)
-        self.layers = nn.ModuleList(RelationalAttention(hidden, heads, dropout, node_bias=i < num_layers - 1)
-                                    for i in range(num_layers))
+                         max_io, max_layers, probe, symmetry)
+        if self.signs:
+            self.layers = nn.ModuleList(SignRelationalAttention(hidden, heads, dropout) for _ in range(num_layers))
+        else:
+            self.layers = nn.ModuleList(RelationalAttention(hidden, heads, dropout, node_bias=i < num_layers - 1)
+                                        for i in range(num_layers))
         self.no_edge = nn.Parameter(torch.zeros(hidden))
         self.reset_parameters()
 
@@ -250,9 +332,7 @@ class TransformerEncoder(GraphEncoderBase):
         super().reset_parameters()
         nn.init.normal_(self.no_edge, std=0.02)
 
-    def encode(self, batch: object) -> tuple[Tensor, Tensor]:
-        """Final node and edge states ``([num_nodes, hidden], [num_edges, hidden])``."""
-        h, e = self.input_states(batch)
+    def propagate(self, batch: object, h: Tensor, e: Tensor, sign: Tensor | None) -> tuple[Tensor, Tensor]:
         vector, num_graphs = batch_vector(batch)
         nodes, mask = to_dense_batch(h, vector, batch_size=num_graphs)
         counts = torch.bincount(vector, minlength=num_graphs)
@@ -264,9 +344,19 @@ class TransformerEncoder(GraphEncoderBase):
         present = torch.zeros(num_graphs, size, size, dtype=torch.bool, device=h.device).index_put(
             pair, torch.ones_like(source, dtype=torch.bool))
         real_pairs = mask.unsqueeze(2) & mask.unsqueeze(1)
-        edges = edges + (real_pairs & ~present).unsqueeze(-1) * self.no_edge
+        if sign is None:
+            edges = edges + (real_pairs & ~present).unsqueeze(-1) * self.no_edge
+            for layer in self.layers:
+                nodes, edges = layer(nodes, edges, mask)
+            return nodes[mask], edges[pair]
+        # sign-equivariant: pairs without an edge start at 0 (a constant state cannot flip); between two
+        # nodes without the symmetry they get the learned one
+        free, _ = to_dense_batch(~sign, vector, batch_size=num_graphs)
+        free_pairs = real_pairs & ~present & free.unsqueeze(2) & free.unsqueeze(1)
+        edges = edges + free_pairs.unsqueeze(-1) * self.no_edge
+        dense_sign, _ = to_dense_batch(sign, vector, batch_size=num_graphs)
         for layer in self.layers:
-            nodes, edges = layer(nodes, edges, mask)
+            nodes, edges = layer(nodes, edges, mask, dense_sign, present)
         return nodes[mask], edges[pair]
 
     def __repr__(self) -> str:

@@ -59,6 +59,8 @@ class BenchOptions:
 
     ``options`` maps a model name to its constructor options, plus the training keys ``lr``, ``batch_size``,
     ``weight_decay`` and ``grad_clip`` for that model alone. ``markdown`` defaults to ``json`` with ``.md``.
+    With ``runs``, each (model, seed) run keeps its checkpoints and result in ``runs/MODEL/seedN``: an
+    interrupted comparison resumes there (finished runs are read back, unfinished ones resume their last epoch).
     """
 
     models: tuple[str, ...] = tuple(DEFAULT_MODELS)
@@ -73,6 +75,7 @@ class BenchOptions:
     json: Path = Path("benchmarks/results/compare.json")
     markdown: Path | None = None
     quick: bool = False
+    runs: Path | None = None
 
 
 def compare_quick(args: BenchOptions) -> dict:
@@ -128,7 +131,23 @@ def make_model(name: str, out_dim: int, options: dict[str, object], train_set: Z
 
 
 def run_one(job: dict) -> dict:
-    """One model and seed, in a fresh process: the result of :func:`wslgraph.tasks.train` plus peak memory."""
+    """One model and seed, in a fresh process: the result of :func:`wslgraph.tasks.train` plus peak memory.
+
+    With ``job["out_dir"]`` the run checkpoints there every epoch and resumes from it, and its result is kept in
+    ``result.json`` next to the job that made it; a finished run of the same job is read back, not retrained.
+    """
+    out_dir = Path(job["out_dir"]) if job.get("out_dir") else None
+    if out_dir is not None and (out_dir / "result.json").exists():
+        saved = json.loads((out_dir / "result.json").read_text())
+        if saved.get("job") == job:
+            return {**saved["result"], "resumed": True}
+    result = _train_one(job, out_dir)
+    if out_dir is not None and "skipped" not in result:
+        atomic_write_json(out_dir / "result.json", {"job": job, "result": result})
+    return result
+
+
+def _train_one(job: dict, out_dir: Path | None) -> dict:
     if job["device"] == "cpu":
         tune_cpu_allocator()
     splits = {s: ZooDataset(job["zoo"], s) for s in ("train", "val", "test")}
@@ -143,7 +162,7 @@ def run_one(job: dict) -> dict:
         torch.cuda.reset_peak_memory_stats(device)
     try:
         model = make_model(job["model"], job["out_dim"], options, splits["train"], job["task"])
-        result = train(model, splits["train"], splits["val"], config, test_set=splits["test"])
+        result = train(model, splits["train"], splits["val"], config, test_set=splits["test"], out_dir=out_dir)
     except (UnsupportedModuleError, NotImplementedError) as error:
         return {"skipped": str(error)}
     result["peak_bytes"] = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
@@ -180,7 +199,8 @@ def compare(zoo: Path, args: BenchOptions | None = None) -> dict:
             options = args.options.get(name, {})
             jobs = [{"zoo": str(zoo), "model": name, "options": options, "seed": seed, "task": task,
                      "out_dim": out_dim, "epochs": args.epochs, "device": args.device,
-                     "training": {"lr": args.lr, "batch_size": args.batch_size, "augment": args.augment}}
+                     "training": {"lr": args.lr, "batch_size": args.batch_size, "augment": args.augment},
+                     "out_dir": str(args.runs / name / f"seed{seed}") if args.runs is not None else None}
                     for seed in range(args.seeds)]
             runs = pool.map(run_one, jobs, chunksize=1)
             if "skipped" in runs[0]:
@@ -188,6 +208,9 @@ def compare(zoo: Path, args: BenchOptions | None = None) -> dict:
                 continue
             rows.append(summarise(name, options, runs, metric))
             row = rows[-1]
+            resumed = sum(bool(r.get("resumed")) for r in runs)
+            if resumed:
+                print(f"{name:<18} {resumed} of {len(runs)} runs read back from {args.runs / name}")
             print(f"{name:<18} {metric} {row['mean']:.4f} ± {row['std']:.4f}  {row['parameters']:>11,} params  "
                   f"{row['seconds_per_epoch']:7.2f} s/epoch  {row['inference_graphs_per_s']:9.1f} graphs/s  "
                   f"peak {row['peak_mib']:8.1f} MiB", flush=True)

@@ -1,0 +1,62 @@
+"""wslgraph reproduce: the DWS benchmark at a small scale, resumed runs, refused settings, the CLI."""
+
+import json
+
+import pytest
+
+from wslgraph.cli import main
+from wslgraph.errors import ManifestError, ZooError
+from wslgraph.tasks.compare import BenchOptions
+from wslgraph.tasks.reproduce import REPRODUCTIONS, reproduce
+
+
+def test_reproduce_fits_the_split_trains_compares_and_resumes(tmp_path, capsys) -> None:
+    bench = BenchOptions(models=("statnn",), seeds=2, epochs=1)
+    result = reproduce("dws-mnist", tmp_path, bench, scale=0.0002, progress=False)
+    # 12 train images (one in 12 goes to validation) and 2 test images, the DWS recipe
+    assert (result["train_images"], result["test_images"], result["source"]) == (12, 2, "mnist5k")
+    manifest = json.loads((tmp_path / "zoo" / "job.json").read_text())
+    assert manifest["num_models"] == 14
+    row = result["rows"][0]
+    assert row["model"] == "statnn" and len(row["scores"]) == 2 and 0 <= row["accuracy"] <= 100
+    saved = json.loads((tmp_path / "reproduce.json").read_text())
+    assert saved["published"]["DWSNet"] == REPRODUCTIONS["dws-mnist"].published["DWSNet"] == 85.7
+    assert "| statnn |" in (tmp_path / "reproduce.md").read_text()
+    for seed in range(2):
+        assert (tmp_path / "runs" / "statnn" / f"seed{seed}" / "result.json").exists()
+    capsys.readouterr()
+    again = reproduce("dws-mnist", tmp_path, bench, scale=0.0002, progress=False)
+    assert "2 of 2 runs read back" in capsys.readouterr().out
+    assert again["rows"][0]["scores"] == row["scores"]
+    # a finished run is only reused for the same job; other training settings refuse the folder
+    with pytest.raises(ManifestError, match="different configuration"):
+        reproduce("dws-mnist", tmp_path, BenchOptions(models=("statnn",), seeds=1, epochs=1, lr=1e-4), scale=0.0002,
+                  progress=False)
+
+
+def test_reproduce_refuses_scales_it_has_no_images_for() -> None:
+    with pytest.raises(ZooError, match="--data-root with MNIST's IDX files"):
+        reproduce("dws-mnist", "unused", scale=0.5, progress=False)
+    with pytest.raises(ValueError, match="scale must be in"):
+        reproduce("dws-fmnist", "unused", scale=0.0, progress=False)
+    with pytest.raises(ValueError, match="unknown benchmark"):
+        reproduce("dws-cifar", "unused")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["reproduce", "dws-mnist", "--scale", "2"], "use a fraction in (0, 1]"),
+    (["reproduce", "dws-fmnist", "--models", "resnet"], "unknown models ['resnet']"),
+    (["reproduce", "dws-svhn"], "invalid choice"),
+])
+def test_reproduce_command_line_errors(argv, message, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_reproduce_command_reports_missing_images(tmp_path, capsys) -> None:
+    assert main(["reproduce", "dws-mnist", "--scale", "0.5", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("wslgraph: error:") and "MNIST-5k is packaged" in err
+    assert not (tmp_path / "out").exists()  # refused before anything was written
