@@ -118,7 +118,7 @@ def _demo(args: argparse.Namespace) -> int:
           f"{psnr.median():.1f} dB ({time.perf_counter() - started:.0f} s, 0 s when cached)")
     epochs = 1 if quick else 25
     print(f"\n== 3. Classifying the digit an INR draws from its weights ({epochs} epochs each, same data and seed)")
-    models = {"GNNEncoder": ("gnn", {"hidden": 32, "num_layers": 3}), "DWSNet": ("dwsnet", {}),
+    models = {"GNNEncoder": ("gnn", {"hidden": 32, "num_layers": 3, "symmetry": "sign"}), "DWSNet": ("dwsnet", {}),
               "NFN-HNP": ("nfn-hnp", {})}
     rows, curves, trained = [], {}, {}
     for name, (key, options) in models.items():
@@ -201,7 +201,7 @@ def _zoo_cnn(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from wslgraph.io import atomic_write_json
     from wslgraph.tasks import TrainConfig, train
-    from wslgraph.tasks.compare import make_model
+    from wslgraph.tasks.compare import default_options, make_model
     from wslgraph.tasks.loop import init_distributed
     from wslgraph.tasks.task import task_for
     from wslgraph.zoo.dataset import ZooDataset
@@ -211,7 +211,7 @@ def _train(args: argparse.Namespace) -> int:
     chosen = task_for(splits["train"], args.task)
     task, out_dim = chosen.name, chosen.out_dim(splits["train"])
     try:
-        options = json.loads(args.options)
+        options = default_options(args.model, json.loads(args.options), splits["train"].arrays.kind, task)
         config = TrainConfig(task=task, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              weight_decay=args.weight_decay, patience=args.patience, seed=args.seed,
                              device=args.device, progress=not args.quiet, augment=args.augment)
@@ -354,7 +354,7 @@ def _bench(args: argparse.Namespace) -> int:
     from wslgraph.tasks.compare import compare, compare_quick
 
     bench = _bench_options(args, task=args.task, json=Path(args.json), markdown=args.markdown and Path(args.markdown),
-                           quick=args.quick)
+                           quick=args.quick, runs=args.runs)
     if args.quick:
         compare_quick(bench)
     elif args.zoo is None:
@@ -414,6 +414,9 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                             "per-weight deltas that make each INR render its 3x3 dilation (pixel MSE)")
     bench.add_argument("--json", type=Path, default=Path("benchmarks/results/compare.json"))
     bench.add_argument("--markdown", type=Path, default=None, help="default: the JSON path with .md")
+    bench.add_argument("--runs", type=Path, default=None,
+                       help="keep each (model, seed) run's checkpoints and result in RUNS/MODEL/seedN; an "
+                            "interrupted bench resumes there")
     bench.set_defaults(handler=_bench, parser=bench)
 
 
@@ -452,7 +455,8 @@ def _reproduce(args: argparse.Namespace) -> int:
 
     bench = _bench_options(args)
     reproduce(args.benchmark, args.out or f"reproduce-{args.benchmark}", bench, scale=args.scale,
-              data_root=args.data_root, fit_device=args.device, chunk_size=args.chunk_size, progress=not args.quiet)
+              data_root=args.data_root, fit_device=args.device, chunk_size=args.chunk_size,
+              compile=not args.no_compile, progress=not args.quiet)
     return 0
 
 
@@ -471,7 +475,8 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
                          help="fraction of the images to fit (0.1: 6,000 train and 1,000 test images)")
     command.add_argument("--data-root", default=None, help="folder with MNIST's IDX files (dws-mnist; without it "
                                                            "MNIST-5k, enough for --scale up to 0.066)")
-    command.add_argument("--chunk-size", type=POSITIVE, default=256, help="INRs fitted together")
+    command.add_argument("--chunk-size", type=POSITIVE, default=64, help="INRs fitted together")
+    command.add_argument("--no-compile", action="store_true", help="fit eagerly (no torch.compile)")
     command.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_harness_options(command, REPRODUCE_MODELS)
     command.set_defaults(handler=_reproduce, parser=command)

@@ -6,7 +6,7 @@ import pytest
 
 from wslgraph.cli import main
 from wslgraph.errors import ManifestError, ZooError
-from wslgraph.tasks.compare import BenchOptions
+from wslgraph.tasks.compare import BenchOptions, default_options
 from wslgraph.tasks.reproduce import REPRODUCTIONS, reproduce
 
 
@@ -60,3 +60,13 @@ def test_reproduce_command_reports_missing_images(tmp_path, capsys) -> None:
     err = capsys.readouterr().err
     assert err.startswith("wslgraph: error:") and "MNIST-5k is packaged" in err
     assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+def test_harness_defaults_per_zoo_kind() -> None:
+    """The GNN classifies INR zoos with sign symmetry; the user's option wins; other models and kinds are left."""
+    assert default_options("gnn-probe", {}, "inr", "classification") == {"symmetry": "sign"}
+    assert default_options("gnn", {"symmetry": "permutation", "hidden": 8}, "inr", "classification") == \
+        {"symmetry": "permutation", "hidden": 8}
+    assert default_options("gnn", {}, "cnn", "regression") == {}
+    assert default_options("gnn", {}, "inr", "editing") == {}
+    assert default_options("transformer", {}, "inr", "classification") == {}

@@ -19,9 +19,26 @@ SCALERS = ("identity", "amplification", "attenuation")
 _EPS = 1e-5
 
 
-def _forget_delta(module: nn.Module, incompatible_keys: object) -> None:
+def forget_delta(module: nn.Module, incompatible_keys: object) -> None:
     """After ``load_state_dict`` the loaded ``avg_log_degree`` may be NaN (an unfitted model's): look again."""
     module._delta_known = False
+
+
+def degree_factors(layer: nn.Module, degree: Tensor, dtype: torch.dtype) -> Tensor:
+    """PNA's degree scalers per node, ``[num_nodes, len(layer.scalers)]``.
+
+    ``layer`` holds the buffer ``avg_log_degree`` (PNA's delta, NaN until the first batch sets it), the Python flag
+    ``_delta_known`` (checking the buffer would sync CUDA every step) and ``scalers``.
+    """
+    log_degree = torch.log(degree.clamp(min=1).to(dtype) + 1)
+    if not layer._delta_known:
+        if torch.isnan(layer.avg_log_degree):  # lazily, from the first batch: PNA's delta
+            layer.avg_log_degree.fill_(float(log_degree[degree > 0].mean()) if bool((degree > 0).any()) else 1.0)
+        layer._delta_known = True
+    delta = layer.avg_log_degree.to(dtype)
+    factors = {"identity": torch.ones_like(log_degree), "amplification": log_degree / delta,
+               "attenuation": delta / log_degree}
+    return torch.stack([factors[s] for s in layer.scalers], dim=-1)
 
 
 class FiLMProjection(nn.Linear):
@@ -110,7 +127,7 @@ class EdgeUpdateConv(MessagePassing):
         self.register_buffer("avg_log_degree", torch.tensor(float("nan")))
         # whether avg_log_degree is known to be set (a Python flag: checking the buffer would sync CUDA every step)
         self._delta_known = False
-        self.register_load_state_dict_post_hook(_forget_delta)
+        self.register_load_state_dict_post_hook(forget_delta)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -244,16 +261,7 @@ class EdgeUpdateConv(MessagePassing):
         return torch.cat(out, dim=-1)
 
     def _degree_factors(self, degree: Tensor, dtype: torch.dtype) -> Tensor:
-        """PNA's degree scalers per node, ``[num_nodes, len(scalers)]``."""
-        log_degree = torch.log(degree.clamp(min=1).to(dtype) + 1)
-        if not self._delta_known:
-            if torch.isnan(self.avg_log_degree):  # lazily, from the first batch: PNA's delta
-                self.avg_log_degree.fill_(float(log_degree[degree > 0].mean()) if bool((degree > 0).any()) else 1.0)
-            self._delta_known = True
-        delta = self.avg_log_degree.to(dtype)
-        factors = {"identity": torch.ones_like(log_degree), "amplification": log_degree / delta,
-                   "attenuation": delta / log_degree}
-        return torch.stack([factors[s] for s in self.scalers], dim=-1)
+        return degree_factors(self, degree, dtype)
 
     def _update_nodes(self, h: Tensor, parts: list[tuple[Tensor, Tensor]]) -> Tensor:
         r"""``LN(h + MLP([h, s_1 a, s_2 a, ...]))`` for the aggregations ``a`` and degree scalers ``s``.

@@ -41,6 +41,7 @@ from torch_geometric.nn import Linear
 
 from wslgraph.graph.vocab import Activation, EdgeType, NodeFeature, NodeType
 from wslgraph.nn.backend import index_count, scatter
+from wslgraph.nn.conv import degree_factors, forget_delta
 from wslgraph.nn.init import reset_children
 
 __all__ = ["SYMMETRIES", "SIGN_ACTIVATIONS", "SCALE_ACTIVATIONS", "symmetric_nodes", "canonical_scales",
@@ -179,17 +180,6 @@ class SignInputEncoder(nn.Module):
         return h, e
 
 
-def _degree_factors(layer: nn.Module, degree: Tensor, dtype: torch.dtype) -> Tensor:
-    """PNA's degree scalers ``[num_nodes, len(scalers)]`` (delta fitted on the first batch, as EdgeUpdateConv)."""
-    log_degree = torch.log(degree.clamp(min=1).to(dtype) + 1)
-    if torch.isnan(layer.avg_log_degree):
-        layer.avg_log_degree.fill_(float(log_degree[degree > 0].mean()) if bool((degree > 0).any()) else 1.0)
-    delta = layer.avg_log_degree.to(dtype)
-    factors = {"identity": torch.ones_like(log_degree), "amplification": log_degree / delta,
-               "attenuation": delta / log_degree}
-    return torch.stack([factors[s] for s in layer.scalers], dim=-1)
-
-
 class SignEquivariantConv(nn.Module):
     r"""A message-passing layer equivariant to sign flips of the nodes in ``sign`` (and to permutations).
 
@@ -244,7 +234,9 @@ class SignEquivariantConv(nn.Module):
         self.node_free = nn.Linear(invariants, c)  # F
         self.node_out = nn.Linear(c, c, bias=False)  # O
         self.node_norm = nn.LayerNorm(c, bias=False)
-        self.register_buffer("avg_log_degree", torch.tensor(float("nan")))
+        self.register_buffer("avg_log_degree", torch.tensor(float("nan")))  # PNA's delta, as EdgeUpdateConv
+        self._delta_known = False
+        self.register_load_state_dict_post_hook(forget_delta)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -253,6 +245,7 @@ class SignEquivariantConv(nn.Module):
             self.message_gate.weight.zero_()  # unmodulated messages at the start
             self.message_gate.bias.zero_()
         self.avg_log_degree.fill_(float("nan"))
+        self._delta_known = False
 
     def forward(self, h: Tensor, e: Tensor, edge_index: Tensor, sign: Tensor) -> tuple[Tensor, Tensor]:
         source, target = edge_index
@@ -272,7 +265,7 @@ class SignEquivariantConv(nn.Module):
         for sent, receiver, film in routes:
             m = e * sent * (1 + film)
             degree = index_count(receiver, num_nodes)
-            factors = _degree_factors(self, degree, m.dtype).unsqueeze(-1)  # [N, S, 1]
+            factors = degree_factors(self, degree, m.dtype).unsqueeze(-1)  # [N, S, 1]
             odd_parts, inv_parts = self._aggregate(m, receiver, num_nodes, degree)
             odd.append((factors * torch.cat(odd_parts, -1).unsqueeze(1)).flatten(1))
             if inv_parts:

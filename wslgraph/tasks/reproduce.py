@@ -82,7 +82,7 @@ def _source(spec: Reproduction, data_root: str | None, train: int, test: int) ->
 
 
 def reproduce(name: str, out: str | Path, bench: BenchOptions | None = None, *, scale: float = 1.0,
-              data_root: str | None = None, fit_device: str = "cpu", chunk_size: int = 256,
+              data_root: str | None = None, fit_device: str = "cpu", chunk_size: int = 64, compile: bool = False,
               progress: bool = True) -> dict:
     """Fit the ``name`` zoo (or ``scale`` of it) into ``out/zoo``, compare ``bench.models`` on it, print and save
     the table beside the published numbers; resumable (see the module docstring)."""
@@ -94,7 +94,7 @@ def reproduce(name: str, out: str | Path, bench: BenchOptions | None = None, *, 
     source = _source(spec, data_root, train, test)
     zoo = out / "zoo"
     job = inr_zoo_job(source, recipe="dws", train_images=train, test_images=test, data_root=data_root,
-                      chunk_size=chunk_size, device=fit_device, progress=progress)
+                      chunk_size=chunk_size, compile=compile, device=fit_device, progress=progress)
     print(f"{name} at scale {scale}: fitting {train + test:,} INRs ({train:,} train images, {test:,} test) into "
           f"{zoo} (finished shards are kept)", flush=True)
     generate_zoo(zoo, job, progress=progress)
