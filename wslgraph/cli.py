@@ -80,6 +80,14 @@ def FRACTION(text: str) -> float:  # noqa: N802 (an argparse type, named like th
     return value
 
 
+def _run_name(key: str, options: dict) -> str:
+    """A demo run's folder: the model and a digest of its options, so a demo with other options starts afresh
+    beside an earlier one instead of refusing its checkpoints."""
+    import hashlib
+
+    return f"{key}-{hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:8]}"
+
+
 def _demo(args: argparse.Namespace) -> int:
     """Conversion round trips, an INR zoo from real digits, three models trained on it, a table and figures."""
     from wslgraph.convert import to_graph, to_state_dict
@@ -127,7 +135,7 @@ def _demo(args: argparse.Namespace) -> int:
                              progress=not args.quiet)
         trained[name] = build_model(key, 10, **options)
         result = train(trained[name], splits["train"], splits["val"], config, test_set=splits["test"],
-                       out_dir=out / "runs" / key)
+                       out_dir=out / "runs" / _run_name(key, options))
         curves[name] = [r["val_accuracy"] for r in result["history"]]
         rows.append((name, result["parameters"], result["test"]["accuracy"], result["seconds_per_epoch"]))
     print(f"   {'model':<11} {'parameters':>10} {'test accuracy':>14} {'s/epoch':>8}")

@@ -10,12 +10,14 @@ from wslgraph.zoo import siren, small_cnn
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
 
+@pytest.mark.parametrize("symmetry", ["permutation", "auto"])
+@pytest.mark.parametrize("architecture", [small_cnn, siren])
 @pytest.mark.parametrize("cls", [GNNEncoder, TransformerEncoder])
-def test_encoders_on_cuda_match_cpu(cls) -> None:
+def test_encoders_on_cuda_match_cpu(cls, architecture, symmetry) -> None:
     torch.manual_seed(0)
-    template = GraphTemplate.from_module(small_cnn())
+    template = GraphTemplate.from_module(architecture())
     batch = template.batch(torch.randn(6, template.num_params) * 0.1)
-    encoder = cls(4, hidden=16, num_layers=2).eval()
+    encoder = cls(4, hidden=16, num_layers=2, symmetry=symmetry).eval()
     with torch.no_grad():
         cpu = encoder(batch)
         gpu = encoder.cuda()(batch.to("cuda"))
