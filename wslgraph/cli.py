@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -83,8 +84,6 @@ def FRACTION(text: str) -> float:  # noqa: N802 (an argparse type, named like th
 def _run_name(key: str, options: dict) -> str:
     """A demo run's folder: the model and a digest of its options, so a demo with other options starts afresh
     beside an earlier one instead of refusing its checkpoints."""
-    import hashlib
-
     return f"{key}-{hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:8]}"
 
 

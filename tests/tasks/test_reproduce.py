@@ -63,10 +63,11 @@ def test_reproduce_command_reports_missing_images(tmp_path, capsys) -> None:
 
 
 def test_harness_defaults_per_zoo_kind() -> None:
-    """The GNN classifies INR zoos with sign symmetry; the user's option wins; other models and kinds are left."""
+    """The encoders classify INR zoos with sign symmetry; the user's option wins; other models and kinds are left."""
     assert default_options("gnn-probe", {}, "inr", "classification") == {"symmetry": "sign"}
     assert default_options("gnn", {"symmetry": "permutation", "hidden": 8}, "inr", "classification") == \
         {"symmetry": "permutation", "hidden": 8}
     assert default_options("gnn", {}, "cnn", "regression") == {}
     assert default_options("gnn", {}, "inr", "editing") == {}
-    assert default_options("transformer", {}, "inr", "classification") == {}
+    assert default_options("transformer", {}, "inr", "classification") == {"symmetry": "sign"}
+    assert default_options("dwsnet", {}, "inr", "classification") == {}

@@ -351,10 +351,10 @@ class TransformerEncoder(GraphEncoderBase):
             return nodes[mask], edges[pair]
         # sign-equivariant: pairs without an edge start at 0 (a constant state cannot flip); between two
         # nodes without the symmetry they get the learned one
-        free, _ = to_dense_batch(~sign, vector, batch_size=num_graphs)
+        dense_sign, _ = to_dense_batch(sign, vector, batch_size=num_graphs)
+        free = ~dense_sign  # padding is masked out by real_pairs
         free_pairs = real_pairs & ~present & free.unsqueeze(2) & free.unsqueeze(1)
         edges = edges + free_pairs.unsqueeze(-1) * self.no_edge
-        dense_sign, _ = to_dense_batch(sign, vector, batch_size=num_graphs)
         for layer in self.layers:
             nodes, edges = layer(nodes, edges, mask, dense_sign, present)
         return nodes[mask], edges[pair]
