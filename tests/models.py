@@ -36,6 +36,17 @@ def assert_state_dicts_equal(actual: dict[str, Tensor], expected: dict[str, Tens
         assert torch.equal(actual[key], value), key
 
 
+def fit_binary_labels(encoder: nn.Module, batch: object, labels: Tensor, steps: int) -> float:
+    """Full-batch Adam (lr 3e-3) on BCE between the encoder's first output and ``labels``; the last loss."""
+    optimizer = torch.optim.Adam(encoder.parameters(), lr=3e-3)
+    for _ in range(steps):
+        loss = nn.functional.binary_cross_entropy_with_logits(encoder(batch)[:, 0], labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return loss.item()
+
+
 @st.composite
 def mlps(draw: st.DrawFn) -> tuple[nn.Module, tuple[int, ...]]:
     """Random MLPs: widths, depth, biases, activations, LayerNorm/BatchNorm, dropout, dtype."""

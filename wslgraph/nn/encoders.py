@@ -136,6 +136,10 @@ class GraphEncoderBase(nn.Module):
     def input_states(self, batch: object, sign: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Initial node and edge states of a (prepared) batch."""
         check_batch(batch)
+        return self._initial_states(batch, sign)
+
+    def _initial_states(self, batch: object, sign: Tensor | None) -> tuple[Tensor, Tensor]:
+        """:meth:`input_states` of a batch already checked."""
         extra = self.probe(batch) if self.probe is not None else None
         if self.signs:
             sign = symmetric_nodes(batch, SIGN_ACTIVATIONS) if sign is None else sign
@@ -149,8 +153,8 @@ class GraphEncoderBase(nn.Module):
 
     def states(self, batch: object) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
         """Final node and edge states of the prepared batch, with its ``sign`` and ``norms`` (see :meth:`prepare`)."""
-        prepared, sign, norms = self.prepare(batch)
-        h, e = self.input_states(prepared, sign)
+        prepared, sign, norms = self.prepare(batch)  # checks the batch
+        h, e = self._initial_states(prepared, sign)
         h, e = self.propagate(prepared, h, e, sign)
         return h, e, sign, norms
 
