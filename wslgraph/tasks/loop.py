@@ -227,11 +227,16 @@ class _Progress:
 
 def _initialise(model: nn.Module, train_set: ZooDataset, config: TrainConfig, device: torch.device) -> None:
     """Build a lazy model on the first batch (eval mode: batch norms keep their running statistics) and fit a
-    peer's input statistics."""
-    first = next(train_set.batches(config.batch_size, device=device))
-    model.to(device).eval()
+    peer's input statistics.
+
+    Lazy parameters are drawn on the CPU, whatever ``device`` is: initialised on a CUDA tensor they would come from
+    the CUDA generator, and one seed would give different models on the two devices.
+    """
+    first = next(train_set.batches(config.batch_size, device="cpu"))
+    model.cpu().eval()
     with torch.no_grad():
         model(first)
+    model.to(device)
     if hasattr(model, "fit_statistics"):
         model.fit_statistics(list(itertools.islice(train_set.batches(config.batch_size, device=device), 20)))
     model.to(device)
