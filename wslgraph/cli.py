@@ -191,14 +191,21 @@ def _zoo_inr(args: argparse.Namespace) -> int:
 
 
 def _zoo_cnn(args: argparse.Namespace) -> int:
-    from wslgraph.zoo.jobs import cnn_zoo_job
+    from wslgraph.zoo.jobs import cnn_zoo_job, model_zoo_job
     from wslgraph.zoo.storage import generate_zoo
 
-    job = cnn_zoo_job(args.source, count=args.count, seed=args.seed, epochs=args.epochs,
-                      checkpoints=tuple(args.checkpoints) if args.checkpoints else None, batch_size=args.batch_size,
-                      steps_per_epoch=args.steps_per_epoch, models_per_shard=args.models_per_shard,
-                      train_images=args.train_images, test_images=args.test_images, data_root=args.data_root,
-                      device=args.device, progress=not args.quiet)
+    common = dict(count=args.count, seed=args.seed, checkpoints=tuple(args.checkpoints) if args.checkpoints else None,
+                  steps_per_epoch=args.steps_per_epoch, train_images=args.train_images, test_images=args.test_images,
+                  data_root=args.data_root, device=args.device, progress=not args.quiet)
+    try:
+        if args.grid == "model-zoos":
+            job = model_zoo_job(args.source or "mnist5k", epochs=args.epochs or 25, batch_size=args.batch_size or 10,
+                                models_per_shard=args.models_per_shard or 128, **common)
+        else:
+            job = cnn_zoo_job(args.source or "digits", epochs=args.epochs or 2, batch_size=args.batch_size or 32,
+                              models_per_shard=args.models_per_shard or 32, **common)
+    except ValueError as error:  # settings the job refuses (checkpoints past the last epoch, wrong image size)
+        args.parser.error(str(error))
     rank, world = _rank_and_world(args)
     generate_zoo(args.out, job, rank=rank, world_size=world, progress=not args.quiet)
     _report(args.out, args.quiet)
@@ -239,6 +246,85 @@ def _train(args: argparse.Namespace) -> int:
                               "parameters": result["parameters"]}, indent=2))
     return 0
 
+
+def _represent(args: argparse.Namespace) -> int:
+    from wslgraph.represent import (
+        RepresentOptions,
+        embed_zoo,
+        load_representation,
+        save_embeddings,
+    )
+    from wslgraph.tasks import TrainConfig, train_representation
+    from wslgraph.zoo.dataset import ZooDataset
+
+    try:
+        options = RepresentOptions(encoder=args.encoder, latent=args.latent, gamma=args.gamma,
+                                   temperature=args.temperature, noise=args.noise, erase=args.erase,
+                                   permute=args.permute, encoder_options=json.loads(args.encoder_options))
+        config = TrainConfig(task="represent", epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                             weight_decay=args.weight_decay, patience=args.patience, seed=args.seed,
+                             device=args.device, progress=not args.quiet)
+    except json.JSONDecodeError as error:
+        args.parser.error(f"--encoder-options is not JSON ({error}); e.g. --encoder-options '{{\"hidden\": 32}}'")
+    except (ValueError, TypeError) as error:
+        args.parser.error(str(error))
+    result = train_representation(args.zoo, args.out, options, config)
+    everything = ZooDataset(args.zoo, None)
+    embeddings = embed_zoo(load_representation(args.out, everything.arrays.layout), everything, device=args.device)
+    save_embeddings(Path(args.out) / "embeddings.safetensors", embeddings, everything, args.out)
+    if not args.quiet:
+        print(json.dumps({"best_epoch": result["best_epoch"], "test_loss": result["test"]["loss"],
+                          "parameters": result["parameters"]}, indent=2))
+    if not args.no_probe:
+        _print_probes(everything, embeddings, args.out)
+    return 0
+
+
+def _print_probes(dataset: object, embeddings: torch.Tensor, out: str | None) -> None:
+    from wslgraph.baselines.models import statnn_features
+    from wslgraph.io import atomic_write_json
+    from wslgraph.represent import format_probe_table, probe_table
+
+    arrays = dataset.arrays
+    rows = probe_table({"hyper-representation": embeddings, "s(W)": statnn_features(arrays.params, arrays.layout)},
+                       arrays.columns)
+    print(format_probe_table(rows))
+    if out is not None:
+        atomic_write_json(Path(out) / "probes.json", rows)
+
+
+def _embed(args: argparse.Namespace) -> int:
+    from wslgraph.represent import embed_zoo, load_representation, save_embeddings
+    from wslgraph.zoo.dataset import ZooDataset
+
+    dataset = ZooDataset(args.zoo, args.split)
+    embeddings = embed_zoo(load_representation(args.run, dataset.arrays.layout), dataset, device=args.device)
+    save_embeddings(args.out, embeddings, dataset, args.run)
+    if not args.quiet:
+        print(f"wrote {args.out}: {embeddings.shape[0]} x {embeddings.shape[1]} embeddings")
+    return 0
+
+
+def _probe(args: argparse.Namespace) -> int:
+    from wslgraph.represent import load_embeddings
+    from wslgraph.zoo.dataset import ZooDataset
+
+    dataset = ZooDataset(args.zoo, None)
+    _print_probes(dataset, load_embeddings(args.embeddings, dataset), None)
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from wslgraph.represent.sample import format_sampling_table
+    from wslgraph.tasks import sample_zoo
+
+    report = sample_zoo(args.run, args.out, zoo=args.zoo, count=args.count, top_k=args.top_k, method=args.method,
+                        activation=args.activation, finetune_epochs=args.finetune_epochs, transfer=args.transfer,
+                        data_root=args.data_root, evaluate=not args.no_eval, seed=args.seed, device=args.device)
+    if not args.quiet:
+        print(format_sampling_table(report) if "finetune" in report else
+              f"wrote {args.count} sampled checkpoints to {args.out} (evaluation runs on Model Zoos zoos only)")
+    return 0
 
 def _eval(args: argparse.Namespace) -> int:
     from safetensors.torch import load_file
@@ -513,15 +599,21 @@ def _add_zoo(sub: argparse._SubParsersAction) -> None:
     cnn = zoo_sub.add_parser("cnn", help="train CNNs with sampled hyperparameters (resumable; sharded)",
                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     cnn.add_argument("out", help="zoo folder (created; an interrupted run resumes there)")
-    cnn.add_argument("--source", default="digits", choices=sorted(SOURCES), help="image source")
+    cnn.add_argument("--grid", default="small-cnn-zoo", choices=["small-cnn-zoo", "model-zoos"],
+                     help="small-cnn-zoo: Unterthiner et al.'s CNN and sampled hyperparameters; model-zoos: "
+                          "Schuerholt et al.'s CNN and hyperparameter grid, a checkpoint every epoch")
+    cnn.add_argument("--source", default=None, choices=sorted(SOURCES),
+                     help="image source (default: digits; mnist5k for model-zoos)")
     cnn.add_argument("--data-root", default=None, help="folder of user-supplied data (mnist, cifar10)")
     cnn.add_argument("--count", type=POSITIVE, default=64, help="models")
-    cnn.add_argument("--epochs", type=POSITIVE, default=2)
+    cnn.add_argument("--epochs", type=POSITIVE, default=None, help="default: 2; 25 for model-zoos")
     cnn.add_argument("--checkpoints", type=COUNT, nargs="+", default=None,
-                     help="epochs to record (default: 0 and last)")
-    cnn.add_argument("--batch-size", type=POSITIVE, default=32, help="minibatch per model")
+                     help="epochs to record (default: 0 and last; every epoch for model-zoos)")
+    cnn.add_argument("--batch-size", type=POSITIVE, default=None, help="minibatch per model (default: 32; 10 for "
+                     "model-zoos)")
     cnn.add_argument("--steps-per-epoch", type=POSITIVE, default=None, help="default: train images // batch size")
-    cnn.add_argument("--models-per-shard", type=POSITIVE, default=32, help="models trained together, one shard")
+    cnn.add_argument("--models-per-shard", type=POSITIVE, default=None,
+                     help="models trained together, one shard (default: 32; 128 for model-zoos)")
     cnn.add_argument("--train-images", type=POSITIVE, default=None, help="use this many train images (evenly spaced)")
     cnn.add_argument("--test-images", type=POSITIVE, default=None, help="use this many test images (evenly spaced)")
     cnn.add_argument("--seed", type=COUNT, default=0)
@@ -581,11 +673,73 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     evaluator.set_defaults(handler=_eval)
 
 
+def _add_represent(sub: argparse._SubParsersAction) -> None:
+    """``wslgraph represent``, ``embed`` and ``probe``."""
+    command = sub.add_parser("represent", help="train a self-supervised hyper-representation of a zoo (resumable), "
+                                               "embed every model, print what the embeddings know",
+                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    command.add_argument("zoo", help="zoo folder (wslgraph zoo cnn --grid model-zoos, or any zoo)")
+    command.add_argument("--out", required=True, help="run folder: checkpoints, represent.json, embeddings")
+    command.add_argument("--encoder", default="gnn", choices=["gnn", "transformer"])
+    command.add_argument("--encoder-options", default="{}", help="encoder options as JSON")
+    command.add_argument("--latent", type=POSITIVE, default=32, help="embedding size")
+    command.add_argument("--gamma", type=NONNEGATIVE, default=0.05, help="weight of the contrastive loss (0..1)")
+    command.add_argument("--temperature", type=RATE, default=0.1)
+    command.add_argument("--noise", type=NONNEGATIVE, default=0.05, help="Gaussian noise per view (x tensor std)")
+    command.add_argument("--erase", type=NONNEGATIVE, default=0.05, help="probability of erasing a weight per view")
+    command.add_argument("--permute", action="store_true", help="also permute hidden neurons per view")
+    command.add_argument("--epochs", type=POSITIVE, default=30)
+    command.add_argument("--batch-size", type=POSITIVE, default=64)
+    command.add_argument("--lr", type=RATE, default=1e-3)
+    command.add_argument("--weight-decay", type=NONNEGATIVE, default=1e-2)
+    command.add_argument("--patience", type=COUNT, default=10)
+    command.add_argument("--seed", type=COUNT, default=0)
+    command.add_argument("--device", type=_device, default="cpu")
+    command.add_argument("--no-probe", action="store_true", help="skip the probe table")
+    command.add_argument("--quiet", action="store_true")
+    command.set_defaults(handler=_represent)
+    embed = sub.add_parser("embed", help="embed every model of a zoo with a trained representation (safetensors)")
+    embed.add_argument("run", help="run folder written by wslgraph represent")
+    embed.add_argument("zoo", help="zoo folder of the same architecture")
+    embed.add_argument("--out", required=True, help="embeddings file (.safetensors)")
+    embed.add_argument("--split", default=None, choices=["train", "val", "test"], help="default: every row")
+    embed.add_argument("--device", type=_device, default="cpu")
+    embed.add_argument("--quiet", action="store_true")
+    embed.set_defaults(handler=_embed)
+    probe = sub.add_parser("probe", help="cross-validated linear probes of a zoo's properties from embeddings and "
+                                         "from weight statistics s(W)")
+    probe.add_argument("zoo", help="zoo folder")
+    probe.add_argument("--embeddings", required=True, help="file written by wslgraph embed (every row of the zoo)")
+    probe.set_defaults(handler=_probe)
+
+    sample = sub.add_parser("sample", help="sample new models from a representation's embedding space, write "
+                                           "checkpoints, evaluate them with and without fine-tuning",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sample.add_argument("run", help="run folder written by wslgraph represent")
+    sample.add_argument("--zoo", default=None, help="zoo folder (default: the run's)")
+    sample.add_argument("--out", required=True, help="folder for sample-NNN.safetensors, samples.json, sampling.png")
+    sample.add_argument("--count", type=POSITIVE, default=10, help="models to sample")
+    sample.add_argument("--top-k", type=POSITIVE, default=30, help="fit the density to the best k rows")
+    sample.add_argument("--method", default="kde", choices=["kde", "subsample", "bootstrap"])
+    sample.add_argument("--activation", default=None, help="sample models of this activation (default: the best "
+                                                           "model's)")
+    sample.add_argument("--finetune-epochs", type=COUNT, default=2)
+    sample.add_argument("--transfer", default=None, choices=sorted(SOURCES),
+                        help="also fine-tune samples and fresh models on this image source")
+    sample.add_argument("--data-root", default=None, help="folder of user-supplied data (mnist)")
+    sample.add_argument("--no-eval", action="store_true", help="only write the sampled checkpoints")
+    sample.add_argument("--seed", type=COUNT, default=0)
+    sample.add_argument("--device", type=_device, default="cpu")
+    sample.add_argument("--quiet", action="store_true")
+    sample.set_defaults(handler=_sample)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``wslgraph`` command line: one sub-command per ``_add_*`` function."""
     parser = argparse.ArgumentParser(prog="wslgraph", description="Weight-space learning on parameter graphs.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_demo, _add_convert, _add_bench, _add_reproduce, _add_zoo, _add_train, _add_eval):
+    for add in (_add_demo, _add_convert, _add_bench, _add_reproduce, _add_zoo, _add_train, _add_eval,
+                _add_represent):
         add(sub)
     return parser
 

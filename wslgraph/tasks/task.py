@@ -19,7 +19,7 @@ from wslgraph.tasks.metrics import accuracy, kendall_tau, r2_score
 if TYPE_CHECKING:
     from wslgraph.zoo.dataset import ZooDataset
 
-__all__ = ["Task", "Classification", "Regression", "Editing", "TASKS", "get_task", "task_for"]
+__all__ = ["Task", "Classification", "Regression", "Editing", "SelfSupervised", "TASKS", "get_task", "task_for"]
 
 
 class Task:
@@ -93,7 +93,23 @@ class Editing(Task):
         return -metrics["mse"]
 
 
-TASKS: dict[str, Task] = {task.name: task for task in (Classification(), Regression(), Editing())}
+class SelfSupervised(Task):
+    """The model returns each input's self-supervised loss (:class:`~wslgraph.represent.HyperRepresentation`);
+    metric: its mean, ``loss`` (lower is better). The zoo's target column is not used."""
+
+    name, metric = "represent", "loss"
+
+    def loss(self, output: Tensor, target: Tensor) -> Tensor:
+        return output.mean()
+
+    def metrics(self, output: Tensor, target: Tensor) -> dict[str, float]:
+        return {"loss": float(output.mean())}
+
+    def score(self, metrics: dict[str, float]) -> float:
+        return -metrics["loss"]
+
+
+TASKS: dict[str, Task] = {task.name: task for task in (Classification(), Regression(), Editing(), SelfSupervised())}
 
 
 def get_task(name: str | Task) -> Task:

@@ -10,9 +10,10 @@ from wslgraph.zoo.architectures import siren
 from wslgraph.zoo.cnn import ACTIVATIONS, INITS, OPTIMIZERS, CNNZooSpec, ZooCNN, train_cnn_zoo
 from wslgraph.zoo.data import ImageSet, load_images
 from wslgraph.zoo.inr import INRRecipe, fit_inrs, resolve_recipe
+from wslgraph.zoo.modelzoos import CATEGORICAL, GRID, model_zoo_split, model_zoo_template, train_model_zoo
 from wslgraph.zoo.storage import SPLIT_CODES, ZooJob
 
-__all__ = ["inr_zoo_job", "cnn_zoo_job", "VAL_EVERY"]
+__all__ = ["inr_zoo_job", "cnn_zoo_job", "model_zoo_job", "VAL_EVERY"]
 
 VAL_EVERY = 12  # train image i is a validation image when i % 12 == 11 (DWS: 5k of 60k)
 SPLIT_VOCAB = list(SPLIT_CODES)
@@ -128,4 +129,58 @@ def cnn_zoo_job(source: str = "digits", *, count: int = 64, seed: int = 0, epoch
                                      "learning_rate", "l2", "dropout", "train_fraction")}
     columns.update({"split": {"vocab": SPLIT_VOCAB}, "activation": {"vocab": ACTIVATIONS},
                     "optimizer": {"vocab": OPTIMIZERS}, "init": {"vocab": INITS}})
+    return ZooJob("cnn", description, layout, count * per_model, models_per_shard * per_model, make_shard, columns)
+
+
+def model_zoo_job(source: str = "mnist5k", *, count: int = 256, seed: int = 0, epochs: int = 25,
+                  checkpoints: tuple[int, ...] | None = None, batch_size: int = 10, steps_per_epoch: int | None = None,
+                  models_per_shard: int = 128, train_images: int | None = None, test_images: int | None = None,
+                  eval_images: int = 1000, data_root: str | None = None, device: str = "cpu",
+                  progress: bool = False) -> ZooJob:
+    """A job training ``count`` Model Zoos CNNs over :data:`~wslgraph.zoo.modelzoos.GRID` with a checkpoint at
+    every epoch (``wslgraph zoo cnn --grid model-zoos``).
+
+    Rows are (model, checkpoint epoch). Columns: ``epoch``, ``model_index``,
+    ``test_accuracy``, ``test_loss``, ``train_accuracy``, ``train_loss``,
+    ``ggap`` (train minus test accuracy), the grid's hyperparameters
+    (``activation``, ``init``, ``optimizer`` as codes; ``dropout``,
+    ``learning_rate``, ``weight_decay``), ``repetition`` and ``split``
+    (by model: :func:`~wslgraph.zoo.modelzoos.model_zoo_split`).
+    """
+    if count < 1 or epochs < 1:
+        raise ValueError(f"a Model Zoos zoo needs count >= 1 and epochs >= 1, got count={count}, epochs={epochs}")
+    train = _images(source, "train", data_root, train_images)
+    test = _images(source, "test", data_root, test_images)
+    if tuple(train.images.shape[-2:]) != (28, 28):
+        raise ValueError(f"the Model Zoos CNN takes 28x28 images; {source} has {tuple(train.images.shape[-2:])} "
+                         "(use mnist5k, mnist or fashion-mnist)")
+    checkpoints = tuple(sorted(set(checkpoints if checkpoints is not None else range(epochs + 1))))
+    per_model = len(checkpoints)
+    layout = model_zoo_template(train.images.shape[1]).layout
+
+    def make_shard(first: int, rows: int) -> dict[str, Tensor]:
+        result = train_model_zoo(train, test, rows // per_model, seed=seed, index_offset=first // per_model,
+                                 epochs=epochs, checkpoints=checkpoints, batch_size=batch_size,
+                                 steps_per_epoch=steps_per_epoch, eval_images=eval_images, device=device,
+                                 progress=progress)
+        hps = [result.hyperparameters[i // per_model] for i in range(rows)]
+        columns = {name: value.float() if value.is_floating_point() else value
+                   for name, value in result.columns.items()}
+        columns["split"] = model_zoo_split(result.columns["model_index"])
+        for name in CATEGORICAL:
+            columns[name] = torch.tensor([GRID[name].index(hp[name]) for hp in hps])
+        for name in ("dropout", "learning_rate", "weight_decay"):
+            columns[name] = torch.tensor([hp[name] for hp in hps], dtype=torch.float32)
+        columns["repetition"] = torch.tensor([hp["repetition"] for hp in hps])
+        return {"params": result.params, **columns}
+
+    description = {"grid": "model-zoos", "source": source, "seed": seed, "count": count, "epochs": epochs,
+                   "checkpoints": list(checkpoints), "batch_size": batch_size, "steps_per_epoch": steps_per_epoch,
+                   "architecture": "CNN", "train_images": len(train), "test_images": len(test),
+                   "eval_images": eval_images, "models_per_shard": models_per_shard,
+                   "split_rule": "model i -> test if i % 5 == 4, val if i % 10 == 3, else train"}
+    names = ("epoch", "model_index", "test_accuracy", "test_loss", "train_accuracy", "train_loss", "ggap", "dropout",
+             "learning_rate", "weight_decay", "repetition")
+    columns = {name: {} for name in names}
+    columns.update({"split": {"vocab": SPLIT_VOCAB}, **{name: {"vocab": GRID[name]} for name in CATEGORICAL}})
     return ZooJob("cnn", description, layout, count * per_model, models_per_shard * per_model, make_shard, columns)

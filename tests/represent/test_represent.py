@@ -1,0 +1,205 @@
+"""Hyper-representations: the objective, invariance, learning, exact resume, files and probes."""
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+from wslgraph.errors import ManifestError, ZooError
+from wslgraph.represent import (
+    RepresentOptions,
+    build_representation,
+    embed_zoo,
+    load_embeddings,
+    load_representation,
+    nt_xent,
+    probe,
+    probe_table,
+    save_embeddings,
+)
+from wslgraph.tasks import TrainConfig, train_representation
+from wslgraph.weightspace.augment import RandomHiddenPermutation
+from wslgraph.zoo.dataset import ZooDataset
+from wslgraph.zoo.jobs import model_zoo_job
+from wslgraph.zoo.storage import generate_zoo
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("represent") / "zoo"
+    generate_zoo(root, model_zoo_job("mnist5k", count=20, epochs=2, steps_per_epoch=8, train_images=300,
+                                     test_images=100, eval_images=100, models_per_shard=20), progress=False)
+    return root
+
+
+def _config(**changes) -> TrainConfig:
+    return TrainConfig(**({"task": "represent", "epochs": 2, "batch_size": 8, "lr": 3e-3, "warmup_steps": 2,
+                           "progress": False, "patience": 0} | changes))
+
+
+def test_nt_xent_is_simclr_loss() -> None:
+    torch.manual_seed(0)
+    a, b = torch.randn(5, 7), torch.randn(5, 7)
+    z = F.normalize(torch.cat([a, b]), dim=1)
+    expected = []
+    for i in range(10):
+        others = [j for j in range(10) if j != i]
+        positive = (i + 5) % 10
+        logits = torch.stack([z[i] @ z[j] / 0.5 for j in others])
+        expected.append(-(logits[others.index(positive)] - torch.logsumexp(logits, 0)))
+    expected = torch.stack(expected)
+    assert torch.allclose(nt_xent(a, b, 0.5), (expected[:5] + expected[5:]) / 2, atol=1e-6)
+    assert float(nt_xent(a, a + 1e-3).mean()) < float(nt_xent(a, b).mean())  # matching views score lower
+
+
+def test_embeddings_and_reconstructions_are_invariant_to_hidden_permutations(zoo) -> None:
+    dataset = ZooDataset(zoo, "train")
+    model = build_representation(dataset.arrays.layout, RepresentOptions(), seed=0)
+    model.fit_statistics([dataset.batch(range(16))]).eval()
+    rows = dataset.params(range(16))
+    permuted = RandomHiddenPermutation(dataset.arrays.layout, seed=3)(rows)
+    assert not torch.equal(permuted, rows)
+    with torch.no_grad():
+        original = model.embed(dataset.template.batch(rows))
+        moved = model.embed(dataset.template.batch(permuted))
+        assert torch.allclose(original, moved, atol=1e-5)
+        assert torch.allclose(model.decode(original), model.decode(moved), atol=1e-5)
+
+
+def test_representation_learns_to_reconstruct_its_zoo(zoo, tmp_path) -> None:
+    dataset = ZooDataset(zoo, "train")
+    before = build_representation(dataset.arrays.layout, RepresentOptions(), seed=0)
+    before.fit_statistics([dataset.batch(range(dataset.len()))]).eval()
+    with torch.no_grad():
+        start = float(before.reconstruction_error(dataset.batch(range(dataset.len()))).mean())
+    train_representation(zoo, tmp_path / "run", RepresentOptions(), _config(epochs=25))
+    after = load_representation(tmp_path / "run", dataset.arrays.layout)
+    with torch.no_grad():
+        error = float(after.reconstruction_error(dataset.batch(range(dataset.len()))).mean())
+        decoded = after.reconstruct(dataset.batch(range(4)))
+    assert start > 0.5 and error < 0.25 * start  # standardised units: 1.0 is predicting each layer's mean
+    assert decoded.shape == (4, dataset.arrays.layout.num_params)
+
+
+def test_an_interrupted_run_resumes_to_the_same_result(zoo, tmp_path, monkeypatch) -> None:
+    from wslgraph.tasks import loop
+
+    train_representation(zoo, tmp_path / "whole", RepresentOptions(), _config(epochs=3))
+    evaluate, calls = loop.evaluate, []
+
+    def dies_in_epoch_two(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # killed after training epoch 2 (its views drawn), before its checkpoint
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "evaluate", dies_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        train_representation(zoo, tmp_path / "split", RepresentOptions(), _config(epochs=3))
+    monkeypatch.setattr(loop, "evaluate", evaluate)
+    train_representation(zoo, tmp_path / "split", RepresentOptions(), _config(epochs=3))
+    whole, split = (load_file(tmp_path / run / "checkpoint.safetensors") for run in ("whole", "split"))
+    assert whole.keys() == split.keys() and all(torch.equal(whole[k], split[k]) for k in whole)
+    assert int(whole["model.draws"]) > 0  # the views' counter travels with the checkpoint
+    with pytest.raises(ManifestError, match="other options"):
+        train_representation(zoo, tmp_path / "whole", RepresentOptions(latent=8), _config(epochs=3))
+
+
+def test_files_refuse_what_is_not_theirs(zoo, tmp_path) -> None:
+    with pytest.raises(ManifestError, match="not a finished representation run"):
+        load_representation(tmp_path)
+    train_representation(zoo, tmp_path / "run", RepresentOptions(latent=8), _config(epochs=1))
+    other = tmp_path / "other"
+    generate_zoo(other, model_zoo_job("mnist5k", count=10, epochs=1, steps_per_epoch=2, train_images=100,
+                                      test_images=50, eval_images=50), progress=False)
+    dataset, other_set = ZooDataset(zoo, None), ZooDataset(other, None)
+    model = load_representation(tmp_path / "run", dataset.arrays.layout)
+    save_embeddings(tmp_path / "e.safetensors", embed_zoo(model, dataset), dataset, tmp_path / "run")
+    assert load_embeddings(tmp_path / "e.safetensors", dataset).shape == (len(dataset), 8)
+    with pytest.raises(ZooError, match="another zoo"):
+        load_embeddings(tmp_path / "e.safetensors", other_set)
+    from wslgraph import GraphTemplate
+    from wslgraph.zoo import small_cnn
+    with pytest.raises(ManifestError, match="another architecture"):
+        load_representation(tmp_path / "run", GraphTemplate.from_module(small_cnn()).layout)
+    with pytest.raises(ZooError, match="rows"):
+        probe_table({"x": torch.zeros(3, 2)}, dataset.arrays.columns)
+
+
+def test_probes_recover_what_the_features_hold() -> None:
+    generator = torch.Generator().manual_seed(0)
+    groups = torch.arange(200).repeat_interleave(3)
+    features = torch.randn(600, 6, generator=generator)
+    linear = features @ torch.tensor([1.0, -2.0, 0.5, 0.0, 0.0, 0.0])
+    assert probe(features.numpy(), linear.numpy(), groups.numpy(), "regression") > 0.99
+    noise = torch.randn(600, generator=generator)
+    assert probe(features.numpy(), noise.numpy(), groups.numpy(), "regression") < 0.05
+    labels = (features[:, 0] > 0).long()
+    assert probe(features.numpy(), labels.numpy(), groups.numpy(), "classification") > 0.95
+
+
+def test_cli_represent_embed_probe(zoo, tmp_path, capsys) -> None:
+    from wslgraph.cli import main
+
+    run = tmp_path / "run"
+    assert main(["represent", str(zoo), "--out", str(run), "--epochs", "1", "--batch-size", "8", "--latent", "8",
+                 "--quiet"]) == 0
+    table = capsys.readouterr().out
+    assert "| test_accuracy | R2 |" in table and "hyper-representation" in table and "s(W)" in table
+    assert {row["target"] for row in json.loads((run / "probes.json").read_text())} >= {"test_accuracy", "init"}
+    assert main(["embed", str(run), str(zoo), "--out", str(tmp_path / "e.safetensors"), "--quiet"]) == 0
+    assert main(["probe", str(zoo), "--embeddings", str(tmp_path / "e.safetensors")]) == 0
+    assert main(["embed", str(run), str(zoo), "--split", "test", "--out", str(tmp_path / "t.safetensors"),
+                 "--quiet"]) == 0
+    assert main(["probe", str(zoo), "--embeddings", str(tmp_path / "t.safetensors")]) == 2  # not every row
+    assert "another zoo or split" in capsys.readouterr().err
+
+
+def test_density_samples_stay_near_the_embeddings() -> None:
+    from wslgraph.represent.sample import sample_embeddings
+
+    generator = torch.Generator().manual_seed(0)
+    points = torch.randn(40, 4, generator=generator) * torch.tensor([1.0, 5.0, 0.1, 2.0]) + 3
+    for method in ("kde", "subsample", "bootstrap"):
+        draws = sample_embeddings(points, 400, method=method, seed=1)
+        assert draws.shape == (400, 4)
+        assert torch.allclose(draws.mean(0), points.mean(0), atol=0.35 * float(points.std(0).max()))
+        assert torch.allclose(draws.std(0), points.std(0), rtol=0.5)
+    assert torch.equal(sample_embeddings(points, 5, seed=2), sample_embeddings(points, 5, seed=2))
+    with pytest.raises(ValueError, match="method"):
+        sample_embeddings(points, 5, method="gan")
+
+
+def test_sampled_checkpoints_load_run_and_are_evaluated(zoo, tmp_path) -> None:
+    from safetensors.torch import load_file as load_state
+
+    from wslgraph.represent.sample import format_sampling_table
+    from wslgraph.tasks import sample_zoo
+    from wslgraph.zoo.data import load_images
+    from wslgraph.zoo.modelzoos import ModelZooCNN
+
+    train_representation(zoo, tmp_path / "run", RepresentOptions(latent=8), _config(epochs=2))
+    report = sample_zoo(tmp_path / "run", tmp_path / "samples", count=3, top_k=6, finetune_epochs=1,
+                        transfer="fashion-mnist")
+    assert sorted(p.name for p in (tmp_path / "samples").glob("sample-*")) == [f"sample-00{i}.safetensors"
+                                                                                for i in range(3)]
+    description = ZooDataset(zoo, None).arrays.description
+    train = load_images("mnist5k", "train")
+    test = load_images("mnist5k", "test").evenly_spaced(description["test_images"])
+    mean, std = train.images.mean(), train.images.std()
+    for index in range(3):
+        module = ModelZooCNN(activation=report["activation"])
+        module.load_state_dict(load_state(tmp_path / "samples" / f"sample-00{index}.safetensors"))  # strict
+        with torch.no_grad():
+            predicted = module.eval()((test.images - mean) / std).argmax(1)
+        accuracy = float((predicted == test.labels).float().mean())
+        assert accuracy == pytest.approx(report["finetune"]["sampled"]["per_model"][index][0], abs=1e-6)
+    assert set(report["finetune"]) == {"sampled", "random init", "zoo's top models"}
+    assert set(report["transfer"]["curves"]) == {"sampled", "random init"}
+    assert len(report["top_rows"]) == 6 and report["top_accuracy"] == sorted(report["top_accuracy"], reverse=True)
+    table = format_sampling_table(report)
+    assert "| sampled | " in table and "→ fashion-mnist" in table
+    assert (tmp_path / "samples" / "sampling.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "samples" / "samples.json").read_text())["count"] == 3

@@ -1,0 +1,19 @@
+"""Hyper-representations: self-supervised embeddings of model zoos, a decoder back to weights, and probes of what
+the embeddings know (``wslgraph represent``, ``wslgraph embed``, ``wslgraph probe``)."""
+
+from wslgraph.represent.model import HyperRepresentation, nt_xent
+from wslgraph.represent.probe import CLASSIFICATION_TARGETS, REGRESSION_TARGETS, format_probe_table, probe, probe_table
+from wslgraph.represent.run import (
+    ENCODERS,
+    RepresentOptions,
+    build_representation,
+    embed_zoo,
+    load_embeddings,
+    load_representation,
+    save_embeddings,
+    zoo_digest,
+)
+
+__all__ = ["HyperRepresentation", "nt_xent", "probe", "probe_table", "format_probe_table", "REGRESSION_TARGETS",
+           "CLASSIFICATION_TARGETS", "RepresentOptions", "ENCODERS", "build_representation",
+           "load_representation", "embed_zoo", "save_embeddings", "load_embeddings", "zoo_digest"]

@@ -1,0 +1,108 @@
+"""What embeddings know: cross-validated linear probes of model properties from frozen features.
+
+For each property of a zoo (test accuracy, generalisation gap, epoch: ridge
+regression, scored by R²; each categorical or grid hyperparameter: logistic
+regression, scored by accuracy) and each feature set (the hyper-representation's
+embeddings, the weight statistics s(W) of :func:`~wslgraph.baselines.statnn_features`,
+...), the probe is fitted and scored with ``GroupKFold`` over models, so the
+checkpoints of one model never sit on both sides of a fold. Features are
+mapped to normal scores by their ranks (``QuantileTransformer``) and
+standardised inside each fold (scikit-learn pipelines): weight statistics span
+many orders of magnitude, and a linear probe on raw values extrapolates wildly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from wslgraph.errors import ZooError
+
+__all__ = ["REGRESSION_TARGETS", "CLASSIFICATION_TARGETS", "probe", "probe_table", "format_probe_table"]
+
+REGRESSION_TARGETS = ("test_accuracy", "ggap", "epoch")
+CLASSIFICATION_TARGETS = ("activation", "init", "optimizer", "dropout", "learning_rate", "weight_decay")
+
+
+def probe(features: np.ndarray, target: np.ndarray, groups: np.ndarray, kind: str, folds: int = 5,
+          seed: int = 0) -> float:
+    """Out-of-fold R² (``kind="regression"``, ridge with its penalty chosen by inner CV) or accuracy
+    (``"classification"``, logistic regression) of ``target`` from ``features``, folds grouped by ``groups``."""
+    from sklearn.linear_model import LogisticRegression, RidgeCV
+    from sklearn.metrics import accuracy_score, r2_score
+    from sklearn.model_selection import GroupKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import QuantileTransformer, StandardScaler
+
+    if len(np.unique(groups)) < folds:
+        raise ZooError(f"probing needs at least {folds} models (folds are grouped by model); got "
+                       f"{len(np.unique(groups))}")
+    # rank-based scaling: weight statistics span many orders of magnitude (a diverged model's variance is 1e5
+    # times a trained one's), and a linear probe on standardised raw values extrapolates wildly on held-out folds
+    quantiles = min(1000, len(target) * (folds - 1) // folds)
+    scale = [QuantileTransformer(n_quantiles=quantiles, output_distribution="normal", random_state=seed),
+             StandardScaler()]
+    if kind == "regression":
+        model = make_pipeline(*scale, RidgeCV(alphas=np.logspace(-3, 4, 15)))
+    elif kind == "classification":
+        model = make_pipeline(*scale, LogisticRegression(max_iter=2000, C=1.0))
+    else:
+        raise ValueError(f"kind must be 'regression' or 'classification', got {kind!r}")
+    splitter = GroupKFold(n_splits=folds)
+    predicted = cross_val_predict(model, features, target, groups=groups, cv=splitter)
+    return float(r2_score(target, predicted) if kind == "regression" else accuracy_score(target, predicted))
+
+
+def probe_table(feature_sets: dict[str, Tensor], columns: dict[str, Tensor], *, groups: str = "model_index",
+                folds: int = 5) -> list[dict]:
+    """One row per property found in ``columns``: its kind, and the probe's score for each feature set.
+
+    Args:
+        feature_sets: Name -> features ``[N, d]`` (rows aligned with ``columns``).
+        columns: The zoo's columns (``ZooArrays.columns``), ``N`` rows each.
+        groups: The column that names each row's model (folds never split a model).
+    """
+    if groups not in columns:
+        raise ZooError(f"the zoo has no {groups!r} column to group the folds by; probes need the model of each row")
+    count = len(columns[groups])
+    for name, features in feature_sets.items():
+        if features.shape[0] != count:
+            raise ZooError(f"the {name} features have {features.shape[0]} rows but the zoo has {count}; they must "
+                           "come from this zoo (wslgraph embed RUN ZOO)")
+    group = columns[groups].numpy()
+    rows = []
+    targets = [(t, "regression") for t in REGRESSION_TARGETS] + [(t, "classification") for t in CLASSIFICATION_TARGETS]
+    for target, kind in targets:
+        if target not in columns:
+            continue
+        values = columns[target]
+        if kind == "classification":
+            values = torch.unique(values, return_inverse=True)[1]
+            if int(values.max()) == 0:
+                continue  # one level: nothing to classify
+        else:
+            values = values.double()
+            if not bool(torch.isfinite(values).all()) or float(values.std()) == 0:
+                continue
+        row = {"target": target, "kind": kind, "metric": "R2" if kind == "regression" else "accuracy"}
+        for name, features in feature_sets.items():
+            row[name] = probe(features.double().numpy(), values.numpy(), group, kind, folds)
+        if kind == "classification":
+            row["chance"] = float(torch.bincount(values).max()) / len(values)
+        rows.append(row)
+    if not rows:
+        raise ZooError("the zoo has none of the probed properties (" + ", ".join(REGRESSION_TARGETS
+                       + CLASSIFICATION_TARGETS) + "); probes need a CNN zoo with training metadata")
+    return rows
+
+
+def format_probe_table(rows: list[dict]) -> str:
+    """A markdown table of :func:`probe_table`'s rows."""
+    names = [k for k in rows[0] if k not in ("target", "kind", "metric", "chance")]
+    lines = ["| property | metric | " + " | ".join(names) + " | chance |", "|---|---|" + "---|" * (len(names) + 1)]
+    for row in rows:
+        values = " | ".join(f"{row[n]:.3f}" for n in names)
+        chance = f"{row['chance']:.3f}" if "chance" in row else "–"
+        lines.append(f"| {row['target']} | {row['metric']} | {values} | {chance} |")
+    return "\n".join(lines)

@@ -1,0 +1,135 @@
+"""Building and loading hyper-representations, and embedding a zoo with a trained one.
+
+A run folder (:func:`wslgraph.tasks.train_representation`) holds what
+:func:`~wslgraph.tasks.train` writes (resumable checkpoints, ``best.safetensors``,
+``metrics.jsonl``/``.csv``) and ``represent.json``: the zoo, the encoder and its
+options, the representation's options and the zoo's layout, so that
+:func:`load_representation` rebuilds exactly the trained model and refuses a zoo
+of another architecture.
+Embeddings are written as safetensors (``embeddings`` ``[N, latent]``) with the
+zoo's manifest digest in the metadata, so probes refuse embeddings of another zoo.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from safetensors.torch import load_file, save
+from torch import Tensor
+
+from wslgraph.errors import ManifestError, ZooError
+from wslgraph.io import atomic_write_bytes
+from wslgraph.nn import GNNEncoder, TransformerEncoder
+from wslgraph.represent.model import HyperRepresentation
+
+if TYPE_CHECKING:
+    from wslgraph.zoo.dataset import ZooDataset
+
+__all__ = ["RepresentOptions", "ENCODERS", "build_representation", "load_representation", "embed_zoo",
+           "save_embeddings", "load_embeddings", "zoo_digest"]
+
+ENCODERS = {"gnn": GNNEncoder, "transformer": TransformerEncoder}
+
+
+@dataclass
+class RepresentOptions:
+    """The representation's settings (see :class:`~wslgraph.represent.HyperRepresentation`).
+
+    ``encoder_options`` go to the encoder (default: ``hidden=64, num_layers=3``
+    for the GNN, ``hidden=64, num_layers=2`` for the transformer).
+    """
+
+    encoder: str = "gnn"
+    latent: int = 32
+    gamma: float = 0.05
+    temperature: float = 0.1
+    noise: float = 0.05
+    erase: float = 0.05
+    permute: bool = False
+    decoder_hidden: int = 256
+    encoder_options: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {sorted(ENCODERS)}, got {self.encoder!r}")
+        if self.latent < 1 or self.decoder_hidden < 1:
+            raise ValueError(f"latent and decoder_hidden must be >= 1, got {self.latent}, {self.decoder_hidden}")
+
+
+def build_representation(layout: object, options: RepresentOptions, seed: int = 0) -> HyperRepresentation:
+    """A fresh :class:`HyperRepresentation` for ``layout`` (seeded: the same options and seed give the same model)."""
+    torch.manual_seed(seed)
+    defaults = {"hidden": 64, "num_layers": 3 if options.encoder == "gnn" else 2}
+    encoder = ENCODERS[options.encoder](options.latent, **(defaults | options.encoder_options))
+    return HyperRepresentation(layout, encoder, options.latent, gamma=options.gamma,
+                               temperature=options.temperature, noise=options.noise, erase=options.erase,
+                               permute=options.permute, decoder_hidden=options.decoder_hidden, seed=seed)
+
+
+def zoo_digest(dataset: ZooDataset) -> str:
+    """SHA-256 of a zoo's manifest (its shards' digests and columns): the identity of the zoo's rows."""
+    manifest = Path(dataset.root) / "manifest.json"
+    return hashlib.sha256(manifest.read_bytes()).hexdigest()
+
+
+def load_representation(run: str | Path, layout: object | None = None) -> HyperRepresentation:
+    """The best weights of a run folder written by :func:`train_representation`, in eval mode.
+
+    With ``layout``, refuse (:class:`~wslgraph.errors.ManifestError`) a run trained on another architecture.
+    """
+    run = Path(run)
+    if not (run / "represent.json").exists() or not (run / "best.safetensors").exists():
+        raise ManifestError(f"{run} is not a finished representation run (represent.json and best.safetensors); "
+                            "train one with `wslgraph represent ZOO --out RUN`")
+    meta = json.loads((run / "represent.json").read_text())
+    from wslgraph.graph.layout import GraphLayout
+
+    trained = GraphLayout.from_dict(meta["layout"])
+    if layout is not None and layout.to_dict() != meta["layout"]:
+        raise ManifestError(f"{run} was trained on another architecture than this zoo's; embed and decode only "
+                            "zoos of the architecture it was trained on")
+    model = build_representation(trained, RepresentOptions(**meta["options"]), meta["seed"])
+    state = load_file(run / "best.safetensors")
+    with torch.no_grad():  # lazy parameters: build them on one graph of the architecture
+        from wslgraph.convert.template import GraphTemplate
+
+        model.embed(GraphTemplate(trained).batch(torch.zeros(2, trained.num_params)))
+    model.load_state_dict({k[len("model."):]: v for k, v in state.items()})
+    return model.eval()
+
+
+@torch.no_grad()
+def embed_zoo(model: HyperRepresentation, dataset: ZooDataset, batch_size: int = 256,
+              device: str | torch.device = "cpu") -> Tensor:
+    """Embeddings ``[N, latent]`` of every row of ``dataset`` (in its order)."""
+    model = model.to(device).eval()
+    return torch.cat([model.embed(batch).cpu() for batch in dataset.batches(batch_size, device=device)])
+
+
+def save_embeddings(path: str | Path, embeddings: Tensor, dataset: ZooDataset, run: str | Path) -> Path:
+    """Write ``embeddings`` (safetensors, atomically) with the zoo's digest and the run's path as metadata."""
+    metadata = {"zoo": str(dataset.root), "zoo_digest": zoo_digest(dataset), "run": str(run),
+                "split": str(dataset.split)}
+    return atomic_write_bytes(path, save({"embeddings": embeddings.contiguous()}, metadata))
+
+
+def load_embeddings(path: str | Path, dataset: ZooDataset) -> Tensor:
+    """Embeddings written by :func:`save_embeddings` for ``dataset``; embeddings of another zoo or split are
+    refused with :class:`~wslgraph.errors.ZooError`."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as handle:
+            metadata = handle.metadata() or {}
+            embeddings = handle.get_tensor("embeddings")
+    except (OSError, RuntimeError, KeyError) as error:
+        raise ZooError(f"{path} is not an embeddings file written by `wslgraph embed` ({error})") from error
+    if metadata.get("zoo_digest") != zoo_digest(dataset) or metadata.get("split") != str(dataset.split):
+        raise ZooError(f"{path} holds embeddings of another zoo or split ({metadata.get('zoo')}, split "
+                       f"{metadata.get('split')}); embed this zoo with `wslgraph embed RUN ZOO --out FILE`")
+    return embeddings
