@@ -260,7 +260,8 @@ def _represent(args: argparse.Namespace) -> int:
     try:
         options = RepresentOptions(encoder=args.encoder, latent=args.latent, gamma=args.gamma,
                                    temperature=args.temperature, noise=args.noise, erase=args.erase,
-                                   permute=args.permute, encoder_options=json.loads(args.encoder_options))
+                                   permute=args.permute, max_weight=args.max_weight,
+                                   encoder_options=json.loads(args.encoder_options))
         config = TrainConfig(task="represent", epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              weight_decay=args.weight_decay, patience=args.patience, seed=args.seed,
                              device=args.device, progress=not args.quiet)
@@ -276,21 +277,26 @@ def _represent(args: argparse.Namespace) -> int:
         print(json.dumps({"best_epoch": result["best_epoch"], "test_loss": result["test"]["loss"],
                           "parameters": result["parameters"]}, indent=2))
     if not args.no_probe:
-        _print_probes(everything, embeddings, args.out)
+        _print_probes(everything, embeddings, args.max_weight, args.out)
     return 0
 
 
-def _print_probes(dataset: object, embeddings: torch.Tensor, out: str | None) -> None:
+def _print_probes(dataset: object, embeddings: torch.Tensor, max_weight: float | None, out: str | None) -> None:
     from wslgraph.baselines.models import statnn_features
     from wslgraph.io import atomic_write_json
-    from wslgraph.represent import format_probe_table, probe_table
+    from wslgraph.represent import format_probe_table, kept_rows, probe_table
+    from wslgraph.represent.sample import plot_embeddings
 
     arrays = dataset.arrays
-    rows = probe_table({"hyper-representation": embeddings, "s(W)": statnn_features(arrays.params, arrays.layout)},
-                       arrays.columns)
+    keep = kept_rows(arrays.params, max_weight)
+    features = {"hyper-representation": embeddings[keep], "s(W)": statnn_features(arrays.params[keep], arrays.layout)}
+    columns = {name: column[keep] for name, column in arrays.columns.items()}
+    rows = probe_table(features, columns)
+    print(f"{int(keep.sum())} of {len(keep)} rows (weights within {max_weight}); folds grouped by model")
     print(format_probe_table(rows))
     if out is not None:
         atomic_write_json(Path(out) / "probes.json", rows)
+        plot_embeddings(embeddings[keep], columns, Path(out) / "embeddings.png")
 
 
 def _embed(args: argparse.Namespace) -> int:
@@ -310,7 +316,7 @@ def _probe(args: argparse.Namespace) -> int:
     from wslgraph.zoo.dataset import ZooDataset
 
     dataset = ZooDataset(args.zoo, None)
-    _print_probes(dataset, load_embeddings(args.embeddings, dataset), None)
+    _print_probes(dataset, load_embeddings(args.embeddings, dataset), args.max_weight, None)
     return 0
 
 
@@ -683,11 +689,13 @@ def _add_represent(sub: argparse._SubParsersAction) -> None:
     command.add_argument("--encoder", default="gnn", choices=["gnn", "transformer"])
     command.add_argument("--encoder-options", default="{}", help="encoder options as JSON")
     command.add_argument("--latent", type=POSITIVE, default=32, help="embedding size")
-    command.add_argument("--gamma", type=NONNEGATIVE, default=0.05, help="weight of the contrastive loss (0..1)")
+    command.add_argument("--gamma", type=NONNEGATIVE, default=0.5, help="weight of the contrastive loss (0..1)")
     command.add_argument("--temperature", type=RATE, default=0.1)
     command.add_argument("--noise", type=NONNEGATIVE, default=0.05, help="Gaussian noise per view (x tensor std)")
     command.add_argument("--erase", type=NONNEGATIVE, default=0.05, help="probability of erasing a weight per view")
     command.add_argument("--permute", action="store_true", help="also permute hidden neurons per view")
+    command.add_argument("--max-weight", type=RATE, default=10.0, help="leave out models with a larger |weight| "
+                         "(diverged runs) from training and probes")
     command.add_argument("--epochs", type=POSITIVE, default=30)
     command.add_argument("--batch-size", type=POSITIVE, default=64)
     command.add_argument("--lr", type=RATE, default=1e-3)
@@ -710,6 +718,7 @@ def _add_represent(sub: argparse._SubParsersAction) -> None:
                                          "from weight statistics s(W)")
     probe.add_argument("zoo", help="zoo folder")
     probe.add_argument("--embeddings", required=True, help="file written by wslgraph embed (every row of the zoo)")
+    probe.add_argument("--max-weight", type=RATE, default=10.0, help="leave out models with a larger |weight|")
     probe.set_defaults(handler=_probe)
 
     sample = sub.add_parser("sample", help="sample new models from a representation's embedding space, write "

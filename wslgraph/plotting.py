@@ -22,7 +22,7 @@ from wslgraph.io import atomic_write_bytes
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["line_plot", "image_grid", "draw_graph", "save_figure", "FORMATS"]
+__all__ = ["line_plot", "scatter_panels", "image_grid", "draw_graph", "save_figure", "FORMATS"]
 
 FORMATS = ("png", "svg", "pdf")
 
@@ -48,6 +48,20 @@ def save_figure(figure: Figure, path: str | os.PathLike[str]) -> Path:
     with matplotlib.rc_context({"svg.fonttype": "none"}):  # SVG text stays text (searchable, smaller)
         figure.savefig(buffer, format=fmt, metadata={"Date": None} if fmt == "svg" else None)
     return atomic_write_bytes(path, buffer.getvalue())
+
+
+def scatter_panels(points: Tensor, colours: dict[str, Tensor], title: str, xlabel: str = "",
+                   ylabel: str = "") -> Figure:
+    """One panel per named colouring of the same 2-D ``points`` ``[N, 2]``, each with a colour bar."""
+    figure = _figure(5.0 * len(colours), 4.2)
+    figure.suptitle(title)
+    for index, (name, values) in enumerate(colours.items(), 1):
+        axes = figure.add_subplot(1, len(colours), index)
+        drawn = axes.scatter(points[:, 0].numpy(), points[:, 1].numpy(), c=values.float().numpy(), s=4,
+                             cmap="viridis", alpha=0.8, linewidths=0)
+        figure.colorbar(drawn, ax=axes, label=name)
+        axes.set(xlabel=xlabel, ylabel=ylabel)
+    return figure
 
 
 def line_plot(series: dict[str, Sequence[float]], title: str, xlabel: str = "", ylabel: str = "",

@@ -54,9 +54,10 @@ def test_nt_xent_is_simclr_loss() -> None:
     assert float(nt_xent(a, a + 1e-3).mean()) < float(nt_xent(a, b).mean())  # matching views score lower
 
 
-def test_embeddings_and_reconstructions_are_invariant_to_hidden_permutations(zoo) -> None:
+@pytest.mark.parametrize("encoder", ["gnn", "transformer"])
+def test_embeddings_and_reconstructions_are_invariant_to_hidden_permutations(zoo, encoder) -> None:
     dataset = ZooDataset(zoo, "train")
-    model = build_representation(dataset.arrays.layout, RepresentOptions(), seed=0)
+    model = build_representation(dataset.arrays.layout, RepresentOptions(encoder=encoder), seed=0)
     model.fit_statistics([dataset.batch(range(16))]).eval()
     rows = dataset.params(range(16))
     permuted = RandomHiddenPermutation(dataset.arrays.layout, seed=3)(rows)
@@ -66,10 +67,22 @@ def test_embeddings_and_reconstructions_are_invariant_to_hidden_permutations(zoo
         moved = model.embed(dataset.template.batch(permuted))
         assert torch.allclose(original, moved, atol=1e-5)
         assert torch.allclose(model.decode(original), model.decode(moved), atol=1e-5)
+    loss = model.train()(dataset.batch(range(8)))  # the training objective runs and back-propagates
+    assert loss.shape == (8,) and bool(torch.isfinite(loss).all())
+    loss.mean().backward()
+    assert model.decoder[0].weight.grad is not None and int(model.draws) == 1
 
 
 def test_representation_learns_to_reconstruct_its_zoo(zoo, tmp_path) -> None:
+    from wslgraph.represent import kept_rows
+
     dataset = ZooDataset(zoo, "train")
+    keep = kept_rows(dataset.arrays.params, RepresentOptions().max_weight)
+    assert 0 < int(keep.sum()) < len(keep)  # the grid's uniform/normal inits diverge in some models
+    dataset = dataset.where(keep)
+    assert dataset.len() == int(keep[ZooDataset(zoo, "train").indices_].sum())
+    with pytest.raises(ZooError, match="boolean mask"):
+        dataset.where(torch.ones(3))
     before = build_representation(dataset.arrays.layout, RepresentOptions(), seed=0)
     before.fit_statistics([dataset.batch(range(dataset.len()))]).eval()
     with torch.no_grad():
@@ -138,6 +151,10 @@ def test_probes_recover_what_the_features_hold() -> None:
     assert probe(features.numpy(), noise.numpy(), groups.numpy(), "regression") < 0.05
     labels = (features[:, 0] > 0).long()
     assert probe(features.numpy(), labels.numpy(), groups.numpy(), "classification") > 0.95
+    with pytest.raises(ZooError, match="at least 5 models"):
+        probe(features[:9].numpy(), linear[:9].numpy(), groups[:9].numpy(), "regression")
+    with pytest.raises(ZooError, match="none of the probed properties"):
+        probe_table({"x": features}, {"model_index": groups, "label": labels})
 
 
 def test_cli_represent_embed_probe(zoo, tmp_path, capsys) -> None:
@@ -149,12 +166,17 @@ def test_cli_represent_embed_probe(zoo, tmp_path, capsys) -> None:
     table = capsys.readouterr().out
     assert "| test_accuracy | R2 |" in table and "hyper-representation" in table and "s(W)" in table
     assert {row["target"] for row in json.loads((run / "probes.json").read_text())} >= {"test_accuracy", "init"}
+    assert (run / "embeddings.png").stat().st_size > 1000
     assert main(["embed", str(run), str(zoo), "--out", str(tmp_path / "e.safetensors"), "--quiet"]) == 0
     assert main(["probe", str(zoo), "--embeddings", str(tmp_path / "e.safetensors")]) == 0
     assert main(["embed", str(run), str(zoo), "--split", "test", "--out", str(tmp_path / "t.safetensors"),
                  "--quiet"]) == 0
     assert main(["probe", str(zoo), "--embeddings", str(tmp_path / "t.safetensors")]) == 2  # not every row
     assert "another zoo or split" in capsys.readouterr().err
+    assert main(["sample", str(run), "--out", str(tmp_path / "s"), "--count", "2", "--top-k", "4",
+                 "--finetune-epochs", "1"]) == 0
+    assert "| sampled |" in capsys.readouterr().out and (tmp_path / "s" / "sample-001.safetensors").exists()
+    assert main(["sample", str(tmp_path), "--out", str(tmp_path / "s2")]) == 2  # not a run folder
 
 
 def test_density_samples_stay_near_the_embeddings() -> None:

@@ -8,6 +8,7 @@ from wslgraph.represent.run import (
     RepresentOptions,
     build_representation,
     embed_zoo,
+    kept_rows,
     load_embeddings,
     load_representation,
     save_embeddings,
@@ -15,5 +16,5 @@ from wslgraph.represent.run import (
 )
 
 __all__ = ["HyperRepresentation", "nt_xent", "probe", "probe_table", "format_probe_table", "REGRESSION_TARGETS",
-           "CLASSIFICATION_TARGETS", "RepresentOptions", "ENCODERS", "build_representation",
+           "CLASSIFICATION_TARGETS", "RepresentOptions", "ENCODERS", "kept_rows", "build_representation",
            "load_representation", "embed_zoo", "save_embeddings", "load_embeddings", "zoo_digest"]

@@ -61,7 +61,7 @@ class HyperRepresentation(nn.Module):
         seed: Seed of the views.
     """
 
-    def __init__(self, layout: GraphLayout, encoder: nn.Module, latent: int, *, gamma: float = 0.05,
+    def __init__(self, layout: GraphLayout, encoder: nn.Module, latent: int, *, gamma: float = 0.5,
                  temperature: float = 0.1, noise: float = 0.05, erase: float = 0.05, permute: bool = False,
                  decoder_hidden: int = 256, projection: int = 64, seed: int = 0) -> None:
         super().__init__()

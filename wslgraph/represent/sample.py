@@ -25,7 +25,8 @@ from torch import Tensor
 from wslgraph.errors import ZooError
 from wslgraph.represent.model import HyperRepresentation
 
-__all__ = ["SAMPLERS", "select_top", "sample_embeddings", "sample_models", "format_sampling_table", "plot_sampling"]
+__all__ = ["SAMPLERS", "select_top", "sample_embeddings", "sample_models", "format_sampling_table", "plot_sampling",
+           "plot_embeddings"]
 
 SAMPLERS = ("kde", "subsample", "bootstrap")
 
@@ -115,4 +116,19 @@ def plot_sampling(report: dict, path: str | Path) -> Path:
     epochs = len(report["finetune"]["sampled"]["mean"])
     figure = line_plot(series, f"sampled {report['activation']} models vs fresh and zoo models",
                        "fine-tuning epoch", "test accuracy", x=range(epochs))
+    figure.axes[0].set_xticks(range(epochs))
+    return save_figure(figure, path)
+
+
+def plot_embeddings(embeddings: Tensor, columns: dict[str, Tensor], path: str | Path,
+                    names: tuple[str, ...] = ("test_accuracy", "epoch")) -> Path:
+    """The embeddings' first two principal components, one panel per column in ``names`` that the zoo has."""
+    from wslgraph.plotting import save_figure, scatter_panels
+
+    centred = embeddings.double() - embeddings.double().mean(0)
+    _, _, basis = torch.linalg.svd(centred, full_matrices=False)
+    points = (centred @ basis[:2].T).float()
+    colours = {name: columns[name] for name in names if name in columns}
+    title = f"{embeddings.shape[0]} checkpoints' embeddings, first two principal components"
+    figure = scatter_panels(points, colours, title, "PC 1", "PC 2")
     return save_figure(figure, path)

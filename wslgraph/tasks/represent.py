@@ -11,8 +11,14 @@ import torch
 from torch import Tensor
 
 from wslgraph.errors import ManifestError, ZooError
-from wslgraph.io import atomic_write_json
-from wslgraph.represent.run import RepresentOptions, build_representation, embed_zoo, load_representation
+from wslgraph.io import atomic_write_bytes, atomic_write_json
+from wslgraph.represent.run import (
+    RepresentOptions,
+    build_representation,
+    embed_zoo,
+    kept_rows,
+    load_representation,
+)
 from wslgraph.represent.sample import plot_sampling, sample_models, select_top
 from wslgraph.tasks.loop import TrainConfig, train
 from wslgraph.zoo.data import load_images
@@ -32,6 +38,8 @@ def train_representation(zoo: str | Path, out: str | Path, options: RepresentOpt
     options = options or RepresentOptions()
     config = TrainConfig(**(asdict(config or TrainConfig()) | {"task": "represent", "augment": "none"}))
     splits = {s: ZooDataset(zoo, s) for s in ("train", "val", "test")}
+    keep = kept_rows(splits["train"].arrays.params, options.max_weight)
+    splits = {name: split.where(keep) for name, split in splits.items()}
     layout = splits["train"].arrays.layout
     model = build_representation(layout, options, config.seed)
     out = Path(out)
@@ -86,11 +94,13 @@ def sample_zoo(run: str | Path, out: str | Path, *, zoo: str | Path | None = Non
     (Adam, lr 1e-3, weight decay 1e-4, no dropout, the zoo's batch size and steps per epoch), and with
     ``transfer`` the same for samples and fresh models on another image source.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     run = Path(run)
-    meta = json.loads((run / "represent.json").read_text()) if (run / "represent.json").exists() else {}
-    dataset = ZooDataset(zoo or meta.get("zoo", run / "missing-zoo"), None)
+    if not (run / "represent.json").exists():
+        raise ManifestError(f"{run} is not a representation run (no represent.json); train one with "
+                            "`wslgraph represent ZOO --out RUN`")
+    dataset = ZooDataset(zoo or json.loads((run / "represent.json").read_text())["zoo"], None)
     arrays = dataset.arrays
     model = load_representation(run, arrays.layout).to(device)
     embeddings = embed_zoo(model, dataset, device=device)
@@ -108,7 +118,7 @@ def sample_zoo(run: str | Path, out: str | Path, *, zoo: str | Path | None = Non
     out.mkdir(parents=True, exist_ok=True)
     for index, row in enumerate(rows):
         state = {k: v.contiguous() for k, v in dataset.template.unflatten(row).items()}
-        save_file(state, str(out / f"sample-{index:03d}.safetensors"))
+        atomic_write_bytes(out / f"sample-{index:03d}.safetensors", save(state))
     report = {"run": str(run), "zoo": str(dataset.root), "method": method, "count": count, "top_k": len(top),
               "activation": activation, "seed": seed, "top_rows": top.tolist(),
               "top_accuracy": columns["test_accuracy"][top].tolist() if "test_accuracy" in columns else None}

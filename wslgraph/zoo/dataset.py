@@ -93,6 +93,16 @@ class ZooDataset(Dataset):
         other.augment = augment
         return other
 
+    def where(self, rows: Tensor) -> ZooDataset:
+        """The same split restricted to the zoo rows where the boolean mask ``rows`` ``[len(zoo)]`` holds (sharing
+        the loaded arrays), e.g. models whose weights stay below a threshold."""
+        if rows.dtype != torch.bool or rows.shape != (len(self.arrays),):
+            raise ZooError(f"where() takes a boolean mask over the zoo's {len(self.arrays)} rows, got "
+                           f"{rows.dtype} {tuple(rows.shape)}")
+        other = copy.copy(self)
+        other.indices_ = self.indices_[rows[self.indices_]]
+        return other
+
     def params(self, indices: Tensor | Sequence[int] | None = None) -> Tensor:
         """Flat parameter rows of this split (all, or the given positions), augmented if configured."""
         rows = self.indices_ if indices is None else self.indices_[torch.as_tensor(indices, dtype=torch.long)]
