@@ -17,6 +17,7 @@ module's forward (tested).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -29,7 +30,7 @@ from wslgraph.zoo.data import ImageSet
 from wslgraph.zoo.inr import inr_seed
 
 __all__ = ["CNNZooSpec", "ZooCNN", "sample_hyperparameters", "train_cnn_zoo", "batched_logits", "CNNZooResult",
-           "ACTIVATIONS", "OPTIMIZERS", "INITS", "TRAIN_FRACTIONS"]
+           "ACTIVATIONS", "OPTIMIZERS", "INITS", "TRAIN_FRACTIONS", "channel_dropout", "evaluate_models"]
 
 ACTIVATIONS = ["relu", "tanh"]
 OPTIMIZERS = ["sgd", "adam", "rmsprop"]
@@ -152,12 +153,35 @@ def batched_logits(params: dict[str, Tensor], x: Tensor, spec: CNNZooSpec, relu:
         channel_relu = relu.repeat_interleave(spec.channels).view(1, -1, 1, 1)
         y = torch.where(channel_relu, torch.relu(z), torch.tanh(z))
         if training and dropout is not None:
-            rate = dropout.repeat_interleave(spec.channels).view(1, -1, 1, 1).to(y)
-            keep = torch.rand(y.shape, generator=generator, device=y.device) >= rate
-            y = y * keep / (1 - rate)
+            y = channel_dropout(y, dropout, spec.channels, generator)
         h = h + y if (spec.residual and (layer > 0 or spec.in_channels == spec.channels)) else y
     pooled = h.mean(dim=(2, 3)).view(batch, models, spec.channels)
     return torch.einsum("bmc,mkc->bmk", pooled, params["head.weight"]) + params["head.bias"]
+
+
+def channel_dropout(x: Tensor, rate: Tensor, channels: int, generator: torch.Generator | None) -> Tensor:
+    """Dropout on ``x`` ``[B, M * channels, ...]`` with each model's own ``rate`` ``[M]`` (inverted scaling)."""
+    rate = rate.repeat_interleave(channels).view((1, -1) + (1,) * (x.dim() - 2)).to(x)
+    keep = torch.rand(x.shape, generator=generator, device=x.device) >= rate
+    return x * keep / (1 - rate)
+
+
+@torch.no_grad()
+def evaluate_models(logits: Callable[[Tensor], Tensor], images: ImageSet, device: torch.device,
+                    chunk: int = 500) -> tuple[Tensor, Tensor]:
+    """Accuracy and mean cross-entropy ``([M], [M])`` of ``M`` models on ``images``; ``logits`` maps a chunk
+    ``[B, C, H, W]`` (on ``device``) to ``[B, M, classes]``."""
+    correct = loss = None
+    for start in range(0, len(images), chunk):
+        x = images.images[start:start + chunk].to(device)
+        y = images.labels[start:start + chunk].to(device)
+        out = logits(x).float()
+        models = out.shape[1]
+        hits = (out.argmax(-1) == y.unsqueeze(1)).sum(0).cpu()
+        errors = F.cross_entropy(out.permute(0, 2, 1), y.unsqueeze(1).expand(-1, models), reduction="none").sum(0)
+        correct = hits if correct is None else correct + hits
+        loss = errors.cpu() if loss is None else loss + errors.cpu()
+    return correct / len(images), loss / len(images)
 
 
 @dataclass
@@ -273,13 +297,9 @@ def _flat(params: dict[str, Tensor], template: GraphTemplate) -> Tensor:
                       for e in template.layout.state], dim=1)
 
 
-@torch.no_grad()
 def _accuracy(params: dict[str, Tensor], test: ImageSet, spec: CNNZooSpec, relu: Tensor, device: torch.device,
               chunk: int = 500) -> Tensor:
-    models = relu.shape[0]
-    correct = torch.zeros(models)
-    for start in range(0, len(test), chunk):
-        x = test.images[start:start + chunk].to(device)
-        logits = batched_logits(params, x.unsqueeze(1).expand(-1, models, *x.shape[1:]), spec, relu)
-        correct += (logits.argmax(-1) == test.labels[start:start + chunk].to(device).unsqueeze(1)).sum(0).cpu()
-    return correct / len(test)
+    def logits(x: Tensor) -> Tensor:
+        return batched_logits(params, x.unsqueeze(1).expand(-1, relu.shape[0], *x.shape[1:]), spec, relu)
+
+    return evaluate_models(logits, test, device, chunk)[0]

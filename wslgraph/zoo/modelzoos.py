@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from wslgraph.convert.template import GraphTemplate
 from wslgraph.errors import ZooError
-from wslgraph.zoo.cnn import _update
+from wslgraph.zoo.cnn import _update, channel_dropout, evaluate_models
 from wslgraph.zoo.data import ImageSet
 from wslgraph.zoo.inr import inr_seed
 from wslgraph.zoo.published import load_state_dict_file
@@ -163,13 +163,6 @@ def _activate(x: Tensor, code: Tensor, channels: int) -> Tensor:
     return out
 
 
-def _dropout(x: Tensor, rate: Tensor, channels: int, generator: torch.Generator | None) -> Tensor:
-    shape = (1, -1) + (1,) * (x.dim() - 2)
-    rate = rate.repeat_interleave(channels).view(shape).to(x)
-    keep = torch.rand(x.shape, generator=generator, device=x.device) >= rate
-    return x * keep / (1 - rate)
-
-
 def batched_model_zoo_logits(params: list[Tensor], x: Tensor, activation: Tensor, dropout: Tensor | None = None,
                              generator: torch.Generator | None = None, training: bool = False) -> Tensor:
     """Logits ``[B, M, classes]`` of ``M`` Model Zoos CNNs on ``x`` ``[B, C, H, W]`` (the same images for all)
@@ -186,12 +179,12 @@ def batched_model_zoo_logits(params: list[Tensor], x: Tensor, activation: Tensor
             h = F.max_pool2d(h, 2, 2)
         h = _activate(h, activation, weight.shape[1])
         if training and dropout is not None and layer < 2:
-            h = _dropout(h, dropout, weight.shape[1], generator)
+            h = channel_dropout(h, dropout, weight.shape[1], generator)
     h = h.reshape(batch, models, -1)  # each model's channels x positions, in nn.Flatten's order
     h = torch.einsum("bmi,moi->bmo", h, params[6]) + params[7]
     h = _activate(h.reshape(batch, -1), activation, params[6].shape[1]).view(batch, models, -1)
     if training and dropout is not None:
-        h = _dropout(h.reshape(batch, -1), dropout, params[6].shape[1], generator).view(batch, models, -1)
+        h = channel_dropout(h.reshape(batch, -1), dropout, params[6].shape[1], generator).view(batch, models, -1)
     return torch.einsum("bmi,moi->bmo", h, params[8]) + params[9]
 
 
@@ -314,19 +307,9 @@ def _check_layer_order(template: GraphTemplate) -> None:
         raise AssertionError(f"template order {keys} differs from layer order {order}")
 
 
-@torch.no_grad()
-def _evaluate(params: list[Tensor], images: ImageSet, activation: Tensor, device: torch.device,
-              chunk: int = 500) -> tuple[Tensor, Tensor]:
-    models = params[0].shape[0]
-    correct, loss = torch.zeros(models), torch.zeros(models)
-    for start in range(0, len(images), chunk):
-        x = images.images[start:start + chunk].to(device)
-        y = images.labels[start:start + chunk].to(device)
-        logits = batched_model_zoo_logits(params, x, activation).float()
-        correct += (logits.argmax(-1) == y.unsqueeze(1)).sum(0).cpu()
-        loss += F.cross_entropy(logits.permute(0, 2, 1), y.unsqueeze(1).expand(-1, models),
-                                reduction="none").sum(0).cpu()
-    return correct / len(images), loss / len(images)
+def _evaluate(params: list[Tensor], images: ImageSet, activation: Tensor,
+              device: torch.device) -> tuple[Tensor, Tensor]:
+    return evaluate_models(lambda x: batched_model_zoo_logits(params, x, activation), images, device)
 
 
 def model_zoo_split(model_index: Tensor) -> Tensor:
