@@ -127,19 +127,22 @@ class HyperRepresentation(nn.Module):
             views = [self._view(rows, base), self._view(rows, base + 3)]
             graphs = [self._template.batch(v.to(rows.device)) for v in views]
             latents = [self.embed(g) for g in graphs]
-        else:
-            latents = [self.embed(batch)] * 2
-        target = (rows - self.param_mean) / self.param_std
-        recon = sum(((self.decoder(z) - target) ** 2).mean(dim=1) for z in latents) / 2
+        else:  # one view: the model itself, decoded and projected once
+            latents = [self.embed(batch)]
+        recon = sum(self._errors(z, rows) for z in latents) / len(latents)
         if self.gamma == 0 or rows.shape[0] < 2:
             return recon
-        contrast = nt_xent(self.projector(latents[0]), self.projector(latents[1]), self.temperature)
+        projected = [self.projector(z) for z in latents]
+        contrast = nt_xent(projected[0], projected[-1], self.temperature)
         return self.gamma * contrast + (1 - self.gamma) * recon
+
+    def _errors(self, latent: Tensor, rows: Tensor) -> Tensor:
+        """Per model: MSE of the decoded ``latent`` against ``rows`` in per-layer standardised units."""
+        return ((self.decoder(latent) - (rows - self.param_mean) / self.param_std) ** 2).mean(dim=1)
 
     def reconstruction_error(self, batch: object) -> Tensor:
         """Per model: the decoder's MSE in per-layer standardised units (the loss's reconstruction term)."""
-        rows = batch_params(batch)[0]
-        return ((self.decoder(self.embed(batch)) - (rows - self.param_mean) / self.param_std) ** 2).mean(dim=1)
+        return self._errors(self.embed(batch), batch_params(batch)[0])
 
     def extra_repr(self) -> str:
         return (f"latent={self.latent}, gamma={self.gamma}, temperature={self.temperature}, noise={self.noise}, "

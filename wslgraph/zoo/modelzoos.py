@@ -236,15 +236,17 @@ def train_model_zoo(train: ImageSet, test: ImageSet, count: int, *, seed: int = 
     if len(hps) != count or (initial is not None and initial.shape[0] != count):
         raise ValueError(f"need {count} hyperparameter sets and initial rows, got {len(hps)} and "
                          f"{None if initial is None else initial.shape[0]}")
-    models = [_init_model(hp, channels, kind, inr_seed(seed + 1, i)) for hp, i in zip(hps, indices)]
     template = model_zoo_template(channels, kind)
     _check_layer_order(template)
-    stacked = _stacked_state(models)
-    if initial is not None:
+    if initial is None:
+        stacked = _stacked_state([_init_model(hp, channels, kind, inr_seed(seed + 1, i))
+                                  for hp, i in zip(hps, indices)])
+    else:  # no initialisation to draw: the rows are the starting points
         if initial.shape[1] != template.num_params:
             raise ValueError(f"initial rows have {initial.shape[1]} parameters, the architecture {template.num_params}")
-        stacked = [part.reshape(count, *p.shape[1:]).clone() for part, p in
-                   zip(initial.float().split([p[0].numel() for p in stacked], dim=1), stacked)]
+        shapes = [p.shape for p in ModelZooCNN(channels, kind=kind).module_list.parameters()]
+        stacked = [part.reshape(count, *shape).clone() for part, shape in
+                   zip(initial.float().split([shape.numel() for shape in shapes], dim=1), shapes)]
     params = [p.to(device).requires_grad_(True) for p in stacked]
     code = {name: torch.tensor([GRID[name].index(hp[name]) for hp in hps], device=device) for name in CATEGORICAL}
     rate = torch.tensor([hp["dropout"] for hp in hps], device=device)
