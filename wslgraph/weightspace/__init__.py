@@ -7,13 +7,14 @@
   flips of odd activations).
 * :mod:`~wslgraph.weightspace.augment`: training-time augmentations drawn from them (plus noise, dropout, and the
   INR's input affine map), on flat parameter rows.
-* :mod:`~wslgraph.weightspace.functional`: one batched evaluator of many INRs of one architecture
-  (:func:`inr_forward`), the pixel grid and the SIREN initialisation.
+* :mod:`~wslgraph.weightspace.functional`: many networks of one architecture evaluated at once from their flat
+  rows (:class:`BatchedModule`, any architecture, on :mod:`torch.func`; :func:`inr_forward`, its fast MLP-INR
+  case), the pixel grid and the SIREN initialisation.
 
 The flat parameter layout itself (offsets, block geometry) is the :class:`~wslgraph.graph.GraphLayout`'s.
 """
 
-from wslgraph.weightspace.functional import INRArchitecture, inr_forward, pixel_grid, siren_layer_init
+from wslgraph.weightspace.functional import BatchedModule, INRArchitecture, inr_forward, pixel_grid, siren_layer_init
 from wslgraph.weightspace.symmetry import hidden_permutations, permute_hidden, permute_state_dict, sign_flip_groups
 from wslgraph.weightspace.views import (
     WeightSpaceSpec,
@@ -26,4 +27,4 @@ from wslgraph.weightspace.views import (
 
 __all__ = ["WeightSpaceSpec", "weight_space_spec", "to_weight_space", "from_weight_space", "batch_params",
            "attach_params", "hidden_permutations", "permute_state_dict", "permute_hidden", "sign_flip_groups",
-           "INRArchitecture", "inr_forward", "pixel_grid", "siren_layer_init"]
+           "BatchedModule", "INRArchitecture", "inr_forward", "pixel_grid", "siren_layer_init"]

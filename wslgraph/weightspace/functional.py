@@ -1,7 +1,8 @@
-"""One batched evaluator of many INRs (MLPs) of one architecture, and what it needs: pixel grids and SIREN inits.
+"""Many networks of one architecture evaluated at once from flat rows; what INRs need: pixel grids, SIREN inits.
 
-:func:`inr_forward` evaluates ``B`` networks given as flat parameter rows ``[B, P]`` at shared or per-network
-coordinates, as batched matrix products; the activations come from the one activation table
+:class:`BatchedModule` evaluates ``B`` networks of any architecture given as flat parameter rows ``[B, P]``, with
+:mod:`torch.func` (``functional_call`` under ``vmap``). :func:`inr_forward` is its fast case for MLP INRs, at
+shared or per-network coordinates, as batched matrix products; the activations come from the one activation table
 (:mod:`wslgraph.graph.activations`). The hypernetwork head, the auto-encoder and the editors use it;
 :class:`INRArchitecture` reads the architecture from a :class:`~wslgraph.GraphTemplate`. INR fitting
 (:mod:`wslgraph.zoo.inr`) uses the pixel grid and the SIREN initialisation.
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from wslgraph.convert.template import GraphTemplate
 from wslgraph.errors import ShapeMismatchError, UnsupportedModuleError
@@ -22,7 +23,7 @@ from wslgraph.graph.activations import ACTIVATIONS, apply_activation
 from wslgraph.graph.vocab import Activation
 from wslgraph.weightspace.views import WeightSpaceSpec, from_weight_space, to_weight_space, weight_space_spec
 
-__all__ = ["INRArchitecture", "inr_forward", "pixel_grid", "siren_layer_init"]
+__all__ = ["BatchedModule", "INRArchitecture", "inr_forward", "pixel_grid", "siren_layer_init"]
 
 
 def pixel_grid(height: int, width: int, device: torch.device | None = None) -> Tensor:
@@ -107,3 +108,62 @@ def inr_forward(params: Tensor, coords: Tensor, architecture: INRArchitecture, o
         h = apply_activation(activation, parameter, torch.baddbmm(bias[:, 0].unsqueeze(1), h,
                                                                    weight[:, 0].transpose(1, 2)))
     return h + output_offset if output_offset else h
+
+
+class BatchedModule:
+    """Many networks of one architecture as one function of their flat parameter rows, built on :mod:`torch.func`.
+
+    ``BatchedModule(module)(rows, inputs)`` evaluates the ``B`` networks whose flat parameters (in the
+    :class:`~wslgraph.GraphTemplate`'s order) are the rows of ``rows`` ``[B, P]``, with ``module`` as the
+    architecture: :func:`torch.func.functional_call` under :func:`torch.vmap`, so any module the converter
+    supports works (CNNs with normalisation, residual networks, INRs), in eval mode (batch norm uses each
+    network's running statistics). ``inputs`` ``[batch, ...]`` are shared by all networks, or, with
+    ``per_model=True``, ``[B, batch, ...]`` give each its own. Returns ``[B, batch, ...]``.
+
+    This is the idiom a user would write; :func:`inr_forward` (MLP INRs) and the zoo trainers' grouped
+    convolutions are faster special cases of it (``benchmarks/evaluator.py`` times them side by side), and the
+    tests check that all of them agree with it.
+    """
+
+    def __init__(self, module: nn.Module, template: GraphTemplate | None = None, *,
+                 input_shape: Sequence[int] | None = None) -> None:
+        self.module = module
+        self.template = template or GraphTemplate.from_module(module, input_shape=input_shape)
+        buffers = dict(module.named_buffers())
+        named = dict(module.named_parameters()) | buffers
+        entries = self.template.layout.state
+        missing = [e.key for e in entries if e.key not in named]
+        if missing:
+            raise ShapeMismatchError(f"the template's entries {missing[:3]} are not in {type(module).__name__}; "
+                                     "build the template from this module (GraphTemplate.from_module)")
+        offsets = self.template.layout.offsets
+        # integer buffers (BatchNorm's num_batches_tracked) are not used in eval mode: taken from the module
+        self._entries = [(e.key, offsets[e.key], e.numel, e.shape, e.key in buffers) for e in entries
+                         if e.dtype.is_floating_point]
+
+    def stacked_state(self, rows: Tensor) -> dict[str, Tensor]:
+        """``{key: [B, *shape]}`` views of ``rows`` ``[B, P]`` (no copy; buffers such as running statistics are
+        detached: they are constants of each network, not parameters to differentiate)."""
+        if rows.dim() != 2 or rows.shape[1] != self.template.num_params:
+            raise ShapeMismatchError(f"expected flat parameter rows [B, {self.template.num_params}], "
+                                     f"got {tuple(rows.shape)}")
+        state = {}
+        for key, offset, numel, shape, buffer in self._entries:
+            part = rows.narrow(1, offset, numel).reshape(rows.shape[0], *shape)
+            state[key] = part.detach() if buffer else part
+        return state
+
+    def __call__(self, rows: Tensor, inputs: Tensor, *, per_model: bool = False) -> Tensor:
+        state = self.stacked_state(rows)
+        if per_model and (inputs.dim() < 2 or inputs.shape[0] != rows.shape[0]):
+            raise ShapeMismatchError(f"per_model inputs need a first axis of {rows.shape[0]} (one per network), "
+                                     f"got {tuple(inputs.shape)}")
+        was_training = self.module.training
+        self.module.eval()
+        try:
+            def call(params: dict[str, Tensor], x: Tensor) -> Tensor:
+                return torch.func.functional_call(self.module, params, (x,), strict=False)
+
+            return torch.vmap(call, in_dims=(0, 0 if per_model else None))(state, inputs.to(rows.dtype))
+        finally:
+            self.module.train(was_training)
