@@ -174,16 +174,23 @@ def _rank_and_world(args: argparse.Namespace) -> tuple[int, int]:
     return rank, world
 
 
+def _fit_options(args: argparse.Namespace, **fields: object) -> object:
+    """The INR fitting options of ``zoo inr`` and ``reproduce`` (one object, passed down unchanged)."""
+    from wslgraph.zoo.inr import FitOptions
+
+    return FitOptions(chunk_size=args.chunk_size, device=args.device, compile=not args.no_compile, progress=False,
+                      **fields)
+
+
 def _zoo_inr(args: argparse.Namespace) -> int:
     from wslgraph.zoo.jobs import inr_zoo_job
     from wslgraph.zoo.storage import generate_zoo
 
     overrides = {k: v for k, v in {"steps": args.steps, "lr": args.lr,
                                    "hidden": tuple(args.hidden) if args.hidden else None}.items() if v is not None}
-    job = inr_zoo_job(args.source, recipe=args.recipe, seed=args.seed, views=args.views,
-                      train_images=args.train_images, test_images=args.test_images, shard_size=args.shard_size,
-                      chunk_size=args.chunk_size, compile=not args.no_compile, data_root=args.data_root,
-                      device=args.device, **overrides)
+    options = _fit_options(args, seed=args.seed, views=args.views)
+    job = inr_zoo_job(args.source, recipe=args.recipe, options=options, train_images=args.train_images,
+                      test_images=args.test_images, shard_size=args.shard_size, data_root=args.data_root, **overrides)
     rank, world = _rank_and_world(args)
     generate_zoo(args.out, job, rank=rank, world_size=world, progress=not args.quiet)
     _report(args.out, args.quiet)
@@ -554,8 +561,7 @@ def _reproduce(args: argparse.Namespace) -> int:
 
     bench = _bench_options(args)
     reproduce(args.benchmark, args.out or f"reproduce-{args.benchmark}", bench, scale=args.scale,
-              data_root=args.data_root, fit_device=args.device, chunk_size=args.chunk_size,
-              compile=not args.no_compile, progress=not args.quiet)
+              data_root=args.data_root, fit=_fit_options(args), progress=not args.quiet)
     return 0
 
 

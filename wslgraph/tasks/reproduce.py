@@ -26,6 +26,7 @@ from wslgraph.errors import ZooError
 from wslgraph.io import atomic_write_bytes, atomic_write_json
 from wslgraph.tasks.compare import BenchOptions, compare
 from wslgraph.zoo.data import load_images
+from wslgraph.zoo.inr import FitOptions
 from wslgraph.zoo.jobs import inr_zoo_job
 from wslgraph.zoo.storage import generate_zoo
 
@@ -87,10 +88,10 @@ def _source(spec: Reproduction, data_root: str | None, train: int, test: int) ->
 
 
 def reproduce(name: str, out: str | Path, bench: BenchOptions | None = None, *, scale: float = 1.0,
-              data_root: str | None = None, fit_device: str = "cpu", chunk_size: int = 64, compile: bool = False,
-              progress: bool = True) -> dict:
+              data_root: str | None = None, fit: FitOptions | None = None, progress: bool = True) -> dict:
     """Fit the ``name`` zoo (or ``scale`` of it) into ``out/zoo``, compare ``bench.models`` on it, print and save
-    the table beside the published numbers; resumable (see the module docstring)."""
+    the table beside the published numbers; resumable (see the module docstring). ``fit`` says how to fit the
+    zoo (default: 64 INRs at a time, eagerly, on the CPU)."""
     if name not in REPRODUCTIONS:
         raise ValueError(f"unknown benchmark {name!r}; choose one of {sorted(REPRODUCTIONS)}")
     spec, out = REPRODUCTIONS[name], Path(out)
@@ -98,8 +99,8 @@ def reproduce(name: str, out: str | Path, bench: BenchOptions | None = None, *, 
     train, test = _sizes(spec, scale)
     source = _source(spec, data_root, train, test)
     zoo = out / "zoo"
-    job = inr_zoo_job(source, recipe="dws", train_images=train, test_images=test, data_root=data_root,
-                      chunk_size=chunk_size, compile=compile, device=fit_device, progress=progress)
+    job = inr_zoo_job(source, recipe="dws", options=fit or FitOptions(chunk_size=64, progress=progress),
+                      train_images=train, test_images=test, data_root=data_root)
     print(f"{name} at scale {scale}: fitting {train + test:,} INRs ({train:,} train images, {test:,} test) into "
           f"{zoo} (finished shards are kept)", flush=True)
     generate_zoo(zoo, job, progress=progress)

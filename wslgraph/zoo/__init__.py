@@ -16,7 +16,7 @@ from wslgraph.zoo.architectures import BasicBlock, mlp, siren, small_cnn, tiny_r
 from wslgraph.zoo.cnn import CNNZooSpec, ZooCNN, train_cnn_zoo
 from wslgraph.zoo.data import ImageSet, load_images
 from wslgraph.zoo.dataset import ZooDataset
-from wslgraph.zoo.inr import RECIPES, INRFit, INRRecipe, fit_inr_reference, fit_inrs, render_inrs
+from wslgraph.zoo.inr import RECIPES, FitOptions, INRFit, INRRecipe, fit_inr_reference, fit_inrs, render_inrs
 from wslgraph.zoo.jobs import cnn_zoo_job, inr_zoo_job, model_zoo_job
 from wslgraph.zoo.modelzoos import GRID, ModelZooCNN, load_model_zoos, train_model_zoo
 from wslgraph.zoo.published import load_dws_inrs, load_nfn_sirens, load_small_cnn_zoo
@@ -25,7 +25,7 @@ from wslgraph.zoo.storage import ZooArrays, ZooJob, finalize_zoo, generate_zoo, 
 __all__ = [
     "mlp", "siren", "small_cnn", "BasicBlock", "tiny_resnet",
     "ImageSet", "load_images",
-    "INRRecipe", "RECIPES", "INRFit", "fit_inrs", "fit_inr_reference", "render_inrs",
+    "INRRecipe", "RECIPES", "FitOptions", "INRFit", "fit_inrs", "fit_inr_reference", "render_inrs",
     "CNNZooSpec", "ZooCNN", "train_cnn_zoo",
     "ZooJob", "ZooArrays", "generate_zoo", "finalize_zoo", "write_zoo", "load_zoo_arrays",
     "inr_zoo_job", "cnn_zoo_job", "model_zoo_job", "ModelZooCNN", "GRID", "train_model_zoo", "load_model_zoos",

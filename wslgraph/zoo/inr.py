@@ -33,8 +33,9 @@ from wslgraph.weightspace.functional import INRArchitecture, inr_forward, pixel_
 from wslgraph.zoo.architectures import siren
 from wslgraph.zoo.data import ImageSet
 
-__all__ = ["INRRecipe", "RECIPES", "resolve_recipe", "INRFit", "fit_inrs", "fit_inr_reference", "render_inrs",
-           "init_siren_params", "inr_seed", "inr_targets", "psnr", "fit_flops_per_step"]
+__all__ = ["INRRecipe", "RECIPES", "resolve_recipe", "FitOptions", "split_fit_overrides", "INRFit", "fit_inrs",
+           "fit_inr_reference", "render_inrs", "init_siren_params", "inr_seed", "inr_targets", "psnr",
+           "fit_flops_per_step"]
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,48 @@ def resolve_recipe(recipe: str | INRRecipe, **overrides: object) -> INRRecipe:
     if unknown:
         raise ValueError(f"unknown recipe fields {unknown}; INRRecipe has {sorted(INRRecipe.__dataclass_fields__)}")
     return replace(recipe, **overrides) if overrides else recipe
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """How to run a fit (not what is fitted: that is the :class:`INRRecipe`). One object, passed unchanged from the
+    CLI through :func:`~wslgraph.zoo.jobs.inr_zoo_job` to :func:`fit_inrs`.
+
+    Attributes:
+        seed: Run seed; INR ``k`` (global index) is initialised from :func:`inr_seed`.
+        views: Independent fits per image (new random inits: NFN's augmentation).
+        chunk_size: INRs fitted together (bounds memory: about ``9 * H * W * width`` floats per INR).
+        compact_every: Steps between drops of early-stopped INRs from the batch.
+        device: Where to fit (default: CPU).
+        compile: Run each step through ``torch.compile`` (fused elementwise kernels; faster, see
+            ``benchmarks/zoo_fit.py``; a few seconds of compilation per process; results agree with eager to
+            ~1e-5). Falls back to eager, with a warning, where compilation fails.
+        progress: Show a progress bar.
+    """
+
+    seed: int = 0
+    views: int = 1
+    chunk_size: int = 256
+    compact_every: int = 25
+    device: str | None = None
+    compile: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.views < 1 or self.chunk_size < 1 or self.compact_every < 1:
+            raise ValueError(f"views, chunk_size and compact_every must be >= 1, got {self.views}, "
+                             f"{self.chunk_size}, {self.compact_every}")
+
+
+def split_fit_overrides(options: FitOptions | None, overrides: dict[str, object],
+                        default: FitOptions | None = None) -> tuple[FitOptions, dict[str, object]]:
+    """``options`` (or ``default``) with the :class:`FitOptions` fields among ``overrides`` applied, and the
+    remaining overrides (recipe fields, for :func:`resolve_recipe`)."""
+    fields = set(FitOptions.__dataclass_fields__)
+    chosen = {k: v for k, v in overrides.items() if k in fields}
+    options = options or default or FitOptions()
+    return (replace(options, **chosen) if chosen else options), {k: v for k, v in overrides.items()
+                                                                   if k not in fields}
 
 
 @dataclass
@@ -261,41 +304,30 @@ class _StackedAdam:
         self.exp_avg_sq = [v[rows] for v in self.exp_avg_sq]
 
 
-def fit_inrs(images: Tensor | ImageSet, recipe: str | INRRecipe = "dws", *, seed: int = 0, views: int = 1,
-             index_offset: int = 0, chunk_size: int = 256, compact_every: int = 25,
-             device: str | torch.device | None = None, compile: bool = False, progress: bool = True,
-             **overrides: object) -> INRFit:
-    """Fit ``views`` SIRENs to each image, all as one batched program (chunk by chunk).
+def fit_inrs(images: Tensor | ImageSet, recipe: str | INRRecipe = "dws", options: FitOptions | None = None, *,
+             index_offset: int = 0, **overrides: object) -> INRFit:
+    """Fit ``options.views`` SIRENs to each image, all as one batched program (chunk by chunk).
 
     Args:
         images: ``[N, C, H, W]`` in ``[0, 1]`` or an :class:`ImageSet`.
         recipe: A name in :data:`RECIPES` or an :class:`INRRecipe`.
-        seed: Run seed; INR ``index_offset + k`` is initialised from :func:`inr_seed`.
-        views: Independent fits per image (new random inits: NFN's augmentation).
+        options: How to run the fit (:class:`FitOptions`: seed, views, chunk size, device, compile...).
         index_offset: Global index of the first INR (shards of a larger run).
-        chunk_size: INRs fitted together (bounds memory: about ``9 * H * W * width``
-            floats per INR).
-        compact_every: Steps between drops of early-stopped INRs from the batch.
-        device: Where to fit (default: CPU).
-        compile: Run each step through ``torch.compile`` (fused elementwise
-            kernels; faster, see ``benchmarks/zoo_fit.py``; a few seconds of compilation
-            per process; results agree with eager to ~1e-5). Falls back to
-            eager, with a warning, where compilation fails.
-        progress: Show a progress bar.
-        **overrides: Recipe fields to change (``steps=``, ``lr=``, ``hidden=``...).
+        **overrides: Fields to change, of the recipe (``steps=``, ``lr=``, ``hidden=``...) or of the options
+            (``seed=``, ``chunk_size=``...).
 
     Returns:
         An :class:`INRFit` with the parameters, PSNRs and steps of every INR.
     """
+    options, overrides = split_fit_overrides(options, overrides)
     recipe = resolve_recipe(recipe, **overrides)
+    seed, views, chunk_size = options.seed, options.views, options.chunk_size
     labels = images.labels if isinstance(images, ImageSet) else None
     pixels = images.images if isinstance(images, ImageSet) else images
     if not isinstance(pixels, Tensor) or pixels.dim() != 4 or pixels.shape[0] == 0:
         raise ShapeMismatchError(f"images must be a non-empty [N, C, H, W] tensor, got "
                                  f"{getattr(pixels, 'shape', type(pixels).__name__)}")
-    if views < 1 or chunk_size < 1:
-        raise ValueError(f"views and chunk_size must be >= 1, got {views}, {chunk_size}")
-    device = torch.device(device or "cpu")
+    device = torch.device(options.device or "cpu")
     count, channels, height, width = pixels.shape
     module = siren(2, recipe.hidden, channels, recipe.w0)
     template = GraphTemplate.from_module(module)
@@ -304,13 +336,13 @@ def fit_inrs(images: Tensor | ImageSet, recipe: str | INRRecipe = "dws", *, seed
     total = count * views
     out_params = torch.empty(total, template.num_params)
     out_psnr, out_steps = torch.empty(total), torch.zeros(total, dtype=torch.long)
-    bar = tqdm(total=total, desc=f"fitting {recipe.name} INRs", unit="INR", disable=not progress)
+    bar = tqdm(total=total, desc=f"fitting {recipe.name} INRs", unit="INR", disable=not options.progress)
     for start in range(0, total, chunk_size):
         rows = torch.arange(start, min(start + chunk_size, total))
         params = [torch.stack(p).to(device) for p in
                   zip(*(init_siren_params(recipe, channels, seed, index_offset + int(r)) for r in rows))]
         targets = targets_all[rows // views].to(device)
-        result = _fit_chunk(params, coords, targets, recipe, compact_every, compile)
+        result = _fit_chunk(params, coords, targets, recipe, options.compact_every, options.compile)
         out_params[rows] = result[0].cpu()
         out_psnr[rows], out_steps[rows] = result[1].cpu(), result[2].cpu()
         bar.update(len(rows))

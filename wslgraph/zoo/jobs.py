@@ -9,7 +9,7 @@ from wslgraph.convert.template import GraphTemplate
 from wslgraph.zoo.architectures import siren
 from wslgraph.zoo.cnn import ACTIVATIONS, INITS, OPTIMIZERS, CNNZooSpec, ZooCNN, train_cnn_zoo
 from wslgraph.zoo.data import ImageSet, load_images
-from wslgraph.zoo.inr import INRRecipe, fit_inrs, resolve_recipe
+from wslgraph.zoo.inr import FitOptions, INRRecipe, fit_inrs, resolve_recipe, split_fit_overrides
 from wslgraph.zoo.modelzoos import CATEGORICAL, GRID, model_zoo_split, model_zoo_template, train_model_zoo
 from wslgraph.zoo.storage import SPLIT_CODES, ZooJob
 
@@ -24,11 +24,10 @@ def _images(source: str, split: str, root: str | None, count: int | None) -> Ima
     return images if count is None else images.evenly_spaced(count)
 
 
-def inr_zoo_job(source: str = "mnist5k", *, recipe: str | INRRecipe = "dws", seed: int = 0, views: int = 1,
+def inr_zoo_job(source: str = "mnist5k", *, recipe: str | INRRecipe = "dws", options: FitOptions | None = None,
                 train_images: int | None = None, test_images: int | None = None, shard_size: int = 256,
-                chunk_size: int = 256, compile: bool = False, data_root: str | None = None,
-                device: str = "cpu", progress: bool = False, **recipe_overrides: object) -> ZooJob:
-    """A job fitting ``views`` INRs to each image of ``source`` (train images first, then test images).
+                data_root: str | None = None, **overrides: object) -> ZooJob:
+    """A job fitting ``options.views`` INRs to each image of ``source`` (train images first, then test images).
 
     Each model's ``split`` is ``test`` for test images, ``val`` for train
     images with ``index % 12 == 11`` and ``train`` otherwise. Columns:
@@ -37,14 +36,18 @@ def inr_zoo_job(source: str = "mnist5k", *, recipe: str | INRRecipe = "dws", see
 
     Args:
         source: An image source of :mod:`wslgraph.zoo.data`.
-        recipe: Fitting recipe (name or :class:`INRRecipe`); ``recipe_overrides`` change fields.
-        seed, views, chunk_size, compile, device: As for :func:`fit_inrs`.
+        recipe: Fitting recipe (name or :class:`INRRecipe`).
+        options: How to fit (:class:`~wslgraph.zoo.inr.FitOptions`; default: no progress bar per shard), given
+            to :func:`fit_inrs` unchanged.
         train_images, test_images: Use only this many images of each split,
             evenly spaced through it (so class-sorted sources keep every class).
         shard_size: Models per shard (a multiple of ``views``).
         data_root: ``root`` for :func:`~wslgraph.zoo.data.load_images`.
+        **overrides: Fields of the recipe or of the options to change (``steps=``, ``seed=``...).
     """
-    recipe = resolve_recipe(recipe, **recipe_overrides)
+    options, overrides = split_fit_overrides(options, overrides, FitOptions(progress=False))
+    recipe = resolve_recipe(recipe, **overrides)
+    seed, views = options.seed, options.views
     if shard_size < 1 or shard_size % views:
         raise ValueError(f"shard_size must be a positive multiple of views={views}, got {shard_size}")
     train = _images(source, "train", data_root, train_images)
@@ -61,15 +64,14 @@ def inr_zoo_job(source: str = "mnist5k", *, recipe: str | INRRecipe = "dws", see
 
     def make_shard(first: int, count: int) -> dict[str, Tensor]:
         rows = slice(first // views, (first + count) // views)
-        fit = fit_inrs(images[rows], recipe, seed=seed, views=views, index_offset=first, chunk_size=chunk_size,
-                       compile=compile, device=device, progress=progress)
+        fit = fit_inrs(images[rows], recipe, options, index_offset=first)
         image = fit.image_index + first // views
         return {"params": fit.params, "label": labels[image], "psnr": fit.psnr.float(), "steps": fit.steps,
                 "image_index": image_index[image], "view": fit.view, "split": split[image].to(torch.uint8)}
 
     description = {"source": source, "recipe": recipe.to_dict(), "seed": seed, "views": views,
-                   "train_images": len(train), "test_images": len(test), "chunk_size": chunk_size,
-                   "compile": compile, "image_shape": list(images.shape[1:]),
+                   "train_images": len(train), "test_images": len(test), "chunk_size": options.chunk_size,
+                   "compile": options.compile, "image_shape": list(images.shape[1:]),
                    "split_rule": f"test images -> test; train image i -> val if i % {VAL_EVERY} == "
                                  f"{VAL_EVERY - 1}, else train",
                    "output_offset": recipe.output_offset}
