@@ -198,19 +198,22 @@ def _zoo_inr(args: argparse.Namespace) -> int:
 
 
 def _zoo_cnn(args: argparse.Namespace) -> int:
+    from wslgraph.zoo.cnn import ZooSchedule
     from wslgraph.zoo.jobs import cnn_zoo_job, model_zoo_job
     from wslgraph.zoo.storage import generate_zoo
 
-    common = dict(count=args.count, seed=args.seed, checkpoints=tuple(args.checkpoints) if args.checkpoints else None,
-                  steps_per_epoch=args.steps_per_epoch, train_images=args.train_images, test_images=args.test_images,
-                  data_root=args.data_root, device=args.device, progress=not args.quiet)
+    model_zoos = args.grid == "model-zoos"
     try:
-        if args.grid == "model-zoos":
-            job = model_zoo_job(args.source or "mnist5k", epochs=args.epochs or 25, batch_size=args.batch_size or 10,
-                                models_per_shard=args.models_per_shard or 128, **common)
+        schedule = ZooSchedule(epochs=args.epochs or (25 if model_zoos else 2),
+                               checkpoints=tuple(args.checkpoints) if args.checkpoints else None,
+                               batch_size=args.batch_size or (10 if model_zoos else 32),
+                               steps_per_epoch=args.steps_per_epoch, device=args.device, progress=False)
+        common = dict(count=args.count, seed=args.seed, schedule=schedule, train_images=args.train_images,
+                      test_images=args.test_images, data_root=args.data_root)
+        if model_zoos:
+            job = model_zoo_job(args.source or "mnist5k", models_per_shard=args.models_per_shard or 128, **common)
         else:
-            job = cnn_zoo_job(args.source or "digits", epochs=args.epochs or 2, batch_size=args.batch_size or 32,
-                              models_per_shard=args.models_per_shard or 32, **common)
+            job = cnn_zoo_job(args.source or "digits", models_per_shard=args.models_per_shard or 32, **common)
     except ValueError as error:  # settings the job refuses (checkpoints past the last epoch, wrong image size)
         args.parser.error(str(error))
     rank, world = _rank_and_world(args)

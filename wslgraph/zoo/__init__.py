@@ -13,7 +13,7 @@ from wslgraph.weightspace.augment import (
     augmentation,
 )
 from wslgraph.zoo.architectures import BasicBlock, mlp, siren, small_cnn, tiny_resnet
-from wslgraph.zoo.cnn import CNNZooSpec, ZooCNN, train_cnn_zoo
+from wslgraph.zoo.cnn import CNNZooSpec, ZooCNN, ZooSchedule, train_cnn_zoo
 from wslgraph.zoo.data import ImageSet, load_images
 from wslgraph.zoo.dataset import ZooDataset
 from wslgraph.zoo.inr import RECIPES, FitOptions, INRFit, INRRecipe, fit_inr_reference, fit_inrs, render_inrs
@@ -26,7 +26,7 @@ __all__ = [
     "mlp", "siren", "small_cnn", "BasicBlock", "tiny_resnet",
     "ImageSet", "load_images",
     "INRRecipe", "RECIPES", "FitOptions", "INRFit", "fit_inrs", "fit_inr_reference", "render_inrs",
-    "CNNZooSpec", "ZooCNN", "train_cnn_zoo",
+    "CNNZooSpec", "ZooCNN", "ZooSchedule", "train_cnn_zoo",
     "ZooJob", "ZooArrays", "generate_zoo", "finalize_zoo", "write_zoo", "load_zoo_arrays",
     "inr_zoo_job", "cnn_zoo_job", "model_zoo_job", "ModelZooCNN", "GRID", "train_model_zoo", "load_model_zoos",
     "ZooDataset", "Augmentation", "Compose", "RandomHiddenPermutation", "RandomSignFlip", "augmentation",

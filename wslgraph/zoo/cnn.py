@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import Tensor, nn
@@ -29,8 +29,9 @@ from wslgraph.convert.template import GraphTemplate
 from wslgraph.zoo.data import ImageSet
 from wslgraph.zoo.inr import inr_seed
 
-__all__ = ["CNNZooSpec", "ZooCNN", "sample_hyperparameters", "train_cnn_zoo", "batched_logits", "CNNZooResult",
-           "ACTIVATIONS", "OPTIMIZERS", "INITS", "TRAIN_FRACTIONS", "channel_dropout", "evaluate_models"]
+__all__ = ["CNNZooSpec", "ZooSchedule", "ZooCNN", "sample_hyperparameters", "train_cnn_zoo", "batched_logits",
+           "CNNZooResult", "ACTIVATIONS", "OPTIMIZERS", "INITS", "TRAIN_FRACTIONS", "channel_dropout",
+           "evaluate_models"]
 
 ACTIVATIONS = ["relu", "tanh"]
 OPTIMIZERS = ["sgd", "adam", "rmsprop"]
@@ -65,6 +66,45 @@ class CNNZooSpec:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class ZooSchedule:
+    """How long and where a zoo of CNNs trains, and which epochs it keeps: one object, passed unchanged from the
+    CLI through the zoo jobs to :func:`train_cnn_zoo` and :func:`~wslgraph.zoo.modelzoos.train_model_zoo`.
+
+    Attributes:
+        epochs: Training epochs; an epoch is ``steps_per_epoch`` minibatch steps of every model.
+        checkpoints: Epochs whose parameters are recorded (``None``: the trainer's default).
+        batch_size: Minibatch per model per step.
+        steps_per_epoch: Default: ``len(train) // batch_size``.
+        device: Where to train.
+        progress: Show a progress bar.
+    """
+
+    epochs: int = 2
+    checkpoints: tuple[int, ...] | None = None
+    batch_size: int = 32
+    steps_per_epoch: int | None = None
+    device: str = "cpu"
+    progress: bool = True
+
+    def with_overrides(self, overrides: dict[str, object]) -> ZooSchedule:
+        """This schedule with ``overrides`` (schedule fields) applied; an unknown name is a ``TypeError``."""
+        unknown = sorted(set(overrides) - set(ZooSchedule.__dataclass_fields__))
+        if unknown:
+            raise TypeError(f"unknown options {unknown}; ZooSchedule has {sorted(ZooSchedule.__dataclass_fields__)}")
+        return replace(self, **overrides) if overrides else self
+
+    def checkpoint_epochs(self, default: tuple[int, ...]) -> tuple[int, ...]:
+        """The sorted checkpoint epochs (``default`` where none are given), checked against ``epochs``."""
+        epochs = tuple(sorted(set(self.checkpoints if self.checkpoints is not None else default)))
+        if self.epochs < 0 or any(not 0 <= c <= self.epochs for c in epochs):
+            raise ValueError(f"need checkpoints within [0, epochs={self.epochs}], got {epochs}")
+        return epochs
+
+    def steps(self, train_images: int) -> int:
+        return self.steps_per_epoch or max(1, train_images // self.batch_size)
 
 
 class ZooCNN(nn.Module):
@@ -197,29 +237,30 @@ class CNNZooResult:
     template: GraphTemplate
 
 
-def train_cnn_zoo(train: ImageSet, test: ImageSet, count: int, *, spec: CNNZooSpec | None = None, seed: int = 0,
-                  index_offset: int = 0, epochs: int = 2, checkpoints: tuple[int, ...] | None = None,
-                  batch_size: int = 32, steps_per_epoch: int | None = None, device: str | torch.device = "cpu",
-                  progress: bool = True) -> CNNZooResult:
+def train_cnn_zoo(train: ImageSet, test: ImageSet, count: int, schedule: ZooSchedule | None = None, *,
+                  spec: CNNZooSpec | None = None, seed: int = 0, index_offset: int = 0,
+                  **overrides: object) -> CNNZooResult:
     """Train ``count`` CNNs with sampled hyperparameters, all at once.
 
     Args:
         train, test: Image sets (test accuracy is on all of ``test``).
         count: Models (indices ``index_offset .. index_offset + count - 1``).
+        schedule: Epochs, checkpoints (default: ``(0, epochs)``), batch size, steps per epoch, device
+            (:class:`ZooSchedule`; default: 2 epochs at batch size 32). An epoch is ``steps_per_epoch`` steps
+            whatever the model's train fraction.
         spec: Architecture (default: :class:`CNNZooSpec()`).
         seed: Zoo seed; model ``i``'s hyperparameters and init come from ``(seed, i)``.
-        epochs: Training epochs; an epoch is ``steps_per_epoch`` minibatch steps
-            (default: ``len(train) // batch_size``), whatever the model's train fraction.
-        checkpoints: Epochs at which parameters are recorded (default: ``(0, epochs)``).
-        batch_size: Minibatch per model per step.
+        **overrides: :class:`ZooSchedule` fields to change (``epochs=``, ``device=``...).
     """
+    schedule = (schedule or ZooSchedule()).with_overrides(overrides)
     spec = spec or CNNZooSpec(in_channels=train.images.shape[1])
     if spec.in_channels != train.images.shape[1]:
         raise ValueError(f"spec.in_channels={spec.in_channels} but the images have {train.images.shape[1]} channels")
-    checkpoints = tuple(sorted(set(checkpoints if checkpoints is not None else (0, epochs))))
-    if count < 1 or epochs < 0 or any(not 0 <= c <= epochs for c in checkpoints):
-        raise ValueError(f"need count >= 1 and checkpoints within [0, epochs={epochs}], got {count}, {checkpoints}")
-    device = torch.device(device)
+    if count < 1:
+        raise ValueError(f"need count >= 1, got {count}")
+    checkpoints = schedule.checkpoint_epochs((0, schedule.epochs))
+    epochs, batch_size = schedule.epochs, schedule.batch_size
+    device = torch.device(schedule.device)
     indices = range(index_offset, index_offset + count)
     hps = [sample_hyperparameters(seed, i) for i in indices]
     models = [_init_model(spec, hp, inr_seed(seed + 1, i)) for hp, i in zip(hps, indices)]
@@ -236,10 +277,10 @@ def train_cnn_zoo(train: ImageSet, test: ImageSet, count: int, *, spec: CNNZooSp
     subset_sizes = torch.tensor([max(1, int(hp["train_fraction"] * len(train))) for hp in hps])
     orders = torch.stack([torch.randperm(len(train), generator=generator) for _ in hps])
     state = {k: (torch.zeros_like(params[k]), torch.zeros_like(params[k])) for k in trainable}
-    steps = steps_per_epoch or max(1, len(train) // batch_size)
+    steps = schedule.steps(len(train))
     images, labels = train.images.to(device), train.labels.to(device)
     rows, losses, step_count = [], torch.full((count,), float("nan")), 0
-    bar = tqdm(total=epochs * steps, desc=f"training {count} CNNs", unit="step", disable=not progress)
+    bar = tqdm(total=epochs * steps, desc=f"training {count} CNNs", unit="step", disable=not schedule.progress)
     for epoch in range(epochs + 1):
         if epoch in checkpoints:
             rows.append((epoch, _flat(params, template), _accuracy(params, test, spec, relu, device), losses.clone()))

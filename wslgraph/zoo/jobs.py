@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import Tensor
 
 from wslgraph.convert.template import GraphTemplate
 from wslgraph.zoo.architectures import siren
-from wslgraph.zoo.cnn import ACTIVATIONS, INITS, OPTIMIZERS, CNNZooSpec, ZooCNN, train_cnn_zoo
+from wslgraph.zoo.cnn import ACTIVATIONS, INITS, OPTIMIZERS, CNNZooSpec, ZooCNN, ZooSchedule, train_cnn_zoo
 from wslgraph.zoo.data import ImageSet, load_images
 from wslgraph.zoo.inr import FitOptions, INRRecipe, fit_inrs, resolve_recipe, split_fit_overrides
 from wslgraph.zoo.modelzoos import CATEGORICAL, GRID, model_zoo_split, model_zoo_template, train_model_zoo
@@ -80,19 +82,21 @@ def inr_zoo_job(source: str = "mnist5k", *, recipe: str | INRRecipe = "dws", opt
 
 
 
-def cnn_zoo_job(source: str = "digits", *, count: int = 64, seed: int = 0, epochs: int = 2,
-                checkpoints: tuple[int, ...] | None = None, batch_size: int = 32, steps_per_epoch: int | None = None,
+def cnn_zoo_job(source: str = "digits", *, count: int = 64, seed: int = 0, schedule: ZooSchedule | None = None,
                 models_per_shard: int = 32, spec: CNNZooSpec | None = None, train_images: int | None = None,
-                test_images: int | None = None, data_root: str | None = None, device: str = "cpu",
-                progress: bool = False) -> ZooJob:
+                test_images: int | None = None, data_root: str | None = None, **overrides: object) -> ZooJob:
     """A job training ``count`` CNNs with sampled hyperparameters (``models_per_shard`` trained together).
 
     Rows are (model, checkpoint epoch). Model ``i``'s split: ``test`` when
     ``i % 2 == 1``, ``val`` when ``i % 10 == 8``, else ``train`` (interleaved,
     so any prefix of the zoo is balanced). Columns: ``test_accuracy``,
     ``train_loss``, ``epoch``, ``model_index``, ``split`` and every
-    hyperparameter (``activation``, ``optimizer`` and ``init`` as codes).
+    hyperparameter (``activation``, ``optimizer`` and ``init`` as codes). ``schedule`` (default: 2 epochs at
+    batch size 32, no progress bar per shard; ``overrides`` change its fields) goes to :func:`train_cnn_zoo`
+    unchanged.
     """
+    schedule = (schedule or ZooSchedule(progress=False)).with_overrides(overrides)
+    epochs = schedule.epochs
     if count < 1 or epochs < 1:
         raise ValueError(f"a CNN zoo needs count >= 1 and epochs >= 1, got count={count}, epochs={epochs}")
     train = _images(source, "train", data_root, train_images)
@@ -103,14 +107,14 @@ def cnn_zoo_job(source: str = "digits", *, count: int = 64, seed: int = 0, epoch
     if spec is None:
         small = train.images.shape[-1] < 16  # 8x8 digits: stride 1 keeps three 3x3 convolutions valid
         spec = CNNZooSpec(in_channels=train.images.shape[1], stride=1 if small else 2)
-    checkpoints = tuple(sorted(set(checkpoints if checkpoints is not None else (0, epochs))))
+    checkpoints = schedule.checkpoint_epochs((0, epochs))
+    schedule = replace(schedule, checkpoints=checkpoints)
     per_model = len(checkpoints)
     layout = GraphTemplate.from_module(ZooCNN(spec)).layout
 
     def make_shard(first: int, rows: int) -> dict[str, Tensor]:
-        result = train_cnn_zoo(train, test, rows // per_model, spec=spec, seed=seed, index_offset=first // per_model,
-                               epochs=epochs, checkpoints=checkpoints, batch_size=batch_size,
-                               steps_per_epoch=steps_per_epoch, device=device, progress=progress)
+        result = train_cnn_zoo(train, test, rows // per_model, schedule, spec=spec, seed=seed,
+                               index_offset=first // per_model)
         model = result.model_index
         hps = [result.hyperparameters[i // per_model] for i in range(rows)]
         split = torch.where(model % 2 == 1, SPLIT_CODES["test"],
@@ -124,7 +128,8 @@ def cnn_zoo_job(source: str = "digits", *, count: int = 64, seed: int = 0, epoch
         return {"params": result.params, **columns}
 
     description = {"source": source, "seed": seed, "count": count, "epochs": epochs, "checkpoints": list(checkpoints),
-                   "batch_size": batch_size, "steps_per_epoch": steps_per_epoch, "spec": spec.to_dict(),
+                   "batch_size": schedule.batch_size, "steps_per_epoch": schedule.steps_per_epoch,
+                   "spec": spec.to_dict(),
                    "train_images": len(train), "test_images": len(test), "models_per_shard": models_per_shard,
                    "split_rule": "model i -> test if i % 2 == 1, val if i % 10 == 8, else train"}
     columns = {name: {} for name in ("test_accuracy", "train_loss", "epoch", "model_index", "init_std",
@@ -134,11 +139,9 @@ def cnn_zoo_job(source: str = "digits", *, count: int = 64, seed: int = 0, epoch
     return ZooJob("cnn", description, layout, count * per_model, models_per_shard * per_model, make_shard, columns)
 
 
-def model_zoo_job(source: str = "mnist5k", *, count: int = 256, seed: int = 0, epochs: int = 25,
-                  checkpoints: tuple[int, ...] | None = None, batch_size: int = 10, steps_per_epoch: int | None = None,
+def model_zoo_job(source: str = "mnist5k", *, count: int = 256, seed: int = 0, schedule: ZooSchedule | None = None,
                   models_per_shard: int = 128, train_images: int | None = None, test_images: int | None = None,
-                  eval_images: int = 1000, data_root: str | None = None, device: str = "cpu",
-                  progress: bool = False) -> ZooJob:
+                  eval_images: int = 1000, data_root: str | None = None, **overrides: object) -> ZooJob:
     """A job training ``count`` Model Zoos CNNs over :data:`~wslgraph.zoo.modelzoos.GRID` with a checkpoint at
     every epoch (``wslgraph zoo cnn --grid model-zoos``).
 
@@ -147,8 +150,11 @@ def model_zoo_job(source: str = "mnist5k", *, count: int = 256, seed: int = 0, e
     ``ggap`` (train minus test accuracy), the grid's hyperparameters
     (``activation``, ``init``, ``optimizer`` as codes; ``dropout``,
     ``learning_rate``, ``weight_decay``), ``repetition`` and ``split``
-    (by model: :func:`~wslgraph.zoo.modelzoos.model_zoo_split`).
+    (by model: :func:`~wslgraph.zoo.modelzoos.model_zoo_split`). ``schedule`` (default: 25 epochs at batch
+    size 10, no progress bar per shard; ``overrides`` change its fields) goes to :func:`train_model_zoo` unchanged.
     """
+    schedule = (schedule or ZooSchedule(epochs=25, batch_size=10, progress=False)).with_overrides(overrides)
+    epochs = schedule.epochs
     if count < 1 or epochs < 1:
         raise ValueError(f"a Model Zoos zoo needs count >= 1 and epochs >= 1, got count={count}, epochs={epochs}")
     train = _images(source, "train", data_root, train_images)
@@ -156,15 +162,14 @@ def model_zoo_job(source: str = "mnist5k", *, count: int = 256, seed: int = 0, e
     if tuple(train.images.shape[-2:]) != (28, 28):
         raise ValueError(f"the Model Zoos CNN takes 28x28 images; {source} has {tuple(train.images.shape[-2:])} "
                          "(use mnist5k, mnist or fashion-mnist)")
-    checkpoints = tuple(sorted(set(checkpoints if checkpoints is not None else range(epochs + 1))))
+    checkpoints = schedule.checkpoint_epochs(tuple(range(epochs + 1)))
+    schedule = replace(schedule, checkpoints=checkpoints)
     per_model = len(checkpoints)
     layout = model_zoo_template(train.images.shape[1]).layout
 
     def make_shard(first: int, rows: int) -> dict[str, Tensor]:
-        result = train_model_zoo(train, test, rows // per_model, seed=seed, index_offset=first // per_model,
-                                 epochs=epochs, checkpoints=checkpoints, batch_size=batch_size,
-                                 steps_per_epoch=steps_per_epoch, eval_images=eval_images, device=device,
-                                 progress=progress)
+        result = train_model_zoo(train, test, rows // per_model, schedule, seed=seed, index_offset=first // per_model,
+                                 eval_images=eval_images)
         hps = [result.hyperparameters[i // per_model] for i in range(rows)]
         columns = {name: value.float() if value.is_floating_point() else value
                    for name, value in result.columns.items()}
@@ -177,7 +182,8 @@ def model_zoo_job(source: str = "mnist5k", *, count: int = 256, seed: int = 0, e
         return {"params": result.params, **columns}
 
     description = {"grid": "model-zoos", "source": source, "seed": seed, "count": count, "epochs": epochs,
-                   "checkpoints": list(checkpoints), "batch_size": batch_size, "steps_per_epoch": steps_per_epoch,
+                   "checkpoints": list(checkpoints), "batch_size": schedule.batch_size,
+                   "steps_per_epoch": schedule.steps_per_epoch,
                    "architecture": "CNN", "train_images": len(train), "test_images": len(test),
                    "eval_images": eval_images, "models_per_shard": models_per_shard,
                    "split_rule": "model i -> test if i % 5 == 4, val if i % 10 == 3, else train"}

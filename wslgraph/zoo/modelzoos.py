@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from wslgraph.convert.template import GraphTemplate
 from wslgraph.errors import ZooError
-from wslgraph.zoo.cnn import _update, channel_dropout, evaluate_models
+from wslgraph.zoo.cnn import ZooSchedule, _update, channel_dropout, evaluate_models
 from wslgraph.zoo.data import ImageSet
 from wslgraph.zoo.inr import inr_seed
 from wslgraph.zoo.published import load_state_dict_file
@@ -198,11 +198,10 @@ class ModelZooResult:
     template: GraphTemplate
 
 
-def train_model_zoo(train: ImageSet, test: ImageSet, count: int, *, seed: int = 0, index_offset: int = 0,
-                    epochs: int = 25, checkpoints: tuple[int, ...] | None = None, batch_size: int = 10,
-                    steps_per_epoch: int | None = None, eval_images: int = 1000, kind: str = "CNN",
+def train_model_zoo(train: ImageSet, test: ImageSet, count: int, schedule: ZooSchedule | None = None, *,
+                    seed: int = 0, index_offset: int = 0, eval_images: int = 1000, kind: str = "CNN",
                     hyperparameters: list[dict] | None = None, initial: Tensor | None = None,
-                    device: str | torch.device = "cpu", progress: bool = True) -> ModelZooResult:
+                    **overrides: object) -> ModelZooResult:
     """Train ``count`` Model Zoos CNNs of :data:`GRID` at once; keep a checkpoint at each epoch in ``checkpoints``.
 
     Args:
@@ -211,10 +210,9 @@ def train_model_zoo(train: ImageSet, test: ImageSet, count: int, *, seed: int = 
             zoos do with MNIST's).
         count: Models (indices ``index_offset ..``; hyperparameters from
             :func:`grid_hyperparameters`, initialisation from ``(seed, index)``).
-        epochs: Training epochs of ``steps_per_epoch`` minibatch steps
-            (default: a pass over ``train``); the published zoos train 50 epochs
-            at batch size 10.
-        checkpoints: Epochs recorded (default: every epoch, 0 to ``epochs``).
+        schedule: Epochs, checkpoints (default: every epoch, 0 to ``epochs``), batch size, steps per epoch
+            (default: a pass over ``train``), device (:class:`~wslgraph.zoo.cnn.ZooSchedule`; default: 25
+            epochs at batch size 10; the published zoos train 50 epochs at batch size 10).
         eval_images: Training images (evenly spaced) on which ``train_accuracy``
             and ``train_loss`` are measured at each checkpoint, without dropout;
             test metrics use all of ``test``.
@@ -222,14 +220,17 @@ def train_model_zoo(train: ImageSet, test: ImageSet, count: int, *, seed: int = 
             :data:`GRID`'s keys) instead of :func:`grid_hyperparameters`'s.
         initial: Starting parameters ``[count, P]`` (in the template's order)
             instead of each ``init``'s draw: fine-tuning sampled or trained models.
+        **overrides: :class:`~wslgraph.zoo.cnn.ZooSchedule` fields to change (``epochs=``, ``device=``...).
     """
-    checkpoints = tuple(sorted(set(checkpoints if checkpoints is not None else range(epochs + 1))))
-    if count < 1 or epochs < 0 or any(not 0 <= c <= epochs for c in checkpoints):
-        raise ValueError(f"need count >= 1 and checkpoints within [0, epochs={epochs}], got {count}, {checkpoints}")
+    schedule = (schedule or ZooSchedule(epochs=25, batch_size=10)).with_overrides(overrides)
+    if count < 1:
+        raise ValueError(f"need count >= 1, got {count}")
+    checkpoints = schedule.checkpoint_epochs(tuple(range(schedule.epochs + 1)))
+    epochs, batch_size = schedule.epochs, schedule.batch_size
     side = _ARCHITECTURES[kind][3]
     if tuple(train.images.shape[-2:]) != (side, side):
         raise ValueError(f"the Model Zoos {kind} takes {side}x{side} images, got {tuple(train.images.shape[-2:])}")
-    device = torch.device(device)
+    device = torch.device(schedule.device)
     channels = train.images.shape[1]
     indices = range(index_offset, index_offset + count)
     hps = [grid_hyperparameters(seed, i) for i in indices] if hyperparameters is None else list(hyperparameters)
@@ -262,9 +263,10 @@ def train_model_zoo(train: ImageSet, test: ImageSet, count: int, *, seed: int = 
     generator = torch.Generator().manual_seed(inr_seed(seed + 2, index_offset))  # minibatches
     masks = torch.Generator().manual_seed(inr_seed(seed + 3, index_offset))  # dropout
     state = [(torch.zeros_like(p), torch.zeros_like(p)) for p in params]
-    steps = steps_per_epoch or max(1, len(train) // batch_size)
+    steps = schedule.steps(len(train))
     rows, step_count = [], 0
-    bar = tqdm(total=epochs * steps, desc=f"training {count} Model Zoos CNNs", unit="step", disable=not progress)
+    bar = tqdm(total=epochs * steps, desc=f"training {count} Model Zoos CNNs", unit="step",
+               disable=not schedule.progress)
     for epoch in range(epochs + 1):
         if epoch in checkpoints:
             test_acc, test_loss = _evaluate(params, test_set, code["activation"], device)
