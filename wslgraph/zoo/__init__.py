@@ -12,7 +12,7 @@ from wslgraph.weightspace.augment import (
     WeightDropout,
     augmentation,
 )
-from wslgraph.zoo.architectures import BasicBlock, mlp, siren, small_cnn, tiny_resnet
+from wslgraph.zoo.architectures import BasicBlock, Bottleneck, ResNet, mlp, resnet, siren, small_cnn, tiny_resnet
 from wslgraph.zoo.cnn import CNNZooSpec, ZooCNN, ZooSchedule, train_cnn_zoo
 from wslgraph.zoo.data import ImageSet, load_images
 from wslgraph.zoo.dataset import ZooDataset
@@ -23,7 +23,7 @@ from wslgraph.zoo.published import load_dws_inrs, load_nfn_sirens, load_small_cn
 from wslgraph.zoo.storage import ZooArrays, ZooJob, finalize_zoo, generate_zoo, load_zoo_arrays, write_zoo
 
 __all__ = [
-    "mlp", "siren", "small_cnn", "BasicBlock", "tiny_resnet",
+    "mlp", "siren", "small_cnn", "BasicBlock", "Bottleneck", "ResNet", "resnet", "tiny_resnet",
     "ImageSet", "load_images",
     "INRRecipe", "RECIPES", "FitOptions", "INRFit", "fit_inrs", "fit_inr_reference", "render_inrs",
     "CNNZooSpec", "ZooCNN", "ZooSchedule", "train_cnn_zoo",

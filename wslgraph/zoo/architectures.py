@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from wslgraph.layers import Sine
 
-__all__ = ["mlp", "siren", "small_cnn", "BasicBlock", "tiny_resnet", "ACTIVATIONS"]
+__all__ = ["mlp", "siren", "small_cnn", "BasicBlock", "Bottleneck", "ResNet", "resnet", "tiny_resnet", "ACTIVATIONS"]
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "sigmoid": nn.Sigmoid, "silu": nn.SiLU}
 
@@ -92,3 +92,98 @@ def tiny_resnet(in_channels: int = 3, widths: Sequence[int] = (8, 16), num_class
         width = size
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes)]
     return nn.Sequential(*layers)
+
+
+class Bottleneck(nn.Module):
+    """A ResNet bottleneck block (1x1, 3x3 with the stride, 1x1 to ``4 * width``) with torchvision's names."""
+
+    expansion = 4
+
+    def __init__(self, in_channels: int, width: int, stride: int = 1) -> None:
+        super().__init__()
+        out_channels = width * self.expansion
+        self.conv1 = nn.Conv2d(in_channels, width, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, out_channels, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_channels)
+        self.relu = nn.ReLU()
+        self.downsample: nn.Module | None = None
+        if stride != 1 or in_channels != out_channels:
+            self.downsample = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+                                            nn.BatchNorm2d(out_channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        out += identity
+        return self.relu(out)
+
+
+_RESNETS = {8: ("basic", (1, 1, 1)), 10: ("basic", (1, 1, 1, 1)), 18: ("basic", (2, 2, 2, 2)),
+            34: ("basic", (3, 4, 6, 3)), 50: ("bottleneck", (3, 4, 6, 3)), 101: ("bottleneck", (3, 4, 23, 3))}
+
+
+class ResNet(nn.Module):
+    """torchvision's ResNet topology and state-dict names (``conv1``, ``bn1``, ``layer1.0.conv1``, ..., ``fc``),
+    so torchvision checkpoints load with ``load_state_dict`` and no torchvision is needed.
+
+    Args:
+        block: ``"basic"`` (ResNet-18/34) or ``"bottleneck"`` (ResNet-50/101).
+        layers: Blocks per stage (one stage per entry; widths double from stage to stage).
+        width: Channels of the stem and the first stage (torchvision: 64).
+        in_channels, num_classes: Input channels and classes.
+        small_input: A 3x3 stride-1 stem without max pooling (the CIFAR variant, for 28x28 or 32x32 images)
+            instead of torchvision's 7x7 stride-2 stem and 3x3 max pooling.
+    """
+
+    def __init__(self, block: str, layers: Sequence[int], width: int = 64, in_channels: int = 3,
+                 num_classes: int = 1000, small_input: bool = False) -> None:
+        super().__init__()
+        if block not in ("basic", "bottleneck"):
+            raise ValueError(f"block must be 'basic' or 'bottleneck', got {block!r}")
+        if width < 1 or not layers or any(n < 1 for n in layers):
+            raise ValueError(f"need width >= 1 and at least one block per stage, got width={width}, layers={layers}")
+        unit = BasicBlock if block == "basic" else Bottleneck
+        expansion = 1 if block == "basic" else Bottleneck.expansion
+        if small_input:
+            self.conv1 = nn.Conv2d(in_channels, width, 3, padding=1, bias=False)
+        else:
+            self.conv1 = nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU()
+        self.maxpool = nn.Identity() if small_input else nn.MaxPool2d(3, stride=2, padding=1)
+        channels = width
+        for stage, count in enumerate(layers):
+            planes = width * 2**stage
+            blocks = []
+            for i in range(count):
+                blocks.append(unit(channels, planes, stride=2 if stage > 0 and i == 0 else 1))
+                channels = planes * expansion
+            setattr(self, f"layer{stage + 1}", nn.Sequential(*blocks))
+        self.num_stages = len(layers)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(channels, num_classes)
+        for module in self.modules():  # torchvision's initialisation
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        for stage in range(self.num_stages):
+            x = getattr(self, f"layer{stage + 1}")(x)
+        return self.fc(self.avgpool(x).flatten(1))
+
+
+def resnet(depth: int = 18, *, width: int = 64, in_channels: int = 3, num_classes: int = 1000,
+           small_input: bool = False) -> ResNet:
+    """ResNet-``depth`` (8, 10, 18, 34, 50 or 101) with torchvision's topology and names; ``width=64``,
+    ``in_channels=3``, ``num_classes=1000`` is torchvision's model (ResNet-18: 11,689,512 parameters).
+    ResNet-8/10 are the small residual nets of zoos: one basic block per stage, 3 or 4 stages."""
+    if depth not in _RESNETS:
+        raise ValueError(f"depth must be one of {sorted(_RESNETS)}, got {depth}")
+    block, layers = _RESNETS[depth]
+    return ResNet(block, layers, width, in_channels, num_classes, small_input)
