@@ -96,7 +96,7 @@ def test_compare_benchmark_quick(tmp_path: Path) -> None:
     result, report = _run_quick("compare.py", tmp_path)
     models = [row["model"] for row in report["rows"]]
     assert models == ["gnn", "gnn-probe", "transformer", "transformer-probe", "dwsnet", "nfn-hnp", "nfn-np", "mlp",
-                      "statnn"]
+                      "statnn", "sane"]
     assert all(0 <= row["mean"] <= 1 and row["parameters"] > 0 and row["peak_mib"] > 0 for row in report["rows"])
     # probe features add the probe coordinates and their projection, nothing else
     rows = {row["model"]: row for row in report["rows"]}
@@ -139,3 +139,13 @@ def test_collapse_benchmark_quick(tmp_path: Path) -> None:
         assert math.isfinite(row["loss"]) and 0 <= row["accuracy"] <= 1
         assert row["final"]["between"] > 0 and row["final"]["within"] > 0
     assert report["start"]["input"]["between"] > 0 and "final spread between" in result.stdout
+
+
+def test_scale_benchmark_quick(tmp_path: Path) -> None:
+    result, report = _run_quick("scale.py", tmp_path)
+    methods = {(row["depth"], row["method"], row["size"]) for row in report["rows"]}
+    assert (18, "whole graph", None) in methods and (50, "token windows", None) in methods
+    assert {(d, "graph windows", s) for d in (18, 50) for s in (1, 2, 4)} <= methods
+    windows = [row for row in report["rows"] if row["method"] == "graph windows"]
+    assert all(row["largest_window_edges"] < row["network_edges"] and row["peak_rss_gib"] > 0 for row in windows)
+    assert "goals" in result.stdout

@@ -695,7 +695,8 @@ def _add_represent(sub: argparse._SubParsersAction) -> None:
                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     command.add_argument("zoo", help="zoo folder (wslgraph zoo cnn --grid model-zoos, or any zoo)")
     command.add_argument("--out", required=True, help="run folder: checkpoints, represent.json, embeddings")
-    command.add_argument("--encoder", default="gnn", choices=["gnn", "transformer"])
+    command.add_argument("--encoder", default="gnn", choices=["gnn", "transformer", "sane"],
+                         help="sane: SANE's token autoencoder (windows of tokens; --latent is per token)")
     command.add_argument("--encoder-options", default="{}", help="encoder options as JSON")
     command.add_argument("--latent", type=POSITIVE, default=32, help="embedding size")
     command.add_argument("--gamma", type=NONNEGATIVE, default=0.5, help="weight of the contrastive loss (0..1)")

@@ -131,7 +131,7 @@ def test_models_are_invariant_to_hidden_permutations(baseline, name) -> None:
     out = model(template.batch(params))
     moved = _permute_rows(template, params, hidden_permutations(template.layout, torch.Generator().manual_seed(3)))
     moved_out = model(template.batch(moved))
-    if baseline.startswith("mlp"):  # flat MLPs are not invariant: that is what the augmentation is for
+    if baseline.startswith("mlp") or baseline == "sane":  # flat MLPs and tokens are not invariant: they learn it
         assert (out - moved_out).abs().max() > 1e-4
     else:
         torch.testing.assert_close(moved_out, out, atol=1e-4, rtol=1e-4)

@@ -225,3 +225,31 @@ def test_sampled_checkpoints_load_run_and_are_evaluated(zoo, tmp_path) -> None:
     assert "| sampled | " in table and "→ fashion-mnist" in table
     assert (tmp_path / "samples" / "sampling.png").stat().st_size > 1000
     assert json.loads((tmp_path / "samples" / "samples.json").read_text())["count"] == 3
+
+
+def test_sane_token_representation_learns_embeds_and_samples(zoo, tmp_path) -> None:
+    """SANE's token autoencoder trains with the same loop, reconstructs its zoo, embeds models as mean token
+    latents and samples whole latent sequences that decode to the zoo's architecture."""
+    from wslgraph.represent import TokenRepresentation, kept_rows
+    from wslgraph.represent.sample import sample_models
+
+    options = RepresentOptions(encoder="sane", encoder_options={"window": 32})
+    dataset = ZooDataset(zoo, "train")
+    dataset = dataset.where(kept_rows(dataset.arrays.params, options.max_weight))
+    every = dataset.batch(range(dataset.len()))
+    before = build_representation(dataset.arrays.layout, options, seed=0)
+    assert isinstance(before, TokenRepresentation) and before.backbone.tokens.num_tokens > 32  # several windows
+    before.fit_statistics([every]).eval()
+    with torch.no_grad():
+        start = float(before.reconstruction_error(every).mean())
+    train_representation(zoo, tmp_path / "run", options, _config(epochs=100))
+    after = load_representation(tmp_path / "run", dataset.arrays.layout)
+    with torch.no_grad():
+        error = float(after.reconstruction_error(every).mean())
+        assert start > 0.5 and error < 0.4 * start  # standardised units
+        embeddings = embed_zoo(after, dataset)
+        sequences = embed_zoo(after, dataset, for_sampling=True)
+    assert embeddings.shape == (dataset.len(), 32)
+    assert sequences.shape == (dataset.len(), after.backbone.tokens.num_tokens * 32)
+    rows = sample_models(after, sequences[:6], 3, seed=0)
+    assert rows.shape == (3, dataset.arrays.layout.num_params) and bool(torch.isfinite(rows).all())

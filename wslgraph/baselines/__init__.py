@@ -1,8 +1,9 @@
-"""The peers in wslgraph's harness: DWSNet, NFN (NP and HNP), an MLP on flat weights and StatNN."""
+"""The peers in wslgraph's harness: DWSNet, NFN (NP and HNP), an MLP on flat weights, StatNN and SANE's windowed
+token transformer."""
 
 from wslgraph.baselines.equivariant import TensorSlot, WeightSpaceLinear, invariant_pool, weight_space_slots
+from wslgraph.baselines.models import BASELINES as _PEERS
 from wslgraph.baselines.models import (
-    BASELINES,
     NFN,
     DWSNet,
     EquivariantStack,
@@ -12,9 +13,12 @@ from wslgraph.baselines.models import (
     fit_statnn_regressor,
     statnn_features,
 )
+from wslgraph.baselines.sane import SANE
+
+BASELINES = {**_PEERS, "sane": SANE}
 
 __all__ = [
     "TensorSlot", "weight_space_slots", "WeightSpaceLinear", "invariant_pool",
     "WeightSpaceModel", "EquivariantStack", "DWSNet", "NFN", "FlatMLP", "StatNN", "statnn_features",
-    "fit_statnn_regressor", "BASELINES",
+    "fit_statnn_regressor", "SANE", "BASELINES",
 ]

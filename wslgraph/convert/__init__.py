@@ -13,10 +13,11 @@ from wslgraph.convert.files import is_graph_file, load_checkpoint, load_factory,
 from wslgraph.convert.registry import Handler, register
 from wslgraph.convert.template import GraphTemplate
 from wslgraph.convert.trace import trace
+from wslgraph.convert.windows import LayerWindows
 from wslgraph.graph.param_graph import ParamGraph
 
 __all__ = ["to_graph", "GraphTemplate", "to_state_dict", "trace", "register", "Handler", "ConversionContext", "Value",
-           "save_graph", "load_graph", "is_graph_file", "load_factory", "load_checkpoint", "load_model"]
+           "save_graph", "load_graph", "is_graph_file", "load_factory", "load_checkpoint", "load_model", "LayerWindows"]
 
 
 def to_graph(module: nn.Module, *, input_shape: Sequence[int] | None = None) -> ParamGraph:

@@ -11,7 +11,7 @@ from torch_geometric.data import Batch
 
 from wslgraph.convert.features import check_state_dict
 from wslgraph.convert.trace import trace
-from wslgraph.errors import ShapeMismatchError
+from wslgraph.errors import InvalidGraphError, ShapeMismatchError
 from wslgraph.graph.layout import (
     EdgeBlock,
     GraphLayout,
@@ -22,7 +22,7 @@ from wslgraph.graph.layout import (
 from wslgraph.graph.param_graph import ParamGraph, structure_tensors
 from wslgraph.graph.vocab import NUM_NODE_FEATURES, EdgeType
 
-__all__ = ["GraphTemplate"]
+__all__ = ["GraphTemplate", "attach_params", "batch_params"]
 
 _NODE_KEYS = ("x", "x_mask", "node_type", "layer", "io_position", "activation")
 _EDGE_KEYS = ("edge_index", "edge_attr", "edge_type")
@@ -228,3 +228,36 @@ class GraphTemplate:
         if device not in self._structure:
             self._structure[device] = {k: v.to(device) for k, v in self._structure[torch.device("cpu")].items()}
         return self._structure[device]
+
+
+def attach_params(batch: object, params: Tensor) -> None:
+    """Keep the flat rows ``[B, P]`` a template batch was built from on the batch, for :func:`batch_params`.
+
+    :class:`~wslgraph.zoo.ZooDataset` does this, so a weight-space model reads
+    the dataset's rows instead of rebuilding them from the graphs. The rows
+    are trusted only while the graph tensors they were built into are the
+    same, unmodified tensors (same storage, no in-place change since); after
+    ``batch.to(...)``, a replaced or an edited ``x``/``edge_attr``,
+    :func:`batch_params` rebuilds them.
+    """
+    batch.flat_params = params
+    batch._flat_params_key = _graph_key(batch)
+
+
+def _graph_key(batch: object) -> tuple | None:
+    tensors = [batch.x, batch.edge_attr, getattr(batch, "scalars", None), getattr(batch, "flat_params", None)]
+    if any(t is not None and t.is_inference() for t in tensors):
+        return None  # inference tensors keep no version counter: in-place edits could not be seen
+    return tuple((t.data_ptr(), t._version, t.device) if t is not None else None for t in tensors)
+
+
+def batch_params(batch: object) -> tuple[Tensor, GraphLayout]:
+    """Flat parameters ``[B, P]`` and the layout of a batch of one architecture."""
+    layout = common_layout(batch)
+    if layout is None:
+        raise InvalidGraphError("the weight-space baselines need a batch of one architecture (all graphs with the "
+                                "same layout, e.g. from GraphTemplate.batch or one ZooDataset)")
+    key = getattr(batch, "_flat_params_key", None)
+    if key is not None and key == _graph_key(batch):
+        return batch.flat_params, layout
+    return GraphTemplate(layout).unbatch(batch), layout

@@ -1,6 +1,6 @@
 """The encoders (GNNEncoder, TransformerEncoder) and their parts: the message-passing layer and its dense fused
-path, relational attention, their sign-equivariant forms, positional encodings, probe features, readouts, graph batch
-norm, scatter backends."""
+path, relational attention, their sign-equivariant forms, windows of layers for large networks, positional
+encodings, probe features, readouts, graph batch norm, scatter backends."""
 
 from wslgraph.layers import Sine
 from wslgraph.nn.backend import WITH_TORCH_SCATTER, get_scatter_backend, scatter, set_scatter_backend
@@ -13,10 +13,12 @@ from wslgraph.nn.probe import ProbeFeatures
 from wslgraph.nn.readout import InvariantReadout
 from wslgraph.nn.symmetric import SYMMETRIES, SignEquivariantConv, SignRelationalAttention
 from wslgraph.nn.transformer import RelationalAttention
+from wslgraph.nn.windowed import WindowedEncoder
 
 __all__ = [
     "GNNEncoder",
     "TransformerEncoder",
+    "WindowedEncoder",
     "RelationalAttention",
     "SignEquivariantConv",
     "SignRelationalAttention",

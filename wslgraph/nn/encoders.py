@@ -166,11 +166,18 @@ class GraphEncoderBase(nn.Module):
 
     def forward(self, batch: object) -> Tensor:
         """Graph-level output ``[num_graphs, out_dim]``, invariant to the encoder's symmetries."""
+        return self.head_output(self.pool(batch))
+
+    def pool(self, batch: object) -> Tensor:
+        """The invariant readout ``[num_graphs, features]`` that the head maps to the output."""
         h, _, sign, _ = self.states(batch)
         if sign is not None:  # sign-symmetric nodes are pooled through |R h|
             h = self.sign_invariant(h).abs() + (~sign).unsqueeze(-1).to(h.dtype) * h
         vector, num_graphs = batch_vector(batch)
-        pooled = self.readout(h, vector, batch.node_type, batch.layer, batch.io_position, num_graphs)
+        return self.readout(h, vector, batch.node_type, batch.layer, batch.io_position, num_graphs)
+
+    def head_output(self, pooled: Tensor) -> Tensor:
+        """The head on pooled features (:meth:`pool`): ``[num_graphs, out_dim]``."""
         first = self.head[0]
         if not isinstance(first.weight, nn.parameter.UninitializedParameter) and pooled.shape[-1] != first.in_channels:
             raise ShapeMismatchError(

@@ -24,10 +24,11 @@ from torch import Tensor, nn
 
 from wslgraph.convert.template import GraphTemplate
 from wslgraph.graph.layout import GraphLayout
+from wslgraph.tokens.model import TokenTransformer
 from wslgraph.weightspace.augment import Compose, GaussianNoise, RandomHiddenPermutation, WeightDropout
 from wslgraph.weightspace.views import batch_params
 
-__all__ = ["HyperRepresentation", "nt_xent"]
+__all__ = ["HyperRepresentation", "TokenRepresentation", "nt_xent", "weight_views"]
 
 
 def nt_xent(a: Tensor, b: Tensor, temperature: float = 0.1) -> Tensor:
@@ -40,6 +41,18 @@ def nt_xent(a: Tensor, b: Tensor, temperature: float = 0.1) -> Tensor:
     target = torch.cat([torch.arange(count, 2 * count), torch.arange(count)]).to(z.device)
     losses = F.cross_entropy(logits, target, reduction="none")
     return (losses[:count] + losses[count:]) / 2
+
+
+def weight_views(layout: GraphLayout, rows: Tensor, seed: int, *, noise: float, erase: float,
+                 permute: bool) -> Tensor:
+    """One augmented view of flat rows: Gaussian noise (``noise`` x each tensor's std), random erasing of
+    weights (probability ``erase``) and, with ``permute``, random hidden permutations, drawn from ``seed``."""
+    parts = [GaussianNoise(layout, noise, seed)] if noise else []
+    if erase:
+        parts.append(WeightDropout(layout, erase, seed + 1))
+    if permute:
+        parts.append(RandomHiddenPermutation(layout, seed + 2))
+    return Compose(parts)(rows) if parts else rows
 
 
 class HyperRepresentation(nn.Module):
@@ -110,12 +123,11 @@ class HyperRepresentation(nn.Module):
         return self.decode(self.embed(batch))
 
     def _view(self, rows: Tensor, seed: int) -> Tensor:
-        parts = [GaussianNoise(self.layout, self.noise, seed)] if self.noise else []
-        if self.erase:
-            parts.append(WeightDropout(self.layout, self.erase, seed + 1))
-        if self.permute:
-            parts.append(RandomHiddenPermutation(self.layout, seed + 2))
-        return Compose(parts)(rows) if parts else rows
+        return weight_views(self.layout, rows, seed, noise=self.noise, erase=self.erase, permute=self.permute)
+
+    def sampling_latents(self, batch: object) -> Tensor:
+        """What a density is fitted to for sampling (:func:`~wslgraph.represent.sample_models`): the latents."""
+        return self.embed(batch)
 
     def forward(self, batch: object) -> Tensor:
         """Each model's loss ``[B]``: two fresh views in training mode; in eval mode both views are the models
@@ -147,3 +159,115 @@ class HyperRepresentation(nn.Module):
     def extra_repr(self) -> str:
         return (f"latent={self.latent}, gamma={self.gamma}, temperature={self.temperature}, noise={self.noise}, "
                 f"erase={self.erase}, permute={self.permute}, params={self.layout.num_params}")
+
+
+class TokenRepresentation(nn.Module):
+    """SANE's self-supervised autoencoder over windows of tokens (Schürholt et al., ICML 2024).
+
+    The backbone (:class:`~wslgraph.tokens.TokenTransformer`) encodes each window of a model's tokens, in
+    per-tensor standardised units, into one latent per token and decodes them back. In training, each batch takes
+    a random window (the same for all its models) of two augmented views (:func:`weight_views`); the loss per
+    model is ``gamma * NT-Xent`` of the views' mean token latents (through a projection head) plus
+    ``(1 - gamma)`` times the MSE of both views' decoded tokens against the original model's tokens (real values
+    only). In eval mode the loss is the reconstruction of the whole sequence, window by window.
+
+    :meth:`embed` (for probes) is the mean of the token latents; :meth:`sampling_latents` is the whole sequence of
+    token latents, flattened ``[B, T * latent]``, which :meth:`decode` maps back to parameters: sampling draws
+    whole latent sequences, as SANE does.
+
+    Args:
+        layout: The zoo's architecture.
+        backbone: A :class:`~wslgraph.tokens.TokenTransformer` built for ``layout``.
+        gamma, temperature, noise, erase, permute, projection, seed: As for :class:`HyperRepresentation`.
+    """
+
+    def __init__(self, layout: GraphLayout, backbone: TokenTransformer, *, gamma: float = 0.5,
+                 temperature: float = 0.1, noise: float = 0.05, erase: float = 0.05, permute: bool = False,
+                 projection: int = 64, seed: int = 0) -> None:
+        super().__init__()
+        if not 0 <= gamma <= 1 or temperature <= 0 or noise < 0 or not 0 <= erase < 1:
+            raise ValueError(f"need 0 <= gamma <= 1, temperature > 0, noise >= 0 and 0 <= erase < 1; got gamma="
+                             f"{gamma}, temperature={temperature}, noise={noise}, erase={erase}")
+        if backbone.tokens.layout != layout:
+            raise ValueError("build the TokenTransformer for the zoo's layout")
+        self.layout, self.backbone, self.latent = layout, backbone, backbone.latent
+        self.gamma, self.temperature, self.noise, self.erase, self.permute = gamma, temperature, noise, erase, permute
+        self.seed = seed
+        self.projector = nn.Sequential(nn.Linear(self.latent, projection), nn.GELU(),
+                                       nn.Linear(projection, projection))
+        self.register_buffer("param_mean", torch.zeros(layout.num_params))
+        self.register_buffer("param_std", torch.ones(layout.num_params))
+        self.register_buffer("draws", torch.zeros((), dtype=torch.long))
+
+    def fit_statistics(self, batches: object) -> TokenRepresentation:
+        """Per-tensor mean and std of the training parameters (the tokens' units)."""
+        rows = torch.cat([batch_params(b)[0] for b in batches])
+        for entry in self.layout.state:
+            span = self.layout.span(entry.key)
+            values = rows[:, span].float()
+            self.param_mean[span] = values.mean()
+            self.param_std[span] = values.std().clamp_min(1e-8) if values.numel() > 1 else 1.0
+        return self
+
+    def _standard(self, rows: Tensor) -> Tensor:
+        return (rows.to(self.param_mean.dtype) - self.param_mean) / self.param_std
+
+    def embed(self, batch: object) -> Tensor:
+        """The mean token latent ``[B, latent]`` of each model."""
+        return self.backbone.embedding(self._standard(batch_params(batch)[0]))
+
+    def sampling_latents(self, batch: object) -> Tensor:
+        """Every token's latent, flattened: ``[B, T * latent]``."""
+        return self.backbone.token_latents(self._standard(batch_params(batch)[0])).flatten(1)
+
+    def decode(self, latents: Tensor) -> Tensor:
+        """Flat parameters ``[B, P]`` (the zoo's order and units) from token latent sequences ``[B, T * latent]``."""
+        sequence = latents.view(latents.shape[0], self.backbone.tokens.num_tokens, self.latent)
+        return self.backbone.decode(sequence) * self.param_std + self.param_mean
+
+    def _window(self) -> slice:
+        count, window = self.backbone.tokens.num_tokens, self.backbone.window
+        if count <= window:
+            return slice(0, count)
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + 4 * int(self.draws) + 7)
+        start = int(torch.randint(0, count - window + 1, (), generator=generator))
+        return slice(start, start + window)
+
+    def _squared(self, latents: Tensor, target: Tensor, part: slice) -> Tensor:
+        """Per model: the sum of squared errors of the window's decoded tokens over its real values."""
+        mask = self.backbone.tokens.mask[part].to(target.device)
+        return ((self.backbone.decode_window(latents, part) - target).square() * mask).sum(dim=(1, 2))
+
+    def forward(self, batch: object) -> Tensor:
+        """Each model's loss ``[B]`` (see the class docstring)."""
+        rows = batch_params(batch)[0]
+        backbone, tokens = self.backbone, self.backbone.tokens
+        target = tokens.tokenize(self._standard(rows)).tokens
+        if not self.training:
+            total = sum(self._squared(backbone.encode_window(target[:, part], part), target[:, part], part)
+                        for part in backbone.windows())
+            return total / tokens.mask.sum()
+        part = self._window()
+        base = self.seed * 1_000_003 + 4 * int(self.draws)
+        self.draws += 1
+        views = [weight_views(self.layout, rows, seed, noise=self.noise, erase=self.erase, permute=self.permute)
+                 for seed in (base, base + 3)]
+        latents = [backbone.encode_window(tokens.tokenize(self._standard(v)).tokens[:, part], part) for v in views]
+        recon = sum(self._squared(z, target[:, part], part) for z in latents) / (2 * tokens.mask[part].sum())
+        if self.gamma == 0 or rows.shape[0] < 2:
+            return recon
+        projected = [self.projector(z.mean(dim=1)) for z in latents]
+        return self.gamma * nt_xent(projected[0], projected[1], self.temperature) + (1 - self.gamma) * recon
+
+    def reconstruction_error(self, batch: object) -> Tensor:
+        """Per model: the whole sequence's token MSE in standardised units (the eval-mode loss)."""
+        was = self.training
+        self.eval()
+        try:
+            return self(batch)
+        finally:
+            self.train(was)
+
+    def extra_repr(self) -> str:
+        return (f"latent={self.latent}, gamma={self.gamma}, temperature={self.temperature}, noise={self.noise}, "
+                f"erase={self.erase}, permute={self.permute}, tokens={self.backbone.tokens.num_tokens}")

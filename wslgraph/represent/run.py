@@ -25,7 +25,8 @@ from torch import Tensor
 from wslgraph.errors import ManifestError, ZooError
 from wslgraph.io import atomic_write_bytes
 from wslgraph.nn import GNNEncoder, TransformerEncoder
-from wslgraph.represent.model import HyperRepresentation
+from wslgraph.represent.model import HyperRepresentation, TokenRepresentation
+from wslgraph.tokens.model import TokenTransformer
 
 if TYPE_CHECKING:
     from wslgraph.zoo.dataset import ZooDataset
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["RepresentOptions", "ENCODERS", "kept_rows", "build_representation", "load_representation", "embed_zoo",
            "save_embeddings", "load_embeddings", "zoo_digest"]
 
-ENCODERS = {"gnn": GNNEncoder, "transformer": TransformerEncoder}
+ENCODERS = {"gnn": GNNEncoder, "transformer": TransformerEncoder, "sane": TokenTransformer}
 
 
 @dataclass
@@ -41,7 +42,10 @@ class RepresentOptions:
     """The representation's settings (see :class:`~wslgraph.represent.HyperRepresentation`).
 
     ``encoder_options`` go to the encoder (default: ``hidden=64, num_layers=3``
-    for the GNN, ``hidden=64, num_layers=2`` for the transformer). Models with a
+    for the GNN, ``hidden=64, num_layers=2`` for the transformer and SANE). With
+    ``encoder="sane"`` the representation is SANE's token autoencoder
+    (:class:`~wslgraph.represent.TokenRepresentation`): ``latent`` is then each
+    token's latent width and ``decoder_hidden`` is not used. Models with a
     weight of magnitude above ``max_weight`` (diverged runs; ``None``: keep all)
     are left out of training and probing, as the published Model Zoos loader's
     ``weight_threshold`` does: in a 128-model grid zoo 6 % of the checkpoints
@@ -76,10 +80,15 @@ def kept_rows(params: Tensor, max_weight: float | None) -> Tensor:
     return torch.isfinite(params).all(dim=1) & (params.abs().amax(dim=1) <= max_weight)
 
 
-def build_representation(layout: object, options: RepresentOptions, seed: int = 0) -> HyperRepresentation:
-    """A fresh :class:`HyperRepresentation` for ``layout`` (seeded: the same options and seed give the same model)."""
+def build_representation(layout: object, options: RepresentOptions,
+                         seed: int = 0) -> HyperRepresentation | TokenRepresentation:
+    """A fresh representation for ``layout`` (seeded: the same options and seed give the same model)."""
     torch.manual_seed(seed)
     defaults = {"hidden": 64, "num_layers": 3 if options.encoder == "gnn" else 2}
+    if options.encoder == "sane":
+        backbone = TokenTransformer(layout, latent=options.latent, **(defaults | options.encoder_options))
+        return TokenRepresentation(layout, backbone, gamma=options.gamma, temperature=options.temperature,
+                                   noise=options.noise, erase=options.erase, permute=options.permute, seed=seed)
     encoder = ENCODERS[options.encoder](options.latent, **(defaults | options.encoder_options))
     return HyperRepresentation(layout, encoder, options.latent, gamma=options.gamma,
                                temperature=options.temperature, noise=options.noise, erase=options.erase,
@@ -119,11 +128,13 @@ def load_representation(run: str | Path, layout: object | None = None) -> HyperR
 
 
 @torch.no_grad()
-def embed_zoo(model: HyperRepresentation, dataset: ZooDataset, batch_size: int = 256,
-              device: str | torch.device = "cpu") -> Tensor:
-    """Embeddings ``[N, latent]`` of every row of ``dataset`` (in its order)."""
+def embed_zoo(model: HyperRepresentation | TokenRepresentation, dataset: ZooDataset, batch_size: int = 256,
+              device: str | torch.device = "cpu", *, for_sampling: bool = False) -> Tensor:
+    """Embeddings ``[N, latent]`` of every row of ``dataset`` (in its order); with ``for_sampling`` what a density
+    is fitted to for sampling (``model.sampling_latents``: the whole token latent sequence for SANE)."""
     model = model.to(device).eval()
-    return torch.cat([model.embed(batch).cpu() for batch in dataset.batches(batch_size, device=device)])
+    embed = model.sampling_latents if for_sampling else model.embed
+    return torch.cat([embed(batch).cpu() for batch in dataset.batches(batch_size, device=device)])
 
 
 def save_embeddings(path: str | Path, embeddings: Tensor, dataset: ZooDataset, run: str | Path) -> Path:

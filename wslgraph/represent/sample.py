@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from wslgraph.errors import ZooError
-from wslgraph.represent.model import HyperRepresentation
+from wslgraph.represent.model import HyperRepresentation, TokenRepresentation
 
 __all__ = ["SAMPLERS", "select_top", "sample_embeddings", "sample_models", "format_sampling_table", "plot_sampling",
            "plot_embeddings"]
@@ -78,9 +78,10 @@ def sample_embeddings(embeddings: Tensor, count: int, *, method: str = "kde", ba
 
 
 @torch.no_grad()
-def sample_models(model: HyperRepresentation, embeddings: Tensor, count: int, *, method: str = "kde",
-                  bandwidth: float | None = None, seed: int = 0) -> Tensor:
-    """Decoded parameters ``[count, P]`` of models sampled around ``embeddings`` (the top models' latents)."""
+def sample_models(model: HyperRepresentation | TokenRepresentation, embeddings: Tensor, count: int, *,
+                  method: str = "kde", bandwidth: float | None = None, seed: int = 0) -> Tensor:
+    """Decoded parameters ``[count, P]`` of models sampled around ``embeddings`` (the top models'
+    ``sampling_latents``)."""
     model.eval()
     latents = sample_embeddings(embeddings, count, method=method, bandwidth=bandwidth, seed=seed)
     device = next(model.parameters()).device

@@ -103,7 +103,7 @@ def sample_zoo(run: str | Path, out: str | Path, *, zoo: str | Path | None = Non
     dataset = ZooDataset(zoo or json.loads((run / "represent.json").read_text())["zoo"], None)
     arrays = dataset.arrays
     model = load_representation(run, arrays.layout).to(device)
-    embeddings = embed_zoo(model, dataset, device=device)
+    embeddings = embed_zoo(model, dataset, device=device, for_sampling=True)
     columns, where = arrays.columns, None
     if "activation" in columns:
         vocab = arrays.vocab["activation"]

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from wslgraph.convert.template import GraphTemplate
+from wslgraph.convert.template import attach_params, batch_params
 from wslgraph.errors import InvalidGraphError, UnsupportedModuleError
-from wslgraph.graph.layout import GraphLayout, common_layout
+from wslgraph.graph.layout import GraphLayout
 from wslgraph.graph.vocab import EdgeType, NodeFeature
 
 __all__ = ["WeightSpaceSpec", "weight_space_spec", "to_weight_space", "from_weight_space", "batch_params",
@@ -95,36 +95,3 @@ def from_weight_space(weights: list[Tensor], biases: list[Tensor], spec: WeightS
     for tensor, (offset, numel) in zip([*weights, *biases], [*spec.weight_slices, *spec.bias_slices]):
         params[:, offset:offset + numel] = tensor[:, 0].reshape(batch, numel)
     return params
-
-
-def attach_params(batch: object, params: Tensor) -> None:
-    """Keep the flat rows ``[B, P]`` a template batch was built from on the batch, for :func:`batch_params`.
-
-    :class:`~wslgraph.zoo.ZooDataset` does this, so a weight-space model reads
-    the dataset's rows instead of rebuilding them from the graphs. The rows
-    are trusted only while the graph tensors they were built into are the
-    same, unmodified tensors (same storage, no in-place change since); after
-    ``batch.to(...)``, a replaced or an edited ``x``/``edge_attr``,
-    :func:`batch_params` rebuilds them.
-    """
-    batch.flat_params = params
-    batch._flat_params_key = _graph_key(batch)
-
-
-def _graph_key(batch: object) -> tuple | None:
-    tensors = [batch.x, batch.edge_attr, getattr(batch, "scalars", None), getattr(batch, "flat_params", None)]
-    if any(t is not None and t.is_inference() for t in tensors):
-        return None  # inference tensors keep no version counter: in-place edits could not be seen
-    return tuple((t.data_ptr(), t._version, t.device) if t is not None else None for t in tensors)
-
-
-def batch_params(batch: object) -> tuple[Tensor, GraphLayout]:
-    """Flat parameters ``[B, P]`` and the layout of a batch of one architecture."""
-    layout = common_layout(batch)
-    if layout is None:
-        raise InvalidGraphError("the weight-space baselines need a batch of one architecture (all graphs with the "
-                                "same layout, e.g. from GraphTemplate.batch or one ZooDataset)")
-    key = getattr(batch, "_flat_params_key", None)
-    if key is not None and key == _graph_key(batch):
-        return batch.flat_params, layout
-    return GraphTemplate(layout).unbatch(batch), layout

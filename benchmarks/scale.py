@@ -1,0 +1,114 @@
+"""Embedding one large network in bounded memory: graph windows vs token windows, on CPU.
+
+For a torchvision-shaped ResNet-18 and ResNet-50 (``wslgraph.zoo.resnet``, 1,000 classes, random weights), each
+configuration runs in a fresh process and reports the seconds to embed one network (after one warm-up call) and
+the process's peak resident memory (VmHWM: everything, the interpreter, torch and the network's weights
+included):
+
+* ``graph windows, size s``: :class:`~wslgraph.nn.WindowedEncoder` around a ``GNNEncoder`` (the harness's
+  defaults: hidden 64, 4 layers), windows of ``s`` depth levels built from the flat rows (no whole graph);
+* ``whole graph``: the same GNNEncoder on the whole graph at once (ResNet-18 only: the reference point);
+* ``token windows``: SANE's :class:`~wslgraph.tokens.TokenTransformer` with SANE's ResNet settings (tokens of
+  288 values, windows of 256 tokens, width 128, 2 layers), the mean token latent.
+
+The goal (issue 16): under 2 GiB for ResNet-18 and under 6 GiB for ResNet-50, memory growing with the window,
+not with the model.
+
+    .venv/bin/python benchmarks/scale.py [--quick] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import time
+from pathlib import Path
+
+import torch
+
+from wslgraph.io import atomic_write_json
+from wslgraph.runtime import peak_rss
+
+GIB = 2**30
+
+
+def _network(depth: int, quick: bool) -> torch.nn.Module:
+    from wslgraph.zoo import resnet
+
+    return resnet(depth, width=4, num_classes=10) if quick else resnet(depth, num_classes=1000)
+
+
+def run(job: dict) -> dict:
+    """One configuration in this (fresh) process."""
+    from wslgraph import GraphTemplate
+    from wslgraph.nn import GNNEncoder, WindowedEncoder
+    from wslgraph.tokens import TokenTransformer
+
+    torch.manual_seed(0)
+    torch.set_num_threads(job["threads"])
+    model = _network(job["depth"], job["quick"])
+    template = GraphTemplate.from_module(model, input_shape=(3, 32, 32) if job["quick"] else (3, 224, 224))
+    rows = template.flatten(model.state_dict()).unsqueeze(0)
+    del model
+    hidden = 16 if job["quick"] else 64
+    if job["method"] == "token windows":
+        encoder = TokenTransformer(template.layout, hidden=2 * hidden, latent=32, window=256, token_width=288)
+        detail = {"tokens": encoder.tokens.num_tokens, "windows": len(encoder.windows())}
+
+        def embed() -> torch.Tensor:
+            return encoder.embedding(rows)
+    else:
+        gnn = GNNEncoder(16, hidden=hidden, num_layers=2 if job["quick"] else 4)
+        if job["method"] == "whole graph":
+            batch = template.batch(rows)
+            detail = {"edges": template.layout.num_edges}
+
+            def embed() -> torch.Tensor:
+                return gnn(batch)
+        else:
+            encoder = WindowedEncoder(gnn, size=job["size"])
+            windows = encoder.windows(template.layout)
+            detail = {"windows": len(windows), "largest_window_edges": max(s.num_edges for s in windows.layouts)}
+
+            def embed() -> torch.Tensor:
+                return encoder.pool_rows(rows, template.layout)
+    with torch.no_grad():
+        embed()  # lazy parameters, allocator warm-up
+        start = time.perf_counter()
+        out = embed()
+        seconds = time.perf_counter() - start
+    assert bool(torch.isfinite(out).all())
+    return {**job, **detail, "seconds": seconds, "peak_rss_gib": peak_rss() / GIB,
+            "network_edges": template.layout.num_edges, "network_params": template.num_params}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="ResNets at width 4 on 32x32 inputs, for tests")
+    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/scale.json"))
+    args = parser.parse_args()
+    threads = torch.get_num_threads()
+    jobs = [{"depth": 18, "method": "whole graph", "size": None}]
+    for depth in (18, 50):
+        jobs += [{"depth": depth, "method": "graph windows", "size": s} for s in (1, 2, 4)]
+        jobs.append({"depth": depth, "method": "token windows", "size": None})
+    context = multiprocessing.get_context("spawn")
+    rows = []
+    for job in jobs:
+        with context.Pool(1, maxtasksperchild=1) as pool:
+            row = pool.apply(run, ({**job, "quick": args.quick, "threads": threads},))
+        rows.append(row)
+        label = row["method"] + (f", size {row['size']}" if row["size"] else "")
+        print(f"ResNet-{row['depth']:<3} {label:<22} {row['seconds']:8.2f} s   peak RSS {row['peak_rss_gib']:6.2f} GiB"
+              f"   ({row.get('largest_window_edges', row.get('edges', row.get('tokens'))):,} "
+              f"{'tokens' if 'tokens' in row else 'edges at once'})", flush=True)
+    goals = {18: 2.0, 50: 6.0}
+    met = {f"resnet{d}": all(r["peak_rss_gib"] < goals[d] for r in rows
+                             if r["depth"] == d and r["method"] != "whole graph") for d in goals}
+    print("goals (< 2 GiB ResNet-18, < 6 GiB ResNet-50, every windowed configuration):", met)
+    atomic_write_json(args.json, {"benchmark": "scale", "torch": torch.__version__, "threads": threads,
+                                  "quick": args.quick, "rows": rows, "goals_met": met})
+
+
+if __name__ == "__main__":
+    main()
