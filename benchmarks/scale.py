@@ -3,7 +3,8 @@
 For a torchvision-shaped ResNet-18 and ResNet-50 (``wslgraph.zoo.resnet``, 1,000 classes, random weights), each
 configuration runs in a fresh process and reports the seconds to embed one network (after one warm-up call) and
 the process's peak resident memory (VmHWM: everything, the interpreter, torch and the network's weights
-included):
+included; each process's address space is capped at 14 GiB, and a configuration that needs more is reported
+as failed instead of taking the machine down):
 
 * ``graph windows, size s``: :class:`~wslgraph.nn.WindowedEncoder` around a ``GNNEncoder`` (the harness's
   defaults: hidden 64, 4 layers), windows of ``s`` depth levels built from the flat rows (no whole graph);
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import resource
 import time
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from wslgraph.io import atomic_write_json
 from wslgraph.runtime import peak_rss
 
 GIB = 2**30
+LIMIT_GIB = 14  # address-space cap of each configuration's process: beyond it the row says so, nothing is killed
 
 
 def _network(depth: int, quick: bool) -> torch.nn.Module:
@@ -82,6 +85,27 @@ def run(job: dict) -> dict:
             "network_edges": template.layout.num_edges, "network_params": template.num_params}
 
 
+def _child(job: dict, queue: multiprocessing.Queue) -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (LIMIT_GIB * GIB, LIMIT_GIB * GIB))
+    try:
+        queue.put(run(job))
+    except (MemoryError, RuntimeError) as error:  # torch's allocator raises RuntimeError past the cap
+        queue.put({**job, "error": f"{type(error).__name__}: {str(error).splitlines()[0][:120]}",
+                   "peak_rss_gib": peak_rss() / GIB})
+
+
+def isolated(job: dict) -> dict:
+    """``run(job)`` in a fresh process with its address space capped at ``LIMIT_GIB``."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_child, args=(job, queue))
+    process.start()
+    process.join()
+    if queue.empty():
+        return {**job, "error": f"the process died (exit code {process.exitcode})", "peak_rss_gib": float("nan")}
+    return queue.get()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="ResNets at width 4 on 32x32 inputs, for tests")
@@ -92,18 +116,20 @@ def main() -> None:
     for depth in (18, 50):
         jobs += [{"depth": depth, "method": "graph windows", "size": s} for s in (1, 2, 4)]
         jobs.append({"depth": depth, "method": "token windows", "size": None})
-    context = multiprocessing.get_context("spawn")
     rows = []
     for job in jobs:
-        with context.Pool(1, maxtasksperchild=1) as pool:
-            row = pool.apply(run, ({**job, "quick": args.quick, "threads": threads},))
+        row = isolated({**job, "quick": args.quick, "threads": threads})
         rows.append(row)
         label = row["method"] + (f", size {row['size']}" if row["size"] else "")
+        if "error" in row:
+            print(f"ResNet-{row['depth']:<3} {label:<22} failed under the {LIMIT_GIB} GiB cap: {row['error']}",
+                  flush=True)
+            continue
         print(f"ResNet-{row['depth']:<3} {label:<22} {row['seconds']:8.2f} s   peak RSS {row['peak_rss_gib']:6.2f} GiB"
               f"   ({row.get('largest_window_edges', row.get('edges', row.get('tokens'))):,} "
               f"{'tokens' if 'tokens' in row else 'edges at once'})", flush=True)
     goals = {18: 2.0, 50: 6.0}
-    met = {f"resnet{d}": all(r["peak_rss_gib"] < goals[d] for r in rows
+    met = {f"resnet{d}": all("error" not in r and r["peak_rss_gib"] < goals[d] for r in rows
                              if r["depth"] == d and r["method"] != "whole graph") for d in goals}
     print("goals (< 2 GiB ResNet-18, < 6 GiB ResNet-50, every windowed configuration):", met)
     atomic_write_json(args.json, {"benchmark": "scale", "torch": torch.__version__, "threads": threads,

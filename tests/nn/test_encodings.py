@@ -42,3 +42,24 @@ def test_fourier_features_shape_and_values() -> None:
     out = features(values)
     assert out.shape == (1, 2 * 7)
     assert out[0, 0] == 0 and torch.allclose(out[0, 4:7], torch.ones(3))  # value, sin(0)=0 x3, cos(0)=1 x3
+
+
+def test_large_edge_sets_are_encoded_in_chunks_with_the_same_values_and_gradients(monkeypatch) -> None:
+    """Above CHUNK_ELEMENTS Fourier values the edge encoder works chunk by chunk (recomputing under autograd):
+    the outputs and the gradients are those of the one-shot encoding."""
+    from wslgraph.nn import encodings
+
+    torch.manual_seed(0)
+    encoder = encodings.EdgeEncoder(8, FourierFeatures(4))
+    edge_attr = torch.randn(50, 9, requires_grad=True)
+    edge_type = torch.randint(0, 3, (50,))
+    whole = encoder(edge_attr, edge_type)  # builds the lazy projection
+    whole.square().sum().backward()
+    grads = edge_attr.grad.clone(), encoder.project.weight.grad.clone()
+    edge_attr.grad, encoder.project.weight.grad = None, None
+    monkeypatch.setattr(encodings, "CHUNK_ELEMENTS", 9 * 9 * 7)  # 7 edges of 81 features per chunk
+    chunked = encoder(edge_attr, edge_type)
+    chunked.square().sum().backward()
+    torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(edge_attr.grad, grads[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(encoder.project.weight.grad, grads[1], atol=1e-5, rtol=1e-5)

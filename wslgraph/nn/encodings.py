@@ -6,12 +6,15 @@ import math
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 from torch_geometric.nn import Linear
 
 from wslgraph.errors import ShapeMismatchError
 from wslgraph.graph.vocab import NUM_NODE_FEATURES, Activation, EdgeType, NodeType
 
-__all__ = ["FourierFeatures", "PositionalEmbedding", "ParamNormalizer", "NodeEncoder", "EdgeEncoder"]
+__all__ = ["FourierFeatures", "PositionalEmbedding", "ParamNormalizer", "NodeEncoder", "EdgeEncoder", "CHUNK_ELEMENTS"]
+
+CHUNK_ELEMENTS = 2**24  # Fourier feature values of edges encoded at once (64 MiB in float32)
 
 
 class FourierFeatures(nn.Module):
@@ -195,10 +198,25 @@ class EdgeEncoder(nn.Module):
         nn.init.normal_(self.edge_type.weight, std=0.02)
 
     def forward(self, edge_attr: Tensor, edge_type: Tensor) -> Tensor:
-        features = self.fourier(edge_attr)
-        if not isinstance(self.project.weight, nn.parameter.UninitializedParameter) and \
-                features.shape[-1] != self.project.in_channels:
-            width = self.project.in_channels // (2 * self.fourier.num_frequencies + 1)
+        width = edge_attr.shape[-1] * (2 * self.fourier.num_frequencies + 1)  # Fourier features per edge
+        built = not isinstance(self.project.weight, nn.parameter.UninitializedParameter)
+        if built and width != self.project.in_channels:
+            expected = self.project.in_channels // (2 * self.fourier.num_frequencies + 1)
             raise ShapeMismatchError(f"edge features are {edge_attr.shape[-1]} wide but the encoder was built for "
-                                     f"{width}; pad every batch to one kernel grid (wslgraph.graph.PadEdgeFeatures)")
-        return self.project(features) + self.edge_type(edge_type)
+                                     f"{expected}; pad every batch to one kernel grid (wslgraph.graph.PadEdgeFeatures)")
+        chunk = max(1, CHUNK_ELEMENTS // width)
+        if not built or edge_attr.shape[0] <= chunk:
+            return self.project(self.fourier(edge_attr)) + self.edge_type(edge_type)
+        # Large graphs (a ResNet's 3x3 kernels padded to its 7x7 stem: 1,617 features per edge) go chunk by chunk,
+        # so the features of at most CHUNK_ELEMENTS values exist at once; under autograd each chunk is recomputed
+        # in the backward pass instead of kept.
+        parts = []
+        for values in edge_attr.split(chunk):
+            if torch.is_grad_enabled() and (values.requires_grad or self.project.weight.requires_grad):
+                parts.append(checkpoint(self._project, values, use_reentrant=False))
+            else:
+                parts.append(self._project(values))
+        return torch.cat(parts) + self.edge_type(edge_type)
+
+    def _project(self, values: Tensor) -> Tensor:
+        return self.project(self.fourier(values))
