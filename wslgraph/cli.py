@@ -199,21 +199,26 @@ def _zoo_inr(args: argparse.Namespace) -> int:
 
 def _zoo_cnn(args: argparse.Namespace) -> int:
     from wslgraph.zoo.cnn import ZooSchedule
-    from wslgraph.zoo.jobs import cnn_zoo_job, model_zoo_job
+    from wslgraph.zoo.jobs import cnn_zoo_job, model_zoo_job, resnet_zoo_job
     from wslgraph.zoo.storage import generate_zoo
 
-    model_zoos = args.grid == "model-zoos"
+    defaults = {"small-cnn-zoo": (2, 32, 32, "digits"), "model-zoos": (25, 10, 128, "mnist5k"),
+                "resnet": (10, 32, 32, "fashion-mnist")}[args.grid]  # epochs, batch size, models per shard, source
     try:
-        schedule = ZooSchedule(epochs=args.epochs or (25 if model_zoos else 2),
+        schedule = ZooSchedule(epochs=args.epochs or defaults[0],
                                checkpoints=tuple(args.checkpoints) if args.checkpoints else None,
-                               batch_size=args.batch_size or (10 if model_zoos else 32),
-                               steps_per_epoch=args.steps_per_epoch, device=args.device, progress=False)
+                               batch_size=args.batch_size or defaults[1], steps_per_epoch=args.steps_per_epoch,
+                               device=args.device, progress=False)
         common = dict(count=args.count, seed=args.seed, schedule=schedule, train_images=args.train_images,
-                      test_images=args.test_images, data_root=args.data_root)
-        if model_zoos:
-            job = model_zoo_job(args.source or "mnist5k", models_per_shard=args.models_per_shard or 128, **common)
+                      test_images=args.test_images, data_root=args.data_root,
+                      models_per_shard=args.models_per_shard or defaults[2])
+        source = args.source or defaults[3]
+        if args.grid == "model-zoos":
+            job = model_zoo_job(source, **common)
+        elif args.grid == "resnet":
+            job = resnet_zoo_job(source, depth=args.depth, width=args.width, **common)
         else:
-            job = cnn_zoo_job(args.source or "digits", models_per_shard=args.models_per_shard or 32, **common)
+            job = cnn_zoo_job(source, **common)
     except ValueError as error:  # settings the job refuses (checkpoints past the last epoch, wrong image size)
         args.parser.error(str(error))
     rank, world = _rank_and_world(args)
@@ -614,16 +619,19 @@ def _add_zoo(sub: argparse._SubParsersAction) -> None:
     cnn = zoo_sub.add_parser("cnn", help="train CNNs with sampled hyperparameters (resumable; sharded)",
                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     cnn.add_argument("out", help="zoo folder (created; an interrupted run resumes there)")
-    cnn.add_argument("--grid", default="small-cnn-zoo", choices=["small-cnn-zoo", "model-zoos"],
+    cnn.add_argument("--grid", default="small-cnn-zoo", choices=["small-cnn-zoo", "model-zoos", "resnet"],
                      help="small-cnn-zoo: Unterthiner et al.'s CNN and sampled hyperparameters; model-zoos: "
-                          "Schuerholt et al.'s CNN and hyperparameter grid, a checkpoint every epoch")
+                          "Schuerholt et al.'s CNN and hyperparameter grid, a checkpoint every epoch; resnet: "
+                          "small ResNets (--depth, --width) over optimizer, learning rate and weight decay")
+    cnn.add_argument("--depth", type=int, default=8, choices=[8, 10], help="ResNet depth (--grid resnet)")
+    cnn.add_argument("--width", type=POSITIVE, default=16, help="ResNet stem channels (--grid resnet)")
     cnn.add_argument("--source", default=None, choices=sorted(SOURCES),
-                     help="image source (default: digits; mnist5k for model-zoos)")
+                     help="image source (default: digits; mnist5k for model-zoos; fashion-mnist for resnet)")
     cnn.add_argument("--data-root", default=None, help="folder of user-supplied data (mnist, cifar10)")
     cnn.add_argument("--count", type=POSITIVE, default=64, help="models")
-    cnn.add_argument("--epochs", type=POSITIVE, default=None, help="default: 2; 25 for model-zoos")
+    cnn.add_argument("--epochs", type=POSITIVE, default=None, help="default: 2; 25 for model-zoos; 10 for resnet")
     cnn.add_argument("--checkpoints", type=COUNT, nargs="+", default=None,
-                     help="epochs to record (default: 0 and last; every epoch for model-zoos)")
+                     help="epochs to record (default: 0 and last; every epoch for model-zoos and resnet)")
     cnn.add_argument("--batch-size", type=POSITIVE, default=None, help="minibatch per model (default: 32; 10 for "
                      "model-zoos)")
     cnn.add_argument("--steps-per-epoch", type=POSITIVE, default=None, help="default: train images // batch size")

@@ -13,6 +13,7 @@ from wslgraph.zoo.cnn import ACTIVATIONS, INITS, OPTIMIZERS, CNNZooSpec, ZooCNN,
 from wslgraph.zoo.data import ImageSet, load_images
 from wslgraph.zoo.inr import FitOptions, INRRecipe, fit_inrs, resolve_recipe, split_fit_overrides
 from wslgraph.zoo.modelzoos import CATEGORICAL, GRID, model_zoo_split, model_zoo_template, train_model_zoo
+from wslgraph.zoo.resnets import RESNET_GRID, resnet_zoo_model, train_resnet_zoo
 from wslgraph.zoo.storage import SPLIT_CODES, ZooJob
 
 __all__ = ["inr_zoo_job", "cnn_zoo_job", "model_zoo_job", "VAL_EVERY"]
@@ -191,4 +192,63 @@ def model_zoo_job(source: str = "mnist5k", *, count: int = 256, seed: int = 0, s
              "learning_rate", "weight_decay", "repetition")
     columns = {name: {} for name in names}
     columns.update({"split": {"vocab": SPLIT_VOCAB}, **{name: {"vocab": GRID[name]} for name in CATEGORICAL}})
+    return ZooJob("cnn", description, layout, count * per_model, models_per_shard * per_model, make_shard, columns)
+
+
+def resnet_zoo_job(source: str = "fashion-mnist", *, count: int = 64, seed: int = 0,
+                   schedule: ZooSchedule | None = None, depth: int = 8, width: int = 16, models_per_shard: int = 32,
+                   train_images: int | None = None, test_images: int | None = None, eval_images: int = 1000,
+                   data_root: str | None = None, **overrides: object) -> ZooJob:
+    """A job training ``count`` ResNet-``depth`` models of ``width`` over
+    :data:`~wslgraph.zoo.resnets.RESNET_GRID` (``wslgraph zoo cnn --grid resnet``), with a checkpoint (the full
+    state dict, batch-norm statistics included) at every epoch by default.
+
+    Rows are (model, checkpoint epoch). Columns: ``epoch``, ``model_index``, ``test_accuracy``, ``test_loss``,
+    ``train_accuracy``, ``train_loss``, ``ggap``, ``optimizer`` (a code), ``learning_rate``, ``weight_decay``,
+    ``repetition`` and ``split`` (by model: :func:`~wslgraph.zoo.modelzoos.model_zoo_split`). ``schedule``
+    (default: 10 epochs at batch size 32, no progress bar per shard; ``overrides`` change its fields) goes to
+    :func:`~wslgraph.zoo.resnets.train_resnet_zoo` unchanged.
+    """
+    schedule = (schedule or ZooSchedule(epochs=10, batch_size=32, progress=False)).with_overrides(overrides)
+    epochs = schedule.epochs
+    if count < 1 or epochs < 1:
+        raise ValueError(f"a ResNet zoo needs count >= 1 and epochs >= 1, got count={count}, epochs={epochs}")
+    if depth not in (8, 10) or width < 1:
+        raise ValueError(f"ResNet zoos use depth 8 or 10 (one basic block per stage) and width >= 1, got depth="
+                         f"{depth}, width={width}")
+    train = _images(source, "train", data_root, train_images)
+    test = _images(source, "test", data_root, test_images)
+    if len(train) == 0 or len(test) == 0:
+        raise ValueError(f"a ResNet zoo trains on train images and scores on test images; got {len(train)} and "
+                         f"{len(test)}")
+    checkpoints = schedule.checkpoint_epochs(tuple(range(epochs + 1)))
+    schedule = replace(schedule, checkpoints=checkpoints)
+    per_model = len(checkpoints)
+    channels, side = train.images.shape[1], train.images.shape[-1]
+    layout = GraphTemplate.from_module(resnet_zoo_model(depth, width, channels),
+                                       input_shape=(channels, side, side)).layout
+
+    def make_shard(first: int, rows: int) -> dict[str, Tensor]:
+        result = train_resnet_zoo(train, test, rows // per_model, schedule, depth=depth, width=width, seed=seed,
+                                  index_offset=first // per_model, eval_images=eval_images)
+        hps = [result.hyperparameters[i // per_model] for i in range(rows)]
+        columns = {name: value.float() if value.is_floating_point() else value
+                   for name, value in result.columns.items()}
+        columns["split"] = model_zoo_split(result.columns["model_index"])
+        columns["optimizer"] = torch.tensor([RESNET_GRID["optimizer"].index(hp["optimizer"]) for hp in hps])
+        for name in ("learning_rate", "weight_decay"):
+            columns[name] = torch.tensor([hp[name] for hp in hps], dtype=torch.float32)
+        columns["repetition"] = torch.tensor([hp["repetition"] for hp in hps])
+        return {"params": result.params, **columns}
+
+    description = {"grid": "resnet", "source": source, "seed": seed, "count": count, "epochs": epochs,
+                   "checkpoints": list(checkpoints), "batch_size": schedule.batch_size,
+                   "steps_per_epoch": schedule.steps_per_epoch, "architecture": f"ResNet-{depth}", "depth": depth,
+                   "width": width, "train_images": len(train), "test_images": len(test), "eval_images": eval_images,
+                   "models_per_shard": models_per_shard,
+                   "split_rule": "model i -> test if i % 5 == 4, val if i % 10 == 3, else train"}
+    names = ("epoch", "model_index", "test_accuracy", "test_loss", "train_accuracy", "train_loss", "ggap",
+             "learning_rate", "weight_decay", "repetition")
+    columns = {name: {} for name in names}
+    columns.update({"split": {"vocab": SPLIT_VOCAB}, "optimizer": {"vocab": RESNET_GRID["optimizer"]}})
     return ZooJob("cnn", description, layout, count * per_model, models_per_shard * per_model, make_shard, columns)

@@ -1,0 +1,90 @@
+"""Zoos of small ResNets: each model trains as a lone torch.optim loop would, stored rows are real models with the
+recorded accuracy, and the job is a resumable, sharded zoo like the others."""
+
+import pytest
+import torch
+
+from wslgraph import GraphTemplate
+from wslgraph.zoo import ZooDataset, generate_zoo, load_images, resnet_zoo_job, train_resnet_zoo
+from wslgraph.zoo.inr import inr_seed
+from wslgraph.zoo.resnets import resnet_hyperparameters, resnet_zoo_model
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_images("digits", "train").evenly_spaced(400), load_images("digits", "test").evenly_spaced(100)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_batched_training_equals_a_torch_optim_loop_per_model(digits, optimizer) -> None:
+    """Each model's step is torch.optim's (Adam, or SGD with momentum 0.9; weight decay) on its own minibatches,
+    with batch norm in training mode updating its own running statistics."""
+    train, test = digits
+    first = next(i for i in range(8) if resnet_hyperparameters(0, i)["optimizer"] == optimizer
+                 and resnet_hyperparameters(0, i)["weight_decay"] > 0)
+    count, steps = 3, 6
+    result = train_resnet_zoo(train, test, count, index_offset=first, width=4, epochs=1, batch_size=16,
+                              steps_per_epoch=steps, eval_images=50, progress=False)
+    hp = resnet_hyperparameters(0, first)
+    model = resnet_zoo_model(8, 4, 1, inr_seed(1, first)).train()
+    settings = {"lr": hp["learning_rate"], "weight_decay": hp["weight_decay"]}
+    opt = (torch.optim.Adam(model.parameters(), **settings) if optimizer == "adam"
+           else torch.optim.SGD(model.parameters(), momentum=0.9, **settings))
+    images = (train.images - train.images.mean()) / train.images.std()
+    generator = torch.Generator().manual_seed(inr_seed(2, first))
+    for _ in range(steps):
+        pick = torch.randint(len(train), (count, 16), generator=generator)[0]
+        loss = torch.nn.functional.cross_entropy(model(images[pick]), train.labels[pick])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    template = GraphTemplate(result.template.layout)
+    trained = template.unflatten(result.params[1])  # row 1: model `first` at epoch 1
+    for key, value in model.state_dict().items():
+        assert torch.allclose(trained[key].to(value.dtype), value, rtol=1e-4, atol=1e-5), key
+    assert not torch.allclose(result.params[0], result.params[1], atol=1e-3)  # it moved
+
+
+def test_stored_rows_are_real_models_with_the_recorded_accuracy(digits) -> None:
+    train, test = digits
+    result = train_resnet_zoo(train, test, 4, width=4, epochs=2, batch_size=16, steps_per_epoch=20, eval_images=100,
+                              progress=False)
+    assert result.params.shape[0] == 4 * 3 and result.columns["epoch"].tolist()[:3] == [0, 1, 2]
+    template = GraphTemplate(result.template.layout)
+    images = (test.images - train.images.mean()) / train.images.std()
+    for row in (2, 5, 11):
+        model = resnet_zoo_model(8, 4, 1)
+        model.load_state_dict(template.unflatten(result.params[row]))  # strict: every key, BN statistics too
+        with torch.no_grad():
+            predicted = model.eval()(images).argmax(1)
+        accuracy = float((predicted == test.labels).float().mean())
+        assert accuracy == pytest.approx(float(result.columns["test_accuracy"][row]), abs=1e-6)
+    final = result.columns["test_accuracy"].view(4, 3)[:, -1]
+    assert float(final.max()) > 0.3  # 40 steps on 8x8 digits: some models learn
+
+
+def test_resnet_zoo_job_is_a_sharded_zoo(tmp_path) -> None:
+    job = resnet_zoo_job("digits", count=4, width=4, epochs=1, steps_per_epoch=3, models_per_shard=2,
+                         train_images=100, test_images=40, eval_images=40)
+    generate_zoo(tmp_path / "zoo", job, progress=False)
+    dataset = ZooDataset(tmp_path / "zoo", None)
+    columns = dataset.arrays.columns
+    assert len(dataset) == 8 and columns["model_index"].tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert dataset.arrays.vocab["optimizer"] == ["adam", "sgd"] and dataset.arrays.description["grid"] == "resnet"
+    assert set(columns) >= {"test_accuracy", "train_accuracy", "ggap", "learning_rate", "weight_decay", "split"}
+    with pytest.raises(ValueError, match="depth 8 or 10"):
+        resnet_zoo_job("digits", depth=18)
+
+
+def test_cli_trains_a_resnet_zoo(tmp_path, capsys) -> None:
+    from wslgraph.cli import main
+
+    out = tmp_path / "zoo"
+    assert main(["zoo", "cnn", str(out), "--grid", "resnet", "--source", "digits", "--count", "2", "--width", "4",
+                 "--epochs", "1", "--steps-per-epoch", "2", "--train-images", "50", "--test-images", "20",
+                 "--quiet"]) == 0
+    assert ZooDataset(out, None).arrays.description["architecture"] == "ResNet-8"
+    with pytest.raises(SystemExit) as stopped:  # argparse's error: "wslgraph: error: ..." and exit code 2
+        main(["zoo", "cnn", str(tmp_path / "x"), "--grid", "resnet", "--source", "digits", "--epochs", "1",
+              "--checkpoints", "3"])
+    assert stopped.value.code == 2 and "checkpoints within" in capsys.readouterr().err

@@ -1,0 +1,149 @@
+"""Zoos of small residual networks (ResNet-8/10 at a chosen width), trained many at once with :mod:`torch.func`.
+
+Every model is a :func:`~wslgraph.zoo.resnet` (torchvision's topology and names, the 3×3 stem for small images)
+with its own optimizer, learning rate, weight decay and initialisation (:data:`RESNET_GRID`). All models take
+a step together: ``vmap(grad(functional_call))`` over their stacked parameters and batch-norm buffers (each
+model's running statistics update as its own module's would), on minibatches each model draws for itself, then
+each model's own update (:func:`~wslgraph.zoo.cnn._update`: SGD with momentum 0.9 or Adam, torch.optim's
+weight decay). A checkpoint at each chosen epoch holds the model's full state dict (running statistics
+included), and is scored with :class:`~wslgraph.weightspace.BatchedModule` in eval mode.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.func import functional_call, grad_and_value, vmap
+from tqdm.auto import tqdm
+
+from wslgraph.convert.template import GraphTemplate
+from wslgraph.weightspace.functional import BatchedModule
+from wslgraph.zoo.architectures import ResNet, resnet
+from wslgraph.zoo.cnn import OPTIMIZERS, ZooSchedule, _update, evaluate_models
+from wslgraph.zoo.data import ImageSet
+from wslgraph.zoo.inr import inr_seed
+from wslgraph.zoo.modelzoos import ModelZooResult
+
+__all__ = ["RESNET_GRID", "resnet_hyperparameters", "resnet_zoo_model", "train_resnet_zoo"]
+
+RESNET_GRID = {
+    "optimizer": ["adam", "sgd"],
+    "learning_rate": [1e-3, 1e-2],
+    "weight_decay": [0.0, 5e-4],
+}
+
+
+def resnet_hyperparameters(seed: int, index: int) -> dict:
+    """Model ``index``'s point of :data:`RESNET_GRID`: models ``0 .. 7`` visit every point once in an order fixed
+    by ``seed``, the next eight repeat them with new initialisations (``repetition = index // 8``)."""
+    combos = list(itertools.product(*RESNET_GRID.values()))
+    order = torch.randperm(len(combos), generator=torch.Generator().manual_seed(seed))
+    return dict(zip(RESNET_GRID, combos[int(order[index % len(combos)])])) | {"repetition": index // len(combos)}
+
+
+def resnet_zoo_model(depth: int, width: int, channels: int, seed: int | None = None) -> ResNet:
+    """A zoo member: ResNet-``depth`` with the small-image stem, 10 classes; with ``seed``, torchvision's
+    initialisation drawn from it (the global generator is left as it was)."""
+    if seed is None:
+        return resnet(depth, width=width, in_channels=channels, num_classes=10, small_input=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return resnet(depth, width=width, in_channels=channels, num_classes=10, small_input=True)
+
+
+def _score(evaluator: BatchedModule, rows: Tensor, images: ImageSet, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Accuracy and mean cross-entropy ``([M], [M])`` of the networks ``rows`` (eval mode) on ``images``."""
+    return evaluate_models(lambda x: evaluator(rows, x).transpose(0, 1), images, device)
+
+
+def train_resnet_zoo(train: ImageSet, test: ImageSet, count: int, schedule: ZooSchedule | None = None, *,
+                     depth: int = 8, width: int = 16, seed: int = 0, index_offset: int = 0, eval_images: int = 1000,
+                     hyperparameters: list[dict] | None = None, **overrides: object) -> ModelZooResult:
+    """Train ``count`` small ResNets at once; keep every model's state dict at each checkpoint epoch.
+
+    Args:
+        train, test: Image sets in ``[0, 1]``, standardised with the training images' mean and std.
+        count: Models (indices ``index_offset ..``; hyperparameters from :func:`resnet_hyperparameters`,
+            initialisation from ``(seed, index)``).
+        schedule: Epochs, checkpoints (default: every epoch), batch size, steps per epoch, device
+            (:class:`~wslgraph.zoo.cnn.ZooSchedule`; default: 10 epochs at batch size 32).
+        depth, width: ResNet-``depth`` (8 or 10: one basic block per stage) of ``width`` stem channels.
+        eval_images: Training images (evenly spaced) for ``train_accuracy``/``train_loss`` at each checkpoint.
+        hyperparameters: Each model's point (dicts with :data:`RESNET_GRID`'s keys) instead of the grid's.
+        **overrides: :class:`~wslgraph.zoo.cnn.ZooSchedule` fields to change.
+
+    Returns:
+        A :class:`~wslgraph.zoo.modelzoos.ModelZooResult` (rows: model-major, then checkpoint).
+    """
+    schedule = (schedule or ZooSchedule(epochs=10, batch_size=32)).with_overrides(overrides)
+    if count < 1:
+        raise ValueError(f"need count >= 1, got {count}")
+    checkpoints = schedule.checkpoint_epochs(tuple(range(schedule.epochs + 1)))
+    device, batch_size = torch.device(schedule.device), schedule.batch_size
+    indices = range(index_offset, index_offset + count)
+    hps = [resnet_hyperparameters(seed, i) for i in indices] if hyperparameters is None else list(hyperparameters)
+    if len(hps) != count:
+        raise ValueError(f"need {count} hyperparameter sets, got {len(hps)}")
+    channels, side = train.images.shape[1], train.images.shape[-1]
+    module = resnet_zoo_model(depth, width, channels).to(device)
+    template = GraphTemplate.from_module(module, input_shape=(channels, side, side))
+    models = [resnet_zoo_model(depth, width, channels, inr_seed(seed + 1, i)) for i in indices]
+    names = [name for name, _ in module.named_parameters()]
+    params = {k: torch.stack([dict(m.named_parameters())[k].detach() for m in models]).to(device) for k in names}
+    buffers = {k: torch.stack([dict(m.named_buffers())[k] for m in models]).to(device)
+               for k, _ in module.named_buffers()}
+    lr = torch.tensor([hp["learning_rate"] for hp in hps], device=device)
+    decay = torch.tensor([hp["weight_decay"] for hp in hps], device=device)
+    kind = torch.tensor([OPTIMIZERS.index(hp["optimizer"]) for hp in hps], device=device)  # 0 SGD, 1 Adam
+    state = {k: (torch.zeros_like(p), torch.zeros_like(p)) for k, p in params.items()}
+    mean, std = train.images.mean(), train.images.std()
+    images, labels = ((train.images - mean) / std).to(device), train.labels.to(device)
+    test_set = ImageSet((test.images - mean) / std, test.labels, test.name, test.split)
+    probe = train.evenly_spaced(min(eval_images, len(train)))
+    probe_set = ImageSet((probe.images - mean) / std, probe.labels, probe.name, probe.split)
+    generator = torch.Generator().manual_seed(inr_seed(seed + 2, index_offset))
+    evaluator = BatchedModule(module, template)
+
+    def loss(p: dict, b: dict, x: Tensor, y: Tensor) -> Tensor:
+        return F.cross_entropy(functional_call(module, (p, b), (x,)), y)
+
+    step_all = vmap(grad_and_value(loss), in_dims=(0, 0, 0, 0))
+    steps = schedule.steps(len(train))
+    rows, step_count = [], 0
+    bar = tqdm(total=schedule.epochs * steps, desc=f"training {count} ResNet-{depth}s", unit="step",
+               disable=not schedule.progress)
+    for epoch in range(schedule.epochs + 1):
+        if epoch in checkpoints:
+            flat = torch.cat([(params[e.key] if e.key in params else buffers[e.key]).detach().reshape(count, -1)
+                              .to(template.layout.dtype).cpu() for e in template.layout.state], dim=1)
+            test_acc, test_loss = _score(evaluator, flat.to(device), test_set, device)
+            train_acc, train_loss = _score(evaluator, flat.to(device), probe_set, device)
+            rows.append((epoch, flat, test_acc, test_loss, train_acc, train_loss))
+        if epoch == schedule.epochs:
+            break
+        module.train()
+        for _ in range(steps):
+            pick = torch.randint(len(train), (count, batch_size), generator=generator).to(device)
+            grads, _ = step_all(params, buffers, images[pick], labels[pick])
+            step_count += 1
+            with torch.no_grad():
+                for key, param in params.items():
+                    grad = grads[key] + decay.view((-1,) + (1,) * (param.dim() - 1)) * param  # torch.optim's decay
+                    _update(param, grad, state[key], lr, kind, step_count)
+            bar.update(1)
+    bar.close()
+    epoch_, flats, test_acc, test_loss, train_acc, train_loss = zip(*rows)
+    per_model = len(checkpoints)
+
+    def by_row(values: tuple[Tensor, ...]) -> Tensor:
+        return torch.stack(values, dim=1).reshape(-1)
+
+    columns = {"epoch": torch.tensor(epoch_).repeat(count),
+               "model_index": torch.tensor(list(indices)).repeat_interleave(per_model),
+               "test_accuracy": by_row(test_acc), "test_loss": by_row(test_loss),
+               "train_accuracy": by_row(train_acc), "train_loss": by_row(train_loss)}
+    columns["ggap"] = columns["train_accuracy"] - columns["test_accuracy"]
+    return ModelZooResult(torch.stack(flats, dim=1).reshape(count * per_model, -1), columns, hps, template)
