@@ -16,7 +16,7 @@ from wslgraph.zoo.modelzoos import CATEGORICAL, GRID, model_zoo_split, model_zoo
 from wslgraph.zoo.resnets import RESNET_GRID, resnet_zoo_model, train_resnet_zoo
 from wslgraph.zoo.storage import SPLIT_CODES, ZooJob
 
-__all__ = ["inr_zoo_job", "cnn_zoo_job", "model_zoo_job", "VAL_EVERY"]
+__all__ = ["inr_zoo_job", "cnn_zoo_job", "model_zoo_job", "resnet_zoo_job", "VAL_EVERY"]
 
 VAL_EVERY = 12  # train image i is a validation image when i % 12 == 11 (DWS: 5k of 60k)
 SPLIT_VOCAB = list(SPLIT_CODES)
