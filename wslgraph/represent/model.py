@@ -43,6 +43,15 @@ def nt_xent(a: Tensor, b: Tensor, temperature: float = 0.1) -> Tensor:
     return (losses[:count] + losses[count:]) / 2
 
 
+def _fit_tensor_statistics(model: nn.Module, rows: Tensor) -> None:
+    """Set ``model.param_mean``/``param_std`` ``[P]`` to each state-dict tensor's mean and std over ``rows``."""
+    for entry in model.layout.state:
+        span = model.layout.span(entry.key)
+        values = rows[:, span].float()
+        model.param_mean[span] = values.mean()
+        model.param_std[span] = values.std().clamp_min(1e-8) if values.numel() > 1 else 1.0
+
+
 def weight_views(layout: GraphLayout, rows: Tensor, seed: int, *, noise: float, erase: float,
                  permute: bool) -> Tensor:
     """One augmented view of flat rows: Gaussian noise (``noise`` x each tensor's std), random erasing of
@@ -99,12 +108,7 @@ class HyperRepresentation(nn.Module):
         """Per-layer mean and std of the training parameters (the reconstruction's units) and the encoder's own
         statistics, from a few training batches."""
         batches = list(batches)
-        rows = torch.cat([batch_params(b)[0] for b in batches])
-        for entry in self.layout.state:
-            span = self.layout.span(entry.key)
-            values = rows[:, span].float()
-            self.param_mean[span] = values.mean()
-            self.param_std[span] = values.std().clamp_min(1e-8) if values.numel() > 1 else 1.0
+        _fit_tensor_statistics(self, torch.cat([batch_params(b)[0] for b in batches]))
         if hasattr(self.encoder, "fit_statistics"):
             self.encoder.fit_statistics(batches)
         return self
@@ -201,12 +205,7 @@ class TokenRepresentation(nn.Module):
 
     def fit_statistics(self, batches: object) -> TokenRepresentation:
         """Per-tensor mean and std of the training parameters (the tokens' units)."""
-        rows = torch.cat([batch_params(b)[0] for b in batches])
-        for entry in self.layout.state:
-            span = self.layout.span(entry.key)
-            values = rows[:, span].float()
-            self.param_mean[span] = values.mean()
-            self.param_std[span] = values.std().clamp_min(1e-8) if values.numel() > 1 else 1.0
+        _fit_tensor_statistics(self, torch.cat([batch_params(b)[0] for b in batches]))
         return self
 
     def _standard(self, rows: Tensor) -> Tensor:

@@ -116,13 +116,6 @@ class TokenTemplate:
         return (f"{type(self).__name__}(num_tokens={self.num_tokens}, token_width={self.token_width}, "
                 f"num_layers={self.num_layers}, extras={self.extra_index.numel()})")
 
-    def __eq__(self, other: object) -> bool:
-        return (isinstance(other, TokenTemplate) and self.token_width == other.token_width
-                and (self.layout is other.layout or self.layout == other.layout))
-
-    def __hash__(self) -> int:
-        return hash((self.token_width, self.layout.num_params, self.num_tokens))
-
     def tokenize(self, rows: Tensor) -> TokenSequence:
         """Token sequences of ``B`` networks given as flat rows ``[B, P]`` (or one ``[P]``): one gather."""
         single = rows.dim() == 1

@@ -44,7 +44,7 @@ from wslgraph.zoo.published import load_state_dict_file
 from wslgraph.zoo.storage import SPLIT_CODES, ZooArrays
 
 __all__ = ["ModelZooCNN", "GRID", "grid_hyperparameters", "train_model_zoo", "ModelZooResult", "load_model_zoos",
-           "model_zoo_split"]
+           "model_zoo_split", "checkpoint_result"]
 
 GRID = {
     "activation": ["tanh", "relu", "sigmoid", "gelu"],
@@ -288,8 +288,15 @@ def train_model_zoo(train: ImageSet, test: ImageSet, count: int, schedule: ZooSc
                     _update(param, grad, moments, lr, kind_code, step_count)
             bar.update(1)
     bar.close()
+    return checkpoint_result(rows, indices, hps, template)
+
+
+def checkpoint_result(rows: list[tuple], indices: range, hyperparameters: list[dict],
+                      template: GraphTemplate) -> ModelZooResult:
+    """A zoo trainer's result from its checkpoints: ``rows`` holds, per checkpoint epoch, ``(epoch, flat
+    [M, P], test accuracy [M], test loss [M], train accuracy [M], train loss [M])`` of models ``indices``."""
     epoch_, flats, test_acc, test_loss, train_acc, train_loss = zip(*rows)
-    per_model = len(checkpoints)
+    count, per_model = len(indices), len(rows)
 
     def by_row(values: tuple[Tensor, ...]) -> Tensor:
         return torch.stack(values, dim=1).reshape(-1)
@@ -299,8 +306,8 @@ def train_model_zoo(train: ImageSet, test: ImageSet, count: int, schedule: ZooSc
                "test_accuracy": by_row(test_acc), "test_loss": by_row(test_loss),
                "train_accuracy": by_row(train_acc), "train_loss": by_row(train_loss)}
     columns["ggap"] = columns["train_accuracy"] - columns["test_accuracy"]
-    params_out = torch.stack(flats, dim=1).reshape(count * per_model, -1)
-    return ModelZooResult(params_out, columns, hps, template)
+    return ModelZooResult(torch.stack(flats, dim=1).reshape(count * per_model, -1), columns, hyperparameters,
+                          template)
 
 
 def _check_layer_order(template: GraphTemplate) -> None:

@@ -25,7 +25,7 @@ from wslgraph.zoo.architectures import ResNet, resnet
 from wslgraph.zoo.cnn import OPTIMIZERS, ZooSchedule, _update, evaluate_models
 from wslgraph.zoo.data import ImageSet
 from wslgraph.zoo.inr import inr_seed
-from wslgraph.zoo.modelzoos import ModelZooResult
+from wslgraph.zoo.modelzoos import ModelZooResult, checkpoint_result
 
 __all__ = ["RESNET_GRID", "resnet_hyperparameters", "resnet_zoo_model", "train_resnet_zoo"]
 
@@ -135,15 +135,4 @@ def train_resnet_zoo(train: ImageSet, test: ImageSet, count: int, schedule: ZooS
                     _update(param, grad, state[key], lr, kind, step_count)
             bar.update(1)
     bar.close()
-    epoch_, flats, test_acc, test_loss, train_acc, train_loss = zip(*rows)
-    per_model = len(checkpoints)
-
-    def by_row(values: tuple[Tensor, ...]) -> Tensor:
-        return torch.stack(values, dim=1).reshape(-1)
-
-    columns = {"epoch": torch.tensor(epoch_).repeat(count),
-               "model_index": torch.tensor(list(indices)).repeat_interleave(per_model),
-               "test_accuracy": by_row(test_acc), "test_loss": by_row(test_loss),
-               "train_accuracy": by_row(train_acc), "train_loss": by_row(train_loss)}
-    columns["ggap"] = columns["train_accuracy"] - columns["test_accuracy"]
-    return ModelZooResult(torch.stack(flats, dim=1).reshape(count * per_model, -1), columns, hps, template)
+    return checkpoint_result(rows, indices, hps, template)
