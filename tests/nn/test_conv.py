@@ -157,3 +157,32 @@ def test_loaded_degree_statistic_is_used_and_an_unfitted_one_is_estimated_again(
     fresh.load_state_dict(GNNEncoder(3, hidden=8, num_layers=1).state_dict(), strict=False)
     fresh(batch)
     assert float(fresh.layers[0].avg_log_degree) == delta  # an unfitted (NaN) statistic is estimated again
+
+
+def test_large_dense_blocks_go_in_chunks_of_target_rows_with_the_same_results(monkeypatch) -> None:
+    """Above CHUNK_EDGES edges a dense block is processed in chunks of target rows: the node and edge states and
+    the gradients are those of the whole block (up to the order of summation)."""
+    from tests.models import randomize
+    from wslgraph import GraphTemplate
+    from wslgraph.nn import GNNEncoder, conv
+    from wslgraph.zoo import small_cnn
+
+    template = GraphTemplate.from_module(small_cnn(channels=8))
+    rows = torch.stack([template.flatten(randomize(small_cnn(channels=8), s).state_dict()) for s in range(3)]) * 0.3
+    batch = template.batch(rows)
+    torch.manual_seed(0)
+    encoder = GNNEncoder(3, hidden=16, num_layers=2)
+    encoder.fit_statistics(batch)
+
+    def run() -> tuple[torch.Tensor, ...]:
+        encoder.zero_grad()
+        out = encoder(batch)
+        out.square().sum().backward()
+        return out.detach(), *[p.grad.clone() for p in encoder.parameters() if p.grad is not None]
+
+    whole = run()
+    monkeypatch.setattr(conv, "CHUNK_EDGES", 40)  # 3 graphs x 8 x 3 edges per row: one target row per chunk
+    chunked = run()
+    assert len(whole) == len(chunked)
+    for a, b in zip(whole, chunked):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)

@@ -17,6 +17,7 @@ __all__ = ["EdgeUpdateConv", "AGGREGATORS", "SCALERS"]
 AGGREGATORS = ("mean", "max", "min", "std", "sum")
 SCALERS = ("identity", "amplification", "attenuation")
 _EPS = 1e-5
+CHUNK_EDGES = 2**18  # edges of one dense block processed at once (their FiLM projections: 256 MiB at width 64)
 
 
 def forget_delta(module: nn.Module, incompatible_keys: object) -> None:
@@ -197,17 +198,12 @@ class EdgeUpdateConv(MessagePassing):
         keys = tuple(self._stat_keys)
         updated = []
         for b, e in zip(plan.blocks, edges):
-            e = DenseEdgeUpdate.apply(e, p[b.src].view(num_graphs, b.groups, 1, b.k, hidden),
-                                      q[b.dst].view(num_graphs, b.groups, b.m, 1, hidden), self.lin_edge.weight,
-                                      self.edge_out.weight, self.edge_out.bias, self.edge_norm.weight,
-                                      self.edge_norm.bias, self.edge_norm.eps)
-            updated.append(e)
-            # direction 0: messages from source j to target i, reduced over j (axis 3);
-            # direction 1: from target i to source j, reduced over i (axis 2)
             sources = [messages[0][b.src].view(num_graphs, b.groups, 1, b.k, hidden)]
             if self.bidirectional:
                 sources.append(messages[1][b.dst].view(num_graphs, b.groups, b.m, 1, hidden))
-            stats = FiLMMessageStats.apply(e, self.film.weight, self.film.bias, keys, *sources)
+            e, stats = self._dense_block(e, b, p[b.src].view(num_graphs, b.groups, 1, b.k, hidden),
+                                         q[b.dst].view(num_graphs, b.groups, b.m, 1, hidden), sources, keys)
+            updated.append(e)
             for direction, start in enumerate((b.dst, b.src)[:directions]):
                 received[direction].setdefault(start, []).append(
                     {key: stats[direction * len(keys) + i].reshape(num_graphs, -1, hidden)
@@ -218,6 +214,33 @@ class EdgeUpdateConv(MessagePassing):
             stats = self._assemble(received[direction], plan, degree, num_graphs, h)
             parts.append((self._finish(stats), stats["count"].squeeze(-1)))
         return self._update_nodes(h, parts), updated
+
+    def _dense_block(self, e: Tensor, b: object, source: Tensor, target: Tensor, messages: list[Tensor],
+                     keys: tuple[str, ...]) -> tuple[Tensor, list[Tensor]]:
+        """One block's edge update and message statistics (direction 0 per target row, direction 1 per source
+        column). A block of more than ``CHUNK_EDGES`` edges goes in chunks of target rows: its edge-sized
+        temporaries (the FiLM projections of both directions) then exist for one chunk at a time; per-target
+        statistics are concatenated and per-source ones combined across chunks, as across blocks."""
+        rows = max(1, CHUNK_EDGES // max(1, e.shape[0] * b.groups * b.k))
+        args = (self.lin_edge.weight, self.edge_out.weight, self.edge_out.bias, self.edge_norm.weight,
+                self.edge_norm.bias, self.edge_norm.eps)
+        if rows >= b.m:
+            e = DenseEdgeUpdate.apply(e, source, target, *args)
+            return e, list(FiLMMessageStats.apply(e, self.film.weight, self.film.bias, keys, *messages))
+        edges, per_target, per_source = [], [], []
+        for start in range(0, b.m, rows):
+            part = slice(start, min(start + rows, b.m))
+            chunk = DenseEdgeUpdate.apply(e[:, :, part], source, target[:, :, part], *args)
+            stats = FiLMMessageStats.apply(chunk, self.film.weight, self.film.bias, keys, messages[0],
+                                           *[m[:, :, part] for m in messages[1:]])
+            edges.append(chunk)
+            per_target.append(stats[:len(keys)])
+            per_source.append(stats[len(keys):])
+        combine = {"sum": torch.add, "squares": torch.add, "max": torch.maximum, "min": torch.minimum}
+        stats = [torch.cat([chunk[i] for chunk in per_target], dim=2) for i in range(len(keys))]
+        if len(messages) > 1:
+            stats += [functools.reduce(combine[key], [chunk[i] for chunk in per_source]) for i, key in enumerate(keys)]
+        return torch.cat(edges, dim=2), stats
 
     @property
     def _stat_keys(self) -> list[str]:
