@@ -17,6 +17,7 @@ __all__ = ["EdgeUpdateConv", "AGGREGATORS", "SCALERS"]
 AGGREGATORS = ("mean", "max", "min", "std", "sum")
 SCALERS = ("identity", "amplification", "attenuation")
 _EPS = 1e-5
+_COMBINE = {"sum": torch.add, "squares": torch.add, "max": torch.maximum, "min": torch.minimum}  # partial stats
 CHUNK_EDGES = 2**18  # edges of one dense block processed at once (their FiLM projections: 256 MiB at width 64)
 
 
@@ -236,10 +237,9 @@ class EdgeUpdateConv(MessagePassing):
             edges.append(chunk)
             per_target.append(stats[:len(keys)])
             per_source.append(stats[len(keys):])
-        combine = {"sum": torch.add, "squares": torch.add, "max": torch.maximum, "min": torch.minimum}
         stats = [torch.cat([chunk[i] for chunk in per_target], dim=2) for i in range(len(keys))]
         if len(messages) > 1:
-            stats += [functools.reduce(combine[key], [chunk[i] for chunk in per_source]) for i, key in enumerate(keys)]
+            stats += [functools.reduce(_COMBINE[key], [chunk[i] for chunk in per_source]) for i, key in enumerate(keys)]
         return torch.cat(edges, dim=2), stats
 
     @property
@@ -254,13 +254,12 @@ class EdgeUpdateConv(MessagePassing):
         Every block sends to whole node groups, so contributions are combined
         per receiving group; groups that receive nothing get zeros.
         """
-        combine = {"sum": torch.add, "squares": torch.add, "max": torch.maximum, "min": torch.minimum}
         stats: dict[str, Tensor] = {}
         for key in self._stat_keys:
             columns = []
             for start, size in plan.groups:
                 parts = [part[key] for part in received.get(start, [])]
-                columns.append(functools.reduce(combine[key], parts) if parts
+                columns.append(functools.reduce(_COMBINE[key], parts) if parts
                                else like.new_zeros(num_graphs, size, self.channels))
             stats[key] = torch.cat(columns, dim=1).reshape(-1, self.channels)
         stats["count"] = degree.to(like.dtype).repeat(num_graphs).unsqueeze(-1)

@@ -206,7 +206,7 @@ class EdgeEncoder(nn.Module):
                                      f"{expected}; pad every batch to one kernel grid (wslgraph.graph.PadEdgeFeatures)")
         chunk = max(1, CHUNK_ELEMENTS // width)
         if not built or edge_attr.shape[0] <= chunk:
-            return self.project(self.fourier(edge_attr)) + self.edge_type(edge_type)
+            return self._project(edge_attr) + self.edge_type(edge_type)
         # Large graphs (a ResNet's 3x3 kernels padded to its 7x7 stem: 1,617 features per edge) go chunk by chunk,
         # so the features of at most CHUNK_ELEMENTS values exist at once; under autograd each chunk is recomputed
         # in the backward pass instead of kept.

@@ -119,8 +119,9 @@ def train_resnet_zoo(train: ImageSet, test: ImageSet, count: int, schedule: ZooS
         if epoch in checkpoints:
             flat = torch.cat([(params[e.key] if e.key in params else buffers[e.key]).detach().reshape(count, -1)
                               .to(template.layout.dtype).cpu() for e in template.layout.state], dim=1)
-            test_acc, test_loss = _score(evaluator, flat.to(device), test_set, device)
-            train_acc, train_loss = _score(evaluator, flat.to(device), probe_set, device)
+            scored = flat.to(device)
+            test_acc, test_loss = _score(evaluator, scored, test_set, device)
+            train_acc, train_loss = _score(evaluator, scored, probe_set, device)
             rows.append((epoch, flat, test_acc, test_loss, train_acc, train_loss))
         if epoch == schedule.epochs:
             break
