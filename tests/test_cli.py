@@ -131,11 +131,11 @@ def test_convert_errors_are_clear(tmp_path, capsys) -> None:
     assert main(["convert", "wslgraph.zoo:small_cnn", "--checkpoint", str(tmp_path / "linear.pth")]) == 2
     assert "does not fit wslgraph.zoo:small_cnn" in capsys.readouterr().err
     for bad, message in ((["--picture", str(tmp_path / "graph.gif")], "use a .png, .svg or .pdf"),
-                         (["--kwargs", "{bad"], "--kwargs is not JSON")):
+                         (["--kwargs", "{bad"], "argument --kwargs: '{bad' is not JSON")):
         with pytest.raises(SystemExit) as stopped:
             main(["convert", "wslgraph.zoo:siren", *bad])
         error = capsys.readouterr().err
-        assert stopped.value.code == 2 and "wslgraph: error: " in error and message in error
+        assert stopped.value.code == 2 and "error: " in error and message in error
     assert not (tmp_path / "graph.gif").exists()
     (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
     from wslgraph import load_graph
@@ -194,7 +194,7 @@ def test_train_refuses_bad_options_and_models(tmp_path, capsys) -> None:
     zoo = tmp_path / "zoo"
     assert main(["zoo", "inr", str(zoo), "--train-images", "12", "--test-images", "2", "--steps", "5",
                  "--shard-size", "14", "--no-compile", "--quiet"]) == 0
-    for arguments, message in ((["--options", "{bad"], "--options is not JSON"),
+    for arguments, message in ((["--options", "{bad"], "argument --options: '{bad' is not JSON"),
                                (["--model", "resnet"], "unknown model 'resnet'"),
                                (["--options", '{"no_such_option": 1}'], "no_such_option")):
         with pytest.raises(SystemExit) as stopped:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import json
 import math
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from wslgraph.errors import ManifestError, WSLGraphError
+from wslgraph.errors import CorruptShardError, ManifestError, WSLGraphError, ZooError
 from wslgraph.runtime import tune_cpu_allocator
 from wslgraph.weightspace.augment import AUGMENT_PRESETS
 from wslgraph.zoo.architectures import ACTIVATIONS
@@ -81,6 +82,18 @@ def FRACTION(text: str) -> float:  # noqa: N802 (an argparse type, named like th
     return value
 
 
+def JSON_OBJECT(text: str) -> dict:  # noqa: N802 (an argparse type, named like the others)
+    """An argparse type: a JSON object, e.g. ``{"hidden": 32}``."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not JSON ({error}); e.g. '{{\"hidden\": 32}}'") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{text!r} is a JSON {type(value).__name__}, not an object of "
+                                         "name: value pairs; e.g. '{\"hidden\": 32}'")
+    return value
+
+
 def _run_name(key: str, options: dict) -> str:
     """A demo run's folder: the model and a digest of its options, so a demo with other options starts afresh
     beside an earlier one instead of refusing its checkpoints."""
@@ -100,6 +113,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     torch.manual_seed(args.seed)
     out = Path(args.out)
+    if out.exists() and not out.is_dir():  # before any work: a demo must not fit a zoo only to fail at its figures
+        raise OSError(errno.ENOTDIR, "--out is a file, not a folder", str(out))
     print("== 1. Conversion: nn.Module -> parameter graph -> state dict, exactly")
     for title, model in (("SIREN INR 2-32-32-1", siren()), ("Small-CNN-Zoo CNN", small_cnn()),
                          ("ResNet basic block", BasicBlock(8, 16, stride=2))):
@@ -240,14 +255,12 @@ def _train(args: argparse.Namespace) -> int:
     chosen = task_for(splits["train"], args.task)
     task, out_dim = chosen.name, chosen.out_dim(splits["train"])
     try:
-        options = default_options(args.model, json.loads(args.options), splits["train"].arrays.kind, task)
+        options = default_options(args.model, args.options, splits["train"].arrays.kind, task)
         config = TrainConfig(task=task, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              weight_decay=args.weight_decay, patience=args.patience, seed=args.seed,
                              device=args.device, progress=not args.quiet, augment=args.augment)
         torch.manual_seed(args.seed)
         model = make_model(args.model, out_dim, options, splits["train"], task)
-    except json.JSONDecodeError as error:
-        args.parser.error(f"--options is not JSON ({error}); e.g. --options '{{\"hidden\": 32}}'")
     except (ValueError, TypeError) as error:  # an unknown model or option, a bad setting
         args.parser.error(f"{args.model}: {error}")
     result = train(model, splits["train"], splits["val"], config, test_set=splits["test"], out_dir=args.out)
@@ -276,12 +289,10 @@ def _represent(args: argparse.Namespace) -> int:
         options = RepresentOptions(encoder=args.encoder, latent=args.latent, gamma=args.gamma,
                                    temperature=args.temperature, noise=args.noise, erase=args.erase,
                                    permute=args.permute, max_weight=args.max_weight,
-                                   encoder_options=json.loads(args.encoder_options))
+                                   encoder_options=args.encoder_options)
         config = TrainConfig(task="represent", epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              weight_decay=args.weight_decay, patience=args.patience, seed=args.seed,
                              device=args.device, progress=not args.quiet)
-    except json.JSONDecodeError as error:
-        args.parser.error(f"--encoder-options is not JSON ({error}); e.g. --encoder-options '{{\"hidden\": 32}}'")
     except (ValueError, TypeError) as error:
         args.parser.error(str(error))
     result = train_representation(args.zoo, args.out, options, config)
@@ -347,16 +358,16 @@ def _sample(args: argparse.Namespace) -> int:
               f"wrote {args.count} sampled checkpoints to {args.out} (evaluation runs on Model Zoos zoos only)")
     return 0
 
+
 def _eval(args: argparse.Namespace) -> int:
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from wslgraph.tasks import TrainConfig, evaluate
     from wslgraph.tasks.compare import make_model
     from wslgraph.zoo.dataset import ZooDataset
 
-    if not (Path(args.run) / "run.json").exists():
-        raise ManifestError(f"{args.run} has no run.json; it must be a folder written by `wslgraph train`")
-    run = json.loads((Path(args.run) / "run.json").read_text())
+    run = _read_run(Path(args.run))
     dataset = ZooDataset(args.zoo or run["zoo"], args.split, target=run["target"])
     trained_on = run.get("layout")
     if trained_on is not None and trained_on != dataset.arrays.layout.to_dict():
@@ -366,10 +377,34 @@ def _eval(args: argparse.Namespace) -> int:
     config = TrainConfig(task=run["task"], batch_size=args.batch_size, device=args.device, progress=False)
     with torch.no_grad():
         model(next(dataset.batches(2)))  # lazy initialisation
-    state = load_file(Path(args.run) / "best.safetensors")
-    model.load_state_dict({k[len("model."):]: v for k, v in state.items()})
+    best = Path(args.run) / "best.safetensors"
+    try:
+        state = load_file(best)
+        model.load_state_dict({k[len("model."):]: v for k, v in state.items()})
+    except FileNotFoundError:
+        raise ManifestError(f"{best} does not exist: the run has not finished an epoch; train it further with "
+                            "`wslgraph train` or evaluate another run") from None
+    except (SafetensorError, RuntimeError) as error:
+        raise CorruptShardError(f"{best} is corrupt or holds another model's weights ({error}); retrain the "
+                                "run") from None
     print(json.dumps(evaluate(model.to(args.device), dataset, config), indent=2))
     return 0
+
+
+def _read_run(run: Path) -> dict:
+    """``run.json`` of a folder written by ``wslgraph train``, with the fields ``eval`` needs."""
+    path = run / "run.json"
+    if not path.is_file():
+        raise ManifestError(f"{run} has no run.json; it must be a folder written by `wslgraph train`")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ManifestError(f"{path} is not valid JSON ({error}); the file is corrupt") from None
+    missing = [k for k in ("zoo", "model", "options", "out_dim", "task", "target")
+               if not isinstance(data, dict) or k not in data]
+    if missing:
+        raise ManifestError(f"{path} lacks {missing}; it was not written by `wslgraph train` or was edited")
+    return data
 
 
 def _zoo_merge(args: argparse.Namespace) -> int:
@@ -385,7 +420,7 @@ def _zoo_info(args: argparse.Namespace) -> int:
 
     manifest = read_manifest(args.root)  # a clear error where there is no finished zoo
     for entry in manifest["shards"]:  # a summary only of a zoo whose every shard is what the manifest says
-        read_shard(args.root, entry)
+        read_shard(args.root, entry, fingerprint=manifest.get("fingerprint"))
     _report(args.root, False)
     print(f"all {len(manifest['shards'])} shards match their SHA-256")
     return 0
@@ -407,7 +442,11 @@ def _mlp_from_checkpoint(path: Path, activation: str, in_features: int, w0: floa
     from wslgraph.zoo import mlp
     from wslgraph.zoo.published import mlp_state_to_params
 
-    params, widths = mlp_state_to_params(load_checkpoint(path), in_features)
+    try:
+        params, widths = mlp_state_to_params(load_checkpoint(path), in_features)
+    except ZooError as error:
+        raise ZooError(f"{path} as a bare MLP checkpoint: {error}. For any other network give its builder and the "
+                       "weights: wslgraph convert MODULE:FACTORY --checkpoint FILE") from None
     model = mlp(in_features, widths[:-1], widths[-1], activation, w0)
     with torch.no_grad():
         for parameter, value in zip(model.parameters(), params, strict=True):
@@ -435,11 +474,7 @@ def _convert(args: argparse.Namespace) -> int:
             model = _mlp_from_checkpoint(source, args.activation, args.in_features, args.w0)
             title = f"{source.name} (MLP, {args.activation})"
     else:
-        try:
-            kwargs = json.loads(args.kwargs)
-        except json.JSONDecodeError as error:
-            args.parser.error(f"--kwargs is not JSON ({error})")
-        model = load_model(args.model, args.checkpoint, kwargs)
+        model = load_model(args.model, args.checkpoint, args.kwargs)
         title = args.model + (f" + {Path(args.checkpoint).name}" if args.checkpoint else "")
     if model is not None:
         graph = to_graph(model, input_shape=args.input_shape)
@@ -499,7 +534,7 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
                                        "state dict (.pt/.pth/.safetensors), or a graph saved with --save")
     convert.add_argument("--checkpoint", default=None,
                          help="state dict loaded into the factory's network (.pt/.pth, weights only, or .safetensors)")
-    convert.add_argument("--kwargs", default="{}", help="factory keyword arguments as JSON")
+    convert.add_argument("--kwargs", type=JSON_OBJECT, default={}, help="factory keyword arguments as JSON")
     convert.add_argument("--input-shape", type=POSITIVE, nargs="+", default=None,
                          help="one input's shape, e.g. 1 28 28 (only where a Linear reads a flattened feature map)")
     convert.add_argument("--activation", default="relu", choices=["sine", *ACTIVATIONS],
@@ -664,7 +699,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     trainer.add_argument("--model", default="gnn",
                          help="gnn, gnn-probe, transformer, transformer-probe, dwsnet, nfn-hnp, nfn-np, mlp, "
                               "mlp-aug, statnn")
-    trainer.add_argument("--options", default="{}", help='model options as JSON, e.g. \'{"hidden": 32}\'')
+    trainer.add_argument("--options", type=JSON_OBJECT, default={},
+                         help='model options as JSON, e.g. \'{"hidden": 32}\'')
     trainer.add_argument("--out", required=True, help="run folder: checkpoints, metrics, run.json")
     trainer.add_argument("--task", default="auto", choices=["auto", "classification", "regression", "editing"],
                          help="auto: classification for INR zoos, regression for CNN zoos; editing: INR dilation "
@@ -705,7 +741,7 @@ def _add_represent(sub: argparse._SubParsersAction) -> None:
     command.add_argument("--out", required=True, help="run folder: checkpoints, represent.json, embeddings")
     command.add_argument("--encoder", default="gnn", choices=["gnn", "transformer", "sane"],
                          help="sane: SANE's token autoencoder (windows of tokens; --latent is per token)")
-    command.add_argument("--encoder-options", default="{}", help="encoder options as JSON")
+    command.add_argument("--encoder-options", type=JSON_OBJECT, default={}, help="encoder options as JSON")
     command.add_argument("--latent", type=POSITIVE, default=32, help="embedding size")
     command.add_argument("--gamma", type=NONNEGATIVE, default=0.5, help="weight of the contrastive loss (0..1)")
     command.add_argument("--temperature", type=RATE, default=0.1)

@@ -53,7 +53,9 @@ def _edit_layout(path, edit) -> None:
     (lambda d: d.update(dtype="float64"), "feature dtype is torch.float64"),
     (lambda d: d["state"][0].update(shape=[2, 32]), "the layout says"),
     (lambda d: d["edge_blocks"][0].update(src=99), "its layout cannot be read"),
-    (lambda d: d["edge_blocks"][0].update(offset=10**12), None),  # offsets are derived: a bogus one is harmless
+    # a bogus offset would be harmless (offsets are derived), but any edit breaks the file's SHA-256
+    (lambda d: d["edge_blocks"][0].update(offset=10**12), "does not match the SHA-256"),
+    (lambda d: None, None),  # rewritten unchanged: loads
 ])
 def test_a_saved_graph_whose_layout_does_not_fit_its_tensors_is_refused(tmp_path, edit, message) -> None:
     graph = to_graph(siren())

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from wslgraph.baselines.equivariant import WeightSpaceLinear, invariant_pool, to_canonical, weight_space_slots
-from wslgraph.errors import InvalidGraphError, ShapeMismatchError, UnsupportedModuleError
+from wslgraph.errors import InvalidGraphError, NonFiniteError, ShapeMismatchError, UnsupportedModuleError
 from wslgraph.graph.layout import GraphLayout
 from wslgraph.weightspace import WeightSpaceSpec, batch_params, to_weight_space, weight_space_spec
 from wslgraph.weightspace.augment import RandomHiddenPermutation
@@ -103,6 +103,7 @@ class WeightSpaceModel(nn.Module):
         """Fit the per-tensor mean and std on training batches (or one batch / parameter tensor)."""
         batches = _as_batches(batches)
         rows = torch.cat([self._params(b) for b in batches])
+        _require_finite(rows, "weights")
         parts = rows.split(self._counts, dim=1)
         self._mean.copy_(torch.stack([p.mean() for p in parts]))
         self._std.copy_(torch.stack([p.std().clamp(min=1e-8) if p.numel() > 1 else torch.ones(()) for p in parts]))
@@ -357,6 +358,7 @@ class StatNN(WeightSpaceModel):
         """Fit the standardisation of the statistics (raw parameters, not normalised)."""
         batches = _as_batches(batches)
         features = torch.cat([statnn_features(self._params(b), self.layout) for b in batches])
+        _require_finite(features, "weight statistics")
         self.feature_mean.copy_(features.mean(0))
         self.feature_std.copy_(features.std(0).clamp(min=1e-8) if features.shape[0] > 1 else torch.ones_like(
             self.feature_std))
@@ -365,6 +367,15 @@ class StatNN(WeightSpaceModel):
     def forward(self, batch: object) -> Tensor:
         params = self._params(batch)
         return self.mlp((statnn_features(params, self.layout) - self.feature_mean) / self.feature_std)
+
+
+def _require_finite(rows: Tensor, what: str) -> None:
+    """:class:`NonFiniteError` naming the rows (models) of ``rows`` that hold NaN or infinite values."""
+    bad = (~torch.isfinite(rows).all(dim=1)).nonzero().flatten()
+    if bad.numel():
+        raise NonFiniteError(f"fit_statistics was given {bad.numel()} models with NaN or infinite {what} (rows "
+                             f"{bad[:5].tolist()}{' ...' if bad.numel() > 5 else ''}); leave them out (ZooDataset "
+                             "refuses them) before fitting the normalisation")
 
 
 BASELINES = {

@@ -9,6 +9,7 @@ same graph bit for bit. No pickle is involved.
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib
 import importlib.util
 import json
@@ -35,29 +36,40 @@ _FORMAT = "wslgraph.graph/1"
 
 
 def save_graph(graph: ParamGraph, path: str | os.PathLike[str]) -> Path:
-    """Write one parameter graph to a safetensors file (atomically); :func:`load_graph` reads it back exactly."""
+    """Write one parameter graph to a safetensors file (atomically); :func:`load_graph` reads it back exactly.
+
+    The metadata holds the layout and a SHA-256 of the layout and the tensor bytes, so that a damaged or edited
+    file is refused on loading instead of giving another graph.
+    """
     layout = graph.layout
     if not isinstance(layout, GraphLayout):
         raise InvalidGraphError("save_graph needs a single graph with a layout; save batch.get_example(i) for a batch")
     state = {key: value.detach().cpu().contiguous().clone() for key, value in state_dict_from_graph(graph).items()}
     metadata = {_KEY: json.dumps(layout.to_dict(), sort_keys=True), "format": _FORMAT}
-    return atomic_write_bytes(path, save_safetensors(state, metadata=metadata))
+    digest = _digest(metadata[_KEY], save_safetensors(state, metadata=metadata))  # tensor bytes: the same below
+    return atomic_write_bytes(path, save_safetensors(state, metadata={**metadata, "sha256": digest}))
+
+
+def _digest(layout_json: str, data: bytes) -> str:
+    """SHA-256 of a graph file's layout JSON and its tensor bytes (what follows the safetensors header)."""
+    return hashlib.sha256(layout_json.encode() + data[8 + int.from_bytes(data[:8], "little"):]).hexdigest()
 
 
 def load_graph(path: str | os.PathLike[str]) -> ParamGraph:
     """Read a graph written by :func:`save_graph`.
 
     Raises:
-        CorruptShardError: The file is not a safetensors file or lacks the layout.
+        CorruptShardError: The file is not a safetensors file, lacks the layout, its layout does not fit its
+            tensors, or its bytes do not match the SHA-256 stored when it was written.
     """
     path = Path(path)
+    data = path.read_bytes()
     try:
-        with safe_open(path, framework="pt") as file:
-            metadata = file.metadata() or {}
-            state = {key: file.get_tensor(key) for key in file.keys()}
-    except (SafetensorError, ValueError) as error:
+        state = load_safetensors(data)
+        metadata = json.loads(data[8:8 + int.from_bytes(data[:8], "little")]).get("__metadata__") or {}
+    except (SafetensorError, ValueError, AttributeError) as error:  # ValueError: JSON and UTF-8 errors too
         raise CorruptShardError(f"{path} is not a safetensors file written by save_graph ({error})") from error
-    if metadata.get("format") != _FORMAT or _KEY not in metadata:
+    if not isinstance(metadata, dict) or metadata.get("format") != _FORMAT or not isinstance(metadata.get(_KEY), str):
         raise CorruptShardError(f"{path} is a safetensors file but not a wslgraph graph (no {_KEY!r} metadata); "
                                 "write graphs with wslgraph.save_graph")
     try:
@@ -69,6 +81,9 @@ def load_graph(path: str | os.PathLike[str]) -> ParamGraph:
         missing = [e.key for e in layout.state if e.key not in state]
         raise CorruptShardError(f"{path} lacks tensors its layout names: {missing}")
     _check_layout_against_tensors(path, layout, ordered)
+    if "sha256" in metadata and metadata["sha256"] != _digest(metadata[_KEY], data):  # files before it: no digest
+        raise CorruptShardError(f"{path} does not match the SHA-256 stored when it was written: the file was "
+                                "damaged or edited; save the graph again")
     return graph_from_state_dict(layout, ordered)
 
 
@@ -130,7 +145,14 @@ def load_factory(spec: str, kwargs: dict | None = None) -> nn.Module:
         target = getattr(target, part)
     if not callable(target):
         raise FactoryError(f"{spec} is not callable")
-    model = target(**(kwargs or {}))
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise FactoryError(f"{spec}: keyword arguments must be a JSON object such as {{\"width\": 8}}, got "
+                           f"{type(kwargs).__name__}")
+    try:
+        model = target(**(kwargs or {}))
+    except Exception as error:  # noqa: BLE001 - the user's factory may raise anything; name it and the call
+        raise FactoryError(f"{spec}({', '.join(f'{k}={v!r}' for k, v in (kwargs or {}).items())}) raised "
+                           f"{type(error).__name__}: {error}; fix the factory or its keyword arguments") from error
     if not isinstance(model, nn.Module):
         raise FactoryError(f"{spec} returned a {type(model).__name__}, not an nn.Module")
     return model

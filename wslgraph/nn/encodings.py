@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 from torch_geometric.nn import Linear
 
-from wslgraph.errors import ShapeMismatchError
+from wslgraph.errors import NonFiniteError, ShapeMismatchError
 from wslgraph.graph.vocab import NUM_NODE_FEATURES, Activation, EdgeType, NodeType
 
 __all__ = ["FourierFeatures", "PositionalEmbedding", "ParamNormalizer", "NodeEncoder", "EdgeEncoder", "CHUNK_ELEMENTS"]
@@ -122,6 +122,10 @@ class ParamNormalizer(nn.Module):
             mask = batch.x_mask.cpu()
             cells = batch.layer.cpu().unsqueeze(1) * NUM_NODE_FEATURES + torch.arange(NUM_NODE_FEATURES)
             node_stats += _moments(cells[mask], batch.x.double().cpu()[mask], node_stats.shape[1])
+        if not (torch.isfinite(edge_stats).all() and torch.isfinite(node_stats).all()):
+            raise NonFiniteError("fit_statistics was given NaN or infinite weights or node features (or weights so "
+                                 "large that their squares overflow); leave those models out (ZooDataset refuses "
+                                 "them) before fitting the normalisation")
         for stats, mean, std in ((edge_stats, self.edge_mean, self.edge_std),
                                  (node_stats.view(3, self.max_layers, -1), self.node_mean, self.node_std)):
             count, total, squares = stats

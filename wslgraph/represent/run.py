@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file, save
 from torch import Tensor
 
-from wslgraph.errors import ManifestError, ZooError
+from wslgraph.errors import CorruptShardError, ManifestError, OptionError, ZooError, check_options
 from wslgraph.io import atomic_write_bytes
 from wslgraph.nn import GNNEncoder, TransformerEncoder
 from wslgraph.represent.model import HyperRepresentation, TokenRepresentation
@@ -71,6 +71,14 @@ class RepresentOptions:
             raise ValueError(f"max_weight must be > 0 or None, got {self.max_weight}")
         if self.latent < 1 or self.decoder_hidden < 1:
             raise ValueError(f"latent and decoder_hidden must be >= 1, got {self.latent}, {self.decoder_hidden}")
+        if not (0 <= self.gamma <= 1 and self.temperature > 0 and self.noise >= 0 and 0 <= self.erase < 1):
+            raise OptionError(f"need 0 <= gamma <= 1, temperature > 0, noise >= 0 and 0 <= erase < 1; got gamma="
+                              f"{self.gamma}, temperature={self.temperature}, noise={self.noise}, erase={self.erase}")
+        if not isinstance(self.encoder_options, dict):
+            raise OptionError(f"encoder_options must be a JSON object such as {{\"hidden\": 32}}, got "
+                              f"{self.encoder_options!r}")
+        factory = TokenTransformer.__init__ if self.encoder == "sane" else ENCODERS[self.encoder]
+        check_options(f"the {self.encoder} encoder", factory, self.encoder_options)
 
 
 def kept_rows(params: Tensor, max_weight: float | None) -> Tensor:
@@ -110,20 +118,32 @@ def load_representation(run: str | Path, layout: object | None = None) -> HyperR
     if not (run / "represent.json").exists() or not (run / "best.safetensors").exists():
         raise ManifestError(f"{run} is not a finished representation run (represent.json and best.safetensors); "
                             "train one with `wslgraph represent ZOO --out RUN`")
-    meta = json.loads((run / "represent.json").read_text())
+    from safetensors import SafetensorError
+
     from wslgraph.graph.layout import GraphLayout
 
-    trained = GraphLayout.from_dict(meta["layout"])
+    try:
+        meta = json.loads((run / "represent.json").read_text())
+        trained = GraphLayout.from_dict(meta["layout"])
+        options = RepresentOptions(**meta["options"])
+        seed = int(meta["seed"])
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as error:
+        raise ManifestError(f"{run / 'represent.json'} is corrupt or was edited ({type(error).__name__}: {error}); "
+                            "train the representation again") from None
     if layout is not None and layout.to_dict() != meta["layout"]:
         raise ManifestError(f"{run} was trained on another architecture than this zoo's; embed and decode only "
                             "zoos of the architecture it was trained on")
-    model = build_representation(trained, RepresentOptions(**meta["options"]), meta["seed"])
-    state = load_file(run / "best.safetensors")
+    model = build_representation(trained, options, seed)
     with torch.no_grad():  # lazy parameters: build them on one graph of the architecture
         from wslgraph.convert.template import GraphTemplate
 
         model.embed(GraphTemplate(trained).batch(torch.zeros(2, trained.num_params)))
-    model.load_state_dict({k[len("model."):]: v for k, v in state.items()})
+    try:
+        state = load_file(run / "best.safetensors")
+        model.load_state_dict({k[len("model."):]: v for k, v in state.items()})
+    except (SafetensorError, RuntimeError) as error:
+        raise CorruptShardError(f"{run / 'best.safetensors'} is corrupt or holds another model's weights ({error}); "
+                                "train the representation again") from None
     return model.eval()
 
 
@@ -147,13 +167,13 @@ def save_embeddings(path: str | Path, embeddings: Tensor, dataset: ZooDataset, r
 def load_embeddings(path: str | Path, dataset: ZooDataset) -> Tensor:
     """Embeddings written by :func:`save_embeddings` for ``dataset``; embeddings of another zoo or split are
     refused with :class:`~wslgraph.errors.ZooError`."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), "pt") as handle:
             metadata = handle.metadata() or {}
             embeddings = handle.get_tensor("embeddings")
-    except (OSError, RuntimeError, KeyError) as error:
+    except (OSError, RuntimeError, KeyError, SafetensorError) as error:
         raise ZooError(f"{path} is not an embeddings file written by `wslgraph embed` ({error})") from error
     if metadata.get("zoo_digest") != zoo_digest(dataset) or metadata.get("split") != str(dataset.split):
         raise ZooError(f"{path} holds embeddings of another zoo or split ({metadata.get('zoo')}, split "

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from wslgraph.baselines import BASELINES
-from wslgraph.errors import UnsupportedModuleError, ZooError
+from wslgraph.errors import OptionError, UnsupportedModuleError, ZooError
 from wslgraph.io import atomic_write_bytes, atomic_write_json
 from wslgraph.nn import ProbeFeatures
 from wslgraph.runtime import peak_rss, tune_cpu_allocator
@@ -144,6 +144,27 @@ def make_model(name: str, out_dim: int, options: dict[str, object], train_set: Z
     return build_model(base, out_dim, **options)
 
 
+def _check_harness_options(args: BenchOptions, train_set: ZooDataset, kind: str, task: str, out_dim: int) -> None:
+    """Build every model once, with its options, before any training: a bad option ends the bench before its first
+    run (:class:`~wslgraph.errors.OptionError`), not inside a worker after others have trained."""
+    strays = sorted(set(args.options) - set(args.models))
+    if strays:
+        raise OptionError(f"--option names {strays}, which are not among the models {list(args.models)}; add them "
+                          "to --models or fix the name")
+    for name in args.models:
+        if name.endswith("-probe") and kind != "inr":
+            continue
+        options = default_options(name, args.options.get(name, {}), kind, task)
+        training = {key: options.pop(key) for key in TRAINING_KEYS if key in options}
+        try:
+            TrainConfig(task=task, epochs=args.epochs, **{"lr": args.lr, "batch_size": args.batch_size, **training})
+            make_model(name, out_dim, options, train_set, task)
+        except (UnsupportedModuleError, NotImplementedError):
+            continue  # reported as skipped when its turn comes
+        except (TypeError, ValueError) as error:
+            raise OptionError(f"{name}: {error}") from None
+
+
 def run_one(job: dict) -> dict:
     """One model and seed, in a fresh process: the result of :func:`wslgraph.tasks.train` plus peak memory.
 
@@ -204,6 +225,7 @@ def compare(zoo: Path, args: BenchOptions | None = None) -> dict:
     if task == "editing":
         reference = no_edit_mse(splits["test"])
         print(f"{'no edit':<18} mse {reference:.4f} (the input INR against its dilation)")
+    _check_harness_options(args, splits["train"], kind, task, out_dim)
     context = multiprocessing.get_context("spawn")
     with context.Pool(1, maxtasksperchild=1) as pool:
         for name in args.models:

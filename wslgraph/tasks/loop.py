@@ -33,7 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from wslgraph.baselines import BASELINES
-from wslgraph.errors import ManifestError, NonFiniteError, ZooError
+from wslgraph.errors import ManifestError, NonFiniteError, OptionError, WSLGraphError, ZooError, check_options
 from wslgraph.io import atomic_write_bytes, atomic_write_json
 from wslgraph.nn import GNNEncoder, TransformerEncoder
 from wslgraph.tasks.task import TASKS, get_task
@@ -49,8 +49,14 @@ MODELS = {"gnn": GNNEncoder, "transformer": TransformerEncoder, **BASELINES}
 def build_model(name: str, out_dim: int, **options: object) -> nn.Module:
     """A model by name: ``gnn``, ``transformer`` or a baseline (``dwsnet``, ``nfn-hnp``, ``nfn-np``, ``mlp``, ...)."""
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
-    return MODELS[name](out_dim, **options)
+        raise OptionError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    check_options(name, MODELS[name], options)
+    try:
+        return MODELS[name](out_dim, **options)
+    except WSLGraphError:
+        raise
+    except (TypeError, ValueError, RuntimeError) as error:  # a value the checks above cannot see
+        raise OptionError(f"{name} cannot be built with the options {options}: {error}") from error
 
 
 @dataclass

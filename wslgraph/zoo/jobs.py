@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from wslgraph.convert.template import GraphTemplate
+from wslgraph.errors import OptionError
 from wslgraph.zoo.architectures import siren
 from wslgraph.zoo.cnn import ACTIVATIONS, INITS, OPTIMIZERS, CNNZooSpec, ZooCNN, ZooSchedule, train_cnn_zoo
 from wslgraph.zoo.data import ImageSet, load_images
@@ -24,6 +25,9 @@ SPLIT_VOCAB = list(SPLIT_CODES)
 
 def _images(source: str, split: str, root: str | None, count: int | None) -> ImageSet:
     images = load_images(source, split, root)
+    if count is not None and count > len(images):
+        raise OptionError(f"{count:,} {split} images asked for, but {source} has {len(images):,} {split} images; "
+                          f"ask for at most {len(images):,} (or leave --{split}-images out for all of them)")
     return images if count is None else images.evenly_spaced(count)
 
 

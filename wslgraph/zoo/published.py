@@ -66,6 +66,8 @@ def mlp_state_to_params(state: Mapping[str, Tensor], in_features: int = 2) -> tu
     shapes), so files whose keys are named or ordered differently
     (``seq.0.weight``, ``net.0.linear.weight``, ...) load the same way.
     """
+    if not state:
+        raise ZooError("the state dict is empty: no Linear layers to read")
     layers = {}
     for key, value in state.items():
         stem, _, kind = key.rpartition(".")
@@ -77,7 +79,8 @@ def mlp_state_to_params(state: Mapping[str, Tensor], in_features: int = 2) -> tu
     stems = sorted(layers, key=_natural)
     ordered = _chain([(layers[k]["weight"], layers[k]["bias"]) for k in stems], in_features)
     if ordered is None:
-        raise ZooError(f"cannot chain the layers of {list(state)} into an MLP from {in_features} inputs")
+        raise ZooError(f"cannot chain the layers of {list(state)} into an MLP from {in_features} inputs; "
+                       "give the network's true input size (--in-features / in_features)")
     widths = tuple(w.shape[0] for w, _ in ordered)
     return [t for pair in ordered for t in pair], widths
 

@@ -120,8 +120,12 @@ def generate_zoo(root: str | os.PathLike[str], job: ZooJob, *, rank: int = 0, wo
         existing = _read_json(job_file)
         if existing.get("fingerprint") != fingerprint:
             changed = _differences(json.loads(json.dumps(header)), {k: existing.get(k) for k in header})
+            why = (" (the chunk size is part of the job: a 1-INR chunk fits to other last bits than a 12-INR chunk, "
+                   "up to 2e-7, so shards of two chunk sizes would not be the zoo one uninterrupted run writes)"
+                   if any(line.startswith("job.chunk_size") for line in changed) else "")
             raise ManifestError(f"{root} holds a different zoo job: {'; '.join(changed[:6]) or 'its fingerprint'} "
-                                "differ(s) from this one; resume with the folder's settings or use a new folder")
+                                f"differ(s) from this one{why}; resume with the folder's settings or use a new "
+                                "folder")
     else:  # every rank writes it: a rank started later with other settings then refuses the folder
         atomic_write_json(job_file, {**header, "fingerprint": fingerprint, "versions": _versions()})
     mine = range(rank, job.num_shards, world_size)
@@ -253,7 +257,18 @@ def read_manifest(root: str | os.PathLike[str]) -> dict:
     for key in ("kind", "num_models", "shard_size", "layout", "columns", "shards"):
         if key not in manifest:
             raise ManifestError(f"{path} lacks {key!r}")
-    if sum(int(s["count"]) for s in manifest["shards"]) != manifest["num_models"]:
+    shards = manifest["shards"]
+    if not isinstance(shards, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("file"), str) and type(e.get("first")) is int
+            and type(e.get("count")) is int and e["count"] >= 1 for e in shards):
+        raise ManifestError(f"{path}: 'shards' must list objects with a file name, a first model and a count >= 1")
+    total = 0
+    for entry in shards:  # shards hold consecutive runs of models, in order
+        if entry["first"] != total:
+            raise ManifestError(f"{path}: {entry['file']} starts at model {entry['first']}, but the shards before "
+                                f"it hold models 0..{total - 1}; the manifest was edited or is corrupt")
+        total += entry["count"]
+    if total != manifest["num_models"]:
         raise ManifestError(f"{path}: shard counts do not add up to num_models={manifest['num_models']}")
     return manifest
 
@@ -280,8 +295,10 @@ def _shard_metadata(data: bytes, path: Path) -> dict:
                             f"{f', header of {size} bytes' if size >= 0 else ''})")
 
 
-def read_shard(root: str | os.PathLike[str], entry: dict, *, verify: bool = True) -> dict[str, Tensor]:
-    """Load one shard named by a manifest entry, checking its SHA-256 and size.
+def read_shard(root: str | os.PathLike[str], entry: dict, *, verify: bool = True,
+               fingerprint: str | None = None) -> dict[str, Tensor]:
+    """Load one shard named by a manifest entry, checking its SHA-256 and size, and that the shard's own record of
+    its first model (and, given ``fingerprint``, of the job that wrote it) is the manifest's.
 
     Raises:
         CorruptShardError: missing, truncated or altered file.
@@ -295,7 +312,13 @@ def read_shard(root: str | os.PathLike[str], entry: dict, *, verify: bool = True
         data = path.read_bytes()
     except FileNotFoundError as error:
         raise CorruptShardError(f"{path} is missing (listed in the manifest)") from error
-    _shard_metadata(data, path)
+    meta = _shard_metadata(data, path)
+    if "first" in meta and meta["first"] != entry["first"]:
+        raise CorruptShardError(f"{path} holds models from {meta['first']} on, but the manifest lists it from "
+                                f"{entry['first']}; the manifest was edited or the shards were renamed")
+    if fingerprint is not None and meta.get("fingerprint", fingerprint) != fingerprint:
+        raise CorruptShardError(f"{path} was written by a different zoo job than the manifest describes; remake the "
+                                "zoo or put the shard back into its own zoo")
     if verify and hashlib.sha256(data).hexdigest() != entry.get("sha256"):
         raise CorruptShardError(f"{path} does not match its SHA-256 in the manifest ({len(data)} bytes, "
                                 f"expected {entry.get('bytes')}): the file is corrupt or was changed")
@@ -338,7 +361,8 @@ def load_zoo_arrays(root: str | os.PathLike[str], *, verify: bool = True) -> Zoo
         layout = GraphLayout.from_dict(manifest["layout"])
     except ValueError as error:
         raise ManifestError(f"{Path(root) / 'manifest.json'}: bad layout ({error})") from error
-    shards = [read_shard(root, entry, verify=verify) for entry in manifest["shards"]]
+    shards = [read_shard(root, entry, verify=verify, fingerprint=manifest.get("fingerprint"))
+              for entry in manifest["shards"]]
     params = torch.cat([s["params"] for s in shards])
     if params.shape[1] != layout.num_params:
         raise ManifestError(f"{root}: shards hold {params.shape[1]} parameters per model, the layout "

@@ -1,0 +1,194 @@
+"""The CNN families beyond chains and sums: more activations, and channel concatenation (DenseNet, Inception,
+SqueezeNet). Each block is built here (no torchvision), converts exactly both ways, permutes without changing its
+function, and the graph encoders run on it and do not see the permutation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tests.models import assert_state_dicts_equal, randomize
+from wslgraph import GraphTemplate, to_graph, to_state_dict
+from wslgraph.errors import UnsupportedModuleError
+from wslgraph.graph.vocab import Activation
+from wslgraph.nn import GNNEncoder
+from wslgraph.weightspace import hidden_permutations, permute_hidden
+
+
+class Activations(nn.Module):
+    """Every newly supported activation, as a module and as a function, one per hidden layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(3 if i == 0 else 8, 8) for i in range(11))
+        self.head = nn.Linear(8, 2)
+        self.modules_ = nn.ModuleList([nn.ReLU6(), nn.Hardswish(), nn.Hardsigmoid(), nn.Hardtanh(-2.0, 2.0),
+                                       nn.Mish(), nn.PReLU(8)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer, act in zip(self.layers[:6], self.modules_):
+            x = act(layer(x))
+        x = F.relu6(self.layers[6](x))
+        x = F.hardswish(self.layers[7](x))
+        x = F.hardsigmoid(self.layers[8](x))
+        x = F.hardtanh(self.layers[9](x), -0.5, 0.5)
+        x = F.mish(self.layers[10](x))
+        return self.head(x)
+
+
+class DenseBlock(nn.Module):
+    """DenseNet's block: each layer reads the concatenation of all earlier outputs, through its own BN and ReLU."""
+
+    def __init__(self, channels: int = 4, growth: int = 3, layers: int = 3) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, channels, 3, padding=1)
+        self.norms = nn.ModuleList(nn.BatchNorm2d(channels + i * growth) for i in range(layers))
+        self.convs = nn.ModuleList(nn.Conv2d(channels + i * growth, growth, 3, padding=1) for i in range(layers))
+        self.head = nn.Linear(channels + layers * growth, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = [self.stem(x)]
+        for norm, conv in zip(self.norms, self.convs):
+            features.append(conv(F.relu(norm(torch.cat(features, 1)))))
+        return self.head(torch.flatten(F.adaptive_avg_pool2d(torch.cat(features, dim=1), 1), 1))
+
+
+class Inception(nn.Module):
+    """GoogLeNet's block: 1x1, 3x3 (after a 1x1) and pooled 1x1 branches, concatenated."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(2, 6, 3, padding=1), nn.ReLU())
+        self.one = nn.Sequential(nn.Conv2d(6, 4, 1), nn.BatchNorm2d(4), nn.ReLU())
+        self.three = nn.Sequential(nn.Conv2d(6, 3, 1), nn.ReLU(), nn.Conv2d(3, 5, 3, padding=1), nn.ReLU())
+        self.pool = nn.Sequential(nn.MaxPool2d(3, 1, 1), nn.Conv2d(6, 2, 1), nn.ReLU())
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(11, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        return self.head(torch.cat([self.one(x), self.three(x), self.pool(x)], 1))
+
+
+class Fire(nn.Module):
+    """SqueezeNet's fire module twice: squeeze 1x1, expand 1x1 and 3x3, concatenated; a residual around the second."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, stride=2)
+        self.squeeze = nn.ModuleList(nn.Conv2d(8, 3, 1) for _ in range(2))
+        self.expand1 = nn.ModuleList(nn.Conv2d(3, 4, 1) for _ in range(2))
+        self.expand3 = nn.ModuleList(nn.Conv2d(3, 4, 3, padding=1) for _ in range(2))
+        self.classifier = nn.Conv2d(8, 4, 1)
+
+    def fire(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        s = F.relu(self.squeeze[i](x))
+        return torch.cat([F.relu(self.expand1[i](s)), F.relu(self.expand3[i](s))], 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.fire(F.relu(self.stem(x)), 0)
+        x = x + self.fire(x, 1)
+        return torch.flatten(F.adaptive_avg_pool2d(F.relu(self.classifier(x)), 1), 1)
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2's block: expand 1x1, depthwise 3x3, project 1x1, with ReLU6 and a residual."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU6())
+        self.block = nn.Sequential(nn.Conv2d(4, 12, 1, bias=False), nn.BatchNorm2d(12), nn.ReLU6(),
+                                   nn.Conv2d(12, 12, 3, padding=1, groups=12, bias=False), nn.BatchNorm2d(12),
+                                   nn.ReLU6(), nn.Conv2d(12, 4, 1, bias=False), nn.BatchNorm2d(4))
+        self.head = nn.Sequential(nn.Conv2d(4, 6, 1), nn.Hardswish(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                  nn.Linear(6, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        return self.head(x + self.block(x))
+
+
+CASES = {
+    "activations": (Activations, (3,)),
+    "dense-block": (DenseBlock, (1, 6, 6)),
+    "inception": (Inception, (2, 7, 7)),
+    "fire": (Fire, (3, 9, 9)),
+    "inverted-residual": (InvertedResidual, (3, 6, 6)),
+}
+
+
+def _randomized(name: str, seed: int = 0) -> tuple[nn.Module, tuple[int, ...]]:
+    factory, shape = CASES[name]
+    model = randomize(factory(), seed).eval()
+    return model, shape
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_each_construct_converts_exactly_both_ways(name: str) -> None:
+    model, shape = _randomized(name)
+    graph = to_graph(model).validate()
+    assert_state_dicts_equal(to_state_dict(graph), model.state_dict())
+    template = GraphTemplate.from_module(model)
+    rows = torch.stack([template.flatten(model.state_dict())] * 2)
+    batch = template.batch(rows)
+    assert torch.equal(batch.get_example(1).edge_attr, graph.edge_attr) and torch.equal(batch.get_example(0).x,
+                                                                                        graph.x)
+    assert torch.equal(template.unbatch(batch), rows)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_permuting_hidden_neurons_keeps_the_function_and_the_encoders_do_not_see_it(name: str) -> None:
+    model, shape = _randomized(name, seed=1)
+    x = torch.randn(4, *shape, generator=torch.Generator().manual_seed(0))
+    permuted = permute_hidden(model, torch.Generator().manual_seed(3)).eval()
+    changed = [k for k, v in model.state_dict().items() if not torch.equal(v, permuted.state_dict()[k])]
+    assert changed, "the permutation moved nothing"
+    with torch.no_grad():
+        torch.testing.assert_close(permuted(x), model(x), rtol=1e-4, atol=1e-5)
+        torch.manual_seed(0)
+        encoder = GNNEncoder(4, hidden=16, num_layers=2).eval()
+        graphs = [to_graph(m) for m in (model, permuted)]
+        encoder.fit_statistics(graphs[0])
+        torch.testing.assert_close(encoder(graphs[1]), encoder(graphs[0]), rtol=1e-4, atol=1e-5)
+
+
+def test_activations_have_their_own_ids_and_parameters() -> None:
+    layout = to_graph(Activations()).layout
+    hidden = [g for g in layout.groups if g.node_type == 1]
+    assert [g.activation for g in hidden] == [
+        Activation.RELU6, Activation.HARDSWISH, Activation.HARDSIGMOID, Activation.HARDTANH, Activation.MISH,
+        Activation.PRELU, Activation.RELU6, Activation.HARDSWISH, Activation.HARDSIGMOID, Activation.HARDTANH,
+        Activation.MISH]
+    assert hidden[3].activation_param == 2.0 and hidden[9].activation_param == 0.5
+    prelu = to_graph(Activations()).layout.groups.index(hidden[5])
+    assert [p.key for p in layout.node_params if p.group == prelu] == ["layers.5.bias", "modules_.5.weight"]
+
+
+def test_concatenation_nodes_receive_one_identity_edge_per_channel() -> None:
+    layout = to_graph(Inception()).layout
+    cat = next(g for g in layout.groups if g.name.startswith("cat"))
+    assert cat.size == 11
+    into = [b for b in layout.edge_blocks if layout.groups[b.dst] is cat]
+    assert [(layout.groups[b.src].size, b.dst_start) for b in into] == [(4, 0), (5, 4), (2, 9)]
+    src, dst = layout.endpoints(into[1])
+    assert (dst - cat.offset).tolist() == [4, 5, 6, 7, 8]
+
+
+def test_a_concatenation_is_permuted_as_its_parts() -> None:
+    layout = to_graph(DenseBlock()).layout
+    perms = hidden_permutations(layout, torch.Generator().manual_seed(0))
+    for block in layout.edge_blocks:
+        if block.kind == 3 and layout.groups[block.dst].size != layout.groups[block.src].size:
+            size = layout.groups[block.src].size
+            assert torch.equal(perms[block.dst][block.dst_start:block.dst_start + size],
+                               perms[block.src] + block.dst_start)
+
+
+@pytest.mark.parametrize("model, message", [
+    (nn.Sequential(nn.Linear(3, 4), nn.PReLU(), nn.Linear(4, 2)), "one slope shared by 4 neurons"),
+    (nn.Sequential(nn.Linear(3, 4), nn.Hardtanh(0.0, 3.0), nn.Linear(4, 2)), "Hardtanh"),
+])
+def test_what_still_has_no_conversion_is_named(model: nn.Module, message: str) -> None:
+    with pytest.raises(UnsupportedModuleError, match=message):
+        to_graph(model)
