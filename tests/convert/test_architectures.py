@@ -12,8 +12,8 @@ from torch import nn
 from tests.models import assert_state_dicts_equal, randomize
 from wslgraph import GraphTemplate, to_graph, to_state_dict
 from wslgraph.errors import UnsupportedModuleError
-from wslgraph.graph.vocab import Activation
-from wslgraph.nn import GNNEncoder
+from wslgraph.graph.vocab import Activation, EdgeType
+from wslgraph.nn import GNNEncoder, TransformerEncoder
 from wslgraph.weightspace import hidden_permutations, permute_hidden
 
 
@@ -109,12 +109,44 @@ class InvertedResidual(nn.Module):
         return self.head(x + self.block(x))
 
 
+class SqueezeExcite(nn.Module):
+    """MobileNetV3's SE: pool, squeeze 1x1 + ReLU, expand 1x1 + hardsigmoid, then x * gate."""
+
+    def __init__(self, channels: int, squeezed: int, gate: nn.Module) -> None:
+        super().__init__()
+        self.fc1, self.fc2, self.gate = nn.Conv2d(channels, squeezed, 1), nn.Conv2d(squeezed, channels, 1), gate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = self.gate(self.fc2(F.relu(self.fc1(F.adaptive_avg_pool2d(x, 1)))))
+        return scale * x
+
+
+class MBConv(nn.Module):
+    """EfficientNet's block (SiLU, sigmoid SE) and MobileNetV3's (hardswish, hardsigmoid SE), each with a residual."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.SiLU())
+        self.efficient = nn.Sequential(nn.Conv2d(6, 12, 1), nn.BatchNorm2d(12), nn.SiLU(),
+                                       nn.Conv2d(12, 12, 3, padding=1, groups=12), nn.BatchNorm2d(12), nn.SiLU(),
+                                       SqueezeExcite(12, 3, nn.Sigmoid()), nn.Conv2d(12, 6, 1), nn.BatchNorm2d(6))
+        self.mobile = nn.Sequential(nn.Conv2d(6, 8, 3, padding=1, groups=2), nn.BatchNorm2d(8), nn.Hardswish(),
+                                    SqueezeExcite(8, 2, nn.Hardsigmoid()), nn.Conv2d(8, 6, 1), nn.BatchNorm2d(6))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        x = x + self.efficient(x)
+        return self.head(x + self.mobile(x))
+
+
 CASES = {
     "activations": (Activations, (3,)),
     "dense-block": (DenseBlock, (1, 6, 6)),
     "inception": (Inception, (2, 7, 7)),
     "fire": (Fire, (3, 9, 9)),
     "inverted-residual": (InvertedResidual, (3, 6, 6)),
+    "squeeze-excitation": (MBConv, (3, 6, 6)),
 }
 
 
@@ -146,11 +178,17 @@ def test_permuting_hidden_neurons_keeps_the_function_and_the_encoders_do_not_see
     assert changed, "the permutation moved nothing"
     with torch.no_grad():
         torch.testing.assert_close(permuted(x), model(x), rtol=1e-4, atol=1e-5)
-        torch.manual_seed(0)
-        encoder = GNNEncoder(4, hidden=16, num_layers=2).eval()
         graphs = [to_graph(m) for m in (model, permuted)]
-        encoder.fit_statistics(graphs[0])
-        torch.testing.assert_close(encoder(graphs[1]), encoder(graphs[0]), rtol=1e-4, atol=1e-5)
+        outputs = []
+        for make in (lambda: GNNEncoder(4, hidden=16, num_layers=2, dense=True),
+                     lambda: GNNEncoder(4, hidden=16, num_layers=2, dense=False),
+                     lambda: TransformerEncoder(4, hidden=16, num_layers=1)):
+            torch.manual_seed(0)
+            encoder = make().eval()
+            encoder.fit_statistics(graphs[0])
+            outputs.append([encoder(graph) for graph in graphs])
+            torch.testing.assert_close(outputs[-1][1], outputs[-1][0], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(outputs[0][0], outputs[1][0], rtol=1e-4, atol=1e-5)  # dense == message passing
 
 
 def test_activations_have_their_own_ids_and_parameters() -> None:
@@ -173,6 +211,19 @@ def test_concatenation_nodes_receive_one_identity_edge_per_channel() -> None:
     assert [(layout.groups[b.src].size, b.dst_start) for b in into] == [(4, 0), (5, 4), (2, 9)]
     src, dst = layout.endpoints(into[1])
     assert (dst - cat.offset).tolist() == [4, 5, 6, 7, 8]
+
+
+def test_a_gate_is_a_product_node_with_one_gate_edge_from_each_factor() -> None:
+    model = nn.Sequential(nn.Conv2d(2, 4, 3), SqueezeExcite(4, 2, nn.Sigmoid()), nn.Flatten(), nn.LazyLinear(3))
+    model(torch.zeros(1, 2, 5, 5))
+    layout = to_graph(model, input_shape=(2, 5, 5)).layout
+    names = [g.name for g in layout.groups]
+    product = names.index("mul")  # named after the traced call
+    gates = [b for b in layout.edge_blocks if b.kind == EdgeType.GATE]
+    assert [b.dst for b in gates] == [product] * 2, names
+    assert sorted(layout.groups[b.src].name for b in gates) == ["0", "1.fc2"]
+    assert layout.groups[names.index("1.fc2")].activation == Activation.SIGMOID
+    assert layout.groups[product].size == 4 and not layout.groups[product].activation
 
 
 def test_a_concatenation_is_permuted_as_its_parts() -> None:

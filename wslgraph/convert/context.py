@@ -42,6 +42,7 @@ class _Group:
     size: int | None
     layer: int
     is_input: bool = False
+    is_product: bool = False  # its value is the product of its gate inputs (squeeze-excitation)
     activation: Activation = Activation.IDENTITY
     activation_param: float = 0.0
     norm_groups: int = 1
@@ -87,6 +88,7 @@ class _Block:
     weight_shape: tuple[int, ...]
     kernel_shape: tuple[int, ...]
     groups: int = 1
+    dst_start: int = 0
 
 
 def join(prefix: str, name: str) -> str:
@@ -192,11 +194,14 @@ class ConversionContext:
         group.version += 1
         return replace(value, version=group.version)
 
-    def activation(self, value: Value, kind: Activation, param: float = 0.0) -> Value:
+    def activation(self, value: Value, kind: Activation, param: float = 0.0, *, weight_key: str | None = None,
+                   name: str | None = None) -> Value:
         """A pointwise activation with its parameter (slope, alpha, beta).
 
         ``SINE`` takes its frequency ``w0`` from a pending constant factor
-        (``sin(w0 * x)``) instead.
+        (``sin(w0 * x)``) instead. ``weight_key`` names a learned parameter
+        with one entry per neuron (PReLU's slopes), stored as each node's
+        ``ACTIVATION_PARAM`` feature.
         """
         if value.scale is not None and kind != Activation.SINE:
             self._no_scale(value, kind.name.lower())
@@ -209,6 +214,13 @@ class ConversionContext:
                 f"neurons of '{group.name}'; a node has one activation")
         group.activation = kind
         group.activation_param = float(value.scale if kind == Activation.SINE else param)
+        if weight_key is not None:
+            weight = self.state_dict.get(weight_key)
+            if weight is not None and group.size is not None and weight.numel() == 1 and group.size > 1:
+                raise UnsupportedModuleError(
+                    f"'{name}' has one slope shared by {group.size} neurons; a node holds its own slope, so give "
+                    f"each neuron one: nn.PReLU(num_parameters={group.size}) (its slope copied to all)")
+            self._node_param(weight_key, group, NodeFeature.ACTIVATION_PARAM, name or kind.name.lower())
         group.version += 1
         return replace(value, version=group.version, scale=None)
 
@@ -268,10 +280,61 @@ class ConversionContext:
             self._blocks.append(_Block(EdgeType.RESIDUAL, None, value.group, out, (), ()))
         return Value(out, 0, spatial)
 
+    def multiply(self, left: Value, right: Value, *, name: str) -> Value:
+        """An elementwise product of two tensors (squeeze-excitation's ``x * gate``): a new group of product nodes,
+        each with one ``GATE`` identity edge from the same channel of each factor. A factor may be pooled to a
+        single position (a gate broadcast over the feature map)."""
+        for value in (left, right):
+            self._no_scale(value, name)
+            if value.flat_block is not None:
+                raise UnsupportedModuleError(f"'{name}' multiplies flattened feature maps; gate before flattening")
+        if left.group is right.group:
+            raise UnsupportedModuleError(f"'{name}' multiplies a tensor by itself (x * x); wslgraph converts products "
+                                         "of two branches, such as squeeze-excitation's x * sigmoid(fc(pool(x)))")
+        sizes = {v.group.size for v in (left, right)} - {None}
+        if len(sizes) > 1:
+            raise UnsupportedModuleError(f"'{name}' multiplies {left.group.size} channels by {right.group.size}; "
+                                         "a gate must have one value per channel of the tensor it scales")
+        size = sizes.pop() if sizes else None
+        for value in (left, right):
+            self._set_size(value.group, size, name)
+        spatial = max((v.spatial for v in (left, right) if v.spatial is not None),
+                      key=lambda s: (len(s), [d is None or d > 1 for d in s]), default=None)
+        out = self._new_group(name, size, [left, right])
+        out.is_product = True
+        for value in (left, right):
+            self._blocks.append(_Block(EdgeType.GATE, None, value.group, out, (), ()))
+        return Value(out, 0, spatial)
+
+    def concat(self, values: list[Value], *, name: str) -> Value:
+        """``torch.cat`` along channels: a new group whose channels receive one identity edge each, in order, from
+        the channels of the concatenated values (so each consumer of the concatenation may normalise and activate
+        it on its own, as DenseNet's layers do)."""
+        if not values:
+            raise UnsupportedModuleError(f"'{name}' concatenates nothing")
+        for value in values:
+            self._no_scale(value, name)
+            if value.flat_block is not None:
+                raise UnsupportedModuleError(f"'{name}' concatenates flattened feature maps; concatenate the maps "
+                                             "along channels before flattening")
+            if value.group.size is None:
+                raise ShapeInferenceError(f"'{name}' concatenates the raw input, whose channel count no layer has "
+                                          "fixed yet; pass input_shape or read the input with a layer first")
+        ranks = {len(v.spatial) for v in values if v.spatial is not None}
+        if len(ranks) > 1:
+            raise ShapeMismatchError(f"'{name}' concatenates tensors of different ranks")
+        spatial = next((v.spatial for v in values if v.spatial is not None), None)
+        out = self._new_group(name, sum(v.group.size for v in values), values)
+        start = 0
+        for value in values:
+            self._blocks.append(_Block(EdgeType.RESIDUAL, None, value.group, out, (), (), dst_start=start))
+            start += value.group.size
+        return Value(out, 0, spatial)
+
     # --------------------------------------------------------------- helpers
     def _can_absorb(self, value: Value) -> bool:
         group = value.group
-        if group.is_input or group.reads or group.activation != Activation.IDENTITY:
+        if group.is_input or group.is_product or group.reads or group.activation != Activation.IDENTITY:
             return False
         if value.version != group.version:
             return False
@@ -391,7 +454,8 @@ class ConversionContext:
                                     group.activation, group.norm_groups, group.activation_param))
             offset += group.size
         blocks = [EdgeBlock(block.kind, block.key, index[id(block.src)], index[id(block.dst)], 0, block.weight_shape,
-                            block.kernel_shape, block.groups) for block in self._blocks]  # the layout sets offsets
+                            block.kernel_shape, block.groups, block.dst_start)
+                  for block in self._blocks]  # the layout sets offsets
         node_params = tuple(NodeParam(key, index[id(g)], column) for key, g, column in self._node_params)
         state = tuple(StateEntry(k, tuple(v.shape), v.dtype) for k, v in self.state_dict.items())
         floating = [v.dtype for v in self.state_dict.values() if v.is_floating_point()]

@@ -16,7 +16,7 @@ from wslgraph.errors import ShapeMismatchError
 from wslgraph.graph.kernels import crop_kernels, pad_kernels
 from wslgraph.graph.layout import GraphLayout
 from wslgraph.graph.param_graph import ParamGraph, structure_tensors
-from wslgraph.graph.vocab import NUM_NODE_FEATURES, EdgeType
+from wslgraph.graph.vocab import IDENTITY_EDGES, NUM_NODE_FEATURES
 
 __all__ = ["graph_from_state_dict", "state_dict_from_graph", "check_state_dict"]
 
@@ -48,7 +48,7 @@ def graph_from_state_dict(layout: GraphLayout, state_dict: Mapping[str, Tensor])
     features = []
     for block in layout.edge_blocks:
         count = block.num_edges
-        if block.kind == EdgeType.RESIDUAL:
+        if block.kind in IDENTITY_EDGES:
             kernels = torch.ones(count, dtype=layout.dtype, device=device)
         else:
             kernels = state_dict[block.key].to(layout.dtype).reshape(count, *block.kernel_shape)
@@ -72,7 +72,7 @@ def state_dict_from_graph(graph: ParamGraph) -> dict[str, Tensor]:
             f"layout ({layout.num_nodes} nodes, {layout.num_edges} edges of width {layout.edge_dim})")
     tensors: dict[str, Tensor] = {}
     for block in layout.edge_blocks:
-        if block.kind != EdgeType.RESIDUAL:
+        if block.kind not in IDENTITY_EDGES:
             rows = graph.edge_attr.narrow(0, block.offset, block.num_edges)
             tensors[block.key] = crop_kernels(rows, block, layout)
     for param in layout.node_params:

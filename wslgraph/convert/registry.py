@@ -15,7 +15,7 @@ from torch import nn
 
 from wslgraph.convert.context import ConversionContext, Value, join
 from wslgraph.errors import UnsupportedModuleError
-from wslgraph.graph.activations import ACTIVATIONS
+from wslgraph.graph.activations import ACTIVATIONS, hardtanh_activation
 from wslgraph.graph.vocab import Activation
 from wslgraph.layers import Sine
 
@@ -107,6 +107,14 @@ def _activation(kind: Activation) -> Handler:
     return handler
 
 
+def _hardtanh(ctx: ConversionContext, module: nn.Hardtanh, name: str, value: Value) -> Value:
+    return ctx.activation(value, *hardtanh_activation(float(module.min_val), float(module.max_val), f"'{name}'"))
+
+
+def _prelu(ctx: ConversionContext, module: nn.PReLU, name: str, value: Value) -> Value:
+    return ctx.activation(value, Activation.PRELU, weight_key=join(name, "weight"), name=name)
+
+
 def _sine(ctx: ConversionContext, module: Sine, name: str, value: Value) -> Value:
     return ctx.activation(ctx.scale(value, module.w0), Activation.SINE)
 
@@ -153,6 +161,8 @@ register(nn.GroupNorm, _group_norm)
 for _kind, _spec in ACTIVATIONS.items():
     if _spec.module is not None:
         register(_spec.module, _activation(_kind))
+register(nn.Hardtanh, _hardtanh)  # nn.ReLU6, its subclass, has its own row in ACTIVATIONS
+register(nn.PReLU, _prelu)
 register(Sine, _sine)
 for _type in (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout):
     register(_type, _passthrough)

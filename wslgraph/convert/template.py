@@ -20,7 +20,7 @@ from wslgraph.graph.layout import (
     expand_kernel_shape,
 )
 from wslgraph.graph.param_graph import ParamGraph, structure_tensors
-from wslgraph.graph.vocab import NUM_NODE_FEATURES, EdgeType
+from wslgraph.graph.vocab import IDENTITY_EDGES, NUM_NODE_FEATURES
 
 __all__ = ["GraphTemplate", "attach_params", "batch_params"]
 
@@ -123,7 +123,7 @@ class GraphTemplate:
         for graph_view, param_view in self._views(x, edges, params, zero_padding=True):
             graph_view.copy_(param_view)
         for block in layout.edge_blocks:
-            if block.kind == EdgeType.RESIDUAL:
+            if block.kind in IDENTITY_EDGES:
                 self._padded_block(edges, block, zero=True).fill_(1)
         structure = self._structure_on(device)
         graphs = torch.arange(num, device=device)
@@ -205,7 +205,7 @@ class GraphTemplate:
             pairs.append((x[:, group.offset:group.offset + group.size, int(param.column)],
                           params[:, start:start + group.size]))
         for block in layout.edge_blocks:
-            if block.kind != EdgeType.RESIDUAL:
+            if block.kind not in IDENTITY_EDGES:
                 count = block.num_edges
                 start = self._offsets[block.key]
                 shape = expand_kernel_shape(block.kernel_shape, len(layout.kernel_grid))

@@ -20,7 +20,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 from wslgraph.convert.context import ConversionContext, Value
 from wslgraph.convert.registry import adaptive_output, handler_for
 from wslgraph.errors import ShapeInferenceError, TracingError, UnsupportedModuleError
-from wslgraph.graph.activations import ACTIVATIONS
+from wslgraph.graph.activations import ACTIVATIONS, hardtanh_activation
 from wslgraph.graph.layout import GraphLayout
 from wslgraph.graph.vocab import Activation
 
@@ -226,6 +226,25 @@ def _act(kind: Activation) -> Callable[..., Value]:
     return rule
 
 
+def _hardtanh(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Value:
+    low = float(args[1] if len(args) > 1 else kwargs.get("min_val", -1.0))
+    high = float(args[2] if len(args) > 2 else kwargs.get("max_val", 1.0))
+    return ctx.activation(_value(args[0], name), *hardtanh_activation(low, high, f"'{name}'"))
+
+
+def _cat(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Value:
+    tensors = args[0] if args else kwargs.get("tensors")
+    dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+    if not isinstance(tensors, (list, tuple)) or not all(isinstance(t, Value) for t in tensors):
+        raise UnsupportedModuleError(f"'{name}' concatenates something other than traced tensors")
+    ranks = {len(t.spatial) + 2 for t in tensors if t.spatial is not None and t.flat_block is None}
+    channel = dim == 1 or (len(ranks) == 1 and isinstance(dim, int) and dim < 0 and dim % ranks.pop() == 1)
+    if not channel:
+        raise UnsupportedModuleError(f"'{name}' concatenates along dim {dim}; wslgraph converts concatenation along "
+                                     "channels (dim 1 of (N, C, ...), as DenseNet, Inception and SqueezeNet do)")
+    return ctx.concat(list(tensors), name=name)
+
+
 def _passthrough(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Value:
     return _value(args[0], name)
 
@@ -244,8 +263,11 @@ def _mul(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Value:
         return ctx.scale(left, float(right))
     if isinstance(right, Value) and isinstance(left, (int, float)):
         return ctx.scale(right, float(left))
-    raise UnsupportedModuleError(f"'{name}' multiplies two tensors; wslgraph supports multiplication by a "
-                                 "constant only as the frequency of a sine, torch.sin(w0 * x)")
+    if isinstance(left, Value) and isinstance(right, Value):
+        return ctx.multiply(left, right, name=name)
+    raise UnsupportedModuleError(f"'{name}' multiplies a tensor by {type(right).__name__}; wslgraph converts products "
+                                 "of two tensors (gating) and a constant only as the frequency of a sine, "
+                                 "torch.sin(w0 * x)")
 
 
 def _flatten(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Value:
@@ -353,11 +375,13 @@ for _kind, _spec in ACTIVATIONS.items():
         _FUNCTIONS.update(dict.fromkeys(_spec.functions, _act(_kind)))
         _METHODS.update(dict.fromkeys(_spec.methods, _act(_kind)))
 _FUNCTIONS.update(dict.fromkeys([torch.sin], _sin))
+_FUNCTIONS.update(dict.fromkeys(_functions("hardtanh", "hardtanh_"), _hardtanh))
 _FUNCTIONS.update(dict.fromkeys(_functions("dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout"),
                                 _passthrough))
 _FUNCTIONS.update(dict.fromkeys([operator.add, operator.iadd, torch.add], _add))
 _FUNCTIONS.update(dict.fromkeys([operator.mul, operator.imul, torch.mul], _mul))
 _FUNCTIONS.update(dict.fromkeys([torch.flatten], _flatten))
+_FUNCTIONS.update(dict.fromkeys([torch.cat, torch.concat, torch.concatenate], _cat))
 _FUNCTIONS.update(dict.fromkeys([torch.reshape], _view))
 _FUNCTIONS.update(dict.fromkeys([torch.mean, torch.sum, torch.amax], _reduce))
 _FUNCTIONS.update(dict.fromkeys([torch.squeeze], _squeeze))

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from wslgraph.errors import UnsupportedModuleError
 from wslgraph.graph.vocab import Activation
 
-__all__ = ["ActivationSpec", "ACTIVATIONS", "apply_activation"]
+__all__ = ["ActivationSpec", "ACTIVATIONS", "apply_activation", "hardtanh_activation"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,12 @@ class ActivationSpec:
     functions: tuple[Callable, ...] = ()
     methods: tuple[str, ...] = ()
     param: tuple[str, float] | None = None  # (module attribute and functional keyword, torch's default)
+
+
+def _per_neuron(x: Tensor, p: float) -> Tensor:
+    raise UnsupportedModuleError("PReLU's slope is a per-neuron weight (the ACTIVATION_PARAM node feature), not one "
+                                 "parameter of the architecture; evaluate PReLU networks with their modules "
+                                 "(wslgraph.weightspace.BatchedModule)")
 
 
 ACTIVATIONS: dict[Activation, ActivationSpec] = {
@@ -46,6 +52,13 @@ ACTIVATIONS: dict[Activation, ActivationSpec] = {
                                        ("sigmoid", "sigmoid_")),
     Activation.SOFTPLUS: ActivationSpec(lambda x, p: F.softplus(x, p), nn.Softplus, (F.softplus,), param=("beta", 1.0)),
     Activation.SINE: ActivationSpec(lambda x, p: torch.sin(p * x)),  # traced through wslgraph.nn.Sine / torch.sin
+    Activation.RELU6: ActivationSpec(lambda x, p: F.relu6(x), nn.ReLU6, (F.relu6,)),
+    Activation.HARDSWISH: ActivationSpec(lambda x, p: F.hardswish(x), nn.Hardswish, (F.hardswish,)),
+    Activation.HARDSIGMOID: ActivationSpec(lambda x, p: F.hardsigmoid(x), nn.Hardsigmoid, (F.hardsigmoid,)),
+    # Hardtanh(min, max) is converted by its own rules (symmetric bounds, or ReLU6's 0..6); the parameter is max
+    Activation.HARDTANH: ActivationSpec(lambda x, p: F.hardtanh(x, -p, p)),
+    Activation.MISH: ActivationSpec(lambda x, p: F.mish(x), nn.Mish, (F.mish,)),
+    Activation.PRELU: ActivationSpec(_per_neuron),  # converted by its module handler: the slope is a weight
 }
 
 
@@ -56,3 +69,13 @@ def apply_activation(kind: Activation, param: float, x: Tensor, what: str = "thi
         raise UnsupportedModuleError(f"{what} cannot evaluate activation {kind.name}; the supported ones are "
                                      f"{sorted(a.name for a in ACTIVATIONS)}")
     return spec.apply(x, param)
+
+
+def hardtanh_activation(low: float, high: float, where: str) -> tuple[Activation, float]:
+    """``(kind, parameter)`` of ``Hardtanh(low, high)``: ReLU6 for 0..6, HARDTANH for symmetric bounds."""
+    if (low, high) == (0.0, 6.0):
+        return Activation.RELU6, 0.0
+    if low == -high and high > 0:
+        return Activation.HARDTANH, float(high)
+    raise UnsupportedModuleError(f"{where}: Hardtanh({low:g}, {high:g}) has asymmetric bounds; wslgraph converts "
+                                 "Hardtanh(-m, m) and ReLU6 (0, 6). Register a handler for another clamp")

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from wslgraph.errors import InvalidGraphError
-from wslgraph.graph.vocab import Activation, EdgeType, NodeFeature, NodeType
+from wslgraph.graph.vocab import IDENTITY_EDGES, Activation, EdgeType, NodeFeature, NodeType
 
 __all__ = ["NodeGroup", "EdgeBlock", "NodeParam", "StateEntry", "GraphLayout", "batch_layouts", "common_layout",
            "expand_kernel_shape"]
@@ -87,6 +87,10 @@ class EdgeBlock:
             and residual edges, the conv kernel, or the ``H x W`` block of a
             Linear after Flatten.
         groups: ``groups`` of a grouped convolution (1 otherwise).
+        dst_start: First target channel of an identity block (0 but for the
+            part of a concatenation after the first: ``torch.cat`` makes a
+            group whose channels ``dst_start .. dst_start + size`` receive one
+            identity edge each from a source group of that size).
     """
 
     kind: EdgeType
@@ -97,6 +101,7 @@ class EdgeBlock:
     weight_shape: tuple[int, ...]
     kernel_shape: tuple[int, ...]
     groups: int = 1
+    dst_start: int = 0
     grid: tuple[int, int, int] = field(default=(0, 0, 0), compare=False, repr=False)
     param_offset: int = field(default=-1, compare=False, repr=False)
 
@@ -171,8 +176,8 @@ class GraphLayout:
             position += entry.numel
         blocks, edge_offset = [], 0
         for block in self.edge_blocks:
-            if block.kind == EdgeType.RESIDUAL:
-                grid = (self.groups[block.dst].size, 1, 1)
+            if block.kind in IDENTITY_EDGES:
+                grid = (self.groups[block.src].size, 1, 1)  # the whole target group, or its part of a concat
             else:
                 groups = block.groups if block.kind == EdgeType.CONV else 1
                 fan_in = block.weight_shape[1] if block.kind == EdgeType.CONV else self.groups[block.src].size
@@ -225,7 +230,7 @@ class GraphLayout:
         targets = (group * m + torch.arange(m, device=device).view(1, -1, 1)).expand(groups, m, k)
         sources = (group * k + torch.arange(k, device=device).view(1, 1, -1)).expand(groups, m, k)
         return (self.groups[block.src].offset + sources.reshape(-1),
-                self.groups[block.dst].offset + targets.reshape(-1))
+                self.groups[block.dst].offset + block.dst_start + targets.reshape(-1))
 
     def with_kernel_grid(self, kernel_grid: tuple[int, ...]) -> GraphLayout:
         """The same layout with edge features padded to a larger grid."""
@@ -242,7 +247,8 @@ class GraphLayout:
             "groups": [{**vars(g), "node_type": g.node_type.name, "activation": g.activation.name}
                        for g in self.groups],
             "edge_blocks": [{**{f: getattr(b, f) for f in _BLOCK_FIELDS}, "kind": b.kind.name,
-                             "weight_shape": list(b.weight_shape), "kernel_shape": list(b.kernel_shape)}
+                             "weight_shape": list(b.weight_shape), "kernel_shape": list(b.kernel_shape),
+                             **({"dst_start": b.dst_start} if b.dst_start else {})}  # older files: none
                             for b in self.edge_blocks],
             "node_params": [{"key": p.key, "group": p.group, "column": p.column.name} for p in self.node_params],
             "scalars": list(self.scalars),
@@ -258,7 +264,7 @@ class GraphLayout:
             return cls(
                 groups=tuple(NodeGroup(**{**g, "node_type": NodeType[g["node_type"]],
                                           "activation": Activation[g["activation"]]}) for g in data["groups"]),
-                edge_blocks=tuple(EdgeBlock(**{**{f: b[f] for f in _BLOCK_FIELDS if f in b},
+                edge_blocks=tuple(EdgeBlock(**{**{f: b[f] for f in (*_BLOCK_FIELDS, "dst_start") if f in b},
                                                "kind": EdgeType[b["kind"]], "weight_shape": tuple(b["weight_shape"]),
                                                "kernel_shape": tuple(b["kernel_shape"])})
                                   for b in data["edge_blocks"]),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-__all__ = ["NodeType", "EdgeType", "Activation", "NodeFeature", "NUM_NODE_FEATURES"]
+__all__ = ["NodeType", "EdgeType", "IDENTITY_EDGES", "Activation", "NodeFeature", "NUM_NODE_FEATURES"]
 
 
 class NodeType(IntEnum):
@@ -21,7 +21,11 @@ class EdgeType(IntEnum):
     LINEAR = 0  #: one entry of a ``Linear`` weight matrix
     CONV = 1  #: the kernel of one (in channel, out channel) pair of a ``ConvNd``
     FLATTEN_LINEAR = 2  #: one channel's ``H*W`` block of a ``Linear`` after ``Flatten``
-    RESIDUAL = 3  #: identity edge ``c -> c`` of a residual addition (no parameter)
+    RESIDUAL = 3  #: identity edge ``c -> c`` of a residual addition or a concatenation (no parameter)
+    GATE = 4  #: identity edge ``c -> c`` into a product node: its value is the product of its gate inputs
+
+
+IDENTITY_EDGES = (EdgeType.RESIDUAL, EdgeType.GATE)  #: edge types that carry no parameter (feature 1)
 
 
 class Activation(IntEnum):
@@ -38,6 +42,12 @@ class Activation(IntEnum):
     SOFTPLUS = 8
     SINE = 9
     OTHER = 10  #: a registered activation with no id of its own
+    RELU6 = 11
+    HARDSWISH = 12
+    HARDSIGMOID = 13
+    HARDTANH = 14  #: symmetric, ``clamp(x, -m, m)``; ``m`` is the parameter
+    MISH = 15
+    PRELU = 16  #: the slope of each neuron is its ``ACTIVATION_PARAM`` node feature
 
 
 class NodeFeature(IntEnum):
@@ -48,6 +58,7 @@ class NodeFeature(IntEnum):
     NORM_BIAS = 2
     RUNNING_MEAN = 3
     RUNNING_VAR = 4
+    ACTIVATION_PARAM = 5  #: a learned per-neuron activation parameter (PReLU's slope)
 
 
 NUM_NODE_FEATURES = len(NodeFeature)

@@ -195,20 +195,21 @@ class EdgeUpdateConv(MessagePassing):
         p, q = (plan.by_group(t) for t in self.lin_nodes(h).view(num_graphs, plan.num_nodes, -1).chunk(2, dim=-1))
         messages = [plan.by_group(t.squeeze(2)) for t in
                     self.lin_message(h).view(num_graphs, plan.num_nodes, directions, hidden).chunk(directions, dim=2)]
-        received: list[dict[int, list[dict[str, Tensor]]]] = [{} for _ in range(directions)]
+        received: list[dict[int, list[tuple[int, dict[str, Tensor]]]]] = [{} for _ in range(directions)]
         keys = tuple(self._stat_keys)
         updated = []
         for b, e in zip(plan.blocks, edges):
             sources = [messages[0][b.src].view(num_graphs, b.groups, 1, b.k, hidden)]
             if self.bidirectional:
-                sources.append(messages[1][b.dst].view(num_graphs, b.groups, b.m, 1, hidden))
+                sources.append(messages[1][b.dst][:, b.targets].reshape(num_graphs, b.groups, b.m, 1, hidden))
             e, stats = self._dense_block(e, b, p[b.src].view(num_graphs, b.groups, 1, b.k, hidden),
-                                         q[b.dst].view(num_graphs, b.groups, b.m, 1, hidden), sources, keys)
+                                         q[b.dst][:, b.targets].reshape(num_graphs, b.groups, b.m, 1, hidden),
+                                         sources, keys)
             updated.append(e)
-            for direction, start in enumerate((b.dst, b.src)[:directions]):
+            for direction, (start, within) in enumerate(((b.dst, b.dst_start), (b.src, 0))[:directions]):
                 received[direction].setdefault(start, []).append(
-                    {key: stats[direction * len(keys) + i].reshape(num_graphs, -1, hidden)
-                     for i, key in enumerate(keys)})
+                    (within, {key: stats[direction * len(keys) + i].reshape(num_graphs, -1, hidden)
+                              for i, key in enumerate(keys)}))
         parts = []
         for direction in range(directions):
             degree = plan.on(h.device)[direction]  # in-degree for direction 0, out-degree for 1
@@ -247,18 +248,25 @@ class EdgeUpdateConv(MessagePassing):
         needed = {"sum": {"mean", "sum", "std"}, "squares": {"std"}, "max": {"max"}, "min": {"min"}}
         return [key for key, aggregators in needed.items() if aggregators & set(self.aggregators)]
 
-    def _assemble(self, received: dict[int, list[dict[str, Tensor]]], plan: DensePlan, degree: Tensor,
-                  num_graphs: int, like: Tensor) -> dict[str, Tensor]:
+    def _assemble(self, received: dict[int, list[tuple[int, dict[str, Tensor]]]], plan: DensePlan,
+                  degree: Tensor, num_graphs: int, like: Tensor) -> dict[str, Tensor]:
         """Per-node statistics in node order from per-group contributions (no in-place writes).
 
-        Every block sends to whole node groups, so contributions are combined
-        per receiving group; groups that receive nothing get zeros.
+        Blocks send to whole node groups, but for the parts of a concatenation,
+        which tile their group (one identity edge per node): those are joined
+        in order first. Contributions are then combined per receiving group;
+        groups that receive nothing get zeros.
         """
         stats: dict[str, Tensor] = {}
         for key in self._stat_keys:
             columns = []
             for start, size in plan.groups:
-                parts = [part[key] for part in received.get(start, [])]
+                contributions = received.get(start, [])
+                parts = [part[key] for _, part in contributions if part[key].shape[1] == size]
+                pieces = sorted(((within, part[key]) for within, part in contributions if part[key].shape[1] != size),
+                                key=lambda piece: piece[0])
+                if pieces:  # a concatenation's parts: together one statistic per node
+                    parts.append(torch.cat([piece for _, piece in pieces], dim=1))
                 columns.append(functools.reduce(_COMBINE[key], parts) if parts
                                else like.new_zeros(num_graphs, size, self.channels))
             stats[key] = torch.cat(columns, dim=1).reshape(-1, self.channels)

@@ -34,6 +34,12 @@ class DenseBlock:
     groups: int
     m: int  # targets per group
     k: int  # sources per group (fan-in)
+    dst_start: int = 0  # first target within the target group (a concatenation's later parts)
+
+    @property
+    def targets(self) -> slice:
+        """The block's target nodes within its target group (all of it, but for a part of a concatenation)."""
+        return slice(self.dst_start, self.dst_start + self.groups * self.m)
 
     @property
     def num_edges(self) -> int:
@@ -99,11 +105,11 @@ def dense_plan(layout: GraphLayout) -> DensePlan:
         blocks = []
         for block in layout.edge_blocks:
             src, dst = layout.groups[block.src], layout.groups[block.dst]
-            blocks.append(DenseBlock(src.offset, dst.offset, block.offset, *block.grid))
+            blocks.append(DenseBlock(src.offset, dst.offset, block.offset, *block.grid, block.dst_start))
         in_degree = torch.zeros(layout.num_nodes, dtype=torch.long)
         out_degree = torch.zeros(layout.num_nodes, dtype=torch.long)
         for b in blocks:
-            in_degree[b.dst:b.dst + b.groups * b.m] += b.k
+            in_degree[b.dst + b.dst_start:b.dst + b.dst_start + b.groups * b.m] += b.k
             out_degree[b.src:b.src + b.groups * b.k] += b.m
         edge_index = structure_tensors(layout)["edge_index"]
         groups = tuple((g.offset, g.size) for g in layout.groups)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wslgraph.errors import ShapeMismatchError, UnsupportedModuleError
@@ -72,8 +73,8 @@ class ProbeFeatures(nn.Module):
                 if block.dst != index:
                     continue
                 source = values[block.src]
-                if block.kind == EdgeType.RESIDUAL:
-                    pre = pre + source
+                if block.kind == EdgeType.RESIDUAL:  # a residual sum, or this source's part of a concatenation
+                    pre = pre + F.pad(source, (0, 0, block.dst_start, group.size - block.dst_start - source.shape[1]))
                 else:
                     rows = edges[:, block.offset:block.offset + group.size * source.shape[1], 0]
                     weight = rows.reshape(num, group.size, source.shape[1])

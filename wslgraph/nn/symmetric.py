@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import Linear
 
-from wslgraph.graph.vocab import Activation, EdgeType, NodeFeature, NodeType
+from wslgraph.graph.vocab import IDENTITY_EDGES, Activation, NodeFeature, NodeType
 from wslgraph.nn.backend import index_count, scatter
 from wslgraph.nn.conv import degree_factors, forget_delta
 from wslgraph.nn.init import reset_children
@@ -48,7 +48,7 @@ __all__ = ["SYMMETRIES", "SIGN_ACTIVATIONS", "SCALE_ACTIVATIONS", "symmetric_nod
            "canonicalize", "SignInputEncoder", "SignEquivariantConv", "SignRelationalAttention"]
 
 SYMMETRIES = ("permutation", "sign", "scale", "auto")
-SIGN_ACTIVATIONS = (Activation.SINE, Activation.TANH)
+SIGN_ACTIVATIONS = (Activation.SINE, Activation.TANH, Activation.HARDTANH)  # odd functions
 SCALE_ACTIVATIONS = (Activation.RELU, Activation.LEAKY_RELU)
 _EPS = 1e-5
 
@@ -68,7 +68,8 @@ def symmetric_nodes(batch: object, activations: Sequence[Activation]) -> Tensor:
     hidden = batch.node_type == int(NodeType.HIDDEN)
     kinds = torch.tensor([int(a) for a in activations], device=batch.activation.device)
     only_bias = ~batch.x_mask[:, NodeFeature.BIAS + 1:].any(-1)
-    residual = batch.edge_index[:, batch.edge_type == int(EdgeType.RESIDUAL)]
+    identity = torch.tensor([int(kind) for kind in IDENTITY_EDGES], device=batch.edge_type.device)
+    residual = batch.edge_index[:, torch.isin(batch.edge_type, identity)]  # residual, concatenation and gate ties
     tied = index_count(residual.reshape(-1), batch.x.shape[0]) > 0
     return hidden & torch.isin(batch.activation, kinds) & only_bias & ~tied
 

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from wslgraph.convert.trace import trace
 from wslgraph.graph.layout import GraphLayout
-from wslgraph.graph.vocab import Activation, EdgeType, NodeFeature, NodeType
+from wslgraph.graph.vocab import IDENTITY_EDGES, Activation, EdgeType, NodeFeature, NodeType
 
 __all__ = ["hidden_permutations", "permute_state_dict", "permute_hidden", "sign_flip_groups"]
 
@@ -47,36 +47,61 @@ def hidden_permutations(layout: GraphLayout, generator: torch.Generator | None =
     residual addition share one permutation; a ``GroupNorm`` with ``G`` groups
     or a grouped convolution with ``G`` groups restricts a group to permuting
     its ``G`` blocks (shared by both sides of the convolution) and channels
-    within blocks.
+    within blocks. A concatenation's group is permuted as its parts are (each
+    part moves with the group it copies); where a concatenation is tied to
+    another group whose parts do not line up with its own, feeds a grouped
+    convolution or a ``GroupNorm``, or is the output, its parts keep their
+    order (a smaller subgroup of the symmetries, still exact).
     """
     groups = layout.groups
+    parts = _parts(layout)
     full, blocks = _UnionFind(len(groups)), _UnionFind(len(groups))
-    counts: list[set[int]] = [{g.norm_groups} - {1} for g in groups]
+    counts: list[set[int]] = [set() for _ in groups]
+    frozen: set[int] = set()  # base groups that must keep their order
+
+    def constrain(index: int, count: int) -> None:
+        if count == 1:
+            return
+        if parts[index] == [(index, 0)]:
+            counts[index].add(count)
+        else:
+            frozen.update(base for base, _ in parts[index])
+
+    for i, group in enumerate(groups):
+        constrain(i, group.norm_groups)
+        if group.node_type != NodeType.HIDDEN:
+            frozen.update(base for base, _ in parts[i])
     for block in layout.edge_blocks:
-        if block.kind == EdgeType.RESIDUAL:
-            full.union(block.src, block.dst)
+        if block.kind in IDENTITY_EDGES and not _is_concat(layout, block):
+            left, right = parts[block.src], parts[block.dst]
+            sizes = [[(groups[b].size, start) for b, start in side] for side in (left, right)]
+            if sizes[0] == sizes[1]:
+                for (a, _), (b, _) in zip(left, right):
+                    full.union(a, b)
+            else:
+                frozen.update(base for base, _ in left + right)
         elif block.kind == EdgeType.CONV and block.groups > 1:
-            counts[block.src].add(block.groups)
-            counts[block.dst].add(block.groups)
+            constrain(block.src, block.groups)
+            constrain(block.dst, block.groups)
             blocks.union(block.src, block.dst)
     for i in range(len(groups)):  # a full tie is also a block tie
         blocks.union(i, full.find(i))
     class_counts: dict[int, set[int]] = {}
     block_counts: dict[int, set[int]] = {}
     fixed_full, fixed_block = set(), set()
-    for i, group in enumerate(groups):
+    for i in range(len(groups)):
         class_counts.setdefault(full.find(i), set()).update(counts[i])
         block_counts.setdefault(blocks.find(i), set()).update(counts[i])
-        if group.node_type != NodeType.HIDDEN:
+        if i in frozen:
             fixed_full.add(full.find(i))
             fixed_block.add(blocks.find(i))
     sigmas: dict[int, Tensor] = {}
     perms: dict[int, Tensor] = {}
-    result = []
+    base_perms = []
     for i, group in enumerate(groups):
         root, block_root = full.find(i), blocks.find(i)
-        if root in fixed_full:
-            result.append(torch.arange(group.size))
+        if root in fixed_full or parts[i] != [(i, 0)]:
+            base_perms.append(torch.arange(group.size))
             continue
         if root not in perms:
             shared = block_counts[block_root]
@@ -90,8 +115,29 @@ def hidden_permutations(layout: GraphLayout, generator: torch.Generator | None =
                 sigma = torch.arange(num_blocks)
             tau = torch.rand(num_blocks, size, generator=generator).argsort(dim=1)
             perms[root] = (sigma.view(-1, 1) * size + tau).view(-1)
-        result.append(perms[root])
-    return result
+        base_perms.append(perms[root])
+    return [base_perms[i] if part == [(i, 0)] else torch.cat([base_perms[b] + start for b, start in part])
+            for i, part in enumerate(parts)]
+
+
+def _is_concat(layout: GraphLayout, block: object) -> bool:
+    """Whether an identity block is one part of a concatenation (not a residual tie of two equal groups)."""
+    return block.dst_start > 0 or layout.groups[block.src].size != layout.groups[block.dst].size
+
+
+def _parts(layout: GraphLayout) -> list[list[tuple[int, int]]]:
+    """For each group, the groups its channels copy, in order, as ``(group, first channel)``: a concatenation's
+    group is its sources' parts (nested concatenations flattened); any other group is itself, ``[(g, 0)]``."""
+    pieces: dict[int, list] = {}
+    for block in layout.edge_blocks:
+        if block.kind in IDENTITY_EDGES and _is_concat(layout, block):
+            pieces.setdefault(block.dst, []).append(block)
+    parts: list[list[tuple[int, int]]] = []
+    for i in range(len(layout.groups)):  # trace order: a concatenation's sources come before it
+        incoming = sorted(pieces.get(i, ()), key=lambda b: b.dst_start)
+        parts.append([(base, b.dst_start + start) for b in incoming for base, start in parts[b.src]]
+                     if incoming else [(i, 0)])
+    return parts
 
 
 def permute_state_dict(layout: GraphLayout, state_dict: dict[str, Tensor],
@@ -99,7 +145,7 @@ def permute_state_dict(layout: GraphLayout, state_dict: dict[str, Tensor],
     """Apply per-group channel permutations to every tensor tied to them."""
     state = dict(state_dict)
     for block in layout.edge_blocks:
-        if block.kind == EdgeType.RESIDUAL:
+        if block.kind in IDENTITY_EDGES:
             continue
         weight, src, dst = state[block.key], perms[block.src], perms[block.dst]
         if block.kind == EdgeType.CONV:
@@ -139,18 +185,21 @@ def permute_hidden(module: nn.Module, generator: torch.Generator | None = None, 
     return permuted
 
 
+_ODD = (Activation.SINE, Activation.TANH, Activation.HARDTANH)  # activations with f(-x) = -f(x)
+
+
 def sign_flip_groups(layout: GraphLayout) -> list[tuple[int, list, list, list[str]]]:
     """The sign symmetries of an architecture: for each hidden group whose neurons may flip sign, ``(size,
     incoming (key, shape), outgoing (key, shape), bias keys)``.
 
-    A neuron with an odd activation (sine, tanh) computes the same function with its incoming weights and bias
-    negated and its outgoing weights negated (ScaleGMN's sign symmetry). Eligible: hidden groups with a sine or
-    tanh activation, fed and read by Linear or ungrouped convolution weights only, with no normalisation
+    A neuron with an odd activation (sine, tanh, symmetric hardtanh) computes the same function with its incoming
+    weights and bias negated and its outgoing weights negated (ScaleGMN's sign symmetry). Eligible: hidden groups
+    with such an activation, fed and read by Linear or ungrouped convolution weights only, with no normalisation
     parameters or residual ties.
     """
     eligible = []
     for index, group in enumerate(layout.groups):
-        if group.node_type != NodeType.HIDDEN or group.activation not in (Activation.SINE, Activation.TANH):
+        if group.node_type != NodeType.HIDDEN or group.activation not in _ODD:
             continue
         blocks = [b for b in layout.edge_blocks if index in (b.src, b.dst)]
         params = [p for p in layout.node_params if p.group == index]
