@@ -8,7 +8,11 @@ included, like the template's own outputs) of the same number of bytes,
 measured in the same run (target: >= 30 %). The template output is checked
 against the per-model graphs before anything is timed.
 
-    .venv/bin/python benchmarks/convert.py [--quick] [--json PATH] [--device cpu|cuda] [--count N]
+Then torchvision's CNN families (one or two builders each, 10 classes, 3x224x224 input; ``--quick``: two small
+ones): seconds of ``to_graph`` and of ``to_state_dict``, graph size, and whether the round trip is exact (goal:
+every one under 10 s). A family that does not convert is listed with its error.
+
+    .venv/bin/python benchmarks/convert.py [--quick] [--json PATH] [--device cpu|cuda] [--count N] [--no-torchvision]
 """
 
 from __future__ import annotations
@@ -97,6 +101,43 @@ def bench_architecture(name: str, factory: Callable[[], nn.Module], count: int, 
     return result
 
 
+def bench_torchvision(names: list[str]) -> list[dict[str, object]]:
+    """Conversion time and size of torchvision's networks (fresh default-initialised weights)."""
+    from wslgraph import to_state_dict
+    from wslgraph.testing import torchvision_models
+
+    builders = torchvision_models()
+    if builders is None:
+        print("torchvision is not installed: no torchvision rows (pip install torchvision)")
+        return []
+    rows = []
+    print(f"{'model':<20} {'nodes':>7} {'edges':>11} {'edge dim':>8} {'graph MB':>9} {'to_graph s':>10} "
+          f"{'back s':>7}  exact")
+    for name in names:
+        torch.manual_seed(0)
+        kwargs = {"aux_logits": False, "init_weights": True} if name == "googlenet" else {}
+        model = builders[name](num_classes=10, **kwargs).eval()
+        start = time.perf_counter()
+        try:
+            graph = to_graph(model, input_shape=(3, 224, 224))
+        except Exception as error:  # noqa: BLE001 - reported as the row's result
+            rows.append({"model": name, "error": f"{type(error).__name__}: {error}"})
+            print(f"{name:<20} does not convert: {rows[-1]['error'][:150]}")
+            continue
+        seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        state = to_state_dict(graph)
+        back = time.perf_counter() - start
+        exact = all(torch.equal(state[k], v) and state[k].dtype == v.dtype for k, v in model.state_dict().items())
+        rows.append({"model": name, "nodes": graph.num_nodes, "edges": graph.num_edges,
+                     "edge_dim": graph.edge_attr.shape[1], "graph_bytes": batch_bytes(graph),
+                     "to_graph_s": seconds, "to_state_dict_s": back, "exact": exact})
+        print(f"{name:<20} {graph.num_nodes:>7,} {graph.num_edges:>11,} {graph.edge_attr.shape[1]:>8} "
+              f"{batch_bytes(graph) / 1e6:>9,.0f} {seconds:>10.2f} {back:>7.2f}  {exact}", flush=True)
+        del graph, state
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few hundred models (seconds), for tests")
@@ -105,6 +146,7 @@ def main() -> None:
                         help="models in the per-model loop (default: --count); rates are per graph either way")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats of the template path (best is kept)")
     parser.add_argument("--device", default="cpu", help="device of the template path (default: cpu)")
+    parser.add_argument("--no-torchvision", action="store_true", help="skip torchvision's networks")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/convert.json"),
                         help="where to write the results")
     args = parser.parse_args()
@@ -115,8 +157,18 @@ def main() -> None:
     loop_count = min(count, args.loop_count or count)
     results = [bench_architecture(name, factory, count, loop_count, repeats, device)
                for name, factory in (("SIREN", siren), ("SmallCNN", small_cnn))]
+    from wslgraph.testing import TORCHVISION_FAMILIES
+
+    names = ["squeezenet1_1", "mobilenet_v3_small"] if args.quick else [
+        n for family in TORCHVISION_FAMILIES.values() for n in family]
+    torchvision_rows = [] if args.no_torchvision else bench_torchvision(names)
+    converted = [r for r in torchvision_rows if "error" not in r]
     report = {
         "benchmark": "convert",
+        "torchvision": torchvision_rows,
+        "torchvision_all_exact": all(r["exact"] for r in converted),
+        "torchvision_slowest_s": max((r["to_graph_s"] for r in converted), default=None),
+        "torchvision_goal_under_10s": all(r["to_graph_s"] < 10 for r in converted),
         "quick": args.quick,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),

@@ -216,6 +216,8 @@ def test_zoo_info_verifies_every_shard_and_convert_names_a_missing_file(tmp_path
     shard.write_bytes(bytes(data))
     assert main(["zoo", "info", str(zoo)]) == 2
     assert "does not match its SHA-256" in capsys.readouterr().err
+    assert main(["zoo", "info", str(zoo), "--no-verify"]) == 0  # the manifest alone, as asked
+    assert "2 shards, not verified (--no-verify)" in capsys.readouterr().out
     manifest = json.loads((zoo / "manifest.json").read_text())
     manifest["shards"][0]["file"] = "../elsewhere.safetensors"
     (zoo / "manifest.json").write_text(json.dumps(manifest))

@@ -37,6 +37,9 @@ def test_convert_benchmark_quick(tmp_path: Path) -> None:
         assert row["template_graphs_per_s"] > row["loop_graphs_per_s"] > 0
         assert 0 < row["bandwidth_fraction"] and row["batch_bytes"] > 0
     assert "ratio" in result.stdout and "% of clone()" in result.stdout
+    if report["torchvision"]:  # torchvision installed (make setup installs it)
+        assert [r["model"] for r in report["torchvision"]] == ["squeezenet1_1", "mobilenet_v3_small"]
+        assert report["torchvision_all_exact"] and all(r["edges"] > r["nodes"] > 0 for r in report["torchvision"])
 
 
 @pytest.mark.parametrize("script, keys", [("scatter.py", ["rows"]), ("encoders.py", ["dense_vs_generic", "scaling"])])

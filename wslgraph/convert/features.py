@@ -1,8 +1,11 @@
 """Direct (per-layer) conversion between state dicts and graph features.
 
-This is the reference path: each weight is reshaped into kernels and padded
-with :func:`torch.nn.functional.pad`. :class:`~wslgraph.GraphTemplate` computes
-the same result with precomputed gather indices; the tests hold the two equal.
+This is the reference path: each weight is reshaped into kernels, one layer at a
+time, and written into the centre of its edges' rows of a zero tensor (one copy
+of the weights, no padded temporaries); graph to state dict crops them back
+with :func:`~wslgraph.graph.kernels.crop_kernels`. :class:`~wslgraph.GraphTemplate`
+computes the same result for many models at once from flat parameter vectors;
+the tests hold the two equal.
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ import torch
 from torch import Tensor
 
 from wslgraph.errors import ShapeMismatchError
-from wslgraph.graph.kernels import crop_kernels, pad_kernels
-from wslgraph.graph.layout import GraphLayout
+from wslgraph.graph.kernels import crop_kernels
+from wslgraph.graph.layout import GraphLayout, expand_kernel_shape
 from wslgraph.graph.param_graph import ParamGraph, structure_tensors
 from wslgraph.graph.vocab import IDENTITY_EDGES, NUM_NODE_FEATURES
 
@@ -45,15 +48,18 @@ def graph_from_state_dict(layout: GraphLayout, state_dict: Mapping[str, Tensor])
     for param in layout.node_params:
         group = layout.groups[param.group]
         x[group.offset:group.offset + group.size, int(param.column)] = state_dict[param.key].reshape(-1)
-    features = []
-    for block in layout.edge_blocks:
-        count = block.num_edges
+    grid = layout.kernel_grid
+    edge_attr = torch.zeros(layout.num_edges, *grid, dtype=layout.dtype, device=device)  # padding stays 0
+    for block in layout.edge_blocks:  # each block's kernels written once, into the centre of its rows
+        shape = expand_kernel_shape(block.kernel_shape, len(grid))
+        rows = edge_attr.narrow(0, block.offset, block.num_edges)
+        for dim, (size, left) in enumerate(zip(shape, layout.padding(block))):
+            rows = rows.narrow(dim + 1, left, size)
         if block.kind in IDENTITY_EDGES:
-            kernels = torch.ones(count, dtype=layout.dtype, device=device)
+            rows.fill_(1)
         else:
-            kernels = state_dict[block.key].to(layout.dtype).reshape(count, *block.kernel_shape)
-        features.append(pad_kernels(kernels, block, layout))
-    edge_attr = torch.cat(features) if features else torch.zeros(0, layout.edge_dim, dtype=layout.dtype)
+            rows.copy_(state_dict[block.key].reshape(block.num_edges, *shape))
+    edge_attr = edge_attr.view(layout.num_edges, layout.edge_dim)
     values = [state_dict[key] for key in layout.scalars]
     if any(abs(int(v)) > _EXACT_INT for v in values):
         raise ShapeMismatchError(f"integer buffers {list(layout.scalars)} exceed 2**53 and cannot be stored exactly")

@@ -24,6 +24,8 @@ __all__ = ["Handler", "register", "handler_for"]
 Handler = Callable[[ConversionContext, nn.Module, str, Value], Value]
 
 _HANDLERS: dict[type[nn.Module], Handler] = {}
+# Layers of libraries wslgraph does not import, by qualified class name.
+_HANDLERS_BY_NAME: dict[str, Handler] = {}
 
 
 def register(module_type: type[nn.Module], handler: Handler) -> None:
@@ -58,6 +60,9 @@ def handler_for(module_type: type) -> Handler | None:
     for cls in module_type.__mro__:
         if cls in _HANDLERS:
             return _HANDLERS[cls]
+        by_name = _HANDLERS_BY_NAME.get(f"{cls.__module__}.{cls.__qualname__}")
+        if by_name is not None:
+            return by_name
     return None
 
 
@@ -90,6 +95,12 @@ def _layer_norm(ctx: ConversionContext, module: nn.LayerNorm, name: str, value: 
 
 def _group_norm(ctx: ConversionContext, module: nn.GroupNorm, name: str, value: Value) -> Value:
     return ctx.norm(value, name=name, num_channels=module.num_channels, num_groups=module.num_groups,
+                    weight_key=_key(module, name, "weight"), bias_key=_key(module, name, "bias"))
+
+
+def _channel_layer_norm(ctx: ConversionContext, module: nn.LayerNorm, name: str, value: Value) -> Value:
+    """torchvision's ``LayerNorm2d``: LayerNorm over the channels of an (N, C, H, W) map at each position."""
+    return ctx.norm(value, name=name, num_channels=module.normalized_shape[0],
                     weight_key=_key(module, name, "weight"), bias_key=_key(module, name, "bias"))
 
 
@@ -157,6 +168,7 @@ for _type in (nn.Conv1d, nn.Conv2d, nn.Conv3d):
 for _type in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
     register(_type, _batch_norm)
 register(nn.LayerNorm, _layer_norm)
+_HANDLERS_BY_NAME["torchvision.models.convnext.LayerNorm2d"] = _channel_layer_norm
 register(nn.GroupNorm, _group_norm)
 for _kind, _spec in ACTIVATIONS.items():
     if _spec.module is not None:

@@ -198,8 +198,11 @@ def _function_name(node: fx.Node) -> str:
 def _call_function(ctx: ConversionContext, node: fx.Node, args: tuple, kwargs: dict) -> Any:
     table = _METHODS if node.op == "call_method" else _FUNCTIONS
     rule = table.get(node.target)
+    if rule is None and node.op == "call_function":
+        target = node.target
+        rule = _FUNCTIONS_BY_NAME.get(f"{getattr(target, '__module__', '')}.{getattr(target, '__qualname__', '')}")
     for arg in (*args, *kwargs.values()):
-        if isinstance(arg, _Attr):
+        if isinstance(arg, _Attr) and rule is not _mul:  # _mul takes a per-channel vector (layer scale)
             raise UnsupportedModuleError(
                 f"'{node.name}' uses the parameter '{arg.target}' functionally ({_function_name(node)}); "
                 "wrap it in a module (nn.Linear, nn.Conv2d, ...) or register a handler for its module")
@@ -259,6 +262,10 @@ def _add(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Value:
 
 def _mul(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Value:
     left, right = args[0], args[1] if len(args) > 1 else kwargs.get("other")
+    if isinstance(left, _Attr) and isinstance(right, Value):
+        left, right = right, left
+    if isinstance(left, Value) and isinstance(right, _Attr):  # a learned per-channel factor (layer scale)
+        return ctx.channel_scale(left, name=name, key=right.target)
     if isinstance(left, Value) and isinstance(right, (int, float)):
         return ctx.scale(left, float(right))
     if isinstance(right, Value) and isinstance(left, (int, float)):
@@ -268,6 +275,19 @@ def _mul(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Value:
     raise UnsupportedModuleError(f"'{name}' multiplies a tensor by {type(right).__name__}; wslgraph converts products "
                                  "of two tensors (gating) and a constant only as the frequency of a sine, "
                                  "torch.sin(w0 * x)")
+
+
+def _permute(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Value:
+    value = _value(args[0], name)
+    dims = args[1] if len(args) == 2 and isinstance(args[1], (tuple, list)) else args[1:]
+    dims = tuple(kwargs.get("dims", dims))
+    rank = len(dims)
+    if dims == (0, *range(2, rank), 1):
+        return ctx.permute_channels(value, name=name, last=True)
+    if dims == (0, rank - 1, *range(1, rank - 1)):
+        return ctx.permute_channels(value, name=name, last=False)
+    raise UnsupportedModuleError(f"'{name}' permutes dims {dims}; wslgraph converts moving channels last "
+                                 "(0, 2, ..., 1) and back (0, r-1, 1, ...)")
 
 
 def _flatten(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Value:
@@ -307,6 +327,10 @@ def _getattr(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> An
 def _getitem(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Any:
     if isinstance(args[0], _Shape) and args[1] == 0:
         return _BatchDim()
+    if isinstance(args[0], _Shape):
+        raise UnsupportedModuleError(f"'{name}' reads a size other than the batch size from x.shape / x.size(); "
+                                     "only x.shape[0] is supported (reshaping channels, as ShuffleNet's channel "
+                                     "shuffle does, has no conversion yet)")
     raise UnsupportedModuleError(f"'{name}' indexes a {type(args[0]).__name__}; only x.shape[0] is supported")
 
 
@@ -370,6 +394,10 @@ def _functions(*names: str, module: Any = F) -> list[Callable]:
 
 _FUNCTIONS: dict[Any, Callable[..., Any]] = {}
 _METHODS: dict[str, Callable[..., Any]] = {}
+# Functions of libraries wslgraph does not import, by qualified name: torchvision's stochastic depth drops whole
+# residual branches while training and is the identity in eval mode, like dropout.
+_FUNCTIONS_BY_NAME: dict[str, Callable[..., Any]] = {
+    "torchvision.ops.stochastic_depth.stochastic_depth": lambda ctx, name, args, kwargs: _value(args[0], name)}
 for _kind, _spec in ACTIVATIONS.items():
     if _spec.module is not None:
         _FUNCTIONS.update(dict.fromkeys(_spec.functions, _act(_kind)))
@@ -381,6 +409,7 @@ _FUNCTIONS.update(dict.fromkeys(_functions("dropout", "dropout1d", "dropout2d", 
 _FUNCTIONS.update(dict.fromkeys([operator.add, operator.iadd, torch.add], _add))
 _FUNCTIONS.update(dict.fromkeys([operator.mul, operator.imul, torch.mul], _mul))
 _FUNCTIONS.update(dict.fromkeys([torch.flatten], _flatten))
+_FUNCTIONS.update(dict.fromkeys([torch.permute], _permute))
 _FUNCTIONS.update(dict.fromkeys([torch.cat, torch.concat, torch.concatenate], _cat))
 _FUNCTIONS.update(dict.fromkeys([torch.reshape], _view))
 _FUNCTIONS.update(dict.fromkeys([torch.mean, torch.sum, torch.amax], _reduce))
@@ -397,4 +426,5 @@ _FUNCTIONS.update(dict.fromkeys(
                "_adaptive_max_pool3d"), _adaptive_pool))
 _METHODS.update({"sin": _sin, "add": _add, "add_": _add, "mul": _mul, "mul_": _mul, "flatten": _flatten,
                  "view": _view, "reshape": _view, "size": _size, "mean": _reduce, "sum": _reduce,
-                 "amax": _reduce, "squeeze": _squeeze, "contiguous": _passthrough})
+                 "amax": _reduce, "squeeze": _squeeze, "contiguous": _passthrough,
+                 "permute": _permute})

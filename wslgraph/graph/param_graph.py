@@ -29,10 +29,12 @@ class ParamGraph(Data):
     channel, one per output neuron/channel, ordered by :class:`NodeGroup`
     (input first, output last). Pooling, Flatten and Dropout add no nodes.
 
-    **Node features** ``x`` (``[num_nodes, 5]``), columns named by
+    **Node features** ``x`` (``[num_nodes, 7]``), columns named by
     :class:`~wslgraph.graph.vocab.NodeFeature`: the bias, then the per-channel
     tensors of a normalization layer acting on the node (affine weight, affine
-    bias, running mean, running variance). Features a layer does not have are
+    bias, running mean, running variance), a learned activation parameter
+    (PReLU's slope) and a learned per-channel factor (ConvNeXt's layer scale).
+    Features a layer does not have are
     0 and ``x_mask`` (bool, same shape) is ``False`` there; input nodes have no
     bias. The width is the same for every architecture.
 
@@ -48,7 +50,17 @@ class ParamGraph(Data):
       weights, treated like a kernel so channel permutations stay a graph
       symmetry;
     * residual additions: an identity edge ``c -> c`` (an identity kernel)
-      from each channel of the skipped tensor to the channel it is added to.
+      from each channel of the skipped tensor to the channel it is added to;
+    * concatenation along channels (``torch.cat``: DenseNet, Inception,
+      SqueezeNet): a new hidden group with one identity edge (type
+      ``RESIDUAL``) into each of its channels from the channel it copies, in
+      order, so each consumer of a concatenation holds its own normalization
+      and activation; a concatenation is permuted as its parts are;
+    * gating (``x * gate``, squeeze-excitation): a new hidden group of
+      *product* nodes, each with one ``GATE`` identity edge from the same
+      channel of each factor; its value is the product of its gate inputs
+      (the gate's own layers are ordinary edges, its activation the gate
+      group's activation).
 
     Every edge feature is a kernel zero-padded *centrally* to the largest
     kernel in the graph (``layout.kernel_grid``; a linear weight is a 1 x 1

@@ -59,6 +59,7 @@ class NodeFeature(IntEnum):
     RUNNING_MEAN = 3
     RUNNING_VAR = 4
     ACTIVATION_PARAM = 5  #: a learned per-neuron activation parameter (PReLU's slope)
+    LAYER_SCALE = 6  #: a learned per-channel factor applied last (ConvNeXt's layer scale)
 
 
 NUM_NODE_FEATURES = len(NodeFeature)

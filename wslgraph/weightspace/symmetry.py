@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
@@ -181,7 +182,9 @@ def permute_hidden(module: nn.Module, generator: torch.Generator | None = None, 
     """
     layout, state_dict = trace(module, input_shape)
     permuted = copy.deepcopy(module)
-    permuted.load_state_dict(permute_state_dict(layout, state_dict, hidden_permutations(layout, generator)))
+    state = OrderedDict(permute_state_dict(layout, state_dict, hidden_permutations(layout, generator)))
+    state._metadata = getattr(state_dict, "_metadata", None)  # versions some modules' loaders read (MNASNet)
+    permuted.load_state_dict(state)
     return permuted
 
 

@@ -1,0 +1,65 @@
+"""Procedural 3D shapes: exact signed distances (checked against brute force, the eikonal property and analytic
+volumes), seeded instances inside the unit cube, and near-surface sampling."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from wslgraph.zoo.shapes3d import SHAPE_CLASSES, SHAPE_VOLUMES, make_shapes, sample_points
+
+SHAPES = make_shapes(3, seed=0)
+
+
+def _gradient(points: torch.Tensor) -> torch.Tensor:
+    points = points.clone().requires_grad_(True)
+    (gradient,) = torch.autograd.grad(SHAPES.sdf(points).sum(), points)
+    return gradient
+
+
+def test_ten_classes_seeded_and_inside_the_cube() -> None:
+    assert len(SHAPE_CLASSES) == 10 and SHAPES.labels.tolist() == [c for c in range(10) for _ in range(3)]
+    again = make_shapes(3, seed=0)
+    assert torch.equal(again.params, SHAPES.params) and torch.equal(again.rotations, SHAPES.rotations)
+    assert not torch.equal(make_shapes(3, seed=1).params, SHAPES.params)
+    # every point of the cube's surface is outside every shape
+    face = torch.rand(4000, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 2 - 1
+    face[:, 0] = torch.where(face[:, 1] > 0, 1.0, -1.0)
+    assert bool((SHAPES.sdf(face) > 0.02).all())
+
+
+def test_distances_agree_with_brute_force_over_dense_surface_samples() -> None:
+    generator = torch.Generator().manual_seed(1)
+    surface = sample_points(SHAPES, 30000, near=1.0, sigma=0.0, generator=generator)
+    assert SHAPES.sdf(surface).abs().max() < 1e-6  # projection lands on the surface
+    queries = torch.rand(len(SHAPES), 40, 3, generator=generator, dtype=torch.float64) * 2 - 1
+    nearest = torch.cdist(queries, surface).amin(-1)  # within the samples' spacing of the true distance
+    distance = SHAPES.sdf(queries).abs()
+    assert bool((distance <= nearest + 1e-9).all()), (distance - nearest).max()
+    assert (nearest - distance).max() < 0.03
+
+
+def test_gradients_have_unit_norm_almost_everywhere() -> None:
+    points = torch.rand(len(SHAPES), 2000, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    norms = _gradient(points * 2 - 1).norm(dim=-1)
+    assert (norms - 1).abs().median() < 1e-9
+    assert ((norms - 1).abs() < 1e-6).double().mean() > 0.99  # off the medial axes
+
+
+@pytest.mark.parametrize("name", SHAPE_CLASSES)
+def test_monte_carlo_volumes_match_the_analytic_ones(name: str) -> None:
+    code = SHAPE_CLASSES.index(name)
+    shapes = SHAPES[SHAPES.labels == code]
+    points = torch.rand(200_000, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64) * 2 - 1
+    estimated = SHAPES.__class__.occupancy(shapes, points).mean(-1) * 8
+    exact = SHAPE_VOLUMES[name](shapes.params) * shapes.scales**3
+    torch.testing.assert_close(estimated, exact, rtol=0.04, atol=0.004)
+
+
+def test_near_surface_sampling_mixes_surface_and_uniform_points() -> None:
+    points = sample_points(SHAPES, 1000, near=0.5, sigma=0.01, generator=torch.Generator().manual_seed(4))
+    assert points.shape == (30, 1000, 3) and points.abs().max() <= 1
+    distance = SHAPES.sdf(points).abs()
+    assert (distance[:, :500] < 0.05).double().mean() > 0.99 and (distance[:, 500:] < 0.05).double().mean() < 0.5
+    with pytest.raises(ValueError, match="per_class"):
+        make_shapes(0)
