@@ -198,14 +198,25 @@ def _fit_options(args: argparse.Namespace, **fields: object) -> object:
 
 
 def _zoo_inr(args: argparse.Namespace) -> int:
-    from wslgraph.zoo.jobs import inr_zoo_job
+    from wslgraph.zoo.jobs import inr_zoo_job, shapes3d_zoo_job
     from wslgraph.zoo.storage import generate_zoo
 
     overrides = {k: v for k, v in {"steps": args.steps, "lr": args.lr,
                                    "hidden": tuple(args.hidden) if args.hidden else None}.items() if v is not None}
-    options = _fit_options(args, seed=args.seed, views=args.views)
-    job = inr_zoo_job(args.source, recipe=args.recipe, options=options, train_images=args.train_images,
-                      test_images=args.test_images, shard_size=args.shard_size, data_root=args.data_root, **overrides)
+    if args.source == "shapes3d":
+        images_only = [name for name, value in (("--train-images", args.train_images),
+                                                ("--test-images", args.test_images), ("--views", args.views != 1),
+                                                ("--data-root", args.data_root), ("--recipe", args.recipe != "dws"))
+                       if value]
+        if images_only:
+            args.parser.error(f"{', '.join(images_only)} apply to image sources; shapes3d takes --per-class")
+        job = shapes3d_zoo_job(args.per_class, seed=args.seed, shard_size=args.shard_size,
+                               chunk_size=args.chunk_size, device=args.device, **overrides)
+    else:
+        options = _fit_options(args, seed=args.seed, views=args.views)
+        job = inr_zoo_job(args.source, recipe=args.recipe, options=options, train_images=args.train_images,
+                          test_images=args.test_images, shard_size=args.shard_size, data_root=args.data_root,
+                          **overrides)
     rank, world = _rank_and_world(args)
     generate_zoo(args.out, job, rank=rank, world_size=world, progress=not args.quiet)
     _report(args.out, args.quiet)
@@ -641,7 +652,10 @@ def _add_zoo(sub: argparse._SubParsersAction) -> None:
     inr = zoo_sub.add_parser("inr", help="fit SIRENs to images (resumable; sharded across processes)",
                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     inr.add_argument("out", help="zoo folder (created; an interrupted run resumes there)")
-    inr.add_argument("--source", default="mnist5k", choices=sorted(SOURCES), help="image source")
+    inr.add_argument("--source", default="mnist5k", choices=[*sorted(SOURCES), "shapes3d"],
+                     help="image source, or shapes3d: occupancy SIRENs (3 -> hidden -> 1) of ten classes of "
+                          "procedural 3D shapes")
+    inr.add_argument("--per-class", type=POSITIVE, default=100, help="shapes per class (--source shapes3d)")
     inr.add_argument("--data-root", default=None, help="folder of user-supplied data (mnist, cifar10)")
     inr.add_argument("--recipe", default="dws", choices=["dws", "nfn"])
     inr.add_argument("--train-images", type=POSITIVE, default=None, help="use this many train images (evenly spaced)")
@@ -684,7 +698,7 @@ def _add_zoo(sub: argparse._SubParsersAction) -> None:
         command.add_argument("--rank", type=COUNT, default=None, help="this process's rank (default: $RANK or 0)")
         command.add_argument("--world-size", type=POSITIVE, default=None, help="processes (default: $WORLD_SIZE or 1)")
         command.add_argument("--quiet", action="store_true", help="no progress bars or summary")
-    inr.set_defaults(handler=_zoo_inr)
+    inr.set_defaults(handler=_zoo_inr, parser=inr)
     cnn.set_defaults(handler=_zoo_cnn)
     merge = zoo_sub.add_parser("merge", help="write manifest.json once every shard of a sharded run exists")
     merge.add_argument("root")

@@ -103,8 +103,8 @@ def check_options(name: str, factory: Callable, options: Mapping[str, object]) -
     except (TypeError, ValueError):  # a builtin without a signature: nothing to check here
         return
     open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-    known = sorted(k for k, p in parameters.items() if p.kind in (inspect.Parameter.KEYWORD_ONLY,
-                                                                   inspect.Parameter.POSITIONAL_OR_KEYWORD))
+    known = sorted(k for k, p in parameters.items() if p.default is not inspect.Parameter.empty
+                   and p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD))
     for key, value in options.items():
         parameter = parameters.get(key)
         if parameter is None or parameter.kind not in (inspect.Parameter.KEYWORD_ONLY,

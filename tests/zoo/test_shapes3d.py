@@ -3,6 +3,8 @@ volumes), seeded instances inside the unit cube, and near-surface sampling."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -63,3 +65,35 @@ def test_near_surface_sampling_mixes_surface_and_uniform_points() -> None:
     assert (distance[:, :500] < 0.05).double().mean() > 0.99 and (distance[:, 500:] < 0.05).double().mean() < 0.5
     with pytest.raises(ValueError, match="per_class"):
         make_shapes(0)
+
+
+def test_occupancy_sirens_fit_their_shapes_alike_in_any_chunk() -> None:
+    from wslgraph.zoo.shapes3d import ShapeRecipe, fit_shape_inrs
+
+    shapes = make_shapes(1, seed=3)[torch.tensor([0, 2, 7])]  # a sphere, a box, a torus
+    recipe = ShapeRecipe(steps=300, points=2048)
+    params, iou = fit_shape_inrs(shapes, recipe, seed=0)
+    assert params.shape == (3, 3 * 32 + 32 + 32 * 32 + 32 + 32 + 1)
+    _, untrained = fit_shape_inrs(shapes, replace(recipe, steps=0), seed=0)
+    assert bool((iou > 0.6).all()) and bool((iou - untrained > 0.3).all()), (iou, untrained)  # it learned
+    # its own init and points, whatever the chunk: the same bits in a chunk of 2 (a 1-INR chunk runs other kernels)
+    again, _ = fit_shape_inrs(shapes[1:], recipe, seed=0, index_offset=1, chunk_size=2)
+    assert torch.equal(again, params[1:])
+
+
+def test_a_3d_zoo_is_written_and_read_like_a_2d_one(tmp_path, capsys) -> None:
+    from wslgraph.cli import main
+    from wslgraph.zoo.dataset import ZooDataset
+
+    zoo = tmp_path / "zoo"
+    assert main(["zoo", "inr", str(zoo), "--source", "shapes3d", "--per-class", "10", "--steps", "5",
+                 "--shard-size", "40", "--quiet"]) == 0
+    train, test = ZooDataset(zoo, "train"), ZooDataset(zoo, "test")
+    assert (len(train), len(ZooDataset(zoo, "val")), len(test)) == (80, 10, 10)
+    assert sorted(test.arrays.columns["label"][test.indices_].tolist()) == list(range(10))
+    batch = train.batch(torch.arange(4))
+    assert int((batch.node_type == 0).sum()) == 4 * 3  # x, y, z inputs
+    assert train.arrays.description["classes"] == list(SHAPE_CLASSES)
+    with pytest.raises(SystemExit):
+        main(["zoo", "inr", str(tmp_path / "other"), "--source", "shapes3d", "--train-images", "5"])
+    assert "apply to image sources; shapes3d takes --per-class" in capsys.readouterr().err

@@ -15,9 +15,10 @@ from wslgraph.zoo.data import ImageSet, load_images
 from wslgraph.zoo.inr import FitOptions, INRRecipe, fit_inrs, resolve_recipe, split_fit_overrides
 from wslgraph.zoo.modelzoos import CATEGORICAL, GRID, model_zoo_split, model_zoo_template, train_model_zoo
 from wslgraph.zoo.resnets import RESNET_GRID, resnet_zoo_model, train_resnet_zoo
+from wslgraph.zoo.shapes3d import SHAPE_CLASSES, ShapeRecipe, fit_shape_inrs, make_shapes, shape_siren
 from wslgraph.zoo.storage import SPLIT_CODES, ZooJob
 
-__all__ = ["inr_zoo_job", "cnn_zoo_job", "model_zoo_job", "resnet_zoo_job", "VAL_EVERY"]
+__all__ = ["inr_zoo_job", "shapes3d_zoo_job", "cnn_zoo_job", "model_zoo_job", "resnet_zoo_job", "VAL_EVERY"]
 
 VAL_EVERY = 12  # train image i is a validation image when i % 12 == 11 (DWS: 5k of 60k)
 SPLIT_VOCAB = list(SPLIT_CODES)
@@ -85,6 +86,37 @@ def inr_zoo_job(source: str = "mnist5k", *, recipe: str | INRRecipe = "dws", opt
     columns = {"label": {}, "psnr": {}, "steps": {}, "image_index": {}, "view": {}, "split": {"vocab": SPLIT_VOCAB}}
     return ZooJob("inr", description, layout, len(images) * views, shard_size, make_shard, columns)
 
+
+def shapes3d_zoo_job(per_class: int = 100, *, recipe: ShapeRecipe | None = None, seed: int = 0,
+                     shard_size: int = 256, chunk_size: int = 256, device: str | None = None,
+                     **overrides: object) -> ZooJob:
+    """A job fitting one occupancy SIREN (:func:`~wslgraph.zoo.shapes3d.fit_shape_inrs`) to each of ``per_class``
+    procedural shapes of each of the ten classes of :func:`~wslgraph.zoo.shapes3d.make_shapes` (seeded).
+
+    Shape ``i`` of a class is ``val`` when ``i % 10 == 8``, ``test`` when ``i % 10 == 9``, else ``train``.
+    Columns: ``label`` (the class, in :data:`~wslgraph.zoo.shapes3d.SHAPE_CLASSES` order), ``iou`` (on fresh
+    uniform points), ``shape_index`` and ``split``. ``overrides`` change fields of the recipe (``steps=``...).
+    """
+    recipe = replace(recipe or ShapeRecipe(), **{k: tuple(v) if k == "hidden" else v for k, v in overrides.items()})
+    shapes = make_shapes(per_class, seed)
+    within = torch.arange(len(shapes)) % per_class
+    split = torch.where(within % 10 == 8, SPLIT_CODES["val"],
+                        torch.where(within % 10 == 9, SPLIT_CODES["test"], SPLIT_CODES["train"]))
+    layout = GraphTemplate.from_module(shape_siren(recipe)).layout
+
+    def make_shard(first: int, count: int) -> dict[str, Tensor]:
+        rows = slice(first, first + count)
+        params, iou = fit_shape_inrs(shapes[rows], recipe, seed=seed, index_offset=first, chunk_size=chunk_size,
+                                     device=device)
+        return {"params": params, "label": shapes.labels[rows], "iou": iou, "shape_index": torch.arange(first,
+                first + count), "split": split[rows].to(torch.uint8)}
+
+    description = {"source": "shapes3d", "recipe": recipe.to_dict(), "seed": seed, "per_class": per_class,
+                   "classes": list(SHAPE_CLASSES), "chunk_size": chunk_size, "input": "xyz in [-1, 1]^3",
+                   "output": "occupancy logit",
+                   "split_rule": "shape i of a class -> val if i % 10 == 8, test if i % 10 == 9, else train"}
+    columns = {"label": {}, "iou": {}, "shape_index": {}, "split": {"vocab": SPLIT_VOCAB}}
+    return ZooJob("inr", description, layout, len(shapes), shard_size, make_shard, columns)
 
 
 def cnn_zoo_job(source: str = "digits", *, count: int = 64, seed: int = 0, schedule: ZooSchedule | None = None,

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["SHAPE_CLASSES", "ShapeSet", "make_shapes", "shape_sdf", "sample_points", "SHAPE_VOLUMES"]
+__all__ = ["SHAPE_CLASSES", "ShapeSet", "make_shapes", "shape_sdf", "sample_points", "SHAPE_VOLUMES", "ShapeRecipe",
+           "shape_siren", "fit_shape_inrs"]
 
 SHAPE_CLASSES = ("sphere", "ellipsoid", "box", "rounded_box", "cylinder", "cone", "capsule", "torus", "pyramid",
                  "octahedron")
@@ -288,3 +289,84 @@ def sample_points(shapes: ShapeSet, count: int, *, near: float = 0.5, sigma: flo
     offsets = torch.randn(n, surface, 3, generator=generator, dtype=torch.float64) * sigma
     near_points = (points.detach() + offsets).clamp(-1, 1)
     return torch.cat([near_points, uniform[:, surface:]], dim=1)
+
+
+# ------------------------------------------------------------------------------------------------ 3D INRs
+@dataclass(frozen=True)
+class ShapeRecipe:
+    """How to fit one SIREN ``3 -> hidden -> 1`` to one shape's occupancy.
+
+    The INR outputs a logit of occupancy at a point; it is fitted with binary cross-entropy on ``points`` points per
+    shape (a fraction ``near`` around the surface with Gaussian offsets of std ``sigma``, the rest uniform in the
+    cube, as inr2vec and the NFN 3D sets sample), drawn once per shape, by Adam for ``steps`` full-batch steps.
+    """
+
+    name: str = "occupancy"
+    hidden: tuple[int, ...] = (32, 32)
+    w0: float = 10.0  # 20 shapes, 500 steps: mean IoU 0.90 at w0 10, 0.81 at 5, 0.77 at 30 (README, "3D")
+    points: int = 4096
+    near: float = 0.5
+    sigma: float = 0.02
+    lr: float = 1e-3
+    steps: int = 500
+
+    def __post_init__(self) -> None:
+        if not self.hidden or min(self.hidden) < 1 or self.steps < 0 or self.lr <= 0 or self.points < 1:
+            raise ValueError(f"recipe {self.name!r} needs hidden widths >= 1, steps >= 0, lr > 0 and points >= 1")
+
+    def to_dict(self) -> dict:
+        return {**{k: getattr(self, k) for k in self.__dataclass_fields__}, "hidden": list(self.hidden)}
+
+
+def shape_siren(recipe: ShapeRecipe) -> torch.nn.Module:
+    """The architecture of a shape INR: a SIREN ``3 -> hidden -> 1`` (its output is an occupancy logit)."""
+    from wslgraph.zoo.architectures import siren
+
+    return siren(3, recipe.hidden, 1, recipe.w0)
+
+
+def fit_shape_inrs(shapes: ShapeSet, recipe: ShapeRecipe | None = None, *, seed: int = 0, index_offset: int = 0,
+                   chunk_size: int = 256, device: str | torch.device | None = None) -> tuple[Tensor, Tensor]:
+    """Fit one occupancy SIREN per shape, all of a chunk at once: flat parameters ``[N, P]`` (the template order of
+    :func:`shape_siren`) and each INR's IoU ``[N]`` on 16,384 fresh uniform points.
+
+    The INRs of a chunk are one ``[N, P]`` tensor evaluated with :func:`~wslgraph.weightspace.inr_forward`
+    (per-INR points); Adam acts elementwise, so each row follows the optimisation it would alone. Shape ``i``'s
+    initialisation and points come from its own generator, seeded by ``(seed, index_offset + i)``: an INR does not
+    depend on its chunk or shard.
+    """
+    from wslgraph.convert.template import GraphTemplate
+    from wslgraph.weightspace.functional import INRArchitecture, inr_forward, siren_layer_init
+    from wslgraph.zoo.inr import inr_seed
+
+    recipe = recipe or ShapeRecipe()
+    device = torch.device(device or "cpu")
+    architecture = INRArchitecture.from_template(GraphTemplate.from_module(shape_siren(recipe)))
+    sizes = [3, *recipe.hidden, 1]
+    params_out, iou_out = [], []
+    for start in range(0, len(shapes), chunk_size):
+        chunk = shapes[start:start + chunk_size]
+        generators = [torch.Generator().manual_seed(inr_seed(seed, index_offset + start + i))
+                      for i in range(len(chunk))]
+        rows = torch.stack([torch.cat([t.flatten() for t in siren_layer_init(sizes, [recipe.w0] * (len(sizes) - 1),
+                                                                              g)]) for g in generators])
+        points = torch.cat([sample_points(chunk[i:i + 1], recipe.points, near=recipe.near, sigma=recipe.sigma,
+                                          generator=g) for i, g in enumerate(generators)])
+        targets = chunk.occupancy(points).float().unsqueeze(-1).to(device)
+        coords = points.float().to(device)
+        weights = rows.to(device).requires_grad_(True)
+        optimizer = torch.optim.Adam([weights], lr=recipe.lr)
+        for _ in range(recipe.steps):
+            logits = inr_forward(weights, coords, architecture)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+            optimizer.zero_grad(set_to_none=True)
+            loss.mean(dim=(1, 2)).sum().backward()  # each INR's mean loss: its gradient is its own
+            optimizer.step()
+        evaluation = torch.rand(len(chunk), 16384, 3, generator=generators[0], dtype=torch.float64) * 2 - 1
+        with torch.no_grad():
+            predicted = inr_forward(weights, evaluation.float().to(device), architecture)[..., 0] > 0
+        truth = chunk.sdf(evaluation).to(device) < 0
+        iou = (predicted & truth).sum(-1) / (predicted | truth).sum(-1).clamp(min=1)
+        params_out.append(weights.detach().cpu())
+        iou_out.append(iou.float().cpu())
+    return torch.cat(params_out), torch.cat(iou_out)
