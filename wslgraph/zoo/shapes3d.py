@@ -48,8 +48,8 @@ class ShapeSet:
         points = points.to(torch.float64)
         if points.dim() == 2:
             points = points.expand(len(self), -1, -1)
-        local = torch.einsum("nij,npi->npj", self.rotations, points - self.centres[:, None]) / self.scales[:, None,
-                                                                                                       None]
+        rotated = torch.einsum("nij,npi->npj", self.rotations, points - self.centres[:, None])  # R^T (p - c)
+        local = rotated / self.scales[:, None, None]
         out = torch.empty(local.shape[:2], dtype=torch.float64, device=local.device)
         for code in self.labels.unique().tolist():
             rows = (self.labels == code).nonzero().flatten()
