@@ -198,21 +198,30 @@ def _fit_options(args: argparse.Namespace, **fields: object) -> object:
 
 
 def _zoo_inr(args: argparse.Namespace) -> int:
-    from wslgraph.zoo.jobs import inr_zoo_job, shapes3d_zoo_job
+    from wslgraph.zoo.jobs import inr_zoo_job, mesh_zoo_job, shapes3d_zoo_job
     from wslgraph.zoo.storage import generate_zoo
 
     overrides = {k: v for k, v in {"steps": args.steps, "lr": args.lr,
                                    "hidden": tuple(args.hidden) if args.hidden else None}.items() if v is not None}
-    if args.source == "shapes3d":
+    if args.source in ("shapes3d", "mesh"):
         images_only = [name for name, value in (("--train-images", args.train_images),
                                                 ("--test-images", args.test_images), ("--views", args.views != 1),
-                                                ("--data-root", args.data_root), ("--recipe", args.recipe != "dws"))
-                       if value]
+                                                ("--data-root", args.data_root and args.source == "shapes3d"),
+                                                ("--recipe", args.recipe != "dws")) if value]
         if images_only:
-            args.parser.error(f"{', '.join(images_only)} apply to image sources; shapes3d takes --per-class")
-        job = shapes3d_zoo_job(args.per_class, seed=args.seed, shard_size=args.shard_size,
+            args.parser.error(f"{', '.join(images_only)} apply to image sources; {args.source} takes --per-class"
+                              + (" and --data-root" if args.source == "mesh" else ""))
+        if args.source == "shapes3d":
+            job = shapes3d_zoo_job(args.per_class or 100, seed=args.seed, shard_size=args.shard_size,
+                                   chunk_size=args.chunk_size, device=args.device, **overrides)
+        elif args.data_root is None:
+            args.parser.error("--source mesh needs --data-root ROOT, a folder with one subfolder of meshes per class")
+        else:
+            job = mesh_zoo_job(args.data_root, per_class=args.per_class, seed=args.seed, shard_size=args.shard_size,
                                chunk_size=args.chunk_size, device=args.device, **overrides)
     else:
+        if args.per_class is not None:
+            args.parser.error("--per-class applies to --source shapes3d and mesh")
         options = _fit_options(args, seed=args.seed, views=args.views)
         job = inr_zoo_job(args.source, recipe=args.recipe, options=options, train_images=args.train_images,
                           test_images=args.test_images, shard_size=args.shard_size, data_root=args.data_root,
@@ -652,11 +661,13 @@ def _add_zoo(sub: argparse._SubParsersAction) -> None:
     inr = zoo_sub.add_parser("inr", help="fit SIRENs to images (resumable; sharded across processes)",
                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     inr.add_argument("out", help="zoo folder (created; an interrupted run resumes there)")
-    inr.add_argument("--source", default="mnist5k", choices=[*sorted(SOURCES), "shapes3d"],
-                     help="image source, or shapes3d: occupancy SIRENs (3 -> hidden -> 1) of ten classes of "
-                          "procedural 3D shapes")
-    inr.add_argument("--per-class", type=POSITIVE, default=100, help="shapes per class (--source shapes3d)")
-    inr.add_argument("--data-root", default=None, help="folder of user-supplied data (mnist, cifar10)")
+    inr.add_argument("--source", default="mnist5k", choices=[*sorted(SOURCES), "shapes3d", "mesh"],
+                     help="image source; shapes3d: occupancy SIRENs (3 -> hidden -> 1) of ten classes of "
+                          "procedural 3D shapes; mesh: the same of the meshes under --data-root (ROOT/<class>/...)")
+    inr.add_argument("--per-class", type=POSITIVE, default=None,
+                     help="shapes per class (shapes3d: default 100; mesh: the first N of each class, default all)")
+    inr.add_argument("--data-root", default=None,
+                     help="folder of user-supplied data (mnist, cifar10; mesh: ROOT/<class>/*.off|obj|stl|ply)")
     inr.add_argument("--recipe", default="dws", choices=["dws", "nfn"])
     inr.add_argument("--train-images", type=POSITIVE, default=None, help="use this many train images (evenly spaced)")
     inr.add_argument("--test-images", type=POSITIVE, default=None, help="use this many test images (evenly spaced)")

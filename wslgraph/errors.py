@@ -27,6 +27,7 @@ __all__ = [
     "CorruptShardError",
     "ManifestError",
     "UnsafeFileError",
+    "MeshError",
 ]
 
 
@@ -88,6 +89,10 @@ class ManifestError(ZooError):
 
 class UnsafeFileError(ZooError):
     """A file would need unrestricted unpickling (arbitrary code execution) to load; it is refused."""
+
+
+class MeshError(WSLGraphError, ValueError):
+    """A mesh file cannot be read, is empty or degenerate, encloses no volume, or a mesh folder has no classes."""
 
 
 def check_options(name: str, factory: Callable, options: Mapping[str, object]) -> None:

@@ -22,7 +22,7 @@ from wslgraph.io import atomic_write_bytes
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["line_plot", "scatter_panels", "image_grid", "draw_graph", "save_figure", "FORMATS"]
+__all__ = ["line_plot", "scatter_panels", "image_grid", "mesh_grid", "draw_graph", "save_figure", "FORMATS"]
 
 FORMATS = ("png", "svg", "pdf")
 
@@ -105,6 +105,38 @@ def image_grid(images: Tensor, title: str, captions: Sequence[str] | None = None
             axes.imshow(image.permute(1, 2, 0).numpy())
         if captions is not None:
             axes.set_title(captions[index], fontsize=8)
+    return figure
+
+
+def mesh_grid(meshes: Sequence[tuple[Tensor, Tensor]], title: str, captions: Sequence[str] | None = None,
+              columns: int = 5, elevation: float = 25.0, azimuth: float = 35.0) -> Figure:
+    """Triangle meshes ``(vertices [V, 3], faces [F, 3])`` in ``[-1, 1]^3``, one 3-D panel each, shaded by the
+    faces' orientation to a light; an empty mesh leaves its panel blank (with its caption)."""
+    import torch
+    from mpl_toolkits.mplot3d.art3d import Poly3DCollection
+
+    count = len(meshes)
+    columns = max(1, min(columns, count))
+    rows = max(1, math.ceil(count / columns))
+    figure = _figure(2.2 * columns, 2.3 * rows + 0.4)
+    figure.suptitle(title)
+    light = torch.tensor([0.4, -0.4, 0.8], dtype=torch.float64)
+    light = light / light.norm()
+    for index, (vertices, faces) in enumerate(meshes):
+        axes = figure.add_subplot(rows, columns, index + 1, projection="3d")
+        axes.set_axis_off()
+        axes.set(xlim=(-0.9, 0.9), ylim=(-0.9, 0.9), zlim=(-0.9, 0.9))
+        axes.set_box_aspect((1, 1, 1))
+        axes.view_init(elev=elevation, azim=azimuth)
+        if captions is not None:
+            axes.set_title(captions[index], fontsize=8)
+        if len(faces) == 0:
+            continue
+        triangles = vertices.double()[faces]
+        normals = (triangles[:, 1] - triangles[:, 0]).cross(triangles[:, 2] - triangles[:, 0], dim=-1)
+        shade = 0.35 + 0.65 * (normals / normals.norm(dim=-1, keepdim=True).clamp(min=1e-12) @ light).abs()
+        colours = [(0.25 * s, 0.5 * s, 0.85 * s) for s in shade.tolist()]
+        axes.add_collection3d(Poly3DCollection(triangles.numpy(), facecolors=colours, linewidths=0))
     return figure
 
 

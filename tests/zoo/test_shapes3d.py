@@ -94,6 +94,7 @@ def test_a_3d_zoo_is_written_and_read_like_a_2d_one(tmp_path, capsys) -> None:
     batch = train.batch(torch.arange(4))
     assert int((batch.node_type == 0).sum()) == 4 * 3  # x, y, z inputs
     assert train.arrays.description["classes"] == list(SHAPE_CLASSES)
+    assert train.arrays.columns["chamfer"].shape == (100,)  # nan where 5 steps left no surface
     with pytest.raises(SystemExit):
         main(["zoo", "inr", str(tmp_path / "other"), "--source", "shapes3d", "--train-images", "5"])
     assert "apply to image sources; shapes3d takes --per-class" in capsys.readouterr().err

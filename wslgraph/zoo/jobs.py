@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -13,12 +14,14 @@ from wslgraph.zoo.architectures import siren
 from wslgraph.zoo.cnn import ACTIVATIONS, INITS, OPTIMIZERS, CNNZooSpec, ZooCNN, ZooSchedule, train_cnn_zoo
 from wslgraph.zoo.data import ImageSet, load_images
 from wslgraph.zoo.inr import FitOptions, INRRecipe, fit_inrs, resolve_recipe, split_fit_overrides
+from wslgraph.zoo.meshes import load_mesh_folder
 from wslgraph.zoo.modelzoos import CATEGORICAL, GRID, model_zoo_split, model_zoo_template, train_model_zoo
 from wslgraph.zoo.resnets import RESNET_GRID, resnet_zoo_model, train_resnet_zoo
-from wslgraph.zoo.shapes3d import SHAPE_CLASSES, ShapeRecipe, fit_shape_inrs, make_shapes, shape_siren
+from wslgraph.zoo.shapes3d import SHAPE_CLASSES, ShapeRecipe, fit_shape_inrs, inr_chamfer, make_shapes, shape_siren
 from wslgraph.zoo.storage import SPLIT_CODES, ZooJob
 
-__all__ = ["inr_zoo_job", "shapes3d_zoo_job", "cnn_zoo_job", "model_zoo_job", "resnet_zoo_job", "VAL_EVERY"]
+__all__ = ["inr_zoo_job", "shapes3d_zoo_job", "mesh_zoo_job", "cnn_zoo_job", "model_zoo_job", "resnet_zoo_job",
+           "VAL_EVERY"]
 
 VAL_EVERY = 12  # train image i is a validation image when i % 12 == 11 (DWS: 5k of 60k)
 SPLIT_VOCAB = list(SPLIT_CODES)
@@ -87,6 +90,22 @@ def inr_zoo_job(source: str = "mnist5k", *, recipe: str | INRRecipe = "dws", opt
     return ZooJob("inr", description, layout, len(images) * views, shard_size, make_shard, columns)
 
 
+def _shape_shard(shapes, recipe: ShapeRecipe, seed: int, chunk_size: int, device: str | None, first: int,
+                 count: int) -> dict[str, Tensor]:
+    rows = slice(first, first + count)
+    params, iou = fit_shape_inrs(shapes[rows], recipe, seed=seed, index_offset=first, chunk_size=chunk_size,
+                                 device=device)
+    return {"params": params, "label": shapes.labels[rows], "iou": iou,
+            "chamfer": inr_chamfer(params, shapes[rows], recipe, seed=seed).float(),
+            "shape_index": torch.arange(first, first + count)}
+
+
+_QUALITY = {"iou": "on 16,384 uniform points of [-1, 1]^3 per shape (from its own generator)",
+            "chamfer": "symmetric Chamfer distance (mean L2 both ways, [-1, 1]^3 frame) between 4,096 area-uniform "
+                       "points on the INR's marching-cubes surface (64^3 grid) and on the true surface; nan when the "
+                       "INR has no surface"}
+
+
 def shapes3d_zoo_job(per_class: int = 100, *, recipe: ShapeRecipe | None = None, seed: int = 0,
                      shard_size: int = 256, chunk_size: int = 256, device: str | None = None,
                      **overrides: object) -> ZooJob:
@@ -95,7 +114,8 @@ def shapes3d_zoo_job(per_class: int = 100, *, recipe: ShapeRecipe | None = None,
 
     Shape ``i`` of a class is ``val`` when ``i % 10 == 8``, ``test`` when ``i % 10 == 9``, else ``train``.
     Columns: ``label`` (the class, in :data:`~wslgraph.zoo.shapes3d.SHAPE_CLASSES` order), ``iou`` (on fresh
-    uniform points), ``shape_index`` and ``split``. ``overrides`` change fields of the recipe (``steps=``...).
+    uniform points), ``chamfer`` (:func:`~wslgraph.zoo.shapes3d.inr_chamfer`), ``shape_index`` and ``split``.
+    ``overrides`` change fields of the recipe (``steps=``...).
     """
     recipe = replace(recipe or ShapeRecipe(), **{k: tuple(v) if k == "hidden" else v for k, v in overrides.items()})
     shapes = make_shapes(per_class, seed)
@@ -105,18 +125,46 @@ def shapes3d_zoo_job(per_class: int = 100, *, recipe: ShapeRecipe | None = None,
     layout = GraphTemplate.from_module(shape_siren(recipe)).layout
 
     def make_shard(first: int, count: int) -> dict[str, Tensor]:
-        rows = slice(first, first + count)
-        params, iou = fit_shape_inrs(shapes[rows], recipe, seed=seed, index_offset=first, chunk_size=chunk_size,
-                                     device=device)
-        return {"params": params, "label": shapes.labels[rows], "iou": iou, "shape_index": torch.arange(first,
-                first + count), "split": split[rows].to(torch.uint8)}
+        shard = _shape_shard(shapes, recipe, seed, chunk_size, device, first, count)
+        return {**shard, "split": split[first:first + count].to(torch.uint8)}
 
     description = {"source": "shapes3d", "recipe": recipe.to_dict(), "seed": seed, "per_class": per_class,
                    "classes": list(SHAPE_CLASSES), "chunk_size": chunk_size, "input": "xyz in [-1, 1]^3",
-                   "output": "occupancy logit",
+                   "output": "occupancy logit", "quality": _QUALITY,
                    "split_rule": "shape i of a class -> val if i % 10 == 8, test if i % 10 == 9, else train"}
-    columns = {"label": {}, "iou": {}, "shape_index": {}, "split": {"vocab": SPLIT_VOCAB}}
+    columns = {"label": {}, "iou": {}, "chamfer": {}, "shape_index": {}, "split": {"vocab": SPLIT_VOCAB}}
     return ZooJob("inr", description, layout, len(shapes), shard_size, make_shard, columns)
+
+
+def mesh_zoo_job(data_root: str, *, per_class: int | None = None, recipe: ShapeRecipe | None = None,
+                 seed: int = 0, shard_size: int = 256, chunk_size: int = 256, device: str | None = None,
+                 **overrides: object) -> ZooJob:
+    """A job fitting one occupancy SIREN to each mesh of a folder (:func:`~wslgraph.zoo.meshes.load_mesh_folder`:
+    ``ROOT/<class>/<mesh>``, labels from the class folders, ModelNet's ``train``/``test`` folders kept), with the
+    recipe, columns and storage of :func:`shapes3d_zoo_job` plus ``watertight`` (1 when trimesh found the mesh
+    closed; occupancy is the generalised winding number either way). Every mesh is read and checked before the
+    first INR is fitted, so a bad file stops the job before anything is written."""
+    recipe = replace(recipe or ShapeRecipe(), **{k: tuple(v) if k == "hidden" else v for k, v in overrides.items()})
+    meshes = load_mesh_folder(data_root, per_class=per_class)
+    layout = GraphTemplate.from_module(shape_siren(recipe)).layout
+    root = Path(data_root)
+
+    def make_shard(first: int, count: int) -> dict[str, Tensor]:
+        shard = _shape_shard(meshes, recipe, seed, chunk_size, device, first, count)
+        rows = meshes[first:first + count]
+        return {**shard, "split": rows.split, "watertight": torch.tensor([m.watertight for m in rows.meshes],
+                                                                          dtype=torch.uint8)}
+
+    description = {"source": "mesh", "recipe": recipe.to_dict(), "seed": seed, "per_class": per_class,
+                   "classes": list(meshes.classes), "chunk_size": chunk_size, "input": "xyz in [-1, 1]^3",
+                   "output": "occupancy logit (inside: |generalised winding number| > 1/2)", "quality": _QUALITY,
+                   "normalisation": "bounding-box centre at the origin, farthest vertex at distance 0.8",
+                   "files": [str(Path(m.path).relative_to(root)) for m in meshes.meshes],
+                   "split_rule": "ROOT/<class>/{train,test}/ when present (every 10th train mesh, i % 10 == 8, is "
+                                 "val), else mesh i of a class -> val if i % 10 == 8, test if i % 10 == 9, else train"}
+    columns = {"label": {}, "iou": {}, "chamfer": {}, "shape_index": {}, "watertight": {},
+               "split": {"vocab": SPLIT_VOCAB}}
+    return ZooJob("inr", description, layout, len(meshes), shard_size, make_shard, columns)
 
 
 def cnn_zoo_job(source: str = "digits", *, count: int = 64, seed: int = 0, schedule: ZooSchedule | None = None,

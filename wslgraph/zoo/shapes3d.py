@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
+if TYPE_CHECKING:
+    from wslgraph.zoo.meshes import MeshSet
+
 __all__ = ["SHAPE_CLASSES", "ShapeSet", "make_shapes", "shape_sdf", "sample_points", "SHAPE_VOLUMES", "ShapeRecipe",
-           "shape_siren", "fit_shape_inrs"]
+           "shape_siren", "fit_shape_inrs", "inr_surfaces", "inr_chamfer"]
 
 SHAPE_CLASSES = ("sphere", "ellipsoid", "box", "rounded_box", "cylinder", "cone", "capsule", "torus", "pyramid",
                  "octahedron")
@@ -59,6 +63,31 @@ class ShapeSet:
     def occupancy(self, points: Tensor) -> Tensor:
         """1.0 inside (distance < 0), 0.0 outside: ``[N, P]``."""
         return (self.sdf(points) < 0).to(torch.float64)
+
+    def project_to_surface(self, points: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Points ``[N, S, 3]`` moved onto each shape's surface: along the distance's gradient (a unit vector for an
+        exact distance) by minus the distance, three times (``generator`` is unused: the projection is
+        deterministic)."""
+        for _ in range(3):
+            points = points.detach().requires_grad_(True)
+            with torch.enable_grad():
+                distance = self.sdf(points)
+                (gradient,) = torch.autograd.grad(distance.sum(), points)
+            points = points - distance.detach()[..., None] * torch.nan_to_num(gradient)  # 0 on a medial axis
+        return points.detach()
+
+    def surfaces(self, count: int = 4096, generator: torch.Generator | None = None,
+                 resolution: int = 64) -> list[Tensor]:
+        """``count`` surface points per shape, uniform by area on the marching-cubes mesh of its exact distance at
+        ``resolution`` (the discretisation :func:`inr_chamfer` applies to the INR too)."""
+        from wslgraph.zoo.meshes import grid_points, marching_cubes, surface_samples
+
+        grid = grid_points(resolution)
+        out = []
+        for i in range(len(self)):
+            vertices, faces = marching_cubes(self[i:i + 1].sdf(grid).reshape((resolution,) * 3))
+            out.append(surface_samples(vertices[faces], count, generator))
+        return out
 
 
 def _length(*parts: Tensor) -> Tensor:
@@ -271,23 +300,17 @@ def sample_points(shapes: ShapeSet, count: int, *, near: float = 0.5, sigma: flo
     """``count`` points per shape ``[N, count, 3]``: a fraction ``near`` around the surface (surface points plus
     Gaussian offsets of std ``sigma``), the rest uniform in ``[-1, 1]^3``.
 
-    Surface points are uniform points moved along the distance's gradient (a unit vector for an exact distance)
-    by minus the distance, three times.
+    Surface points come from the set's ``project_to_surface``: a :class:`ShapeSet` projects the first uniform points
+    along its distance's gradient; a :class:`~wslgraph.zoo.meshes.MeshSet` draws them by area.
     """
     n = len(shapes)
     surface = round(count * near)
     uniform = torch.rand(n, count, 3, generator=generator, dtype=torch.float64) * 2 - 1
     if surface == 0:
         return uniform
-    points = uniform[:, :surface].clone()
-    for _ in range(3):
-        points = points.detach().requires_grad_(True)
-        with torch.enable_grad():
-            distance = shapes.sdf(points)
-            (gradient,) = torch.autograd.grad(distance.sum(), points)
-        points = points - distance.detach()[..., None] * torch.nan_to_num(gradient)  # 0 on a medial axis
+    points = shapes.project_to_surface(uniform[:, :surface].clone(), generator)
     offsets = torch.randn(n, surface, 3, generator=generator, dtype=torch.float64) * sigma
-    near_points = (points.detach() + offsets).clamp(-1, 1)
+    near_points = (points + offsets).clamp(-1, 1)
     return torch.cat([near_points, uniform[:, surface:]], dim=1)
 
 
@@ -325,8 +348,9 @@ def shape_siren(recipe: ShapeRecipe) -> torch.nn.Module:
     return siren(3, recipe.hidden, 1, recipe.w0)
 
 
-def fit_shape_inrs(shapes: ShapeSet, recipe: ShapeRecipe | None = None, *, seed: int = 0, index_offset: int = 0,
-                   chunk_size: int = 256, device: str | torch.device | None = None) -> tuple[Tensor, Tensor]:
+def fit_shape_inrs(shapes: ShapeSet | MeshSet, recipe: ShapeRecipe | None = None, *, seed: int = 0,
+                   index_offset: int = 0, chunk_size: int = 256,
+                   device: str | torch.device | None = None) -> tuple[Tensor, Tensor]:
     """Fit one occupancy SIREN per shape, all of a chunk at once: flat parameters ``[N, P]`` (the template order of
     :func:`shape_siren`) and each INR's IoU ``[N]`` on 16,384 fresh uniform points.
 
@@ -362,11 +386,49 @@ def fit_shape_inrs(shapes: ShapeSet, recipe: ShapeRecipe | None = None, *, seed:
             optimizer.zero_grad(set_to_none=True)
             loss.mean(dim=(1, 2)).sum().backward()  # each INR's mean loss: its gradient is its own
             optimizer.step()
-        evaluation = torch.rand(len(chunk), 16384, 3, generator=generators[0], dtype=torch.float64) * 2 - 1
+        # each shape's evaluation points from its own generator: its IoU does not depend on its chunk either
+        evaluation = torch.stack([torch.rand(16384, 3, generator=g, dtype=torch.float64) for g in generators]) * 2 - 1
         with torch.no_grad():
             predicted = inr_forward(weights, evaluation.float().to(device), architecture)[..., 0] > 0
-        truth = chunk.sdf(evaluation).to(device) < 0
+        truth = chunk.occupancy(evaluation).to(device) > 0.5
         iou = (predicted & truth).sum(-1) / (predicted | truth).sum(-1).clamp(min=1)
         params_out.append(weights.detach().cpu())
         iou_out.append(iou.float().cpu())
     return torch.cat(params_out), torch.cat(iou_out)
+
+
+def inr_surfaces(params: Tensor, recipe: ShapeRecipe | None = None, *, resolution: int = 64
+                 ) -> list[tuple[Tensor, Tensor]]:
+    """Each occupancy INR's surface (its logit's zero level set) by marching cubes on a ``resolution^3`` grid over
+    ``[-1, 1]^3``: ``(vertices [V, 3], faces [F, 3])`` per row of ``params`` ``[N, P]`` (empty where the INR
+    predicts no inside)."""
+    from wslgraph.convert.template import GraphTemplate
+    from wslgraph.weightspace.functional import INRArchitecture, inr_forward
+    from wslgraph.zoo.meshes import grid_points, marching_cubes
+
+    recipe = recipe or ShapeRecipe()
+    architecture = INRArchitecture.from_template(GraphTemplate.from_module(shape_siren(recipe)))
+    grid = grid_points(resolution).to(params.dtype)
+    out = []
+    with torch.no_grad():
+        for row in params:
+            field = inr_forward(row[None], grid, architecture)[0, :, 0].reshape((resolution,) * 3)
+            out.append(marching_cubes(field))
+    return out
+
+
+def inr_chamfer(params: Tensor, shapes: ShapeSet | MeshSet, recipe: ShapeRecipe | None = None, *,
+                resolution: int = 64, points: int = 4096, seed: int = 0) -> Tensor:
+    """Chamfer distance ``[N]`` (:func:`~wslgraph.zoo.meshes.chamfer_distance`, in the ``[-1, 1]^3`` frame) between
+    each INR's marching-cubes surface and its shape's surface, ``points`` area-uniform points on each; ``nan`` where
+    the INR has no surface. A procedural shape's surface is the marching-cubes mesh of its exact distance at the same
+    resolution; a mesh's is the mesh itself."""
+    from wslgraph.zoo.meshes import chamfer_distance, surface_samples
+
+    generator = torch.Generator().manual_seed(seed)
+    truths = shapes.surfaces(points, generator)
+    out = []
+    for (vertices, faces), truth in zip(inr_surfaces(params, recipe, resolution=resolution), truths):
+        predicted = surface_samples(vertices[faces], points, generator) if len(faces) else vertices
+        out.append(chamfer_distance(predicted, truth))
+    return torch.tensor(out)
