@@ -16,6 +16,9 @@ It prints INRs/s of each, the ratios to the loop and to the idiom, the matrix-pr
 of the batched fitter as a fraction of a same-run 2048x2048 sgemm, and the PSNR
 distribution of the fitted INRs, and writes JSON.
 
+A 3D row does the same for occupancy SIRENs of procedural shapes (``fit_shape_inrs``, BCE at 4,096 points per
+shape) against a loop of ``nn.Module`` + ``torch.optim.Adam`` fits of the same shapes, points and steps.
+
     .venv/bin/python benchmarks/zoo_fit.py [--quick] [--recipe dws|nfn] [--device cpu|cuda] [--json PATH]
 
 On CUDA all three run on the GPU and the sgemm is a 4096x4096 float32 product
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import copy
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -76,6 +80,46 @@ def fit_torch_func(images: torch.Tensor, recipe: INRRecipe, steps: int, compile:
             params[name].grad = g
         optimizer.step()
     return params
+
+
+def shapes_3d(quick: bool, device: torch.device) -> dict:
+    """INR-steps/s of the batched 3D fitter and of a per-shape loop, same recipe, shapes and points."""
+    from wslgraph.zoo.shapes3d import ShapeRecipe, fit_shape_inrs, make_shapes, sample_points, shape_siren
+
+    recipe = ShapeRecipe(steps=20 if quick else 500)
+    shapes = make_shapes(2 if quick else 7, seed=0)[: 16 if quick else 64]
+    loop_count = 2 if quick else 4
+    fit_shape_inrs(shapes[:2], replace(recipe, steps=2), device=device)  # warm-up
+    start = time.perf_counter()
+    fit_shape_inrs(shapes, recipe, chunk_size=len(shapes), device=device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    batched = time.perf_counter() - start
+    start = time.perf_counter()
+    for i in range(loop_count):
+        model = shape_siren(recipe).to(device)
+        points = sample_points(shapes[i:i + 1], recipe.points, near=recipe.near, sigma=recipe.sigma,
+                               generator=torch.Generator().manual_seed(i))
+        targets = shapes[i:i + 1].occupancy(points)[0].float().unsqueeze(-1).to(device)
+        coords = points[0].float().to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
+        for _ in range(recipe.steps):
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(model(coords), targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    loop = time.perf_counter() - start
+    row = {"shapes": len(shapes), "loop_shapes": loop_count, "steps": recipe.steps, "points": recipe.points,
+           "batched_seconds": batched, "loop_seconds": loop,
+           "batched_inr_steps_per_s": len(shapes) * recipe.steps / batched,
+           "loop_inr_steps_per_s": loop_count * recipe.steps / loop}
+    row["speedup_vs_loop"] = row["batched_inr_steps_per_s"] / row["loop_inr_steps_per_s"]
+    print(f"3D occupancy SIRENs ({recipe.points} points, {recipe.steps} steps): batched {len(shapes)} shapes "
+          f"{row['batched_inr_steps_per_s']:.0f} INR-steps/s, loop {row['loop_inr_steps_per_s']:.0f} INR-steps/s, "
+          f"{row['speedup_vs_loop']:.1f}x the loop")
+    return row
 
 
 def sgemm_rate(device: torch.device) -> float:
@@ -158,7 +202,8 @@ def main() -> None:
     print(f"PSNR (dB) min/p10/median/p90/max: {' / '.join(f'{q:.1f}' for q in quantiles)}; "
           f"{100 * stopped:.0f} % stopped early; eager vs compiled max |dPSNR| "
           f"{float((fits[True].psnr - fits[False].psnr).abs().max()):.2e}")
-    report = {"benchmark": "zoo_fit", "quick": args.quick, "device": str(device),
+    shapes = shapes_3d(args.quick, device)
+    report = {"benchmark": "zoo_fit", "quick": args.quick, "device": str(device), "shapes_3d": shapes,
               "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
               "recipe": recipe.to_dict(), "steps": steps,
               "torch": torch.__version__, "threads": torch.get_num_threads(), "sgemm_gflops": sgemm / 1e9,

@@ -71,6 +71,8 @@ def test_zoo_fit_benchmark_quick(tmp_path: Path) -> None:
         assert row["inr_steps_per_s"] > 0 and 0 < row["fraction_of_sgemm"] < 1
     assert methods["batched, eager"]["speedup_vs_loop"] > 1  # batching beats the loop even in the quick mode
     assert report["psnr_quantiles"]["min"] > 0 and "% of sgemm" in result.stdout
+    shapes = report["shapes_3d"]
+    assert shapes["batched_inr_steps_per_s"] > 0 and shapes["loop_inr_steps_per_s"] > 0 and shapes["steps"] == 20
 
 
 def test_baselines_benchmark_quick(tmp_path: Path) -> None:
@@ -152,3 +154,11 @@ def test_scale_benchmark_quick(tmp_path: Path) -> None:
     windows = [row for row in report["rows"] if row["method"] == "graph windows"]
     assert all(row["largest_window_edges"] < row["network_edges"] and row["peak_rss_gib"] > 0 for row in windows)
     assert "goals" in result.stdout and report["goals"]
+
+
+def test_ift_2d3d_benchmark_quick(tmp_path: Path) -> None:
+    result, report = _run_quick("ift_2d3d.py", tmp_path, "--source-2d", "digits")
+    assert [row["loss"] for row in report["rows"]] == ["mse", "bce"]
+    for row in report["rows"]:
+        assert row["reconstruction_last"] < row["reconstruction_first"] and 0 <= row["test_accuracy"] <= 1
+        assert 0 <= row["fraction_full_rank"] <= 1 and row["points"] == (64 if row["loss"] == "mse" else 512)

@@ -199,29 +199,37 @@ def _fit_options(args: argparse.Namespace, **fields: object) -> object:
 
 def _zoo_inr(args: argparse.Namespace) -> int:
     from wslgraph.zoo.jobs import inr_zoo_job, mesh_zoo_job, shapes3d_zoo_job
+    from wslgraph.zoo.shapes3d import SHAPE_RECIPES
     from wslgraph.zoo.storage import generate_zoo
 
     overrides = {k: v for k, v in {"steps": args.steps, "lr": args.lr,
                                    "hidden": tuple(args.hidden) if args.hidden else None}.items() if v is not None}
-    if args.source in ("shapes3d", "mesh"):
+    if args.source in ("shapes3d", "mesh", "kicad"):
         images_only = [name for name, value in (("--train-images", args.train_images),
                                                 ("--test-images", args.test_images), ("--views", args.views != 1),
                                                 ("--data-root", args.data_root and args.source == "shapes3d"),
-                                                ("--recipe", args.recipe != "dws")) if value]
+                                                (f"--recipe {args.recipe}", args.recipe in ("dws", "nfn"))) if value]
         if images_only:
             args.parser.error(f"{', '.join(images_only)} apply to image sources; {args.source} takes --per-class"
-                              + (" and --data-root" if args.source == "mesh" else ""))
+                              + (" and --data-root" if args.source != "shapes3d" else "")
+                              + f" and --recipe {' or '.join(SHAPE_RECIPES)}")
+        recipe = SHAPE_RECIPES[args.recipe or "occupancy"]
         if args.source == "shapes3d":
-            job = shapes3d_zoo_job(args.per_class or 100, seed=args.seed, shard_size=args.shard_size,
+            job = shapes3d_zoo_job(args.per_class or 100, recipe=recipe, seed=args.seed, shard_size=args.shard_size,
                                    chunk_size=args.chunk_size, device=args.device, **overrides)
-        elif args.data_root is None:
+        elif args.data_root is None and args.source == "mesh":
             args.parser.error("--source mesh needs --data-root ROOT, a folder with one subfolder of meshes per class")
         else:
-            job = mesh_zoo_job(args.data_root, per_class=args.per_class, seed=args.seed, shard_size=args.shard_size,
-                               chunk_size=args.chunk_size, device=args.device, **overrides)
+            job = mesh_zoo_job(args.data_root, source=args.source, per_class=args.per_class, recipe=recipe,
+                               seed=args.seed, shard_size=args.shard_size, chunk_size=args.chunk_size,
+                               device=args.device, **overrides)
     else:
         if args.per_class is not None:
-            args.parser.error("--per-class applies to --source shapes3d and mesh")
+            args.parser.error("--per-class applies to --source shapes3d, mesh and kicad")
+        if args.recipe in SHAPE_RECIPES:
+            args.parser.error(f"--recipe {args.recipe} applies to 3D sources (shapes3d, mesh, kicad); images take "
+                              f"dws or nfn")
+        args.recipe = args.recipe or "dws"
         options = _fit_options(args, seed=args.seed, views=args.views)
         job = inr_zoo_job(args.source, recipe=args.recipe, options=options, train_images=args.train_images,
                           test_images=args.test_images, shard_size=args.shard_size, data_root=args.data_root,
@@ -450,6 +458,22 @@ def _zoo_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _zoo_render(args: argparse.Namespace) -> int:
+    from wslgraph.plotting import FORMATS, save_figure
+    from wslgraph.zoo.shapes3d import zoo_figure
+    from wslgraph.zoo.storage import load_zoo_arrays
+
+    if Path(args.out).suffix.lower().lstrip(".") not in FORMATS:
+        args.parser.error(f"--out {args.out}: use a .png, .svg or .pdf file name")
+    if args.resolution < 8:
+        args.parser.error(f"--resolution {args.resolution}: marching cubes needs a grid of at least 8 per axis")
+    figure = zoo_figure(load_zoo_arrays(args.root), args.count, views=args.views, resolution=args.resolution,
+                        data_root=args.data_root, split=args.split)
+    save_figure(figure, args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
 def _report(root: str, quiet: bool) -> None:
     from wslgraph.zoo.storage import read_manifest
 
@@ -661,14 +685,19 @@ def _add_zoo(sub: argparse._SubParsersAction) -> None:
     inr = zoo_sub.add_parser("inr", help="fit SIRENs to images (resumable; sharded across processes)",
                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     inr.add_argument("out", help="zoo folder (created; an interrupted run resumes there)")
-    inr.add_argument("--source", default="mnist5k", choices=[*sorted(SOURCES), "shapes3d", "mesh"],
+    inr.add_argument("--source", default="mnist5k", choices=[*sorted(SOURCES), "shapes3d", "mesh", "kicad"],
                      help="image source; shapes3d: occupancy SIRENs (3 -> hidden -> 1) of ten classes of "
-                          "procedural 3D shapes; mesh: the same of the meshes under --data-root (ROOT/<class>/...)")
+                          "procedural 3D shapes; mesh: the same of the meshes under --data-root (ROOT/<class>/...); "
+                          "kicad: ten component classes of Debian's kicad-packages3d (--data-root: its 3dmodels "
+                          "folder, default /usr/share/kicad/3dmodels)")
     inr.add_argument("--per-class", type=POSITIVE, default=None,
-                     help="shapes per class (shapes3d: default 100; mesh: the first N of each class, default all)")
+                     help="shapes per class (shapes3d: default 100; mesh: N evenly spaced per class, default all; "
+                          "kicad: default 60)")
     inr.add_argument("--data-root", default=None,
                      help="folder of user-supplied data (mnist, cifar10; mesh: ROOT/<class>/*.off|obj|stl|ply)")
-    inr.add_argument("--recipe", default="dws", choices=["dws", "nfn"])
+    inr.add_argument("--recipe", default=None, choices=["dws", "nfn", "occupancy", "sdf"],
+                     help="images: dws (default) or nfn; 3D sources: occupancy (default; BCE on occupancy logits) "
+                          "or sdf (clamped L1 on signed distances)")
     inr.add_argument("--train-images", type=POSITIVE, default=None, help="use this many train images (evenly spaced)")
     inr.add_argument("--test-images", type=POSITIVE, default=None, help="use this many test images (evenly spaced)")
     inr.add_argument("--views", type=POSITIVE, default=1, help="INRs per image (new random inits)")
@@ -719,6 +748,16 @@ def _add_zoo(sub: argparse._SubParsersAction) -> None:
     info.add_argument("root")
     info.add_argument("--no-verify", action="store_true", help="summarise the manifest without reading the shards")
     info.set_defaults(handler=_zoo_info)
+    render = zoo_sub.add_parser("render", help="draw a 3D zoo's shapes and their INRs' marching-cubes surfaces",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    render.add_argument("root", help="a zoo made with --source shapes3d, mesh or kicad")
+    render.add_argument("--out", required=True, help="figure file (.png, .svg or .pdf)")
+    render.add_argument("--count", type=POSITIVE, default=10, help="models drawn: the first of each class")
+    render.add_argument("--views", type=POSITIVE, default=1, help="azimuths, a quarter turn apart")
+    render.add_argument("--resolution", type=POSITIVE, default=64, help="marching-cubes grid per axis")
+    render.add_argument("--split", default="test", choices=["train", "val", "test"])
+    render.add_argument("--data-root", default=None, help="where a mesh zoo's files are now (default: recorded)")
+    render.set_defaults(handler=_zoo_render)
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:

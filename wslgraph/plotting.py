@@ -109,9 +109,10 @@ def image_grid(images: Tensor, title: str, captions: Sequence[str] | None = None
 
 
 def mesh_grid(meshes: Sequence[tuple[Tensor, Tensor]], title: str, captions: Sequence[str] | None = None,
-              columns: int = 5, elevation: float = 25.0, azimuth: float = 35.0) -> Figure:
-    """Triangle meshes ``(vertices [V, 3], faces [F, 3])`` in ``[-1, 1]^3``, one 3-D panel each, shaded by the
-    faces' orientation to a light; an empty mesh leaves its panel blank (with its caption)."""
+              columns: int = 5, elevation: float = 25.0, azimuths: Sequence[float] | float = 35.0) -> Figure:
+    """Triangle meshes ``(vertices [V, 3], faces [F, 3])`` in ``[-1, 1]^3``, one 3-D panel each (seen from
+    ``elevation`` and its ``azimuths`` entry, or one azimuth for all), shaded by the faces' orientation to a light;
+    an empty mesh leaves its panel blank (with its caption)."""
     import torch
     from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
@@ -127,7 +128,7 @@ def mesh_grid(meshes: Sequence[tuple[Tensor, Tensor]], title: str, captions: Seq
         axes.set_axis_off()
         axes.set(xlim=(-0.9, 0.9), ylim=(-0.9, 0.9), zlim=(-0.9, 0.9))
         axes.set_box_aspect((1, 1, 1))
-        axes.view_init(elev=elevation, azim=azimuth)
+        axes.view_init(elev=elevation, azim=azimuths if isinstance(azimuths, (int, float)) else azimuths[index])
         if captions is not None:
             axes.set_title(captions[index], fontsize=8)
         if len(faces) == 0:

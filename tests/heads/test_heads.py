@@ -264,3 +264,61 @@ def test_embeddings_classify_and_implicit_training_lowers_the_classification_los
         z, loss = implicit_training_step(small, probe, z, targets, coords, labels, optimizer)
         losses.append(loss)
     assert losses[-1] < losses[0]
+
+
+def _shape_points(count: int, points: int) -> tuple[torch.Tensor, torch.Tensor]:
+    from wslgraph.zoo.shapes3d import make_shapes, sample_points
+
+    shapes = make_shapes(1, seed=4)[torch.arange(count)]
+    coords = sample_points(shapes, points, generator=torch.Generator().manual_seed(0))
+    return coords, shapes.occupancy(coords).unsqueeze(-1)
+
+
+def test_occupancy_head_with_each_shape_its_own_points_agrees_with_one_shape_at_a_time() -> None:
+    from wslgraph.zoo.shapes3d import ShapeRecipe, shape_siren
+
+    coords, targets = _shape_points(3, 64)
+    template = GraphTemplate.from_module(shape_siren(ShapeRecipe(hidden=(8, 8))))
+    torch.manual_seed(0)
+    head = HypernetworkHead(template, 4, hidden=16, loss="bce").double()
+    z = torch.randn(3, 4, dtype=torch.float64) * 0.1
+    # the loss is the BCE of the INR's logits, instance by instance with its own points
+    loss = reconstruction_loss(head, z, targets, coords)
+    for i in range(3):
+        logits = inr_forward(head(z[i:i + 1]), coords[i], head.architecture)
+        torch.testing.assert_close(loss[i], nn.functional.binary_cross_entropy_with_logits(logits[0], targets[i]))
+    # batched Hessians, Newton solves and IFT Jacobians with per-instance points = one instance at a time
+    batched = latent_hessians(head, z, targets, coords, 1e-3)
+    z_star = solve_latents(head, targets, coords, z, 1e-3)
+    jacobian = latent_jacobian(head, z_star, targets, coords, 1e-3)
+    for i in range(3):
+        torch.testing.assert_close(batched[i], latent_hessians(head, z[i:i + 1], targets[i:i + 1], coords[i], 1e-3)[0])
+        alone = solve_latents(head, targets[i:i + 1], coords[i], z[i:i + 1], 1e-3)
+        torch.testing.assert_close(z_star[i], alone[0], atol=1e-9, rtol=0)
+        torch.testing.assert_close(jacobian[i], latent_jacobian(head, alone, targets[i:i + 1], coords[i], 1e-3)[0],
+                                   atol=1e-8, rtol=1e-6)
+    zz = z_star.clone().requires_grad_(True)
+    gradient = torch.autograd.grad(reconstruction_loss(head, zz, targets, coords, 1e-3).sum(), zz)[0]
+    assert float(gradient.norm(dim=1).max()) < 1e-8  # stationary points
+    with pytest.raises(ValueError, match="loss must be"):
+        HypernetworkHead(template, 4, loss="l1")
+
+
+def test_an_auto_decoder_learns_occupancy_of_3d_shapes() -> None:
+    from wslgraph.zoo.shapes3d import ShapeRecipe, shape_siren
+
+    coords, targets = _shape_points(10, 512)
+    template = GraphTemplate.from_module(shape_siren(ShapeRecipe(hidden=(16, 16))))
+    torch.manual_seed(0)
+    decoder = AutoDecoder(HypernetworkHead(template, 8, hidden=64, loss="bce"), 10)
+    losses = decoder.fit_points(coords.float(), targets.float(), steps=300, lr=3e-3, batch_size=10)
+    assert losses[-1] < 0.5 * losses[0], (losses[0], losses[-1])
+    with torch.no_grad():
+        logits = inr_forward(decoder.head(decoder.embeddings.weight), coords.float(), decoder.head.architecture)
+    assert float(((logits > 0).float() == targets).float().mean()) > 0.9  # its occupancy, shape by shape
+    z = decoder.infer_points(coords.float(), targets.float(), steps=100)
+    assert z.shape == (10, 8)
+    with pytest.raises(ShapeMismatchError, match="coords"):
+        decoder.fit_points(coords[:3].float(), targets.float())
+    with pytest.raises(ShapeMismatchError, match="instances"):
+        decoder.fit_points(coords[:3].float(), targets[:3].float())

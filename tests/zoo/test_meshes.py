@@ -173,6 +173,10 @@ def test_a_mesh_zoo_fits_and_stores_like_a_procedural_one(tmp_path, capsys) -> N
     assert bool((columns["iou"] > 0.75).all()), columns["iou"]  # a SIREN learned each shape
     assert bool((columns["chamfer"] < 0.3).all()), columns["chamfer"]
     assert int((data.batch(torch.arange(2)).node_type == 0).sum()) == 2 * 3
+    # the figure rebuilds each shape from its recorded file
+    assert main(["zoo", "render", str(zoo), "--out", str(tmp_path / "f.svg"), "--split", "train",
+                 "--resolution", "16"]) == 0
+    assert (tmp_path / "f.svg").read_text().count("<g id=\"axes_") == 4  # box and sphere, true and fitted
     # a bad mesh stops the job before anything is written; --source mesh needs its folder
     _write(tmp_path / "bad" / "box" / "0.off", "OFF\n0 0 0\n")
     assert main(["zoo", "inr", str(tmp_path / "zoo2"), "--source", "mesh", "--data-root", str(tmp_path / "bad"),
@@ -181,3 +185,89 @@ def test_a_mesh_zoo_fits_and_stores_like_a_procedural_one(tmp_path, capsys) -> N
     with pytest.raises(SystemExit):
         main(["zoo", "inr", str(tmp_path / "zoo3"), "--source", "mesh"])
     assert "--source mesh needs --data-root" in capsys.readouterr().err
+
+
+def _vrml_box(centre=(0.0, 0.0, 0.0), half=(1.0, 0.5, 0.25)) -> str:
+    """A box as one IndexedFaceSet of six quads (outward), in KiCad StepUp's layout."""
+    corners = [[centre[k] + (half[k] if (i >> k) & 1 else -half[k]) for k in range(3)] for i in range(8)]
+    quads = [(0, 2, 3, 1), (4, 5, 7, 6), (0, 1, 5, 4), (2, 6, 7, 3), (0, 4, 6, 2), (1, 3, 7, 5)]
+    index = ",".join(f"{a},{b},{c},{d},-1" for a, b, c, d in quads)
+    points = ",".join(" ".join(f"{x:.3f}" for x in corner) for corner in corners)
+    return (f"Shape {{ geometry IndexedFaceSet \n{{ creaseAngle 0.50 coordIndex [{index}]\n"
+            f"coord Coordinate {{ point [{points}]\n}}}}\nappearance Appearance{{material USE PIN-01 }}\n}}\n")
+
+
+def _vrml(path: Path, *boxes: str) -> Path:
+    return _write(path, "#VRML V2.0 utf8\n#kicad StepUp wrl exported\n" + "".join(boxes))
+
+
+def test_vrml_face_sets_are_merged_fan_triangulated_and_exact(tmp_path) -> None:
+    from wslgraph.zoo.meshes import read_vrml
+
+    path = _vrml(tmp_path / "part.wrl", _vrml_box(), _vrml_box((0.0, 0.0, 0.75), (0.25, 0.25, 0.5)))
+    vertices, faces = read_vrml(path)
+    assert vertices.shape == (16, 3) and faces.shape == (24, 3)  # two boxes: 2 x 6 quads -> 24 triangles
+    mesh = load_mesh(path)  # body and a pin on top: the union is the occupancy
+    assert mesh.watertight
+    centre = torch.tensor([0.0, 0.0, 0.5], dtype=torch.float64)  # of the bounding box: z from -0.25 to 1.25
+    scale = RADIUS / float((torch.tensor(vertices) - centre).norm(dim=-1).max())
+    points = _points(4000, 5)
+    local = points / scale + centre  # undo the normalisation
+    expected = torch.maximum(_inside_box(local, torch.tensor([1.0, 0.5, 0.25], dtype=torch.float64)),
+                             _inside_box(local - torch.tensor([0, 0, 0.75]), torch.tensor([0.25, 0.25, 0.5])))
+    assert torch.equal(mesh.occupancy(points), expected)
+
+
+@pytest.mark.parametrize("text, match", [
+    ("#VRML V1.0 ascii\n", "not a VRML 2.0"),
+    ("#VRML V2.0 utf8\nTransform { children [" + _vrml_box() + "] }", "Transform"),
+    ("#VRML V2.0 utf8\nShape { geometry IndexedFaceSet { coordIndex [0,1,9,-1] coord Coordinate { point "
+     "[0 0 0, 1 0 0, 0 1 0] } } }", "outside its 3 points"),
+    ("#VRML V2.0 utf8\nShape { geometry IndexedFaceSet { coord Coordinate { point [0 0 0] } } }", "without inline"),
+    ("#VRML V2.0 utf8\nShape { appearance Appearance { } }", "no IndexedFaceSet"),
+])
+def test_unsupported_vrml_is_refused_naming_the_file(tmp_path, text, match) -> None:
+    path = _write(tmp_path / "model.wrl", text)
+    with pytest.raises(MeshError, match=match) as caught:
+        load_mesh(path)
+    assert "model.wrl" in str(caught.value)
+
+
+def test_kicad_models_give_a_filtered_evenly_spaced_set(tmp_path, capsys) -> None:
+    from wslgraph.cli import main
+    from wslgraph.zoo.dataset import ZooDataset
+    from wslgraph.zoo.meshes import KICAD_CLASSES, load_kicad_shapes
+
+    root = tmp_path / "3dmodels"
+    for c, name in enumerate(KICAD_CLASSES):
+        for i in range(4):
+            parts = [_vrml_box(half=(1.0, 0.3 + 0.1 * c, 0.2 + 0.05 * i))] * (1 + (i == 3))  # model 3: 24 triangles
+            _vrml(root / f"{name}.3dshapes" / f"{name}_{i}.wrl", *parts)
+    shapes = load_kicad_shapes(root, per_class=2, max_faces=12)  # of models 0, 1, 2: the first and the last
+    assert shapes.classes == KICAD_CLASSES and len(shapes) == 20
+    assert [Path(m.path).name for m in shapes.meshes[:2]] == ["Capacitor_THT_0.wrl", "Capacitor_THT_2.wrl"]
+    with pytest.raises(MeshError, match="has 3 models with at most 12 triangles"):
+        load_kicad_shapes(root, per_class=4, max_faces=12)
+    with pytest.raises(DataNotFoundError, match="apt-get download kicad-packages3d"):
+        load_kicad_shapes(tmp_path / "nothing")
+    zoo = tmp_path / "zoo"
+    assert main(["zoo", "inr", str(zoo), "--source", "kicad", "--data-root", str(root), "--per-class", "2",
+                 "--steps", "5", "--quiet"]) == 0
+    data = ZooDataset(zoo)
+    assert data.arrays.description["source"] == "kicad" and len(data) == 20
+    assert data.arrays.description["files"][1] == "Capacitor_THT.3dshapes/Capacitor_THT_3.wrl"  # max 5,000 faces
+
+
+def test_signed_distances_to_a_mesh_are_exact(tmp_path) -> None:
+    mesh = load_mesh(_box(tmp_path / "box.obj"))
+    half = mesh.vertices.amax(0)
+    points = torch.cat([_points(3000, 6), surface_samples(mesh.triangles, 200, torch.Generator().manual_seed(1))])
+    q = points.abs() - half
+    exact = q.clamp(min=0).norm(dim=-1) + q.amax(-1).clamp(max=0)  # the box's signed distance
+    torch.testing.assert_close(mesh.sdf(points[:3000]), exact[:3000], atol=1e-12, rtol=0)
+    assert float(mesh.sdf(points[3000:]).abs().max()) < 1e-12  # zero on the surface
+    from wslgraph.zoo.meshes import triangle_distances
+
+    degenerate = torch.tensor([[[0.0, 0, 0], [1, 0, 0], [2, 0, 0]]], dtype=torch.float64)  # a segment
+    torch.testing.assert_close(triangle_distances(degenerate, torch.tensor([[1.0, 3, 4], [-3, 4, 0]])),
+                               torch.tensor([5.0, 5.0], dtype=torch.float64))

@@ -95,6 +95,24 @@ def test_a_3d_zoo_is_written_and_read_like_a_2d_one(tmp_path, capsys) -> None:
     assert int((batch.node_type == 0).sum()) == 4 * 3  # x, y, z inputs
     assert train.arrays.description["classes"] == list(SHAPE_CLASSES)
     assert train.arrays.columns["chamfer"].shape == (100,)  # nan where 5 steps left no surface
+    figure = tmp_path / "shapes.png"
+    assert main(["zoo", "render", str(zoo), "--out", str(figure), "--count", "3", "--views", "2",
+                 "--resolution", "16"]) == 0
+    assert figure.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(SystemExit):
         main(["zoo", "inr", str(tmp_path / "other"), "--source", "shapes3d", "--train-images", "5"])
     assert "apply to image sources; shapes3d takes --per-class" in capsys.readouterr().err
+
+
+def test_signed_distance_sirens_learn_their_shapes() -> None:
+    from wslgraph.zoo.shapes3d import SHAPE_RECIPES, fit_shape_inrs, inr_chamfer
+
+    shapes = make_shapes(1, seed=3)[torch.tensor([0, 2, 7])]
+    recipe = replace(SHAPE_RECIPES["sdf"], steps=300, points=2048)
+    assert recipe.target == "sdf" and recipe.inside(torch.tensor([-0.1, 0.1])).tolist() == [True, False]
+    params, iou = fit_shape_inrs(shapes, recipe, seed=0)
+    _, untrained = fit_shape_inrs(shapes, replace(recipe, steps=0), seed=0)
+    assert bool((iou > 0.6).all()) and bool((iou - untrained > 0.3).all()), (iou, untrained)
+    assert bool((inr_chamfer(params, shapes, recipe, resolution=32, points=1024) < 0.2).all())
+    with pytest.raises(ValueError, match="target must be"):
+        replace(recipe, target="udf")

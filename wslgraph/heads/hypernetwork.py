@@ -52,12 +52,18 @@ class HypernetworkHead(nn.Module):
             needs a loss twice continuously differentiable in ``z``; with ReLU it
             is only piecewise smooth, its Hessian ignores the kinks and Newton
             refinement stalls at them.
+        loss: What :func:`reconstruction_loss` compares: ``"mse"`` (pixel values,
+            signed distances) or ``"bce"`` (the INR outputs occupancy logits; binary
+            cross-entropy against occupancies in ``[0, 1]``, as 3D shape INRs are fitted).
     """
 
     def __init__(self, template: GraphTemplate, latent_dim: int, mode: str = "full", hidden: int = 256,
                  num_layers: int = 2, output_scale: float = 0.1, seed: int = 0, output_offset: float = 0.0,
-                 activation: type[nn.Module] = nn.SiLU) -> None:
+                 activation: type[nn.Module] = nn.SiLU, loss: str = "mse") -> None:
         super().__init__()
+        if loss not in ("mse", "bce"):
+            raise ValueError(f"loss must be 'mse' or 'bce', got {loss!r}")
+        self.loss = loss
         if not isinstance(latent_dim, int) or latent_dim < 1:
             raise ValueError(f"latent_dim must be a positive integer, got {latent_dim!r}")
         if mode not in ("full", "shift"):
@@ -113,17 +119,22 @@ class HypernetworkHead(nn.Module):
         return inr_forward(self(z), coords, self.architecture, self.output_offset)
 
     def extra_repr(self) -> str:
-        return f"latent_dim={self.latent_dim}, mode={self.mode!r}, inr_params={self.template.num_params}"
+        return (f"latent_dim={self.latent_dim}, mode={self.mode!r}, loss={self.loss!r}, "
+                f"inr_params={self.template.num_params}")
 
 
 def reconstruction_loss(head: HypernetworkHead, z: Tensor, targets: Tensor, coords: Tensor,
                         latent_reg: float = 0.0) -> Tensor:
-    r"""Per-instance loss :math:`\ell(z, X) = \mathrm{mean}\,(f_{\phi(z)}(x) - X)^2 + \lambda \|z\|^2`: ``[B]``.
+    r"""Per-instance loss :math:`\ell(z, X) = \mathrm{mean}\,(f_{\phi(z)}(x) - X)^2 + \lambda \|z\|^2`: ``[B]``
+    (with ``head.loss == "bce"``, the mean binary cross-entropy of the outputs as logits instead of the squares).
 
-    ``targets`` is ``[B, points, out]`` (pixel values at ``coords``).
+    ``targets`` is ``[B, points, out]`` (values at ``coords``: ``[points, in]``, shared, or ``[B, points, in]``).
     """
-    residual = head.render(z, coords) - targets
-    loss = residual.square().mean(dim=(1, 2))
+    outputs = head.render(z, coords)
+    if head.loss == "bce":
+        loss = nn.functional.binary_cross_entropy_with_logits(outputs, targets, reduction="none").mean(dim=(1, 2))
+    else:
+        loss = (outputs - targets).square().mean(dim=(1, 2))
     return loss + latent_reg * z.square().sum(1) if latent_reg else loss
 
 
@@ -166,14 +177,21 @@ class AutoDecoder(nn.Module):
             generator: torch.Generator | None = None) -> list[float]:
         """Train embeddings and head jointly on ``images`` (row ``i`` is instance ``i``); returns losses."""
         coords, targets = self._check(images)
-        if images.shape[0] != self.embeddings.num_embeddings:
-            raise ShapeMismatchError(f"{images.shape[0]} images for {self.embeddings.num_embeddings} embeddings")
+        return self.fit_points(coords, targets, steps, lr, batch_size, generator)
+
+    def fit_points(self, coords: Tensor, targets: Tensor, steps: int = 500, lr: float = 1e-3, batch_size: int = 64,
+                   generator: torch.Generator | None = None) -> list[float]:
+        """:meth:`fit` on values at points: ``targets`` ``[N, points, out]`` at ``coords`` ``[points, in]`` (shared)
+        or ``[N, points, in]`` (each instance its own, e.g. points around each 3D shape's surface)."""
+        self._check_points(coords, targets)
+        if targets.shape[0] != self.embeddings.num_embeddings:
+            raise ShapeMismatchError(f"{targets.shape[0]} instances for {self.embeddings.num_embeddings} embeddings")
         optimizer = torch.optim.Adam(self.parameters(), lr=lr)
         losses = []
         for _ in range(steps):
-            rows = torch.randperm(images.shape[0], generator=generator)[:batch_size]
-            loss = reconstruction_loss(self.head, self.embeddings.weight[rows], targets[rows], coords,
-                                       self.latent_reg).mean()
+            rows = torch.randperm(targets.shape[0], generator=generator)[:batch_size]
+            loss = reconstruction_loss(self.head, self.embeddings.weight[rows], targets[rows],
+                                       coords[rows] if coords.dim() == 3 else coords, self.latent_reg).mean()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -183,7 +201,13 @@ class AutoDecoder(nn.Module):
     def infer(self, images: Tensor, steps: int = 300, lr: float = 1e-2, init: Tensor | None = None) -> Tensor:
         """Embeddings of new images with the head frozen (all images optimised together, each on its own loss)."""
         coords, targets = self._check(images)
-        z = (init.clone() if init is not None else targets.new_zeros(images.shape[0], self.head.latent_dim)
+        return self.infer_points(coords, targets, steps, lr, init)
+
+    def infer_points(self, coords: Tensor, targets: Tensor, steps: int = 300, lr: float = 1e-2,
+                     init: Tensor | None = None) -> Tensor:
+        """:meth:`infer` on values at points (shapes as in :meth:`fit_points`)."""
+        self._check_points(coords, targets)
+        z = (init.clone() if init is not None else targets.new_zeros(targets.shape[0], self.head.latent_dim)
              ).requires_grad_(True)
         optimizer = torch.optim.Adam([z], lr=lr)
         frozen = [p.requires_grad for p in self.head.parameters()]
@@ -198,3 +222,13 @@ class AutoDecoder(nn.Module):
             for p, flag in zip(self.head.parameters(), frozen):
                 p.requires_grad_(flag)
         return z.detach()
+
+    def _check_points(self, coords: Tensor, targets: Tensor) -> None:
+        sizes = self.head.architecture.sizes
+        per_instance = coords.dim() == 3 and coords.shape[0] == targets.shape[0]
+        if (targets.dim() != 3 or targets.shape[-1] != sizes[-1] or coords.shape[-1] != sizes[0]
+                or coords.dim() not in (2, 3) or (coords.dim() == 3 and not per_instance)
+                or coords.shape[-2] != targets.shape[1]):
+            raise ShapeMismatchError(f"targets must be [N, points, {sizes[-1]}] at coords [points, {sizes[0]}] or "
+                                     f"[N, points, {sizes[0]}]; got targets {tuple(targets.shape)}, coords "
+                                     f"{tuple(coords.shape)}")

@@ -36,10 +36,16 @@ __all__ = ["latent_hessians", "spectrum_summary", "solve_latents", "latent_jacob
            "conjugate_gradient", "ift_report", "spectrum_figure"]
 
 
-def _single_loss(head: HypernetworkHead, coords: Tensor, latent_reg: float):
-    def loss(z: Tensor, target: Tensor) -> Tensor:
+def _single_loss(head: HypernetworkHead, latent_reg: float):
+    def loss(z: Tensor, target: Tensor, coords: Tensor) -> Tensor:
         return reconstruction_loss(head, z.unsqueeze(0), target.unsqueeze(0), coords, latent_reg)[0]
     return loss
+
+
+def _per_instance(function, coords: Tensor):
+    """``vmap`` over ``(z, targets, coords)``: coordinates ``[B, points, in]`` are mapped, shared ones ``[points,
+    in]`` are not."""
+    return vmap(function, in_dims=(0, 0, 0 if coords.dim() == 3 else None))
 
 
 def latent_hessians(head: HypernetworkHead, z: Tensor, targets: Tensor, coords: Tensor,
@@ -49,7 +55,7 @@ def latent_hessians(head: HypernetworkHead, z: Tensor, targets: Tensor, coords: 
     Reverse-over-reverse (``jacrev(grad)``), which every activation's double
     backward supports (forward-mode AD is missing for some, e.g. SiLU).
     """
-    return vmap(jacrev(grad(_single_loss(head, coords, latent_reg))))(z, targets)
+    return _per_instance(jacrev(grad(_single_loss(head, latent_reg))), coords)(z, targets, coords)
 
 
 def spectrum_summary(hessians: Tensor, rtol: float | None = None) -> dict:
@@ -88,8 +94,15 @@ def solve_latents(head: HypernetworkHead, targets: Tensor, coords: Tensor, z0: T
     per instance keeps the loss decreasing where full Newton steps overshoot.
     Stops once every gradient norm is below ``tol``.
     """
-    single = _single_loss(head, coords, latent_reg)
-    gradient, losses = vmap(grad(single)), vmap(single)
+    single = _single_loss(head, latent_reg)
+    batched_gradient, batched_losses = _per_instance(grad(single), coords), _per_instance(single, coords)
+
+    def gradient(z: Tensor, targets: Tensor) -> Tensor:
+        return batched_gradient(z, targets, coords)
+
+    def losses(z: Tensor, targets: Tensor) -> Tensor:
+        return batched_losses(z, targets, coords)
+
     z = z0.detach().clone()
     eye = torch.eye(z.shape[1], dtype=z.dtype, device=z.device)
     scales = 0.5 ** torch.arange(30, dtype=z.dtype, device=z.device)
@@ -120,8 +133,8 @@ def solve_latents(head: HypernetworkHead, targets: Tensor, coords: Tensor, z0: T
 def latent_jacobian(head: HypernetworkHead, z_star: Tensor, targets: Tensor, coords: Tensor,
                     latent_reg: float = 0.0) -> Tensor:
     r""":math:`\partial z^* / \partial X = -H^{-1} \nabla_X \nabla_z \ell` per instance: ``[B, l, points, out]``."""
-    loss = _single_loss(head, coords, latent_reg)
-    mixed = vmap(jacrev(grad(loss, argnums=0), argnums=1))(z_star, targets)  # [B, l, points, out]
+    loss = _single_loss(head, latent_reg)
+    mixed = _per_instance(jacrev(grad(loss, argnums=0), argnums=1), coords)(z_star, targets, coords)  # [B,l,pts,out]
     h = latent_hessians(head, z_star, targets, coords, latent_reg)
     flat = mixed.reshape(*mixed.shape[:2], -1)
     return -torch.linalg.solve(h, flat).reshape(mixed.shape)
@@ -160,11 +173,11 @@ def implicit_gradients(head: HypernetworkHead, z_star: Tensor, targets: Tensor, 
         h = latent_hessians(head, z_star, targets, coords, latent_reg)
         w = torch.linalg.solve(h, grad_z.unsqueeze(-1)).squeeze(-1)
     elif solver == "cg":
-        gradient = grad(_single_loss(head, coords, latent_reg))
+        gradient = grad(_single_loss(head, latent_reg))
 
         def hvp(vector: Tensor) -> Tensor:  # H u = d/dz (grad . u), reverse over reverse (H is symmetric)
-            return vmap(lambda z, t, u: torch.func.vjp(lambda q: gradient(q, t), z)[1](u)[0])(
-                z_star, targets, vector)
+            return vmap(lambda z, t, u, c: torch.func.vjp(lambda q: gradient(q, t, c), z)[1](u)[0],
+                        in_dims=(0, 0, 0, 0 if coords.dim() == 3 else None))(z_star, targets, vector, coords)
 
         w = conjugate_gradient(hvp, grad_z)
     else:

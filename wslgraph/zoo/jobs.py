@@ -14,7 +14,7 @@ from wslgraph.zoo.architectures import siren
 from wslgraph.zoo.cnn import ACTIVATIONS, INITS, OPTIMIZERS, CNNZooSpec, ZooCNN, ZooSchedule, train_cnn_zoo
 from wslgraph.zoo.data import ImageSet, load_images
 from wslgraph.zoo.inr import FitOptions, INRRecipe, fit_inrs, resolve_recipe, split_fit_overrides
-from wslgraph.zoo.meshes import load_mesh_folder
+from wslgraph.zoo.meshes import KICAD_ROOT, load_kicad_shapes, load_mesh_folder
 from wslgraph.zoo.modelzoos import CATEGORICAL, GRID, model_zoo_split, model_zoo_template, train_model_zoo
 from wslgraph.zoo.resnets import RESNET_GRID, resnet_zoo_model, train_resnet_zoo
 from wslgraph.zoo.shapes3d import SHAPE_CLASSES, ShapeRecipe, fit_shape_inrs, inr_chamfer, make_shapes, shape_siren
@@ -100,6 +100,7 @@ def _shape_shard(shapes, recipe: ShapeRecipe, seed: int, chunk_size: int, device
             "shape_index": torch.arange(first, first + count)}
 
 
+_OUTPUT = {"occupancy": "occupancy logit (inside: positive)", "sdf": "signed distance (inside: negative)"}
 _QUALITY = {"iou": "on 16,384 uniform points of [-1, 1]^3 per shape (from its own generator)",
             "chamfer": "symmetric Chamfer distance (mean L2 both ways, [-1, 1]^3 frame) between 4,096 area-uniform "
                        "points on the INR's marching-cubes surface (64^3 grid) and on the true surface; nan when the "
@@ -130,24 +131,34 @@ def shapes3d_zoo_job(per_class: int = 100, *, recipe: ShapeRecipe | None = None,
 
     description = {"source": "shapes3d", "recipe": recipe.to_dict(), "seed": seed, "per_class": per_class,
                    "classes": list(SHAPE_CLASSES), "chunk_size": chunk_size, "input": "xyz in [-1, 1]^3",
-                   "output": "occupancy logit", "quality": _QUALITY,
+                   "output": _OUTPUT[recipe.target], "quality": _QUALITY,
                    "split_rule": "shape i of a class -> val if i % 10 == 8, test if i % 10 == 9, else train"}
     columns = {"label": {}, "iou": {}, "chamfer": {}, "shape_index": {}, "split": {"vocab": SPLIT_VOCAB}}
     return ZooJob("inr", description, layout, len(shapes), shard_size, make_shard, columns)
 
 
-def mesh_zoo_job(data_root: str, *, per_class: int | None = None, recipe: ShapeRecipe | None = None,
-                 seed: int = 0, shard_size: int = 256, chunk_size: int = 256, device: str | None = None,
-                 **overrides: object) -> ZooJob:
-    """A job fitting one occupancy SIREN to each mesh of a folder (:func:`~wslgraph.zoo.meshes.load_mesh_folder`:
-    ``ROOT/<class>/<mesh>``, labels from the class folders, ModelNet's ``train``/``test`` folders kept), with the
-    recipe, columns and storage of :func:`shapes3d_zoo_job` plus ``watertight`` (1 when trimesh found the mesh
-    closed; occupancy is the generalised winding number either way). Every mesh is read and checked before the
-    first INR is fitted, so a bad file stops the job before anything is written."""
+def mesh_zoo_job(data_root: str | None, *, source: str = "mesh", per_class: int | None = None,
+                 recipe: ShapeRecipe | None = None, seed: int = 0, shard_size: int = 256, chunk_size: int = 256,
+                 device: str | None = None, **overrides: object) -> ZooJob:
+    """A job fitting one occupancy SIREN to each mesh of a folder (``source="mesh"``:
+    :func:`~wslgraph.zoo.meshes.load_mesh_folder`, ``ROOT/<class>/<mesh>``, labels from the class folders,
+    ModelNet's ``train``/``test`` folders kept) or of Debian's ``kicad-packages3d`` (``source="kicad"``:
+    :func:`~wslgraph.zoo.meshes.load_kicad_shapes`, ``per_class`` default 60), with the recipe, columns and storage
+    of :func:`shapes3d_zoo_job` plus ``watertight`` (1 when trimesh found the mesh closed; occupancy is the
+    generalised winding number either way). Every mesh is read and checked before the first INR is fitted, so a bad
+    file stops the job before anything is written."""
     recipe = replace(recipe or ShapeRecipe(), **{k: tuple(v) if k == "hidden" else v for k, v in overrides.items()})
-    meshes = load_mesh_folder(data_root, per_class=per_class)
+    if source == "kicad":
+        root = Path(data_root) if data_root is not None else KICAD_ROOT
+        meshes = load_kicad_shapes(root, per_class=per_class or 60)
+    elif source == "mesh":
+        if data_root is None:
+            raise OptionError("the mesh source needs data_root, a folder with one subfolder of meshes per class")
+        root = Path(data_root)
+        meshes = load_mesh_folder(root, per_class=per_class)
+    else:
+        raise OptionError(f"source must be 'mesh' or 'kicad', got {source!r}")
     layout = GraphTemplate.from_module(shape_siren(recipe)).layout
-    root = Path(data_root)
 
     def make_shard(first: int, count: int) -> dict[str, Tensor]:
         shard = _shape_shard(meshes, recipe, seed, chunk_size, device, first, count)
@@ -155,11 +166,13 @@ def mesh_zoo_job(data_root: str, *, per_class: int | None = None, recipe: ShapeR
         return {**shard, "split": rows.split, "watertight": torch.tensor([m.watertight for m in rows.meshes],
                                                                           dtype=torch.uint8)}
 
-    description = {"source": "mesh", "recipe": recipe.to_dict(), "seed": seed, "per_class": per_class,
+    description = {"source": source, "recipe": recipe.to_dict(), "seed": seed, "per_class": per_class,
                    "classes": list(meshes.classes), "chunk_size": chunk_size, "input": "xyz in [-1, 1]^3",
-                   "output": "occupancy logit (inside: |generalised winding number| > 1/2)", "quality": _QUALITY,
+                   "output": _OUTPUT[recipe.target], "inside": "|generalised winding number| > 1/2",
+                   "quality": _QUALITY,
                    "normalisation": "bounding-box centre at the origin, farthest vertex at distance 0.8",
                    "files": [str(Path(m.path).relative_to(root)) for m in meshes.meshes],
+                   "data_root": str(root.resolve()),
                    "split_rule": "ROOT/<class>/{train,test}/ when present (every 10th train mesh, i % 10 == 8, is "
                                  "val), else mesh i of a class -> val if i % 10 == 8, test if i % 10 == 9, else train"}
     columns = {"label": {}, "iou": {}, "chamfer": {}, "shape_index": {}, "watertight": {},

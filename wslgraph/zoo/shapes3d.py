@@ -13,16 +13,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from wslgraph.zoo.meshes import MeshSet
 
 __all__ = ["SHAPE_CLASSES", "ShapeSet", "make_shapes", "shape_sdf", "sample_points", "SHAPE_VOLUMES", "ShapeRecipe",
-           "shape_siren", "fit_shape_inrs", "inr_surfaces", "inr_chamfer"]
+           "SHAPE_RECIPES", "shape_siren", "fit_shape_inrs", "inr_surfaces", "inr_chamfer", "zoo_shapes", "zoo_figure"]
 
 SHAPE_CLASSES = ("sphere", "ellipsoid", "box", "rounded_box", "cylinder", "cone", "capsule", "torus", "pyramid",
                  "octahedron")
@@ -317,14 +320,19 @@ def sample_points(shapes: ShapeSet, count: int, *, near: float = 0.5, sigma: flo
 # ------------------------------------------------------------------------------------------------ 3D INRs
 @dataclass(frozen=True)
 class ShapeRecipe:
-    """How to fit one SIREN ``3 -> hidden -> 1`` to one shape's occupancy.
+    """How to fit one SIREN ``3 -> hidden -> 1`` to one shape's occupancy or signed distance.
 
-    The INR outputs a logit of occupancy at a point; it is fitted with binary cross-entropy on ``points`` points per
-    shape (a fraction ``near`` around the surface with Gaussian offsets of std ``sigma``, the rest uniform in the
-    cube, as inr2vec and the NFN 3D sets sample), drawn once per shape, by Adam for ``steps`` full-batch steps.
+    With ``target="occupancy"`` (the recipe ``"occupancy"``) the INR outputs a logit of occupancy at a point
+    (inside: positive), fitted with binary cross-entropy; with ``target="sdf"`` (the recipe ``"sdf"``) it outputs
+    the signed distance (inside: negative), fitted with DeepSDF's clamped L1 loss, ``|clamp(f, -c, c) - clamp(d,
+    -c, c)|`` with ``c = clamp``. Either way on ``points`` points per shape (a fraction ``near`` around the surface
+    with Gaussian offsets of std ``sigma``, the rest uniform in the cube, as inr2vec and the NFN 3D sets sample),
+    drawn once per shape, by Adam for ``steps`` full-batch steps.
     """
 
     name: str = "occupancy"
+    target: str = "occupancy"
+    clamp: float = 0.1
     hidden: tuple[int, ...] = (32, 32)
     w0: float = 10.0  # 20 shapes, 500 steps: mean IoU 0.90 at w0 10, 0.81 at 5, 0.77 at 30 (README, "3D")
     points: int = 4096
@@ -336,9 +344,19 @@ class ShapeRecipe:
     def __post_init__(self) -> None:
         if not self.hidden or min(self.hidden) < 1 or self.steps < 0 or self.lr <= 0 or self.points < 1:
             raise ValueError(f"recipe {self.name!r} needs hidden widths >= 1, steps >= 0, lr > 0 and points >= 1")
+        if self.target not in ("occupancy", "sdf") or self.clamp <= 0:
+            raise ValueError(f"recipe {self.name!r}: target must be 'occupancy' or 'sdf' and clamp > 0")
+
+    def inside(self, outputs: Tensor) -> Tensor:
+        """Where the INR's outputs say "inside": a positive logit, or a negative distance."""
+        return outputs > 0 if self.target == "occupancy" else outputs < 0
 
     def to_dict(self) -> dict:
         return {**{k: getattr(self, k) for k in self.__dataclass_fields__}, "hidden": list(self.hidden)}
+
+
+#: the named recipes (``wslgraph zoo inr --source shapes3d|mesh|kicad --recipe NAME``)
+SHAPE_RECIPES = {"occupancy": ShapeRecipe(), "sdf": ShapeRecipe(name="sdf", target="sdf")}
 
 
 def shape_siren(recipe: ShapeRecipe) -> torch.nn.Module:
@@ -351,8 +369,9 @@ def shape_siren(recipe: ShapeRecipe) -> torch.nn.Module:
 def fit_shape_inrs(shapes: ShapeSet | MeshSet, recipe: ShapeRecipe | None = None, *, seed: int = 0,
                    index_offset: int = 0, chunk_size: int = 256,
                    device: str | torch.device | None = None) -> tuple[Tensor, Tensor]:
-    """Fit one occupancy SIREN per shape, all of a chunk at once: flat parameters ``[N, P]`` (the template order of
-    :func:`shape_siren`) and each INR's IoU ``[N]`` on 16,384 fresh uniform points.
+    """Fit one SIREN per shape (occupancy or signed distance, as ``recipe.target`` says), all of a chunk at once:
+    flat parameters ``[N, P]`` (the template order of :func:`shape_siren`) and each INR's IoU ``[N]`` on 16,384
+    fresh uniform points (inside as :meth:`ShapeRecipe.inside` reads its outputs).
 
     The INRs of a chunk are one ``[N, P]`` tensor evaluated with :func:`~wslgraph.weightspace.inr_forward`
     (per-INR points); Adam acts elementwise, so each row follows the optimisation it would alone. Shape ``i``'s
@@ -376,20 +395,24 @@ def fit_shape_inrs(shapes: ShapeSet | MeshSet, recipe: ShapeRecipe | None = None
                                                                               g)]) for g in generators])
         points = torch.cat([sample_points(chunk[i:i + 1], recipe.points, near=recipe.near, sigma=recipe.sigma,
                                           generator=g) for i, g in enumerate(generators)])
-        targets = chunk.occupancy(points).float().unsqueeze(-1).to(device)
+        truth_at = chunk.occupancy if recipe.target == "occupancy" else chunk.sdf
+        targets = truth_at(points).float().unsqueeze(-1).to(device)
         coords = points.float().to(device)
         weights = rows.to(device).requires_grad_(True)
         optimizer = torch.optim.Adam([weights], lr=recipe.lr)
         for _ in range(recipe.steps):
-            logits = inr_forward(weights, coords, architecture)
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+            outputs = inr_forward(weights, coords, architecture)
+            if recipe.target == "occupancy":
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(outputs, targets, reduction="none")
+            else:
+                loss = (outputs.clamp(-recipe.clamp, recipe.clamp) - targets.clamp(-recipe.clamp, recipe.clamp)).abs()
             optimizer.zero_grad(set_to_none=True)
             loss.mean(dim=(1, 2)).sum().backward()  # each INR's mean loss: its gradient is its own
             optimizer.step()
         # each shape's evaluation points from its own generator: its IoU does not depend on its chunk either
         evaluation = torch.stack([torch.rand(16384, 3, generator=g, dtype=torch.float64) for g in generators]) * 2 - 1
         with torch.no_grad():
-            predicted = inr_forward(weights, evaluation.float().to(device), architecture)[..., 0] > 0
+            predicted = recipe.inside(inr_forward(weights, evaluation.float().to(device), architecture)[..., 0])
         truth = chunk.occupancy(evaluation).to(device) > 0.5
         iou = (predicted & truth).sum(-1) / (predicted | truth).sum(-1).clamp(min=1)
         params_out.append(weights.detach().cpu())
@@ -399,9 +422,9 @@ def fit_shape_inrs(shapes: ShapeSet | MeshSet, recipe: ShapeRecipe | None = None
 
 def inr_surfaces(params: Tensor, recipe: ShapeRecipe | None = None, *, resolution: int = 64
                  ) -> list[tuple[Tensor, Tensor]]:
-    """Each occupancy INR's surface (its logit's zero level set) by marching cubes on a ``resolution^3`` grid over
-    ``[-1, 1]^3``: ``(vertices [V, 3], faces [F, 3])`` per row of ``params`` ``[N, P]`` (empty where the INR
-    predicts no inside)."""
+    """Each shape INR's surface (the zero level set of its logit or distance) by marching cubes on a
+    ``resolution^3`` grid over ``[-1, 1]^3``: ``(vertices [V, 3], faces [F, 3])`` per row of ``params`` ``[N, P]``
+    (empty where the INR predicts no inside)."""
     from wslgraph.convert.template import GraphTemplate
     from wslgraph.weightspace.functional import INRArchitecture, inr_forward
     from wslgraph.zoo.meshes import grid_points, marching_cubes
@@ -432,3 +455,63 @@ def inr_chamfer(params: Tensor, shapes: ShapeSet | MeshSet, recipe: ShapeRecipe 
         predicted = surface_samples(vertices[faces], points, generator) if len(faces) else vertices
         out.append(chamfer_distance(predicted, truth))
     return torch.tensor(out)
+
+
+def zoo_shapes(description: dict, indices: Tensor, data_root: str | None = None) -> ShapeSet | MeshSet:
+    """The true shapes of models ``indices`` of a 3D zoo, rebuilt from its description: procedural shapes from the
+    seed, meshes from their files under ``data_root`` (default: the folder the zoo was made from).
+
+    Raises:
+        ZooError: the zoo is not a 3D zoo, or its description lacks what rebuilding needs.
+        DataNotFoundError, MeshError: a mesh file is missing or unreadable.
+    """
+    from wslgraph.errors import ZooError
+    from wslgraph.zoo.meshes import MeshSet, load_mesh
+
+    source = description.get("source")
+    if source == "shapes3d":
+        return make_shapes(int(description["per_class"]), int(description["seed"]))[indices]
+    if source in ("mesh", "kicad"):
+        root = data_root or description.get("data_root")
+        if root is None or "files" not in description:
+            raise ZooError("this mesh zoo does not record its data root; pass --data-root")
+        files = [description["files"][int(i)] for i in indices]
+        meshes = tuple(load_mesh(Path(root) / name) for name in files)
+        return MeshSet(meshes, torch.zeros(len(meshes), dtype=torch.long), tuple(description.get("classes", ())),
+                       torch.zeros(len(meshes), dtype=torch.uint8))
+    raise ZooError(f"a zoo of source {source!r} holds no 3D shapes; render draws zoos made with --source shapes3d, "
+                   f"mesh or kicad")
+
+
+def zoo_figure(arrays, count: int = 10, *, views: int = 1, resolution: int = 64, data_root: str | None = None,
+               split: str = "test") -> Figure:
+    """True shapes (marching cubes of their exact distance or occupancy) above their INRs' surfaces, for the first
+    ``split`` model of each class (up to ``count`` models), seen from ``views`` azimuths (two rows per view)."""
+    from wslgraph.plotting import mesh_grid
+    from wslgraph.zoo.meshes import grid_points, marching_cubes
+    from wslgraph.zoo.storage import SPLIT_CODES
+
+    description = arrays.description
+    if description.get("source") not in ("shapes3d", "mesh", "kicad"):
+        zoo_shapes(description, torch.zeros(0, dtype=torch.long))  # raises: not a 3D zoo
+    recipe = ShapeRecipe(**{**description["recipe"], "hidden": tuple(description["recipe"]["hidden"])})
+    labels, rows = arrays.columns["label"], (arrays.columns["split"] == SPLIT_CODES[split]).nonzero().flatten()
+    chosen = [int(rows[labels[rows] == c][0]) for c in labels[rows].unique().tolist()][:count]
+    chosen = torch.tensor(chosen or rows[:count].tolist(), dtype=torch.long)
+    shapes = zoo_shapes(description, arrays.columns.get("shape_index", torch.arange(len(labels)))[chosen],
+                        data_root)
+    grid = grid_points(resolution)
+    truth = []
+    for i in range(len(chosen)):
+        field = shapes[i:i + 1].occupancy(grid) - 0.5 if isinstance(shapes, ShapeSet) else \
+            shapes.meshes[i].occupancy(grid) - 0.5
+        truth.append(marching_cubes(field.reshape((resolution,) * 3)))
+    fitted = inr_surfaces(arrays.params[chosen], recipe, resolution=resolution)
+    classes = description.get("classes") or []
+    names = [classes[int(labels[i])] if int(labels[i]) < len(classes) else str(int(labels[i])) for i in chosen]
+    iou = arrays.columns.get("iou")
+    meshes = (truth + fitted) * views
+    captions = (names + [f"INR, IoU {float(iou[i]):.2f}" if iou is not None else "INR" for i in chosen]) * views
+    azimuths = [35.0 + 90.0 * (k // (2 * len(chosen))) for k in range(len(meshes))]  # a quarter turn per view
+    return mesh_grid(meshes, f"{description.get('source')}: true shapes (rows 1, 3, ...) and their INRs", captions,
+                     columns=len(chosen), azimuths=azimuths)
