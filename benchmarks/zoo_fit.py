@@ -19,7 +19,7 @@ distribution of the fitted INRs, and writes JSON.
 A 3D row does the same for occupancy SIRENs of procedural shapes (``fit_shape_inrs``, BCE at 4,096 points per
 shape) against a loop of ``nn.Module`` + ``torch.optim.Adam`` fits of the same shapes, points and steps.
 
-    .venv/bin/python benchmarks/zoo_fit.py [--quick] [--recipe dws|nfn] [--device cpu|cuda] [--json PATH]
+    .venv/bin/python benchmarks/zoo_fit.py [--quick] [--recipe dws|nfn] [--device cpu|cuda] [--only-3d] [--json PATH]
 
 On CUDA all three run on the GPU and the sgemm is a 4096x4096 float32 product
 (TF32 off, torch's default).
@@ -136,9 +136,17 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=64)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/zoo_fit.json"))
+    parser.add_argument("--only-3d", action="store_true", help="only the 3D row (shapes3d occupancy SIRENs)")
     args = parser.parse_args()
     recipe = RECIPES[args.recipe]
     device = torch.device(args.device)
+    if args.only_3d:
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")
+        report = {"benchmark": "zoo_fit", "quick": args.quick, "device": str(device), "torch": torch.__version__,
+                  "threads": torch.get_num_threads(), "shapes_3d": shapes_3d(args.quick, device)}
+        atomic_write_json(args.json, report)
+        print(f"wrote {args.json}")
+        return
     steps, count, loop_count = (40, 32, 2) if args.quick else (recipe.steps, args.count or 512, 8)
     images = load_images("mnist5k", "train")
     images = images.evenly_spaced(count)
