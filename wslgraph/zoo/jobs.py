@@ -150,7 +150,8 @@ def mesh_zoo_job(data_root: str | None, *, source: str = "mesh", per_class: int 
     recipe = replace(recipe or ShapeRecipe(), **{k: tuple(v) if k == "hidden" else v for k, v in overrides.items()})
     if source == "kicad":
         root = Path(data_root) if data_root is not None else KICAD_ROOT
-        meshes = load_kicad_shapes(root, per_class=per_class or 60)
+        per_class = per_class or 60
+        meshes = load_kicad_shapes(root, per_class=per_class)
     elif source == "mesh":
         if data_root is None:
             raise OptionError("the mesh source needs data_root, a folder with one subfolder of meshes per class")

@@ -485,7 +485,7 @@ def zoo_shapes(description: dict, indices: Tensor, data_root: str | None = None)
 
 def zoo_figure(arrays, count: int = 10, *, views: int = 1, resolution: int = 64, data_root: str | None = None,
                split: str = "test") -> Figure:
-    """True shapes (marching cubes of their exact distance or occupancy) above their INRs' surfaces, for the first
+    """True shapes (marching cubes of their exact distance, or the meshes) above their INRs' surfaces, for the first
     ``split`` model of each class (up to ``count`` models), seen from ``views`` azimuths (two rows per view)."""
     from wslgraph.plotting import mesh_grid
     from wslgraph.zoo.meshes import grid_points, marching_cubes
@@ -501,11 +501,10 @@ def zoo_figure(arrays, count: int = 10, *, views: int = 1, resolution: int = 64,
     shapes = zoo_shapes(description, arrays.columns.get("shape_index", torch.arange(len(labels)))[chosen],
                         data_root)
     grid = grid_points(resolution)
-    truth = []
-    for i in range(len(chosen)):
-        field = shapes[i:i + 1].occupancy(grid) - 0.5 if isinstance(shapes, ShapeSet) else \
-            shapes.meshes[i].occupancy(grid) - 0.5
-        truth.append(marching_cubes(field.reshape((resolution,) * 3)))
+    if isinstance(shapes, ShapeSet):  # marching cubes of the exact distance
+        truth = [marching_cubes(shapes[i:i + 1].sdf(grid).reshape((resolution,) * 3)) for i in range(len(chosen))]
+    else:  # the meshes themselves
+        truth = [(mesh.vertices, mesh.faces) for mesh in shapes.meshes]
     fitted = inr_surfaces(arrays.params[chosen], recipe, resolution=resolution)
     classes = description.get("classes") or []
     names = [classes[int(labels[i])] if int(labels[i]) < len(classes) else str(int(labels[i])) for i in chosen]
