@@ -128,6 +128,8 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=["2d", "3d"], choices=["2d", "3d"])
     parser.add_argument("--steps", type=int, default=None, help="auto-decoder training steps (default 4,000)")
     parser.add_argument("--infer-steps", type=int, default=None, help="embedding fits (default 300 steps)")
+    parser.add_argument("--points", type=int, default=4096, help="3D: points per shape")
+    parser.add_argument("--analysed", type=int, default=None, help="test instances whose Hessians are taken (50)")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/ift_2d3d.json"))
     args = parser.parse_args()
     if args.quick:
@@ -135,8 +137,8 @@ def main() -> None:
         steps, infer_steps, analysed = 60, 30, 4
     else:
         make = {"2d": lambda: image_task(args.source_2d, 2500, 500),
-                "3d": lambda: shape_task(per_class=200, points=4096)}
-        steps, infer_steps, analysed = 4000, 300, 50
+                "3d": lambda: shape_task(per_class=200, points=args.points)}
+        steps, infer_steps, analysed = 4000, 300, args.analysed or 50
     steps, infer_steps = args.steps or steps, args.infer_steps or infer_steps
     tasks = [make[name]() for name in args.tasks]
     rows = []
