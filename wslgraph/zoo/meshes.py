@@ -34,7 +34,7 @@ from wslgraph.zoo.storage import SPLIT_CODES as _SPLITS
 
 __all__ = ["MESH_SUFFIXES", "KICAD_ROOT", "KICAD_CLASSES", "Mesh", "MeshSet", "load_mesh", "load_mesh_folder",
            "load_kicad_shapes", "read_vrml", "winding_numbers", "triangle_distances",
-           "surface_samples", "marching_cubes", "chamfer_distance", "field_surfaces"]
+           "surface_samples", "grid_points", "marching_cubes", "chamfer_distance"]
 
 #: file types a mesh folder is searched for
 MESH_SUFFIXES = (".off", ".obj", ".stl", ".ply", ".wrl")
@@ -353,13 +353,6 @@ def load_kicad_shapes(root: str | Path | None = None, *, per_class: int | None =
 
 
 # ---------------------------------------------------------------------------------------- quality measures
-def field_surfaces(fields: Tensor, level: float = 0.0) -> list[tuple[Tensor, Tensor]]:
-    """Marching-cubes meshes of fields sampled on the grid of :func:`grid_points`: ``fields`` ``[N, R, R, R]`` to
-    ``(vertices [V, 3] in [-1, 1]^3, faces [F, 3])`` per field (both empty where the field never crosses
-    ``level``)."""
-    return [marching_cubes(field, level) for field in fields]
-
-
 def grid_points(resolution: int) -> Tensor:
     """``[R^3, 3]`` points of the regular grid over ``[-1, 1]^3`` (``indexing="ij"``: x slowest)."""
     axis = torch.linspace(-1, 1, resolution, dtype=torch.float64)
