@@ -4,6 +4,8 @@ function, and the graph encoders run on it and do not see the permutation."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,6 +14,7 @@ from torch import nn
 from tests.models import assert_state_dicts_equal, randomize
 from wslgraph import GraphTemplate, to_graph, to_state_dict
 from wslgraph.errors import UnsupportedModuleError
+from wslgraph.graph.layout import GraphLayout
 from wslgraph.graph.vocab import Activation, EdgeType
 from wslgraph.nn import GNNEncoder, TransformerEncoder
 from wslgraph.weightspace import hidden_permutations, permute_hidden
@@ -161,6 +164,40 @@ class ConvNeXtBlock(nn.Module):
         return self.head(x.mean((2, 3)))
 
 
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """ShuffleNet's channel shuffle, as torchvision writes it."""
+    batch, channels, height, width = x.size()
+    x = x.view(batch, groups, channels // groups, height, width)
+    return torch.transpose(x, 1, 2).contiguous().view(batch, -1, height, width)
+
+
+class ShuffleUnits(nn.Module):
+    """ShuffleNetV2: a stride-2 unit (two branches, one depthwise first), then two stride-1 units that chunk the
+    channels, transform one half and concatenate it back; a channel shuffle after each (the last with 4 groups,
+    through ``torch.split``)."""
+
+    def __init__(self, channels: int = 8) -> None:
+        super().__init__()
+        half = channels // 2
+        self.stem = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU())
+        self.branch1 = nn.Sequential(nn.Conv2d(6, 6, 3, stride=2, padding=1, groups=6), nn.BatchNorm2d(6),
+                                     nn.Conv2d(6, half, 1), nn.BatchNorm2d(half), nn.ReLU())
+        self.branches = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(c, half, 1), nn.BatchNorm2d(half), nn.ReLU(),
+                          nn.Conv2d(half, half, 3, stride=s, padding=1, groups=half), nn.BatchNorm2d(half),
+                          nn.Conv2d(half, half, 1), nn.BatchNorm2d(half), nn.ReLU())
+            for c, s in ((6, 2), (half, 1), (half, 1)))
+        self.head = nn.Sequential(nn.Conv2d(channels, 5, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(5, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        x = channel_shuffle(torch.cat((self.branch1(x), self.branches[0](x)), dim=1), 2)
+        x1, x2 = x.chunk(2, dim=1)
+        x = channel_shuffle(torch.cat((x1, self.branches[1](x2)), dim=1), 2)
+        x1, x2 = torch.split(x, x.shape[1] // 2, dim=1)
+        return self.head(channel_shuffle(torch.cat((x1, self.branches[2](x2)), dim=1), 4))
+
+
 CASES = {
     "activations": (Activations, (3,)),
     "dense-block": (DenseBlock, (1, 6, 6)),
@@ -169,6 +206,7 @@ CASES = {
     "inverted-residual": (InvertedResidual, (3, 6, 6)),
     "squeeze-excitation": (MBConv, (3, 6, 6)),
     "convnext-block": (ConvNeXtBlock, (3, 8, 8)),
+    "shuffle-units": (ShuffleUnits, (3, 8, 8)),
 }
 
 
@@ -269,6 +307,39 @@ def test_a_concatenation_is_permuted_as_its_parts() -> None:
                                perms[block.src] + block.dst_start)
 
 
+def test_a_channel_shuffle_is_strided_identity_blocks_and_a_chunk_takes_a_slice() -> None:
+    layout = to_graph(ShuffleUnits()).layout
+    groups = {g.name: i for i, g in enumerate(layout.groups)}
+    shuffle = groups["view_1"]  # the first shuffle: 8 channels as 2 x 4, transposed
+    into = [b for b in layout.edge_blocks if b.dst == shuffle]
+    assert [(b.src_start, b.length, b.dst_start, b.dst_stride) for b in into] == [(0, 4, 0, 2), (4, 4, 1, 2)]
+    sources = torch.cat([layout.endpoints(b)[0] for b in into]) - layout.groups[groups["cat"]].offset
+    targets = torch.cat([layout.endpoints(b)[1] for b in into]) - layout.groups[shuffle].offset
+    assert sources[targets.argsort()].tolist() == [0, 4, 1, 5, 2, 6, 3, 7]  # channel j * 2 + i <- i * 4 + j
+    last = [b for b in layout.edge_blocks if b.dst == groups["head.0"] - 1]  # 4 groups of 2 before the head
+    assert [(b.src_start, b.dst_start, b.dst_stride) for b in last] == [(0, 0, 4), (2, 1, 4), (4, 2, 4), (6, 3, 4)]
+    pieces = [b for b in layout.edge_blocks if layout.groups[b.dst].name.startswith("chunk")]
+    assert [(layout.groups[b.src].name, b.src_start, b.length) for b in pieces] == [("view_1", 0, 4),
+                                                                                 ("view_1", 4, 4)]
+    assert all(layout.is_copy(b) for b in into + pieces)
+    assert GraphLayout.from_dict(json.loads(json.dumps(layout.to_dict()))) == layout
+
+
+def test_copies_are_permuted_as_the_channels_they_copy() -> None:
+    layout = to_graph(ShuffleUnits()).layout
+    perms = hidden_permutations(layout, torch.Generator().manual_seed(0))
+    copies: dict[int, dict[tuple[int, int], int]] = {}  # target group -> (source group, channel) -> its channel
+    for block in layout.edge_blocks:
+        if layout.is_copy(block):
+            sources = torch.arange(layout.groups[block.src].size)[layout.copy_sources(block)].tolist()
+            targets = torch.arange(layout.groups[block.dst].size)[layout.copy_targets(block)].tolist()
+            copies.setdefault(block.dst, {}).update({(block.src, s): t for s, t in zip(sources, targets)})
+    for target, held in copies.items():  # new channel t copies new channel s: old perm[t] copies old perm[s]
+        assert {(g, int(perms[g][s])): int(perms[target][t]) for (g, s), t in held.items()} == held
+    moving = [layout.groups[i].name for i, p in enumerate(perms) if not torch.equal(p, torch.arange(len(p)))]
+    assert {"branches.1.0", "branches.2.5", "view_5"} <= set(moving), moving
+
+
 class Lambda(nn.Module):
     """A conv, then ``function``, then a 1x1 conv."""
 
@@ -287,6 +358,10 @@ class Lambda(nn.Module):
     (Lambda(lambda y: y.permute(0, 3, 2, 1)), "permutes dims"),
     (Lambda(lambda y: y.permute(0, 2, 3, 1)), "channels-last tensor"),
     (Lambda(lambda y: y * y), "multiplies a tensor by itself"),
+    (Lambda(lambda y: y.view(y.size(0), 2, 2, y.size(2), y.size(3))), "only as part of a channel shuffle"),
+    (Lambda(lambda y: y.transpose(2, 3)), "transposes dims"),
+    (Lambda(lambda y: y.view(y.size(0), 4, -1)), "reshapes to"),
+    (Lambda(lambda y: y.chunk(2, dim=2)[0]), "splits along dim 2"),
 ])
 def test_what_still_has_no_conversion_is_named(model: nn.Module, message: str) -> None:
     with pytest.raises(UnsupportedModuleError, match=message):

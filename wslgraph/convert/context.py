@@ -72,6 +72,9 @@ class Value:
         scale: A pending constant factor (``w0`` of ``sin(w0 * x)``).
         channels_last: The feature map was permuted to ``(N, *spatial, C)``
             (ConvNeXt): Linear layers and LayerNorm then act on channels.
+        channel_split: The channel dim was viewed as ``(rows, cols)``
+            (the first step of ShuffleNet's channel shuffle).
+        split_transposed: ... and those two dims were then transposed.
     """
 
     group: _Group
@@ -80,6 +83,8 @@ class Value:
     flat_block: Spatial | None = None
     scale: float | None = None
     channels_last: bool = False
+    channel_split: tuple[int, int] | None = None
+    split_transposed: bool = False
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,9 @@ class _Block:
     kernel_shape: tuple[int, ...]
     groups: int = 1
     dst_start: int = 0
+    src_start: int = 0
+    length: int = 0
+    dst_stride: int = 1
 
 
 def join(prefix: str, name: str) -> str:
@@ -359,7 +367,45 @@ class ConversionContext:
             start += value.group.size
         return Value(out, 0, spatial)
 
+    def split_channels(self, value: Value, sizes: list[int], *, name: str) -> list[Value]:
+        """``x.chunk`` / ``x.split`` along channels: one new group per piece, each of whose channels receives one
+        identity edge from the channel of ``value`` it copies (as a concatenation's channels do)."""
+        self._copyable(value, name)
+        if sum(sizes) != value.group.size or min(sizes) < 1:
+            raise ShapeMismatchError(f"'{name}' splits {value.group.size} channels into pieces of {sizes}")
+        pieces, start = [], 0
+        for index, size in enumerate(sizes):
+            out = self._new_group(f"{name}.{index}", size, [value])
+            self._blocks.append(_Block(EdgeType.RESIDUAL, None, value.group, out, (), (), src_start=start,
+                                       length=size))
+            pieces.append(Value(out, 0, value.spatial))
+            start += size
+        return pieces
+
+    def shuffle_channels(self, value: Value, rows: int, cols: int, *, name: str) -> Value:
+        """A channel shuffle (ShuffleNet: ``view(N, rows, cols, ...)``, ``transpose(1, 2)``, ``view(N, C, ...)``):
+        a new group whose channel ``j * rows + i`` receives one identity edge from channel ``i * cols + j``, as
+        ``rows`` strided identity blocks."""
+        self._copyable(value, name)
+        if rows * cols != value.group.size:
+            raise ShapeMismatchError(f"'{name}' views {value.group.size} channels as {rows} x {cols}")
+        out = self._new_group(name, value.group.size, [value])
+        for row in range(rows):
+            self._blocks.append(_Block(EdgeType.RESIDUAL, None, value.group, out, (), (), dst_start=row,
+                                       src_start=row * cols, length=cols, dst_stride=rows))
+        return Value(out, 0, value.spatial)
+
     # --------------------------------------------------------------- helpers
+    def _copyable(self, value: Value, name: str) -> None:
+        self._no_scale(value, name)
+        self._channels_first(value, name)
+        if value.flat_block is not None:
+            raise UnsupportedModuleError(f"'{name}' rearranges the channels of a flattened feature map; do it "
+                                         "before flattening")
+        if value.group.size is None:
+            raise ShapeInferenceError(f"'{name}' rearranges the channels of the raw input, whose channel count no "
+                                      "layer has fixed yet; pass input_shape or read the input with a layer first")
+
     def _can_absorb(self, value: Value) -> bool:
         group = value.group
         if group.is_input or group.is_product or group.reads or group.activation != Activation.IDENTITY:
@@ -487,7 +533,8 @@ class ConversionContext:
                                     group.activation, group.norm_groups, group.activation_param))
             offset += group.size
         blocks = [EdgeBlock(block.kind, block.key, index[id(block.src)], index[id(block.dst)], 0, block.weight_shape,
-                            block.kernel_shape, block.groups, block.dst_start)
+                            block.kernel_shape, block.groups, block.dst_start, block.src_start, block.length,
+                            block.dst_stride)
                   for block in self._blocks]  # the layout sets offsets
         node_params = tuple(NodeParam(key, index[id(g)], column) for key, g, column in self._node_params)
         state = tuple(StateEntry(k, tuple(v.shape), v.dtype) for k, v in self.state_dict.items())

@@ -5,11 +5,12 @@ from __future__ import annotations
 import builtins
 import contextlib
 import copy
+import functools
 import io
 import operator
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -125,8 +126,18 @@ def _propagate_shapes(graph_module: fx.GraphModule, input_shape: tuple[int, ...]
             node.meta["tensor_meta"] = meta_node.meta["tensor_meta"]
 
 
+@dataclass(frozen=True)
 class _Shape:
     """The shape of a traced tensor (``x.shape`` / ``x.size()``)."""
+
+    value: Value
+
+
+@dataclass(frozen=True)
+class _SpatialDim:
+    """``x.size(d)`` for a spatial dim ``d >= 2``: kept symbolic, valid only to rebuild the same shape."""
+
+    dim: int
 
 
 class _BatchDim:
@@ -172,7 +183,8 @@ def _walk(ctx: ConversionContext, graph_module: fx.GraphModule) -> Value:
 def _refine(value: Value, node: fx.Node) -> Value:
     """Take a value's spatial shape from shape propagation when it ran."""
     meta = node.meta.get("tensor_meta")
-    if meta is None or value.flat_block is not None or value.spatial == () or not hasattr(meta, "shape"):
+    if meta is None or value.flat_block is not None or value.spatial == () or not hasattr(meta, "shape") \
+            or value.channel_split is not None:
         return value
     return replace(value, spatial=tuple(meta.shape[2:]))
 
@@ -187,7 +199,15 @@ def _call_module(ctx: ConversionContext, module: nn.Module, name: str, args: tup
     if len(args) != 1 or not isinstance(args[0], Value):
         raise UnsupportedModuleError(f"module '{name}' is called with {len(args)} arguments; "
                                      "wslgraph converts modules that take one tensor")
+    _whole_channels(args[0], f"module '{name}'")
     return handler(ctx, module, name, args[0])
+
+
+def _whole_channels(value: Any, what: str) -> None:
+    if isinstance(value, Value) and value.channel_split is not None:
+        raise UnsupportedModuleError(f"{what} reads channels viewed as {value.channel_split[0]} x "
+                                     f"{value.channel_split[1]}; wslgraph converts that view only as part of a "
+                                     "channel shuffle: view(N, g, C // g, ...), transpose(1, 2), view(N, C, ...)")
 
 
 def _function_name(node: fx.Node) -> str:
@@ -209,6 +229,9 @@ def _call_function(ctx: ConversionContext, node: fx.Node, args: tuple, kwargs: d
     if rule is None:
         raise UnsupportedModuleError(f"'{node.name}' calls {_function_name(node)}, which has no graph conversion; "
                                      "use a supported module or register a handler for a module that wraps it")
+    if rule not in (_view, _transpose, _passthrough):
+        for arg in (*args, *kwargs.values()):
+            _whole_channels(arg, f"'{node.name}'")
     return rule(ctx, node.name, args, kwargs)
 
 
@@ -262,6 +285,8 @@ def _add(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Value:
 
 def _mul(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Value:
     left, right = args[0], args[1] if len(args) > 1 else kwargs.get("other")
+    if all(isinstance(a, int) and not isinstance(a, bool) for a in (left, right)):  # sizes (C // g * g)
+        return left * right
     if isinstance(left, _Attr) and isinstance(right, Value):
         left, right = right, left
     if isinstance(left, Value) and isinstance(right, _Attr):  # a learned per-channel factor (layer scale)
@@ -299,39 +324,131 @@ def _flatten(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Va
 
 
 def _view(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Value:
+    value = _value(args[0], name)
     shape = args[1] if len(args) == 2 and isinstance(args[1], (tuple, list)) else args[1:]
-    shape = kwargs.get("shape", shape)
-    batch_like = (len(shape) == 2 and (isinstance(shape[0], _BatchDim) or shape[0] == -1)
-                  and (shape[1] == -1 or isinstance(shape[1], int)))
-    if not batch_like:
-        raise UnsupportedModuleError(f"'{name}' reshapes to {shape}; wslgraph supports x.view(x.size(0), -1) "
-                                     "(flatten after the batch dim)")
-    return ctx.flatten(_value(args[0], name), name=name)
+    shape = tuple(kwargs.get("shape", shape))
+    batch_like = bool(shape) and (isinstance(shape[0], _BatchDim) or shape[0] == -1)
+    if (value.channel_split is None and len(shape) == 2 and batch_like
+            and (shape[1] == -1 or isinstance(shape[1], int))):
+        return ctx.flatten(value, name=name)
+    rank = len(value.spatial) if value.spatial and value.flat_block is None and not value.channels_last else 0
+    channels = value.group.size
+    middle = shape[1:len(shape) - rank]
+    kept = batch_like and rank and all(_same_dim(value, d, size) for d, size in enumerate(shape[len(shape) - rank:]))
+    if kept and channels is not None:
+        if value.channel_split is None and len(middle) == 2 and all(isinstance(m, int) for m in middle):
+            rows, cols = (channels // middle[1] if middle[0] == -1 else middle[0],
+                          channels // middle[0] if middle[1] == -1 else middle[1])
+            if rows * cols == channels and rows > 0:
+                return replace(value, channel_split=(rows, cols))
+        if len(middle) == 1 and middle[0] in (-1, channels):
+            if value.channel_split is None:
+                return value
+            rows, cols = value.channel_split
+            plain = replace(value, channel_split=None, split_transposed=False)
+            return ctx.shuffle_channels(plain, rows, cols, name=name) if value.split_transposed else plain
+    raise UnsupportedModuleError(f"'{name}' reshapes to {_shape_text(shape)}; wslgraph converts x.view(x.size(0), -1) "
+                                 "(flatten after the batch dim) and the channel shuffle, view(N, g, C // g, H, W), "
+                                 "transpose(1, 2), view(N, C, H, W)")
+
+
+def _same_dim(value: Value, dim: int, size: Any) -> bool:
+    """Whether a view keeps spatial dim ``dim`` of ``value`` (its symbolic size, or its known size)."""
+    if isinstance(size, _SpatialDim):
+        return size.dim == dim
+    return isinstance(size, int) and size > 0 and value.spatial[dim] == size
+
+
+def _shape_text(shape: tuple) -> str:
+    names = {_BatchDim: "N"}
+    return "(" + ", ".join(names.get(type(s), f"x.size({s.dim + 2})" if isinstance(s, _SpatialDim) else repr(s))
+                           for s in shape) + ")"
+
+
+def _transpose(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Value:
+    value = _value(args[0], name)
+    dims = (args[1] if len(args) > 1 else kwargs.get("dim0"), args[2] if len(args) > 2 else kwargs.get("dim1"))
+    if value.channel_split is not None and set(dims) == {1, 2}:
+        return replace(value, split_transposed=not value.split_transposed)
+    raise UnsupportedModuleError(f"'{name}' transposes dims {dims}; wslgraph converts transposing only the two "
+                                 "channel dims of a channel shuffle, view(N, g, C // g, H, W).transpose(1, 2)")
+
+
+def _split(ctx: ConversionContext, name: str, args: tuple, kwargs: dict, *, chunks: bool) -> list[Value]:
+    value = _value(args[0], name)
+    key = "chunks" if chunks else "split_size_or_sections"
+    arg = args[1] if len(args) > 1 else kwargs.get(key, kwargs.get("split_size"))
+    dim = args[2] if len(args) > 2 else kwargs.get("dim", 0)
+    rank = len(value.spatial) + 2 if value.spatial is not None and value.flat_block is None else None
+    if not isinstance(dim, int) or not (dim == 1 or (rank is not None and dim < 0 and dim % rank == 1)):
+        raise UnsupportedModuleError(f"'{name}' splits along dim {dim}; wslgraph converts splitting along channels "
+                                     "(dim 1 of (N, C, ...), as ShuffleNet's x.chunk(2, dim=1) does)")
+    channels = value.group.size
+    if channels is None:
+        raise ShapeInferenceError(f"'{name}' splits the raw input, whose channel count no layer has fixed yet; "
+                                  "pass input_shape or read the input with a layer first")
+    if chunks:
+        if not isinstance(arg, int) or arg < 1:
+            raise UnsupportedModuleError(f"'{name}' chunks into {arg!r} pieces; give a positive int")
+        step = -(-channels // arg)
+        sizes = [min(step, channels - start) for start in range(0, channels, step)]
+    elif isinstance(arg, int) and arg > 0:
+        sizes = [min(arg, channels - start) for start in range(0, channels, arg)]
+    elif isinstance(arg, (list, tuple)) and all(isinstance(a, int) for a in arg):
+        sizes = list(arg)
+    else:
+        raise UnsupportedModuleError(f"'{name}' splits by {arg!r}; give an int or a list of ints")
+    return ctx.split_channels(value, sizes, name=name)
 
 
 def _size(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Any:
     dim = args[1] if len(args) > 1 else kwargs.get("dim")
-    if dim is None:
-        return _Shape()
+    shape = _Shape(_value(args[0], name))
+    return shape if dim is None else _dimension(shape, dim, name)
+
+
+def _dimension(shape: _Shape, dim: Any, name: str) -> Any:
+    """``x.size(dim)`` / ``x.shape[dim]``: the batch size, the channel count (known once a layer fixed it) or a
+    symbolic spatial size."""
+    value = shape.value
+    rank = len(value.spatial) + 2 if value.spatial is not None and value.flat_block is None \
+        and not value.channels_last and value.channel_split is None else None
+    if isinstance(dim, int) and dim < 0 and rank is not None:
+        dim += rank
     if dim == 0:
         return _BatchDim()
-    raise UnsupportedModuleError(f"'{name}' reads size({dim}); only the batch size x.size(0) is supported")
+    if dim == 1 and rank is not None and value.group.size is not None:
+        return value.group.size
+    if isinstance(dim, int) and rank is not None and 2 <= dim < rank:
+        known = value.spatial[dim - 2]
+        return known if known is not None else _SpatialDim(dim - 2)
+    raise UnsupportedModuleError(f"'{name}' reads size {dim!r} of a tensor; wslgraph converts reading the batch "
+                                 "size, the channel count and the spatial sizes of an (N, C, ...) feature map")
 
 
 def _getattr(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Any:
     if args[1] == "shape" and isinstance(args[0], Value):
-        return _Shape()
+        return _Shape(args[0])
     raise UnsupportedModuleError(f"'{name}' reads attribute '{args[1]}' of a tensor; only .shape is supported")
 
 
 def _getitem(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Any:
-    if isinstance(args[0], _Shape) and args[1] == 0:
-        return _BatchDim()
     if isinstance(args[0], _Shape):
-        raise UnsupportedModuleError(f"'{name}' reads a size other than the batch size from x.shape / x.size(); "
-                                     "only x.shape[0] is supported (reshaping channels, as ShuffleNet's channel "
-                                     "shuffle does, has no conversion yet)")
-    raise UnsupportedModuleError(f"'{name}' indexes a {type(args[0]).__name__}; only x.shape[0] is supported")
+        return _dimension(args[0], args[1], name)
+    if isinstance(args[0], (list, tuple)) and isinstance(args[1], int):  # a piece of x.chunk / x.split
+        return args[0][args[1]]
+    raise UnsupportedModuleError(f"'{name}' indexes a {type(args[0]).__name__}; wslgraph converts reading sizes "
+                                 "(x.shape[d]) and pieces of x.chunk / x.split")
+
+
+def _arithmetic(op: Callable[[int, int], int]) -> Callable[..., int]:
+    def rule(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> int:
+        if not all(isinstance(a, int) and not isinstance(a, bool) for a in args[:2]):
+            raise UnsupportedModuleError(f"'{name}' computes with {', '.join(type(a).__name__ for a in args[:2])}; "
+                                         "wslgraph evaluates arithmetic only on known sizes (the channel count)")
+        return op(args[0], args[1])
+
+    return rule
 
 
 def _reduce(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Value:
@@ -416,6 +533,10 @@ _FUNCTIONS.update(dict.fromkeys([torch.mean, torch.sum, torch.amax], _reduce))
 _FUNCTIONS.update(dict.fromkeys([torch.squeeze], _squeeze))
 _FUNCTIONS.update(dict.fromkeys([builtins.getattr], _getattr))
 _FUNCTIONS.update(dict.fromkeys([operator.getitem], _getitem))
+_FUNCTIONS[operator.floordiv] = _arithmetic(operator.floordiv)
+_FUNCTIONS.update(dict.fromkeys([torch.transpose, torch.swapaxes, torch.swapdims], _transpose))
+_FUNCTIONS[torch.chunk] = functools.partial(_split, chunks=True)
+_FUNCTIONS[torch.split] = functools.partial(_split, chunks=False)
 _FUNCTIONS.update(dict.fromkeys(
     _functions("avg_pool1d", "avg_pool2d", "avg_pool3d", "max_pool1d", "max_pool2d", "max_pool3d",
                "_max_pool1d", "_max_pool2d", "_max_pool3d", "lp_pool1d", "lp_pool2d")
@@ -427,4 +548,5 @@ _FUNCTIONS.update(dict.fromkeys(
 _METHODS.update({"sin": _sin, "add": _add, "add_": _add, "mul": _mul, "mul_": _mul, "flatten": _flatten,
                  "view": _view, "reshape": _view, "size": _size, "mean": _reduce, "sum": _reduce,
                  "amax": _reduce, "squeeze": _squeeze, "contiguous": _passthrough,
-                 "permute": _permute})
+                 "permute": _permute, "transpose": _transpose, "swapaxes": _transpose, "swapdims": _transpose,
+                 "chunk": functools.partial(_split, chunks=True), "split": functools.partial(_split, chunks=False)})

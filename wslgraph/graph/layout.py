@@ -91,6 +91,13 @@ class EdgeBlock:
             part of a concatenation after the first: ``torch.cat`` makes a
             group whose channels ``dst_start .. dst_start + size`` receive one
             identity edge each from a source group of that size).
+        src_start: First source channel of an identity block (0 but for a
+            chunk of a group after the first: ``x.chunk(2, dim=1)``).
+        length: Number of identity edges (0: the whole source group).
+        dst_stride: Step between the target channels of an identity block
+            (1 but for a channel shuffle: ShuffleNet's ``view`` / ``transpose``
+            / ``view`` sends source channel ``src_start + t`` to target
+            channel ``dst_start + t * dst_stride``).
     """
 
     kind: EdgeType
@@ -102,6 +109,9 @@ class EdgeBlock:
     kernel_shape: tuple[int, ...]
     groups: int = 1
     dst_start: int = 0
+    src_start: int = 0
+    length: int = 0
+    dst_stride: int = 1
     grid: tuple[int, int, int] = field(default=(0, 0, 0), compare=False, repr=False)
     param_offset: int = field(default=-1, compare=False, repr=False)
 
@@ -121,6 +131,7 @@ class EdgeBlock:
 
 
 _BLOCK_FIELDS = ("kind", "key", "src", "dst", "offset", "weight_shape", "kernel_shape", "groups")
+_COPY_FIELDS = {"dst_start": 0, "src_start": 0, "length": 0, "dst_stride": 1}  # written only when not the default
 
 
 @dataclass(frozen=True)
@@ -177,7 +188,7 @@ class GraphLayout:
         blocks, edge_offset = [], 0
         for block in self.edge_blocks:
             if block.kind in IDENTITY_EDGES:
-                grid = (self.groups[block.src].size, 1, 1)  # the whole target group, or its part of a concat
+                grid = (block.length or self.groups[block.src].size - block.src_start, 1, 1)
             else:
                 groups = block.groups if block.kind == EdgeType.CONV else 1
                 fan_in = block.weight_shape[1] if block.kind == EdgeType.CONV else self.groups[block.src].size
@@ -229,8 +240,26 @@ class GraphLayout:
         group = torch.arange(groups, device=device).view(-1, 1, 1)
         targets = (group * m + torch.arange(m, device=device).view(1, -1, 1)).expand(groups, m, k)
         sources = (group * k + torch.arange(k, device=device).view(1, 1, -1)).expand(groups, m, k)
-        return (self.groups[block.src].offset + sources.reshape(-1),
-                self.groups[block.dst].offset + block.dst_start + targets.reshape(-1))
+        return (self.groups[block.src].offset + block.src_start + sources.reshape(-1),
+                self.groups[block.dst].offset + block.dst_start + block.dst_stride * targets.reshape(-1))
+
+    def is_copy(self, block: EdgeBlock) -> bool:
+        """Whether an identity block copies channels into a group made of copies (a concatenation's part, a
+        chunk, a channel shuffle) rather than tying two equal groups (a residual sum, a gate's factor)."""
+        if block.kind not in IDENTITY_EDGES:
+            return False
+        src, dst = self.groups[block.src].size, self.groups[block.dst].size
+        return (block.dst_start > 0 or block.src_start > 0 or block.dst_stride != 1 or src != dst
+                or block.length not in (0, src))
+
+    def copy_targets(self, block: EdgeBlock) -> slice:
+        """The channels of its target group an identity block writes (a strided slice)."""
+        length = block.grid[0]
+        return slice(block.dst_start, block.dst_start + block.dst_stride * (length - 1) + 1, block.dst_stride)
+
+    def copy_sources(self, block: EdgeBlock) -> slice:
+        """The channels of its source group an identity block reads."""
+        return slice(block.src_start, block.src_start + block.grid[0])
 
     def with_kernel_grid(self, kernel_grid: tuple[int, ...]) -> GraphLayout:
         """The same layout with edge features padded to a larger grid."""
@@ -248,7 +277,8 @@ class GraphLayout:
                        for g in self.groups],
             "edge_blocks": [{**{f: getattr(b, f) for f in _BLOCK_FIELDS}, "kind": b.kind.name,
                              "weight_shape": list(b.weight_shape), "kernel_shape": list(b.kernel_shape),
-                             **({"dst_start": b.dst_start} if b.dst_start else {})}  # older files: none
+                             **{f: getattr(b, f) for f, default in _COPY_FIELDS.items()
+                                if getattr(b, f) != default}}  # older files: none
                             for b in self.edge_blocks],
             "node_params": [{"key": p.key, "group": p.group, "column": p.column.name} for p in self.node_params],
             "scalars": list(self.scalars),
@@ -264,7 +294,7 @@ class GraphLayout:
             return cls(
                 groups=tuple(NodeGroup(**{**g, "node_type": NodeType[g["node_type"]],
                                           "activation": Activation[g["activation"]]}) for g in data["groups"]),
-                edge_blocks=tuple(EdgeBlock(**{**{f: b[f] for f in (*_BLOCK_FIELDS, "dst_start") if f in b},
+                edge_blocks=tuple(EdgeBlock(**{**{f: b[f] for f in (*_BLOCK_FIELDS, *_COPY_FIELDS) if f in b},
                                                "kind": EdgeType[b["kind"]], "weight_shape": tuple(b["weight_shape"]),
                                                "kernel_shape": tuple(b["kernel_shape"])})
                                   for b in data["edge_blocks"]),

@@ -199,14 +199,14 @@ class EdgeUpdateConv(MessagePassing):
         keys = tuple(self._stat_keys)
         updated = []
         for b, e in zip(plan.blocks, edges):
-            sources = [messages[0][b.src].view(num_graphs, b.groups, 1, b.k, hidden)]
+            sources = [messages[0][b.src][:, b.sources].reshape(num_graphs, b.groups, 1, b.k, hidden)]
             if self.bidirectional:
                 sources.append(messages[1][b.dst][:, b.targets].reshape(num_graphs, b.groups, b.m, 1, hidden))
-            e, stats = self._dense_block(e, b, p[b.src].view(num_graphs, b.groups, 1, b.k, hidden),
+            e, stats = self._dense_block(e, b, p[b.src][:, b.sources].reshape(num_graphs, b.groups, 1, b.k, hidden),
                                          q[b.dst][:, b.targets].reshape(num_graphs, b.groups, b.m, 1, hidden),
                                          sources, keys)
             updated.append(e)
-            for direction, (start, within) in enumerate(((b.dst, b.dst_start), (b.src, 0))[:directions]):
+            for direction, (start, within) in enumerate(((b.dst, b.targets), (b.src, b.sources))[:directions]):
                 received[direction].setdefault(start, []).append(
                     (within, {key: stats[direction * len(keys) + i].reshape(num_graphs, -1, hidden)
                               for i, key in enumerate(keys)}))
@@ -248,14 +248,14 @@ class EdgeUpdateConv(MessagePassing):
         needed = {"sum": {"mean", "sum", "std"}, "squares": {"std"}, "max": {"max"}, "min": {"min"}}
         return [key for key, aggregators in needed.items() if aggregators & set(self.aggregators)]
 
-    def _assemble(self, received: dict[int, list[tuple[int, dict[str, Tensor]]]], plan: DensePlan,
+    def _assemble(self, received: dict[int, list[tuple[slice, dict[str, Tensor]]]], plan: DensePlan,
                   degree: Tensor, num_graphs: int, like: Tensor) -> dict[str, Tensor]:
         """Per-node statistics in node order from per-group contributions (no in-place writes).
 
-        Blocks send to whole node groups, but for the parts of a concatenation,
-        which tile their group (one identity edge per node): those are joined
-        in order first. Contributions are then combined per receiving group;
-        groups that receive nothing get zeros.
+        Blocks send to whole node groups, but for the identity blocks of copies (a concatenation's parts, a
+        chunk's pieces, a channel shuffle's strided rows), which reach a slice of their group: parts that tile
+        their group in order are joined first; other pieces are scattered into place. Contributions are then
+        combined per receiving group; groups that receive nothing get zeros.
         """
         stats: dict[str, Tensor] = {}
         for key in self._stat_keys:
@@ -263,15 +263,29 @@ class EdgeUpdateConv(MessagePassing):
             for start, size in plan.groups:
                 contributions = received.get(start, [])
                 parts = [part[key] for _, part in contributions if part[key].shape[1] == size]
-                pieces = sorted(((within, part[key]) for within, part in contributions if part[key].shape[1] != size),
-                                key=lambda piece: piece[0])
-                if pieces:  # a concatenation's parts: together one statistic per node
+                pieces = sorted(((where, part[key]) for where, part in contributions if part[key].shape[1] != size),
+                                key=lambda piece: piece[0].start)
+                if pieces and _tiles([where for where, _ in pieces], size):
                     parts.append(torch.cat([piece for _, piece in pieces], dim=1))
+                elif pieces:
+                    columns.append(self._scatter(key, pieces, parts, size, num_graphs, like))
+                    continue
                 columns.append(functools.reduce(_COMBINE[key], parts) if parts
                                else like.new_zeros(num_graphs, size, self.channels))
             stats[key] = torch.cat(columns, dim=1).reshape(-1, self.channels)
         stats["count"] = degree.to(like.dtype).repeat(num_graphs).unsqueeze(-1)
         return stats
+
+    def _scatter(self, key: str, pieces: list[tuple[slice, Tensor]], parts: list[Tensor], size: int,
+                 num_graphs: int, like: Tensor) -> Tensor:
+        """Statistics ``key`` of a group from whole-group parts and pieces that reach arbitrary slices of it."""
+        index = torch.cat([torch.arange(size, device=like.device)[where] for where, _ in pieces])
+        values = torch.cat([piece for _, piece in pieces], dim=1)
+        base = functools.reduce(_COMBINE[key], parts) if parts else like.new_zeros(num_graphs, size, self.channels)
+        if key in ("sum", "squares"):
+            return base.index_add(1, index, values)
+        return base.scatter_reduce(1, index.view(1, -1, 1).expand_as(values), values,
+                                   "amax" if key == "max" else "amin", include_self=bool(parts))
 
     # ---------------------------------------------------------------- shared
     def _finish(self, stats: dict[str, Tensor]) -> Tensor:
@@ -319,3 +333,13 @@ class EdgeUpdateConv(MessagePassing):
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({self.channels}, aggregators={self.aggregators}, scalers={self.scalers}, "
                 f"bidirectional={self.bidirectional})")
+
+
+def _tiles(slices: list[slice], size: int) -> bool:
+    """Whether slices (sorted by start) cover ``0 .. size`` in order, contiguously, once."""
+    position = 0
+    for where in slices:
+        if where.start != position or (where.step or 1) != 1:
+            return False
+        position = where.stop
+    return position == size

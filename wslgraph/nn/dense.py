@@ -35,11 +35,20 @@ class DenseBlock:
     m: int  # targets per group
     k: int  # sources per group (fan-in)
     dst_start: int = 0  # first target within the target group (a concatenation's later parts)
+    src_start: int = 0  # first source within the source group (a chunk's later pieces)
+    dst_stride: int = 1  # step between targets (a channel shuffle)
 
     @property
     def targets(self) -> slice:
-        """The block's target nodes within its target group (all of it, but for a part of a concatenation)."""
-        return slice(self.dst_start, self.dst_start + self.groups * self.m)
+        """The block's target nodes within its target group (all of it, but for the identity blocks of copies:
+        a concatenation's part, a chunk, a channel shuffle's strided rows)."""
+        count = self.groups * self.m
+        return slice(self.dst_start, self.dst_start + self.dst_stride * (count - 1) + 1, self.dst_stride)
+
+    @property
+    def sources(self) -> slice:
+        """The block's source nodes within its source group (all of it, but for a chunk's pieces)."""
+        return slice(self.src_start, self.src_start + self.groups * self.k)
 
     @property
     def num_edges(self) -> int:
@@ -105,12 +114,13 @@ def dense_plan(layout: GraphLayout) -> DensePlan:
         blocks = []
         for block in layout.edge_blocks:
             src, dst = layout.groups[block.src], layout.groups[block.dst]
-            blocks.append(DenseBlock(src.offset, dst.offset, block.offset, *block.grid, block.dst_start))
+            blocks.append(DenseBlock(src.offset, dst.offset, block.offset, *block.grid, block.dst_start,
+                                     block.src_start, block.dst_stride))
         in_degree = torch.zeros(layout.num_nodes, dtype=torch.long)
         out_degree = torch.zeros(layout.num_nodes, dtype=torch.long)
         for b in blocks:
-            in_degree[b.dst + b.dst_start:b.dst + b.dst_start + b.groups * b.m] += b.k
-            out_degree[b.src:b.src + b.groups * b.k] += b.m
+            in_degree[b.dst:][b.targets] += b.k
+            out_degree[b.src:][b.sources] += b.m
         edge_index = structure_tensors(layout)["edge_index"]
         groups = tuple((g.offset, g.size) for g in layout.groups)
         _PLANS[layout] = DensePlan(tuple(blocks), groups, layout.num_nodes, sum(b.num_edges for b in blocks), in_degree,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wslgraph.errors import ShapeMismatchError, UnsupportedModuleError
@@ -73,8 +72,10 @@ class ProbeFeatures(nn.Module):
                 if block.dst != index:
                     continue
                 source = values[block.src]
-                if block.kind == EdgeType.RESIDUAL:  # a residual sum, or this source's part of a concatenation
-                    pre = pre + F.pad(source, (0, 0, block.dst_start, group.size - block.dst_start - source.shape[1]))
+                if block.kind == EdgeType.RESIDUAL:  # a residual sum, or the channels a copy takes of its source
+                    targets = torch.arange(group.size, device=pre.device)[layout.copy_targets(block)]
+                    pre = pre.expand(num, group.size, self.num_probes).index_add(
+                        1, targets, source[:, layout.copy_sources(block)])
                 else:
                     rows = edges[:, block.offset:block.offset + group.size * source.shape[1], 0]
                     weight = rows.reshape(num, group.size, source.shape[1])

@@ -48,97 +48,171 @@ def hidden_permutations(layout: GraphLayout, generator: torch.Generator | None =
     residual addition share one permutation; a ``GroupNorm`` with ``G`` groups
     or a grouped convolution with ``G`` groups restricts a group to permuting
     its ``G`` blocks (shared by both sides of the convolution) and channels
-    within blocks. A concatenation's group is permuted as its parts are (each
-    part moves with the group it copies); where a concatenation is tied to
-    another group whose parts do not line up with its own, feeds a grouped
-    convolution or a ``GroupNorm``, or is the output, its parts keep their
-    order (a smaller subgroup of the symmetries, still exact).
+    within blocks.
+
+    Groups made of copies (a concatenation, a chunk of a group, a channel
+    shuffle) are permuted as the channels they copy move: each copied group
+    is permuted freely where a copy holds all of it, and within the pieces
+    that copies take of it otherwise (ShuffleNet's chunks). Where a group of
+    copies is tied to another whose parts do not line up with its own, holds
+    a channel twice, feeds a grouped convolution or a ``GroupNorm``, or is the
+    output, the groups it copies keep their order (a smaller subgroup of the
+    symmetries, still exact).
     """
     groups = layout.groups
-    parts = _parts(layout)
+    origins = _origins(layout)
+    own = [bool((origin[:, 0] == i).all()) for i, origin in enumerate(origins)]
     full, blocks = _UnionFind(len(groups)), _UnionFind(len(groups))
     counts: list[set[int]] = [set() for _ in groups]
     frozen: set[int] = set()  # base groups that must keep their order
 
+    def bases(index: int) -> set[int]:
+        return set(origins[index][:, 0].tolist())
+
     def constrain(index: int, count: int) -> None:
         if count == 1:
             return
-        if parts[index] == [(index, 0)]:
+        if own[index]:
             counts[index].add(count)
-        else:
-            frozen.update(base for base, _ in parts[index])
+        else:  # its own order is then fixed too: what it is tied to (a grouped convolution's output) keeps it
+            frozen.update(bases(index) | {index})
 
     for i, group in enumerate(groups):
         constrain(i, group.norm_groups)
         if group.node_type != NodeType.HIDDEN:
-            frozen.update(base for base, _ in parts[i])
+            frozen.update(bases(i))
     for block in layout.edge_blocks:
-        if block.kind in IDENTITY_EDGES and not _is_concat(layout, block):
-            left, right = parts[block.src], parts[block.dst]
-            sizes = [[(groups[b].size, start) for b, start in side] for side in (left, right)]
-            if sizes[0] == sizes[1]:
+        if block.kind in IDENTITY_EDGES and not layout.is_copy(block):
+            left, right = _runs(layout, origins[block.src]), _runs(layout, origins[block.dst])
+            if left is not None and right is not None and \
+                    [(groups[b].size, s) for b, s in left] == [(groups[b].size, s) for b, s in right]:
                 for (a, _), (b, _) in zip(left, right):
                     full.union(a, b)
             else:
-                frozen.update(base for base, _ in left + right)
+                frozen.update(bases(block.src) | bases(block.dst))
         elif block.kind == EdgeType.CONV and block.groups > 1:
             constrain(block.src, block.groups)
             constrain(block.dst, block.groups)
             blocks.union(block.src, block.dst)
+    pieces = _pieces(layout, origins, frozen)
     for i in range(len(groups)):  # a full tie is also a block tie
         blocks.union(i, full.find(i))
     class_counts: dict[int, set[int]] = {}
     block_counts: dict[int, set[int]] = {}
+    class_pieces: dict[int, list[Tensor]] = {}
     fixed_full, fixed_block = set(), set()
     for i in range(len(groups)):
         class_counts.setdefault(full.find(i), set()).update(counts[i])
         block_counts.setdefault(blocks.find(i), set()).update(counts[i])
+        if i in pieces:
+            class_pieces.setdefault(full.find(i), []).append(pieces[i])
         if i in frozen:
             fixed_full.add(full.find(i))
             fixed_block.add(blocks.find(i))
+    fixed_full.update(root for root in class_pieces if class_counts[root])  # pieces and channel blocks: keep order
     sigmas: dict[int, Tensor] = {}
     perms: dict[int, Tensor] = {}
     base_perms = []
     for i, group in enumerate(groups):
         root, block_root = full.find(i), blocks.find(i)
-        if root in fixed_full or parts[i] != [(i, 0)]:
+        if root in fixed_full or not own[i]:
             base_perms.append(torch.arange(group.size))
             continue
         if root not in perms:
-            shared = block_counts[block_root]
-            num_blocks = math.lcm(*class_counts[root]) if class_counts[root] else 1
-            size = group.size // num_blocks
-            if len(shared) <= 1 and block_root not in fixed_block:
-                if block_root not in sigmas:
-                    sigmas[block_root] = torch.randperm(num_blocks, generator=generator)
-                sigma = sigmas[block_root]
+            if root in class_pieces:
+                perms[root] = _within_pieces(class_pieces[root], generator)
             else:
-                sigma = torch.arange(num_blocks)
-            tau = torch.rand(num_blocks, size, generator=generator).argsort(dim=1)
-            perms[root] = (sigma.view(-1, 1) * size + tau).view(-1)
+                shared = block_counts[block_root]
+                num_blocks = math.lcm(*class_counts[root]) if class_counts[root] else 1
+                size = group.size // num_blocks
+                if len(shared) <= 1 and block_root not in fixed_block:
+                    if block_root not in sigmas:
+                        sigmas[block_root] = torch.randperm(num_blocks, generator=generator)
+                    sigma = sigmas[block_root]
+                else:
+                    sigma = torch.arange(num_blocks)
+                tau = torch.rand(num_blocks, size, generator=generator).argsort(dim=1)
+                perms[root] = (sigma.view(-1, 1) * size + tau).view(-1)
         base_perms.append(perms[root])
-    return [base_perms[i] if part == [(i, 0)] else torch.cat([base_perms[b] + start for b, start in part])
-            for i, part in enumerate(parts)]
+    moved = torch.cat(base_perms) + torch.repeat_interleave(  # node -> the node whose channel moves there
+        torch.tensor([g.offset for g in groups]), torch.tensor([g.size for g in groups]))
+    result = []
+    for i, group in enumerate(groups):
+        if own[i]:
+            result.append(base_perms[i])
+            continue
+        keys = torch.tensor([g.offset for g in groups])[origins[i][:, 0]] + origins[i][:, 1]
+        position = torch.full((layout.num_nodes,), -1, dtype=torch.long)
+        position[keys] = torch.arange(group.size)
+        result.append(position[moved[keys]])
+    return result
 
 
-def _is_concat(layout: GraphLayout, block: object) -> bool:
-    """Whether an identity block is one part of a concatenation (not a residual tie of two equal groups)."""
-    return block.dst_start > 0 or layout.groups[block.src].size != layout.groups[block.dst].size
-
-
-def _parts(layout: GraphLayout) -> list[list[tuple[int, int]]]:
-    """For each group, the groups its channels copy, in order, as ``(group, first channel)``: a concatenation's
-    group is its sources' parts (nested concatenations flattened); any other group is itself, ``[(g, 0)]``."""
-    pieces: dict[int, list] = {}
+def _origins(layout: GraphLayout) -> list[Tensor]:
+    """For each group, the ``(group, channel)`` that each of its channels copies, through any chain of copies
+    (concatenations, chunks, channel shuffles); a group that copies nothing holds its own channels."""
+    copies: dict[int, list] = {}
     for block in layout.edge_blocks:
-        if block.kind in IDENTITY_EDGES and _is_concat(layout, block):
-            pieces.setdefault(block.dst, []).append(block)
-    parts: list[list[tuple[int, int]]] = []
-    for i in range(len(layout.groups)):  # trace order: a concatenation's sources come before it
-        incoming = sorted(pieces.get(i, ()), key=lambda b: b.dst_start)
-        parts.append([(base, b.dst_start + start) for b in incoming for base, start in parts[b.src]]
-                     if incoming else [(i, 0)])
-    return parts
+        if layout.is_copy(block):
+            copies.setdefault(block.dst, []).append(block)
+    origins: list[Tensor] = []
+    for i, group in enumerate(layout.groups):  # trace order: what a group copies comes before it
+        if i not in copies:
+            origins.append(torch.stack([torch.full((group.size,), i), torch.arange(group.size)], dim=1))
+            continue
+        origin = torch.stack([torch.full((group.size,), i), torch.arange(group.size)], dim=1)
+        for block in copies[i]:
+            origin[layout.copy_targets(block)] = origins[block.src][layout.copy_sources(block)]
+        origins.append(origin)
+    return origins
+
+
+def _runs(layout: GraphLayout, origin: Tensor) -> list[tuple[int, int]] | None:
+    """A group's channels as whole groups copied in order, ``[(group, first channel)]``, or ``None`` where they
+    are not (a chunk, a shuffle)."""
+    runs, start = [], 0
+    while start < len(origin):
+        base = int(origin[start, 0])
+        size = layout.groups[base].size
+        if start + size > len(origin) or not torch.equal(origin[start:start + size],
+                                                         torch.stack([torch.full((size,), base),
+                                                                      torch.arange(size)], dim=1)):
+            return None
+        runs.append((base, start))
+        start += size
+    return runs
+
+
+def _pieces(layout: GraphLayout, origins: list[Tensor], frozen: set[int]) -> dict[int, Tensor]:
+    """For each group of which some copy holds only part (or holds a channel twice: then it is frozen), a label
+    per channel: channels with equal labels are held by the same copies, and may be permuted among themselves."""
+    labels: dict[int, Tensor] = {}
+    for i, origin in enumerate(origins):
+        if bool((origin[:, 0] == i).all()):
+            continue
+        for base in set(origin[:, 0].tolist()):
+            held = origin[origin[:, 0] == base, 1]
+            size = layout.groups[base].size
+            if held.unique().numel() != held.numel():
+                frozen.add(base)
+                continue
+            if held.numel() == size:
+                continue
+            mask = torch.zeros(size, dtype=torch.long)
+            mask[held] = 1
+            label = labels.get(base, torch.zeros(size, dtype=torch.long))
+            labels[base] = torch.unique(torch.stack([label, mask], dim=1), dim=0, return_inverse=True)[1]
+    return labels
+
+
+def _within_pieces(labels: list[Tensor], generator: torch.Generator | None) -> Tensor:
+    """A random permutation that keeps every channel among those with the same labels (in every list)."""
+    joint = torch.unique(torch.stack(labels, dim=1), dim=0, return_inverse=True)[1]
+    perm = torch.arange(len(joint))
+    for piece in joint.unique():
+        where = (joint == piece).nonzero().view(-1)
+        perm[where] = where[torch.randperm(len(where), generator=generator)]
+    return perm
 
 
 def permute_state_dict(layout: GraphLayout, state_dict: dict[str, Tensor],
