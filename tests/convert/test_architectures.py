@@ -198,6 +198,47 @@ class ShuffleUnits(nn.Module):
         return self.head(channel_shuffle(torch.cat((x1, self.branches[2](x2)), dim=1), 4))
 
 
+class TinyViT(nn.Module):
+    """A vision transformer: patches by a strided conv, a class token, positional embeddings, pre-norm blocks of
+    multi-head self-attention and an MLP with residuals, the class token's features into the head."""
+
+    def __init__(self, dim: int = 8, heads: int = 2, layers: int = 2, patch: int = 4, image: int = 8) -> None:
+        super().__init__()
+        self.patch = nn.Conv2d(3, dim, patch, stride=patch)
+        self.cls = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos = nn.Parameter(torch.zeros(1, (image // patch) ** 2 + 1, dim))
+        self.blocks = nn.ModuleList(nn.ModuleDict({
+            "ln1": nn.LayerNorm(dim), "attn": nn.MultiheadAttention(dim, heads, batch_first=True),
+            "ln2": nn.LayerNorm(dim),
+            "mlp": nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))}) for _ in range(layers))
+        self.norm, self.head = nn.LayerNorm(dim), nn.Linear(dim, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1) + self.pos
+        for block in self.blocks:
+            y = block["ln1"](x)
+            x = x + block["attn"](y, y, y, need_weights=False)[0]
+            x = x + block["mlp"](block["ln2"](x))
+        return self.head(self.norm(x)[:, 0])
+
+
+class PreActivation(nn.Module):
+    """A pre-activation residual block (BN and ReLU before each conv, the skip reading the block's input)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn1, self.conv1 = nn.BatchNorm2d(4), nn.Conv2d(4, 4, 3, padding=1)
+        self.bn2, self.conv2 = nn.BatchNorm2d(4), nn.Conv2d(4, 4, 3, padding=1)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        y = self.conv2(F.relu(self.bn2(self.conv1(F.relu(self.bn1(x))))))
+        return self.head(x + y)
+
+
 CASES = {
     "activations": (Activations, (3,)),
     "dense-block": (DenseBlock, (1, 6, 6)),
@@ -207,6 +248,8 @@ CASES = {
     "squeeze-excitation": (MBConv, (3, 6, 6)),
     "convnext-block": (ConvNeXtBlock, (3, 8, 8)),
     "shuffle-units": (ShuffleUnits, (3, 8, 8)),
+    "vision-transformer": (TinyViT, (3, 8, 8)),
+    "pre-activation": (PreActivation, (3, 6, 6)),
 }
 
 
@@ -340,6 +383,44 @@ def test_copies_are_permuted_as_the_channels_they_copy() -> None:
     assert {"branches.1.0", "branches.2.5", "view_5"} <= set(moving), moving
 
 
+def test_attention_and_token_embeddings_are_hand_counted_blocks() -> None:
+    layout = to_graph(TinyViT(dim=8, heads=2, layers=1)).layout
+    names = [g.name for g in layout.groups]
+    qkv, heads = names.index("blocks.0.attn.in_proj"), names.index("blocks.0.attn.heads")
+    assert layout.groups[qkv].size == 24 and layout.groups[heads].size == 8
+    blocks = {b.kind: b for b in layout.edge_blocks if b.kind in (EdgeType.ATTENTION_QK, EdgeType.ATTENTION_HEAD,
+                                                                  EdgeType.ATTENTION_VALUE)}
+    base = layout.groups[qkv].offset
+    src, dst = layout.endpoints(blocks[EdgeType.ATTENTION_QK])  # query dim i -> key dim i
+    assert (src - base).tolist() == list(range(8)) and (dst - base).tolist() == list(range(8, 16))
+    src, dst = layout.endpoints(blocks[EdgeType.ATTENTION_HEAD])  # 2 heads x 4 keys x 4 outputs
+    pairs = {(int(s) - base - 8, int(d) - layout.groups[heads].offset) for s, d in zip(src, dst)}
+    assert pairs == {(k, o) for h in range(2) for k in range(4 * h, 4 * h + 4) for o in range(4 * h, 4 * h + 4)}
+    src, dst = layout.endpoints(blocks[EdgeType.ATTENTION_VALUE])
+    assert (src - base).tolist() == list(range(16, 24)) and (dst - layout.groups[heads].offset).tolist() == list(
+        range(8))
+    embeddings = {layout.groups[b.dst].name: (b.key, b.num_edges) for b in layout.edge_blocks
+                  if b.kind == EdgeType.EMBEDDING}
+    assert embeddings == {"cls": ("cls", 8), "pos": ("pos", 5 * 8)}  # 4 patches and the class token
+    assert {layout.groups[names.index(n)].node_type for n in ("cls", "pos")} == {0}  # constant inputs: ordered
+    assert {b.kind for b in layout.edge_blocks if b.dst == names.index("blocks.0.ln1.input")} == {EdgeType.RESIDUAL}
+
+
+def test_attention_permutes_heads_and_queries_with_keys() -> None:
+    layout = to_graph(TinyViT(dim=8, heads=2, layers=1)).layout
+    names = [g.name for g in layout.groups]
+    for seed in range(5):
+        perms = hidden_permutations(layout, torch.Generator().manual_seed(seed))
+        qkv, out = perms[names.index("blocks.0.attn.in_proj")], perms[names.index("blocks.0.attn.heads")]
+        query, key, value = qkv.view(3, 8)
+        assert torch.equal(key - 8, query) and torch.equal(value - 16, out)
+        assert torch.equal(query.view(2, 4) // 4, query.view(2, 4)[:, :1].expand(2, 4) // 4)  # heads stay whole
+        assert torch.equal(query.view(2, 4)[:, 0] // 4, value.view(2, 4)[:, 0] // 4 - 4)  # one head permutation
+    moved = [not torch.equal(q, torch.arange(8)) for q in (hidden_permutations(
+        layout, torch.Generator().manual_seed(seed))[names.index("blocks.0.attn.heads")] for seed in range(5))]
+    assert any(moved)
+
+
 class Lambda(nn.Module):
     """A conv, then ``function``, then a 1x1 conv."""
 
@@ -360,9 +441,31 @@ class Lambda(nn.Module):
     (Lambda(lambda y: y * y), "multiplies a tensor by itself"),
     (Lambda(lambda y: y.view(y.size(0), 2, 2, y.size(2), y.size(3))), "only as part of a channel shuffle"),
     (Lambda(lambda y: y.transpose(2, 3)), "transposes dims"),
-    (Lambda(lambda y: y.view(y.size(0), 4, -1)), "reshapes to"),
+    (Lambda(lambda y: y.view(y.size(0), 2, -1)), "reshapes to"),
     (Lambda(lambda y: y.chunk(2, dim=2)[0]), "splits along dim 2"),
 ])
 def test_what_still_has_no_conversion_is_named(model: nn.Module, message: str) -> None:
+    with pytest.raises(UnsupportedModuleError, match=message):
+        to_graph(model)
+
+
+class Attend(nn.Module):
+    """Tokens from a 1x1 Conv1d (channels moved last), then ``attend(attention, x)``."""
+
+    def __init__(self, attend, **options) -> None:
+        super().__init__()
+        self.embed, self.attention, self.attend = nn.Conv1d(3, 4, 1), nn.MultiheadAttention(4, 2, **options), attend
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attend(self.attention, self.embed(x).transpose(1, 2))
+
+
+@pytest.mark.parametrize("model, message", [
+    (Attend(lambda a, x: a(x, x, x)[0]), "batch_first=False"),
+    (Attend(lambda a, x: a(x, x, x * 2)[0], batch_first=True), "cross-attention"),
+    (Attend(lambda a, x: a(x, x, x)[0], batch_first=True, kdim=2, vdim=2), "separate query, key and value"),
+    (Attend(lambda a, x: a(x, x, x)[1], batch_first=True), "returns NoneType"),
+])
+def test_attention_that_has_no_conversion_is_named(model: nn.Module, message: str) -> None:
     with pytest.raises(UnsupportedModuleError, match=message):
         to_graph(model)

@@ -4,11 +4,15 @@ where ``import torchvision`` itself fails (its compiled operators do not load ag
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 
 from tests.models import assert_state_dicts_equal
 from wslgraph import to_graph, to_state_dict
+from wslgraph.errors import ShapeInferenceError
+from wslgraph.graph.vocab import EdgeType
 from wslgraph.testing import torchvision_models
 from wslgraph.weightspace import permute_hidden
 
@@ -52,3 +56,28 @@ def test_torchvision_cnns_convert_exactly_and_permute_without_changing_their_fun
         expected = model(x)
         assert expected.abs().max() > 1e-3
         torch.testing.assert_close(permuted(x), expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
+
+
+def test_a_torchvision_vision_transformer_converts_exactly_and_permutes_without_changing_its_function() -> None:
+    """torchvision's own VisionTransformer class, small (ViT-B/16 at 224 x 224 would be a 90 GB graph here: every
+    edge is padded to the 16 x 16 patch kernel)."""
+    vision_transformer = importlib.import_module("torchvision.models.vision_transformer")
+    torch.manual_seed(0)
+    model = vision_transformer.VisionTransformer(image_size=16, patch_size=4, num_layers=2, num_heads=2,
+                                                 hidden_dim=8, mlp_dim=16, num_classes=10).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0, 0.5, generator=torch.Generator().manual_seed(parameter.numel()))
+    shape = (3, 16, 16)
+    graph = to_graph(model, input_shape=shape).validate()
+    assert_state_dicts_equal(to_state_dict(graph), model.state_dict())
+    assert sum(b.kind == EdgeType.ATTENTION_HEAD for b in graph.layout.edge_blocks) == 2
+    permuted = permute_hidden(model, torch.Generator().manual_seed(2), input_shape=shape).eval()
+    moved = [k for k, v in model.state_dict().items() if not torch.equal(v, permuted.state_dict()[k])]
+    assert "class_token" in moved and "encoder.pos_embedding" in moved and len(moved) >= 30, moved
+    x = torch.randn(2, *shape, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = model(x)
+        torch.testing.assert_close(permuted(x), expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
+    with pytest.raises(ShapeInferenceError, match="pass input_shape"):
+        to_graph(model)

@@ -87,7 +87,7 @@ def test_representation_learns_to_reconstruct_its_zoo(zoo, tmp_path) -> None:
     before.fit_statistics([dataset.batch(range(dataset.len()))]).eval()
     with torch.no_grad():
         start = float(before.reconstruction_error(dataset.batch(range(dataset.len()))).mean())
-    train_representation(zoo, tmp_path / "run", RepresentOptions(), _config(epochs=25))
+    train_representation(zoo, tmp_path / "run", RepresentOptions(), _config(epochs=30))
     after = load_representation(tmp_path / "run", dataset.arrays.layout)
     with torch.no_grad():
         error = float(after.reconstruction_error(dataset.batch(range(dataset.len()))).mean())

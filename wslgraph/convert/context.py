@@ -42,7 +42,8 @@ class _Group:
     size: int | None
     layer: int
     is_input: bool = False
-    is_product: bool = False  # its value is the product of its gate inputs (squeeze-excitation)
+    is_product: bool = False  # its value is the product of its gate inputs (squeeze-excitation), or attention
+    is_constant: bool = False  # a constant input: token positions or a class token (input nodes)
     activation: Activation = Activation.IDENTITY
     activation_param: float = 0.0
     norm_groups: int = 1
@@ -100,6 +101,7 @@ class _Block:
     src_start: int = 0
     length: int = 0
     dst_stride: int = 1
+    head_groups: int = 1
 
 
 def join(prefix: str, name: str) -> str:
@@ -186,6 +188,8 @@ class ConversionContext:
              scalar_keys: tuple[str, ...] = (), num_groups: int = 1, vector_only: bool = False) -> Value:
         """A per-channel normalization; its tensors become node features."""
         value = self._channelwise(value, name)
+        if self._pending(value):  # pre-norm blocks: x + f(norm(x)) reads x itself later
+            value = self._fork(value, name)
         if vector_only and value.spatial and not value.channels_last:
             raise UnsupportedModuleError(
                 f"'{name}' normalizes the last dims of a feature map, i.e. per spatial position rather "
@@ -303,6 +307,7 @@ class ConversionContext:
         for value in (left, right):
             self._set_size(value.group, size, name)
         spatial = left.spatial if left.spatial is not None else right.spatial
+        last = self._same_layout(left, right, name)
         for target, source in ((left, right), (right, left)):
             if self._can_absorb(target):
                 self._read(source, name)
@@ -310,11 +315,11 @@ class ConversionContext:
                 group.layer = max(group.layer, source.group.layer + 1)
                 self._blocks.append(_Block(EdgeType.RESIDUAL, None, source.group, group, (), ()))
                 group.version += 1
-                return Value(group, group.version, spatial)
+                return Value(group, group.version, spatial, channels_last=last)
         out = self._new_group(name, size, [left, right])
         for value in (left, right):
             self._blocks.append(_Block(EdgeType.RESIDUAL, None, value.group, out, (), ()))
-        return Value(out, 0, spatial)
+        return Value(out, 0, spatial, channels_last=last)
 
     def multiply(self, left: Value, right: Value, *, name: str) -> Value:
         """An elementwise product of two tensors (squeeze-excitation's ``x * gate``): a new group of product nodes,
@@ -336,11 +341,12 @@ class ConversionContext:
             self._set_size(value.group, size, name)
         spatial = max((v.spatial for v in (left, right) if v.spatial is not None),
                       key=lambda s: (len(s), [d is None or d > 1 for d in s]), default=None)
+        last = self._same_layout(left, right, name)
         out = self._new_group(name, size, [left, right])
         out.is_product = True
         for value in (left, right):
             self._blocks.append(_Block(EdgeType.GATE, None, value.group, out, (), ()))
-        return Value(out, 0, spatial)
+        return Value(out, 0, spatial, channels_last=last)
 
     def concat(self, values: list[Value], *, name: str) -> Value:
         """``torch.cat`` along channels: a new group whose channels receive one identity edge each, in order, from
@@ -395,7 +401,93 @@ class ConversionContext:
                                        src_start=row * cols, length=cols, dst_stride=rows))
         return Value(out, 0, value.spatial)
 
+    def attention(self, value: Value, *, name: str, heads: int, in_weight_key: str, in_bias_key: str | None,
+                  out_weight_key: str, out_bias_key: str | None) -> Value:
+        """Multi-head self-attention over a token sequence ``(N, tokens, d)``.
+
+        The input projection is a Linear into a group of ``3 d`` nodes (queries, keys, values, each split into
+        ``heads`` heads); a group of ``d`` attention nodes (one per value dim) receives an ``ATTENTION_VALUE``
+        identity edge from its value dim and an ``ATTENTION_HEAD`` edge from every key dim of its head; an
+        ``ATTENTION_QK`` identity edge pairs query dim ``i`` with key dim ``i``. The output projection reads the
+        attention nodes. Its symmetries are then the graph's: heads permuted, and within a head queries and keys
+        permuted together and values (with the attention nodes) on their own.
+        """
+        if not value.channels_last or value.spatial is None or len(value.spatial) != 1:
+            raise UnsupportedModuleError(f"'{name}' attends over a tensor that is not a token sequence (N, tokens, "
+                                         "channels); wslgraph converts batch_first self-attention over tokens")
+        qkv = self.linear(value, name=f"{name}.in_proj", weight_key=in_weight_key, bias_key=in_bias_key)
+        size = qkv.group.size // 3
+        if size % heads:
+            raise ShapeMismatchError(f"'{name}' has {size} dims, not a multiple of its {heads} heads")
+        out = self._new_group(f"{name}.heads", size, [qkv])
+        out.is_product = True
+        source = qkv.group
+        self._blocks += [
+            _Block(EdgeType.ATTENTION_QK, None, source, source, (), (), src_start=0, length=size, dst_start=size),
+            _Block(EdgeType.ATTENTION_HEAD, None, source, out, (), (), src_start=size, length=size,
+                   head_groups=heads),
+            _Block(EdgeType.ATTENTION_VALUE, None, source, out, (), (), src_start=2 * size, length=size)]
+        attended = Value(out, 0, value.spatial, channels_last=True)
+        return self.linear(attended, name=f"{name}.out_proj", weight_key=out_weight_key, bias_key=out_bias_key)
+
+    def embed_tokens(self, value: Value, *, name: str, key: str, prepend: bool = False) -> Value:
+        """A learned tensor of ``(..., tokens, channels)`` added to a token sequence (a positional embedding), or
+        one prepended to it as a new token (``prepend``: a class token): a constant input group with one node per
+        token, and an ``EMBEDDING`` edge between each token node and each channel holding the entry."""
+        self._no_scale(value, name)
+        if not value.channels_last or value.spatial is None or len(value.spatial) != 1:
+            raise UnsupportedModuleError(f"'{name}' adds the parameter '{key}' to a tensor that is not a token "
+                                         "sequence (N, tokens, channels); wslgraph converts positional embeddings "
+                                         "and class tokens of a transformer's token sequence")
+        tensor = self._use(key, name)
+        channels = value.group.size
+        if tensor.dim() < 2 or tensor.shape[-1] != channels or any(s != 1 for s in tensor.shape[:-2]) or \
+                (prepend and tensor.shape[-2] != 1):
+            what, tokens = ("class token", "1") if prepend else ("positional embedding", "tokens")
+            raise ShapeMismatchError(f"'{key}' has shape {list(tensor.shape)}; a {what} of {channels} channels is "
+                                     f"(1, {tokens}, {channels})")
+        self._latest(value, name, "token embedding")
+        tokens = tensor.shape[-2]
+        constant = _Group(key, tokens, 0, is_constant=True)  # named after the parameter (pos_embedding, ...)
+        self._groups.append(constant)
+        self._blocks.append(_Block(EdgeType.EMBEDDING, key, value.group, constant, tuple(tensor.shape), ()))
+        value.group.version += 1
+        spatial = value.spatial
+        if prepend:
+            spatial = (None if spatial[0] is None else spatial[0] + tokens,)
+        elif spatial[0] is not None and spatial[0] != tokens:
+            raise ShapeMismatchError(f"'{name}' adds '{key}' of {tokens} tokens to a sequence of {spatial[0]}")
+        return replace(value, version=value.group.version, spatial=(tokens,) if not prepend and spatial[0] is None
+                       else spatial)
+
+    def take_token(self, value: Value, *, name: str) -> Value:
+        """``x[:, i]`` of a token sequence (a transformer's class token): a vector of the same channels."""
+        self._no_scale(value, name)
+        if not value.channels_last or value.spatial is None or len(value.spatial) != 1:
+            raise UnsupportedModuleError(f"'{name}' indexes a tensor that is not a token sequence; wslgraph converts "
+                                         "x[:, i] of (N, tokens, channels)")
+        return replace(value, spatial=(), channels_last=False)
+
     # --------------------------------------------------------------- helpers
+    def _pending(self, value: Value) -> bool:
+        """Whether some consumer still to come reads the group's values (so they must stay as they are)."""
+        return any(user not in self.processed and user is not self.current
+                   for node in value.group.fx_nodes for user in getattr(node, "users", ()))
+
+    def _fork(self, value: Value, name: str) -> Value:
+        """A new group of nodes equal to ``value`` (one identity edge each, a tie), for a normalisation that
+        must not change the values another consumer reads later."""
+        out = self._new_group(f"{name}.input", value.group.size, [value])
+        self._blocks.append(_Block(EdgeType.RESIDUAL, None, value.group, out, (), ()))
+        return replace(value, group=out, version=0)
+
+    def _same_layout(self, left: Value, right: Value, name: str) -> bool:
+        """Whether both operands are channels-last (refused when only one is)."""
+        if left.channels_last != right.channels_last and left.spatial and right.spatial:
+            raise UnsupportedModuleError(f"'{name}' combines a channels-last tensor with a channels-first one; "
+                                         "permute one of them first")
+        return left.channels_last or right.channels_last
+
     def _copyable(self, value: Value, name: str) -> None:
         self._no_scale(value, name)
         self._channels_first(value, name)
@@ -527,14 +619,14 @@ class ConversionContext:
         index = {id(g): i for i, g in enumerate(ordered)}
         groups, offset = [], 0
         for group in ordered:
-            node_type = NodeType.INPUT if group.is_input else \
+            node_type = NodeType.INPUT if group.is_input or group.is_constant else \
                 NodeType.OUTPUT if group is out_group else NodeType.HIDDEN
             groups.append(NodeGroup(group.name, group.size, offset, node_type, group.layer,
                                     group.activation, group.norm_groups, group.activation_param))
             offset += group.size
         blocks = [EdgeBlock(block.kind, block.key, index[id(block.src)], index[id(block.dst)], 0, block.weight_shape,
-                            block.kernel_shape, block.groups, block.dst_start, block.src_start, block.length,
-                            block.dst_stride)
+                            block.kernel_shape, block.head_groups if block.kind == EdgeType.ATTENTION_HEAD
+                            else block.groups, block.dst_start, block.src_start, block.length, block.dst_stride)
                   for block in self._blocks]  # the layout sets offsets
         node_params = tuple(NodeParam(key, index[id(g)], column) for key, g, column in self._node_params)
         state = tuple(StateEntry(k, tuple(v.shape), v.dtype) for k, v in self.state_dict.items())

@@ -104,6 +104,24 @@ def _channel_layer_norm(ctx: ConversionContext, module: nn.LayerNorm, name: str,
                     weight_key=_key(module, name, "weight"), bias_key=_key(module, name, "bias"))
 
 
+def _attention(ctx: ConversionContext, module: nn.MultiheadAttention, name: str, value: Value) -> tuple:
+    """``nn.MultiheadAttention`` (batch first, one packed input projection); returns ``(output, None)``, as the
+    module returns ``(output, weights)`` (only the output may be used)."""
+    if not module._qkv_same_embed_dim or module.in_proj_weight is None:
+        raise UnsupportedModuleError(f"'{name}' has separate query, key and value projections (kdim/vdim); "
+                                     "wslgraph converts MultiheadAttention with one packed in_proj_weight")
+    if module.bias_k is not None or module.add_zero_attn:
+        raise UnsupportedModuleError(f"'{name}' uses add_bias_kv or add_zero_attn, which have no graph conversion")
+    if not module.batch_first:
+        raise UnsupportedModuleError(f"'{name}' has batch_first=False (tokens first); wslgraph converts token "
+                                     "sequences laid out (N, tokens, channels): use batch_first=True")
+    out = ctx.attention(value, name=name, heads=module.num_heads, in_weight_key=join(name, "in_proj_weight"),
+                        in_bias_key=_key(module, name, "in_proj_bias"),
+                        out_weight_key=join(name, "out_proj.weight"),
+                        out_bias_key=_key(module.out_proj, join(name, "out_proj"), "bias"))
+    return out, None
+
+
 def _unsupported_norm(name: str, what: str) -> Exception:
     return UnsupportedModuleError(f"'{name}': LayerNorm with {what} normalizes several dims; "
                                   "wslgraph supports LayerNorm over the feature dim of a vector (N, C)")
@@ -170,6 +188,7 @@ for _type in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
 register(nn.LayerNorm, _layer_norm)
 _HANDLERS_BY_NAME["torchvision.models.convnext.LayerNorm2d"] = _channel_layer_norm
 register(nn.GroupNorm, _group_norm)
+register(nn.MultiheadAttention, _attention)
 for _kind, _spec in ACTIVATIONS.items():
     if _spec.module is not None:
         register(_spec.module, _activation(_kind))

@@ -7,6 +7,7 @@ import contextlib
 import copy
 import functools
 import io
+import math
 import operator
 import warnings
 from collections.abc import Callable, Sequence
@@ -20,7 +21,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from wslgraph.convert.context import ConversionContext, Value
 from wslgraph.convert.registry import adaptive_output, handler_for
-from wslgraph.errors import ShapeInferenceError, TracingError, UnsupportedModuleError
+from wslgraph.errors import ShapeInferenceError, ShapeMismatchError, TracingError, UnsupportedModuleError
 from wslgraph.graph.activations import ACTIVATIONS, hardtanh_activation
 from wslgraph.graph.layout import GraphLayout
 from wslgraph.graph.vocab import Activation
@@ -134,6 +135,13 @@ class _Shape:
 
 
 @dataclass(frozen=True)
+class _Unknown:
+    """A size not known while tracing (the raw input's, without ``input_shape``): usable only in checks."""
+
+    what: str
+
+
+@dataclass(frozen=True)
 class _SpatialDim:
     """``x.size(d)`` for a spatial dim ``d >= 2``: kept symbolic, valid only to rebuild the same shape."""
 
@@ -186,7 +194,7 @@ def _refine(value: Value, node: fx.Node) -> Value:
     if meta is None or value.flat_block is not None or value.spatial == () or not hasattr(meta, "shape") \
             or value.channel_split is not None:
         return value
-    return replace(value, spatial=tuple(meta.shape[2:]))
+    return replace(value, spatial=tuple(meta.shape[1:-1] if value.channels_last else meta.shape[2:]))
 
 
 def _call_module(ctx: ConversionContext, module: nn.Module, name: str, args: tuple) -> Value:
@@ -196,6 +204,11 @@ def _call_module(ctx: ConversionContext, module: nn.Module, name: str, args: tup
         raise UnsupportedModuleError(
             f"module '{name}' of type {cls.__module__}.{cls.__qualname__} has no graph conversion; register "
             f"one with wslgraph.convert.register({cls.__name__}, handler) (see examples/custom_layer.py)")
+    if isinstance(module, nn.MultiheadAttention):
+        if len(args) != 3 or not (args[0] is args[1] is args[2]):
+            raise UnsupportedModuleError(f"module '{name}' attends with different query, key and value tensors "
+                                         "(cross-attention); wslgraph converts self-attention, attn(x, x, x)")
+        args = args[:1]
     if len(args) != 1 or not isinstance(args[0], Value):
         raise UnsupportedModuleError(f"module '{name}' is called with {len(args)} arguments; "
                                      "wslgraph converts modules that take one tensor")
@@ -222,7 +235,7 @@ def _call_function(ctx: ConversionContext, node: fx.Node, args: tuple, kwargs: d
         target = node.target
         rule = _FUNCTIONS_BY_NAME.get(f"{getattr(target, '__module__', '')}.{getattr(target, '__qualname__', '')}")
     for arg in (*args, *kwargs.values()):
-        if isinstance(arg, _Attr) and rule is not _mul:  # _mul takes a per-channel vector (layer scale)
+        if isinstance(arg, _Attr) and rule not in _TAKES_PARAMETERS:  # layer scale, class token, positions
             raise UnsupportedModuleError(
                 f"'{node.name}' uses the parameter '{arg.target}' functionally ({_function_name(node)}); "
                 "wrap it in a module (nn.Linear, nn.Conv2d, ...) or register a handler for its module")
@@ -261,8 +274,13 @@ def _hardtanh(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> V
 def _cat(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Value:
     tensors = args[0] if args else kwargs.get("tensors")
     dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+    if isinstance(tensors, (list, tuple)) and len(tensors) == 2 and dim in (1, -2) and \
+            isinstance(tensors[0], _Attr) and isinstance(tensors[1], Value) and tensors[1].channels_last:
+        return ctx.embed_tokens(tensors[1], name=name, key=tensors[0].target, prepend=True)  # a class token
     if not isinstance(tensors, (list, tuple)) or not all(isinstance(t, Value) for t in tensors):
-        raise UnsupportedModuleError(f"'{name}' concatenates something other than traced tensors")
+        raise UnsupportedModuleError(f"'{name}' concatenates something other than traced tensors (wslgraph "
+                                     "converts a learned class token only as torch.cat([token.expand(N, -1, -1), "
+                                     "x], dim=1) of a token sequence)")
     ranks = {len(t.spatial) + 2 for t in tensors if t.spatial is not None and t.flat_block is None}
     channel = dim == 1 or (len(ranks) == 1 and isinstance(dim, int) and dim < 0 and dim % ranks.pop() == 1)
     if not channel:
@@ -277,6 +295,10 @@ def _passthrough(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -
 
 def _add(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Value:
     left, right = args[0], args[1] if len(args) > 1 else kwargs.get("other")
+    if isinstance(left, _Attr) and isinstance(right, Value):
+        left, right = right, left
+    if isinstance(left, Value) and isinstance(right, _Attr) and kwargs.get("alpha", 1) == 1:
+        return ctx.embed_tokens(left, name=name, key=right.target)  # a positional embedding
     if not (isinstance(left, Value) and isinstance(right, Value)) or kwargs.get("alpha", 1) != 1:
         raise UnsupportedModuleError(f"'{name}' adds a constant or scales a summand; wslgraph supports "
                                      "residual additions of two tensors (x + f(x))")
@@ -318,9 +340,18 @@ def _permute(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Va
 def _flatten(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Value:
     start = args[1] if len(args) > 1 else kwargs.get("start_dim", 0)
     end = args[2] if len(args) > 2 else kwargs.get("end_dim", -1)
+    value = _value(args[0], name)
+    if (start, end) == (2, -1) and value.spatial and value.flat_block is None and not value.channels_last:
+        return _spatial_flatten(ctx, value, name)
     if (start, end) != (1, -1):
-        raise UnsupportedModuleError(f"'{name}' flattens dims {start}..{end}; wslgraph supports flatten(x, 1)")
-    return ctx.flatten(_value(args[0], name), name=name)
+        raise UnsupportedModuleError(f"'{name}' flattens dims {start}..{end}; wslgraph supports flatten(x, 1) and "
+                                     "flatten(x, 2) (the spatial dims of a feature map into one, as ViT's patches)")
+    return ctx.flatten(value, name=name)
+
+
+def _spatial_flatten(ctx: ConversionContext, value: Value, name: str) -> Value:
+    known = all(s is not None for s in value.spatial)
+    return ctx.pool(value, name=name, spatial=(math.prod(value.spatial) if known else None,))
 
 
 def _view(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Value:
@@ -347,6 +378,10 @@ def _view(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Value
             rows, cols = value.channel_split
             plain = replace(value, channel_split=None, split_transposed=False)
             return ctx.shuffle_channels(plain, rows, cols, name=name) if value.split_transposed else plain
+    if batch_like and len(shape) == 3 and rank >= 1 and value.channel_split is None and shape[1] == channels:
+        size = math.prod(value.spatial) if all(isinstance(s, int) for s in value.spatial) else None
+        if shape[2] == -1 or (size is not None and shape[2] == size) or isinstance(shape[2], _SpatialDim) and rank == 1:
+            return _spatial_flatten(ctx, value, name)  # (N, C, H, W) -> (N, C, H * W): ViT's patches
     raise UnsupportedModuleError(f"'{name}' reshapes to {_shape_text(shape)}; wslgraph converts x.view(x.size(0), -1) "
                                  "(flatten after the batch dim) and the channel shuffle, view(N, g, C // g, H, W), "
                                  "transpose(1, 2), view(N, C, H, W)")
@@ -370,8 +405,12 @@ def _transpose(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> 
     dims = (args[1] if len(args) > 1 else kwargs.get("dim0"), args[2] if len(args) > 2 else kwargs.get("dim1"))
     if value.channel_split is not None and set(dims) == {1, 2}:
         return replace(value, split_transposed=not value.split_transposed)
-    raise UnsupportedModuleError(f"'{name}' transposes dims {dims}; wslgraph converts transposing only the two "
-                                 "channel dims of a channel shuffle, view(N, g, C // g, H, W).transpose(1, 2)")
+    rank = len(value.spatial) + 2 if value.spatial and value.flat_block is None else None
+    if rank == 3 and {d % 3 for d in dims if isinstance(d, int)} == {1, 2}:  # (N, C, L) <-> (N, L, C): tokens
+        return ctx.permute_channels(value, name=name, last=not value.channels_last)
+    raise UnsupportedModuleError(f"'{name}' transposes dims {dims}; wslgraph converts moving channels last and back "
+                                 "in a sequence, (N, C, L).transpose(1, 2), and transposing the two channel dims of a "
+                                 "channel shuffle, view(N, g, C // g, H, W).transpose(1, 2)")
 
 
 def _split(ctx: ConversionContext, name: str, args: tuple, kwargs: dict, *, chunks: bool) -> list[Value]:
@@ -417,8 +456,10 @@ def _dimension(shape: _Shape, dim: Any, name: str) -> Any:
         dim += rank
     if dim == 0:
         return _BatchDim()
-    if dim == 1 and rank is not None and value.group.size is not None:
+    if dim == 1 and value.group.size is not None and (rank is not None or value.channels_last is False):
         return value.group.size
+    if dim == 1 or (value.spatial is None and isinstance(dim, int) and dim >= 2):
+        return _Unknown(f"size {dim} of '{value.group.name}'")  # the raw input's channels or spatial sizes
     if isinstance(dim, int) and rank is not None and 2 <= dim < rank:
         known = value.spatial[dim - 2]
         return known if known is not None else _SpatialDim(dim - 2)
@@ -437,13 +478,51 @@ def _getitem(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> An
         return _dimension(args[0], args[1], name)
     if isinstance(args[0], (list, tuple)) and isinstance(args[1], int):  # a piece of x.chunk / x.split
         return args[0][args[1]]
-    raise UnsupportedModuleError(f"'{name}' indexes a {type(args[0]).__name__}; wslgraph converts reading sizes "
-                                 "(x.shape[d]) and pieces of x.chunk / x.split")
+    if isinstance(args[0], Value) and isinstance(args[1], tuple) and len(args[1]) in (2, 3) and \
+            args[1][0] == slice(None) and isinstance(args[1][1], int) and args[1][2:] in ((), (slice(None),)):
+        return ctx.take_token(args[0], name=name)  # x[:, 0]: a transformer's class token
+    raise UnsupportedModuleError(f"'{name}' indexes a {type(args[0]).__name__} with {args[1]!r}; wslgraph converts "
+                                 "reading sizes (x.shape[d]), pieces of x.chunk / x.split, and x[:, i] of a token "
+                                 "sequence")
+
+
+def _expand(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Any:
+    """``token.expand(N, -1, -1)`` of a learned class token: the parameter itself, broadcast over the batch."""
+    if isinstance(args[0], _Attr) and all(isinstance(a, _BatchDim) or a in (-1, 1) for a in args[1:]):
+        return args[0]
+    raise UnsupportedModuleError(f"'{name}' expands a tensor; wslgraph converts expanding a learned class token "
+                                 "over the batch, token.expand(N, -1, -1)")
+
+
+def _rank(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> int:
+    value = _value(args[0], name)
+    if value.spatial is None or value.channel_split is not None:
+        raise UnsupportedModuleError(f"'{name}' reads the rank of a tensor whose rank is unknown; pass input_shape")
+    return len(value.spatial) + 2 if value.flat_block is None else 2
+
+
+def _compare(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Any:
+    """``==`` of sizes (for ``torch._assert``): a bool where both are known, unknown (``None``) otherwise."""
+    left, right = args[0], args[1]
+    if isinstance(left, Value) or isinstance(right, Value):
+        raise UnsupportedModuleError(f"'{name}' compares tensors; wslgraph converts comparisons of sizes only")
+    if all(isinstance(a, int) for a in (left, right)):
+        return left == right
+    return None
+
+
+def _check(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> None:
+    """``torch._assert(condition, message)`` on sizes: refused where known to fail, else nothing to convert."""
+    if args[0] is False:
+        raise ShapeMismatchError(f"'{name}' fails for the shapes traced: {args[1] if len(args) > 1 else ''}")
 
 
 def _arithmetic(op: Callable[[int, int], int]) -> Callable[..., int]:
     def rule(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> int:
         if not all(isinstance(a, int) and not isinstance(a, bool) for a in args[:2]):
+            if any(isinstance(a, (_Unknown, _SpatialDim)) for a in args[:2]):
+                raise ShapeInferenceError(f"'{name}' computes with a size that is unknown while tracing; pass "
+                                          "input_shape (one input without the batch dim, e.g. (3, 224, 224))")
             raise UnsupportedModuleError(f"'{name}' computes with {', '.join(type(a).__name__ for a in args[:2])}; "
                                          "wslgraph evaluates arithmetic only on known sizes (the channel count)")
         return op(args[0], args[1])
@@ -534,6 +613,8 @@ _FUNCTIONS.update(dict.fromkeys([torch.squeeze], _squeeze))
 _FUNCTIONS.update(dict.fromkeys([builtins.getattr], _getattr))
 _FUNCTIONS.update(dict.fromkeys([operator.getitem], _getitem))
 _FUNCTIONS[operator.floordiv] = _arithmetic(operator.floordiv)
+_FUNCTIONS[operator.eq] = _compare
+_FUNCTIONS[torch._assert] = _check
 _FUNCTIONS.update(dict.fromkeys([torch.transpose, torch.swapaxes, torch.swapdims], _transpose))
 _FUNCTIONS[torch.chunk] = functools.partial(_split, chunks=True)
 _FUNCTIONS[torch.split] = functools.partial(_split, chunks=False)
@@ -549,4 +630,6 @@ _METHODS.update({"sin": _sin, "add": _add, "add_": _add, "mul": _mul, "mul_": _m
                  "view": _view, "reshape": _view, "size": _size, "mean": _reduce, "sum": _reduce,
                  "amax": _reduce, "squeeze": _squeeze, "contiguous": _passthrough,
                  "permute": _permute, "transpose": _transpose, "swapaxes": _transpose, "swapdims": _transpose,
-                 "chunk": functools.partial(_split, chunks=True), "split": functools.partial(_split, chunks=False)})
+                 "chunk": functools.partial(_split, chunks=True), "split": functools.partial(_split, chunks=False),
+                 "expand": _expand, "dim": _rank})
+_TAKES_PARAMETERS = (_mul, _add, _cat, _expand)  # a learned vector or tensor used directly in forward

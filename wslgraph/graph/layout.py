@@ -93,7 +93,9 @@ class EdgeBlock:
             identity edge each from a source group of that size).
         src_start: First source channel of an identity block (0 but for a
             chunk of a group after the first: ``x.chunk(2, dim=1)``).
-        length: Number of identity edges (0: the whole source group).
+        length: Number of identity edges (0: the whole source group); for
+            ``ATTENTION_HEAD``, the number of key dims (``groups`` = heads,
+            each key dim of a head joined to each output of the head).
         dst_stride: Step between the target channels of an identity block
             (1 but for a channel shuffle: ShuffleNet's ``view`` / ``transpose``
             / ``view`` sends source channel ``src_start + t`` to target
@@ -187,8 +189,14 @@ class GraphLayout:
             position += entry.numel
         blocks, edge_offset = [], 0
         for block in self.edge_blocks:
-            if block.kind in IDENTITY_EDGES:
+            if block.kind == EdgeType.ATTENTION_HEAD:  # every key dim of a head to every output of the head
+                per_head = block.length // block.groups
+                grid = (block.groups, per_head, per_head)
+            elif block.kind in IDENTITY_EDGES:
                 grid = (block.length or self.groups[block.src].size - block.src_start, 1, 1)
+            elif block.kind == EdgeType.EMBEDDING:  # (..., tokens, channels): each token node reads the channels
+                fan_in = self.groups[block.src].size
+                grid = (1, math.prod(block.weight_shape) // fan_in, fan_in)
             else:
                 groups = block.groups if block.kind == EdgeType.CONV else 1
                 fan_in = block.weight_shape[1] if block.kind == EdgeType.CONV else self.groups[block.src].size
@@ -245,8 +253,9 @@ class GraphLayout:
 
     def is_copy(self, block: EdgeBlock) -> bool:
         """Whether an identity block copies channels into a group made of copies (a concatenation's part, a
-        chunk, a channel shuffle) rather than tying two equal groups (a residual sum, a gate's factor)."""
-        if block.kind not in IDENTITY_EDGES:
+        chunk, a channel shuffle) rather than tying two equal groups (a residual sum, a gate's factor) or
+        describing attention."""
+        if block.kind != EdgeType.RESIDUAL:
             return False
         src, dst = self.groups[block.src].size, self.groups[block.dst].size
         return (block.dst_start > 0 or block.src_start > 0 or block.dst_stride != 1 or src != dst

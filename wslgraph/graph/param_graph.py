@@ -56,6 +56,31 @@ class ParamGraph(Data):
       ``RESIDUAL``) into each of its channels from the channel it copies, in
       order, so each consumer of a concatenation holds its own normalization
       and activation; a concatenation is permuted as its parts are;
+    * chunks and channel shuffles (ShuffleNetV2: ``x.chunk(2, dim=1)``,
+      ``torch.split`` along channels, and ``view(N, g, C // g, H, W)``,
+      ``transpose(1, 2)``, ``view(N, C, H, W)``): groups of copies too, each
+      channel with one ``RESIDUAL`` identity edge from the channel it copies
+      (a chunk's identity block reads a slice of its source,
+      ``EdgeBlock.src_start``; a shuffle is ``g`` identity blocks with strided
+      targets, ``EdgeBlock.dst_stride``); every group of copies is permuted
+      as the channels it copies move;
+    * multi-head self-attention (``nn.MultiheadAttention``, batch first):
+      the packed input projection is a ``Linear`` into a group of ``3 d``
+      query/key/value nodes; a group of ``d`` attention nodes (one per value
+      dim) receives an ``ATTENTION_VALUE`` identity edge from its value dim
+      and an ``ATTENTION_HEAD`` edge (feature 1) from every key dim of its
+      head; an ``ATTENTION_QK`` identity edge joins query dim ``i`` to key dim
+      ``i``; the output projection reads the attention nodes. The graph's
+      automorphisms are then exactly attention's permutation symmetries:
+      heads, queries with keys within a head, values within a head;
+    * token embeddings (a transformer's positional embedding ``x + pos`` and
+      class token ``torch.cat([cls.expand(N, -1, -1), x], 1)``): a group of
+      constant *input* nodes, one per token, with an ``EMBEDDING`` edge to
+      each channel holding the entry (its weight is the ``(1, tokens, d)``
+      tensor, one row per token node). Tokens are ordered, channels are not;
+    * a normalisation of a tensor that another layer reads later (pre-norm
+      transformer blocks, pre-activation ResNets) acts on a new group tied to
+      it by identity edges, so each reader sees the values it reads;
     * gating (``x * gate``, squeeze-excitation): a new hidden group of
       *product* nodes, each with one ``GATE`` identity edge from the same
       channel of each factor; its value is the product of its gate inputs

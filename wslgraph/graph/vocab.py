@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-__all__ = ["NodeType", "EdgeType", "IDENTITY_EDGES", "Activation", "NodeFeature", "NUM_NODE_FEATURES"]
+__all__ = ["NodeType", "EdgeType", "IDENTITY_EDGES", "TIE_EDGES", "ATTENTION_EDGES", "Activation", "NodeFeature",
+           "NUM_NODE_FEATURES", "VOCAB_CAPACITY"]
 
 
 class NodeType(IntEnum):
-    """Role of a node: input and output nodes are ordered, hidden ones are not."""
+    """Role of a node: input and output nodes are ordered, hidden ones are not. Constant inputs (a transformer's
+    token positions and class token) are input nodes too."""
 
     INPUT = 0
     HIDDEN = 1
@@ -23,9 +25,16 @@ class EdgeType(IntEnum):
     FLATTEN_LINEAR = 2  #: one channel's ``H*W`` block of a ``Linear`` after ``Flatten``
     RESIDUAL = 3  #: identity edge ``c -> c`` of a residual addition or a concatenation (no parameter)
     GATE = 4  #: identity edge ``c -> c`` into a product node: its value is the product of its gate inputs
+    ATTENTION_QK = 5  #: identity edge from query dim ``i`` to key dim ``i`` of the same attention layer
+    ATTENTION_HEAD = 6  #: from every key dim of a head to every attention output of that head (feature 1)
+    ATTENTION_VALUE = 7  #: identity edge from value dim ``c`` to attention output ``c``
+    EMBEDDING = 8  #: one entry of a learned tensor added to the tokens (positional embedding, class token)
 
 
-IDENTITY_EDGES = (EdgeType.RESIDUAL, EdgeType.GATE)  #: edge types that carry no parameter (feature 1)
+TIE_EDGES = (EdgeType.RESIDUAL, EdgeType.GATE)  #: identity edges that tie two groups' channels (or copy them)
+ATTENTION_EDGES = (EdgeType.ATTENTION_QK, EdgeType.ATTENTION_HEAD, EdgeType.ATTENTION_VALUE)  #: attention structure
+IDENTITY_EDGES = TIE_EDGES + ATTENTION_EDGES  #: edge types that carry no parameter (feature 1)
+VOCAB_CAPACITY = 32  #: rows of the encoders' edge-type and activation embeddings (room for new ids)
 
 
 class Activation(IntEnum):

@@ -11,7 +11,7 @@ from torch_geometric.utils import to_dense_batch
 
 from wslgraph.errors import InvalidGraphError, ShapeMismatchError
 from wslgraph.graph.layout import batch_layouts, common_layout
-from wslgraph.graph.vocab import Activation, EdgeType
+from wslgraph.graph.vocab import VOCAB_CAPACITY
 from wslgraph.nn.conv import AGGREGATORS, SCALERS, EdgeUpdateConv
 from wslgraph.nn.dense import DensePlan, dense_plan
 from wslgraph.nn.encodings import EdgeEncoder, FourierFeatures, NodeEncoder, ParamNormalizer, PositionalEmbedding
@@ -93,7 +93,7 @@ class GraphEncoderBase(nn.Module):
         self.fourier = FourierFeatures(fourier_frequencies, fourier_scale)
         if self.signs:
             position = PositionalEmbedding(hidden, max_io, max_layers)
-            self.sign_encoder = SignInputEncoder(hidden, self.fourier, position, len(Activation), len(EdgeType))
+            self.sign_encoder = SignInputEncoder(hidden, self.fourier, position, VOCAB_CAPACITY, VOCAB_CAPACITY)
         else:
             self.node_encoder = NodeEncoder(hidden, self.fourier, max_io, max_layers)
             self.edge_encoder = EdgeEncoder(hidden, self.fourier)

@@ -10,7 +10,7 @@ from torch.utils.checkpoint import checkpoint
 from torch_geometric.nn import Linear
 
 from wslgraph.errors import NonFiniteError, ShapeMismatchError
-from wslgraph.graph.vocab import NUM_NODE_FEATURES, Activation, EdgeType, NodeType
+from wslgraph.graph.vocab import NUM_NODE_FEATURES, VOCAB_CAPACITY, NodeType
 
 __all__ = ["FourierFeatures", "PositionalEmbedding", "ParamNormalizer", "NodeEncoder", "EdgeEncoder", "CHUNK_ELEMENTS"]
 
@@ -170,7 +170,7 @@ class NodeEncoder(nn.Module):
         super().__init__()
         self.fourier = fourier
         self.project = Linear(-1, dim)
-        self.activation = nn.Embedding(len(Activation), dim)
+        self.activation = nn.Embedding(VOCAB_CAPACITY, dim)
         self.position = PositionalEmbedding(dim, max_io, max_layers)
         self.reset_parameters()
 
@@ -194,7 +194,7 @@ class EdgeEncoder(nn.Module):
         super().__init__()
         self.fourier = fourier
         self.project = Linear(-1, dim)
-        self.edge_type = nn.Embedding(len(EdgeType), dim)
+        self.edge_type = nn.Embedding(VOCAB_CAPACITY, dim)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

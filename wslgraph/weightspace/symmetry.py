@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from wslgraph.convert.trace import trace
 from wslgraph.graph.layout import GraphLayout
-from wslgraph.graph.vocab import IDENTITY_EDGES, Activation, EdgeType, NodeFeature, NodeType
+from wslgraph.graph.vocab import IDENTITY_EDGES, TIE_EDGES, Activation, EdgeType, NodeFeature, NodeType
 
 __all__ = ["hidden_permutations", "permute_state_dict", "permute_hidden", "sign_flip_groups"]
 
@@ -82,7 +82,7 @@ def hidden_permutations(layout: GraphLayout, generator: torch.Generator | None =
         if group.node_type != NodeType.HIDDEN:
             frozen.update(bases(i))
     for block in layout.edge_blocks:
-        if block.kind in IDENTITY_EDGES and not layout.is_copy(block):
+        if block.kind in TIE_EDGES and not layout.is_copy(block):
             left, right = _runs(layout, origins[block.src]), _runs(layout, origins[block.dst])
             if left is not None and right is not None and \
                     [(groups[b].size, s) for b, s in left] == [(groups[b].size, s) for b, s in right]:
@@ -112,6 +112,12 @@ def hidden_permutations(layout: GraphLayout, generator: torch.Generator | None =
     fixed_full.update(root for root in class_pieces if class_counts[root])  # pieces and channel blocks: keep order
     sigmas: dict[int, Tensor] = {}
     perms: dict[int, Tensor] = {}
+    for block in layout.edge_blocks:  # attention: heads, and within heads queries with keys, values on their own
+        if block.kind == EdgeType.ATTENTION_HEAD:
+            qkv, out = full.find(block.src), full.find(block.dst)
+            if not ({qkv, out} & fixed_full or class_counts[qkv] or class_counts[out] or block.src in pieces
+                    or block.dst in pieces):
+                perms[qkv], perms[out] = _attention_permutation(block.groups, block.length, generator)
     base_perms = []
     for i, group in enumerate(groups):
         root, block_root = full.find(i), blocks.find(i)
@@ -146,6 +152,17 @@ def hidden_permutations(layout: GraphLayout, generator: torch.Generator | None =
         position[keys] = torch.arange(group.size)
         result.append(position[moved[keys]])
     return result
+
+
+def _attention_permutation(heads: int, size: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    """A random symmetry of multi-head attention: the permutation of its ``3 d`` query/key/value nodes (one
+    permutation of heads for all three, one within each head shared by queries and keys, another for values) and of
+    its ``d`` attention nodes (as the values)."""
+    per_head = size // heads
+    sigma = torch.randperm(heads, generator=generator).view(-1, 1) * per_head
+    query_key = (sigma + torch.rand(heads, per_head, generator=generator).argsort(dim=1)).view(-1)
+    value = (sigma + torch.rand(heads, per_head, generator=generator).argsort(dim=1)).view(-1)
+    return torch.cat([query_key, query_key + size, value + 2 * size]), value
 
 
 def _origins(layout: GraphLayout) -> list[Tensor]:
@@ -229,6 +246,8 @@ def permute_state_dict(layout: GraphLayout, state_dict: dict[str, Tensor],
             rows = torch.arange(weight.shape[0]) // out_per_group * fan_in
             local = src[rows.unsqueeze(1) + torch.arange(fan_in)] % fan_in
             state[block.key] = weight[dst.unsqueeze(1), local]
+        elif block.kind == EdgeType.EMBEDDING:  # (..., tokens, channels): the tokens keep their order
+            state[block.key] = weight.reshape(-1, weight.shape[-1])[dst][:, src].reshape(weight.shape)
         elif block.kind == EdgeType.FLATTEN_LINEAR:
             channels = layout.groups[block.src].size
             view = weight.view(weight.shape[0], channels, -1)
