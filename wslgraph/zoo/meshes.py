@@ -57,8 +57,7 @@ class Mesh:
         return self.vertices[self.faces]
 
     def areas(self) -> Tensor:
-        t = self.triangles
-        return torch.linalg.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0], dim=-1).norm(dim=-1) / 2
+        return face_normals(self.triangles).norm(dim=-1) / 2
 
     def occupancy(self, points: Tensor) -> Tensor:
         """1.0 where ``|winding number| > 1/2``, else 0.0: ``[P]`` for points ``[P, 3]``."""
@@ -69,6 +68,12 @@ class Mesh:
         occupancy."""
         distance = triangle_distances(self.triangles, points)
         return torch.where(self.occupancy(points) > 0, -distance, distance)
+
+
+def face_normals(triangles: Tensor) -> Tensor:
+    """``[F, 3]``: each face's normal ``(b - a) x (c - a)``, unnormalised (its length is twice the face's area;
+    it points out of a counter-clockwise face)."""
+    return torch.linalg.cross(triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0], dim=-1)
 
 
 def winding_numbers(triangles: Tensor, points: Tensor, max_pairs: int = 1 << 20) -> Tensor:
@@ -99,7 +104,7 @@ def triangle_distances(triangles: Tensor, points: Tensor, max_pairs: int = 1 << 
     triangles = triangles.to(torch.float64)
     points = points.to(torch.float64)
     a, b, c = triangles.unbind(1)  # [F, 3]
-    normal = torch.linalg.cross(b - a, c - a, dim=-1)
+    normal = face_normals(triangles)
     length = normal.norm(dim=-1, keepdim=True)
     unit = torch.where(length > 0, normal / length.clamp(min=1e-300), torch.zeros_like(normal))
     edges = [(a, b), (b, c), (c, a)]
@@ -121,16 +126,17 @@ def triangle_distances(triangles: Tensor, points: Tensor, max_pairs: int = 1 << 
     return torch.cat(out) if out else points.new_zeros(0)
 
 
-def surface_samples(triangles: Tensor, count: int, generator: torch.Generator | None = None) -> Tensor:
+def surface_samples(triangles: Tensor, count: int, generator: torch.Generator | None = None, *,
+                    with_faces: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     """``count`` points uniform on the surface (faces drawn by area, then uniform barycentric coordinates): ``[count,
-    3]``."""
+    3]``, and with ``with_faces`` the index of each point's face too."""
     edge1, edge2 = triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0]
-    areas = torch.linalg.cross(edge1, edge2, dim=-1).norm(dim=-1)
-    faces = torch.multinomial(areas, count, replacement=True, generator=generator)
+    faces = torch.multinomial(face_normals(triangles).norm(dim=-1), count, replacement=True, generator=generator)
     u, v = torch.rand(2, count, 1, generator=generator, dtype=triangles.dtype)
     flip = (u + v) > 1  # reflect into the triangle
     u, v = torch.where(flip, 1 - u, u), torch.where(flip, 1 - v, v)
-    return triangles[faces, 0] + u * edge1[faces] + v * edge2[faces]
+    points = triangles[faces, 0] + u * edge1[faces] + v * edge2[faces]
+    return (points, faces) if with_faces else points
 
 
 def load_mesh(path: str | Path) -> Mesh:
@@ -213,10 +219,9 @@ def _check_volume(mesh: Mesh) -> None:
     """Refuse a mesh whose winding number stays below 1/2 at points just inside and around its surface."""
     generator = torch.Generator().manual_seed(0)
     triangles = mesh.triangles
-    on_surface = surface_samples(triangles, 256, generator)
-    normals = torch.linalg.cross(triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0], dim=-1)
-    faces = torch.multinomial(mesh.areas(), 256, replacement=True, generator=generator)
-    normal = normals[faces] / normals[faces].norm(dim=-1, keepdim=True).clamp(min=1e-300)
+    on_surface, faces = surface_samples(triangles, 256, generator, with_faces=True)
+    normal = face_normals(triangles)[faces]  # each point's own face: a step along it leaves the surface
+    normal = normal / normal.norm(dim=-1, keepdim=True).clamp(min=1e-300)
     probes = torch.cat([on_surface[:128] + 0.01 * normal[:128], on_surface[128:] - 0.01 * normal[128:],
                         torch.rand(256, 3, generator=generator, dtype=torch.float64) * 2 - 1])
     if float(winding_numbers(triangles, probes).abs().max()) <= 0.5:
