@@ -188,7 +188,7 @@ class ConversionContext:
              scalar_keys: tuple[str, ...] = (), num_groups: int = 1, vector_only: bool = False) -> Value:
         """A per-channel normalization; its tensors become node features."""
         value = self._channelwise(value, name)
-        if self._pending(value):  # pre-norm blocks: x + f(norm(x)) reads x itself later
+        if self._pending(value) or self._read_already(value):  # pre-norm blocks: x + f(norm(x)) reads x too
             value = self._fork(value, name)
         if vector_only and value.spatial and not value.channels_last:
             raise UnsupportedModuleError(
@@ -224,6 +224,8 @@ class ConversionContext:
         if value.scale is not None and kind != Activation.SINE:
             self._no_scale(value, kind.name.lower())
         value = self._channelwise(value, kind.name.lower())
+        if self._read_already(value):  # a layer read these values before the activation (MaxViT's projection)
+            value = self._fork(value, name or kind.name.lower())
         group = value.group
         self._latest(value, kind.name.lower(), "activation")
         if group.activation != Activation.IDENTITY:
@@ -365,13 +367,16 @@ class ConversionContext:
         ranks = {len(v.spatial) for v in values if v.spatial is not None}
         if len(ranks) > 1:
             raise ShapeMismatchError(f"'{name}' concatenates tensors of different ranks")
+        layouts = {v.channels_last for v in values}
+        if len(layouts) > 1:
+            raise UnsupportedModuleError(f"'{name}' concatenates channels-last and channels-first tensors")
         spatial = next((v.spatial for v in values if v.spatial is not None), None)
         out = self._new_group(name, sum(v.group.size for v in values), values)
         start = 0
         for value in values:
             self._blocks.append(_Block(EdgeType.RESIDUAL, None, value.group, out, (), (), dst_start=start))
             start += value.group.size
-        return Value(out, 0, spatial)
+        return Value(out, 0, spatial, channels_last=layouts.pop())
 
     def split_channels(self, value: Value, sizes: list[int], *, name: str) -> list[Value]:
         """``x.chunk`` / ``x.split`` along channels: one new group per piece, each of whose channels receives one
@@ -402,33 +407,60 @@ class ConversionContext:
         return Value(out, 0, value.spatial)
 
     def attention(self, value: Value, *, name: str, heads: int, in_weight_key: str, in_bias_key: str | None,
-                  out_weight_key: str, out_bias_key: str | None) -> Value:
-        """Multi-head self-attention over a token sequence ``(N, tokens, d)``.
+                  out_weight_key: str, out_bias_key: str | None, position_bias_key: str | None = None,
+                  index_key: str | None = None) -> Value:
+        """Multi-head self-attention over the tokens (positions) of a channels-last tensor.
 
         The input projection is a Linear into a group of ``3 d`` nodes (queries, keys, values, each split into
-        ``heads`` heads); a group of ``d`` attention nodes (one per value dim) receives an ``ATTENTION_VALUE``
-        identity edge from its value dim and an ``ATTENTION_HEAD`` edge from every key dim of its head; an
-        ``ATTENTION_QK`` identity edge pairs query dim ``i`` with key dim ``i``. The output projection reads the
-        attention nodes. Its symmetries are then the graph's: heads permuted, and within a head queries and keys
-        permuted together and values (with the attention nodes) on their own.
+        ``heads`` heads). A group of one node per head receives an ``ATTENTION_HEAD`` edge from each key dim of
+        its head and sends one to each attention output of its head; the group of ``d`` attention outputs (one
+        per value dim) also receives an ``ATTENTION_VALUE`` identity edge from its value dim; an ``ATTENTION_QK``
+        identity edge pairs query dim ``i`` with key dim ``i``. The output projection reads the attention outputs.
+        The graph's permutation symmetries are then attention's: heads, queries with keys within a head, values
+        within a head. A learned relative position bias (Swin: ``[positions, heads]``) is an ``EMBEDDING`` block
+        between the head nodes and a group of constant position nodes; its integer index buffer is kept as
+        graph-level scalars.
         """
-        if not value.channels_last or value.spatial is None or len(value.spatial) != 1:
+        if not value.channels_last or not value.spatial:
             raise UnsupportedModuleError(f"'{name}' attends over a tensor that is not a token sequence (N, tokens, "
-                                         "channels); wslgraph converts batch_first self-attention over tokens")
+                                         "channels) or a channels-last map; wslgraph converts batch_first "
+                                         "self-attention over tokens")
         qkv = self.linear(value, name=f"{name}.in_proj", weight_key=in_weight_key, bias_key=in_bias_key)
         size = qkv.group.size // 3
         if size % heads:
             raise ShapeMismatchError(f"'{name}' has {size} dims, not a multiple of its {heads} heads")
-        out = self._new_group(f"{name}.heads", size, [qkv])
-        out.is_product = True
+        head_group = self._new_group(f"{name}.heads", heads, [qkv])
+        out = self._new_group(f"{name}.attention", size, [qkv])
+        out.layer = head_group.layer + 1
+        head_group.is_product = out.is_product = True  # they never absorb a residual sum
         source = qkv.group
         self._blocks += [
             _Block(EdgeType.ATTENTION_QK, None, source, source, (), (), src_start=0, length=size, dst_start=size),
-            _Block(EdgeType.ATTENTION_HEAD, None, source, out, (), (), src_start=size, length=size,
+            _Block(EdgeType.ATTENTION_HEAD, None, source, head_group, (), (), src_start=size, length=size,
                    head_groups=heads),
+            _Block(EdgeType.ATTENTION_HEAD, None, head_group, out, (), (), length=size, head_groups=heads),
             _Block(EdgeType.ATTENTION_VALUE, None, source, out, (), (), src_start=2 * size, length=size)]
+        if position_bias_key is not None:
+            table = self._use(position_bias_key, name)
+            if table.dim() != 2 or table.shape[1] != heads:
+                raise ShapeMismatchError(f"'{position_bias_key}' has shape {list(table.shape)}; a relative position "
+                                         f"bias table of {heads} heads is (positions, {heads})")
+            positions = _Group(position_bias_key, table.shape[0], 0, is_constant=True)
+            self._groups.append(positions)
+            self._blocks.append(_Block(EdgeType.EMBEDDING, position_bias_key, head_group, positions,
+                                       tuple(table.shape), ()))
+        if index_key is not None:
+            self.constant_buffer(index_key, name)
         attended = Value(out, 0, value.spatial, channels_last=True)
         return self.linear(attended, name=f"{name}.out_proj", weight_key=out_weight_key, bias_key=out_bias_key)
+
+    def constant_buffer(self, key: str, name: str) -> None:
+        """A buffer the architecture fixes (an index table), kept exactly as graph-level scalars, one per entry."""
+        tensor = self._use(key, name)
+        if tensor.is_complex() or tensor.dtype == torch.bool:
+            raise UnsupportedModuleError(f"'{key}' is a {tensor.dtype} buffer; graph-level scalars hold integer "
+                                         "or real values")
+        self._scalars.append(key)
 
     def embed_tokens(self, value: Value, *, name: str, key: str, prepend: bool = False) -> Value:
         """A learned tensor of ``(..., tokens, channels)`` added to a token sequence (a positional embedding), or
@@ -460,6 +492,14 @@ class ConversionContext:
         return replace(value, version=value.group.version, spatial=(tokens,) if not prepend and spatial[0] is None
                        else spatial)
 
+    def move_positions(self, value: Value, *, name: str, channels_last: bool, rank: int) -> Value:
+        """An operation that only rearranges positions (windows, grids, swapped position axes) and puts the channels
+        last or first: nothing per channel changes; the positions become ``rank`` dims of unknown size."""
+        self._no_scale(value, name)
+        if value.flat_block is not None or not value.spatial:
+            raise UnsupportedModuleError(f"'{name}' rearranges the positions of a tensor that has none")
+        return replace(value, spatial=(None,) * rank, channels_last=channels_last)
+
     def take_token(self, value: Value, *, name: str) -> Value:
         """``x[:, i]`` of a token sequence (a transformer's class token): a vector of the same channels."""
         self._no_scale(value, name)
@@ -473,6 +513,10 @@ class ConversionContext:
         """Whether some consumer still to come reads the group's values (so they must stay as they are)."""
         return any(user not in self.processed and user is not self.current
                    for node in value.group.fx_nodes for user in getattr(node, "users", ()))
+
+    def _read_already(self, value: Value) -> bool:
+        """Whether a layer has already read the group's current values."""
+        return value.version == value.group.version and any(v == value.version for v, _ in value.group.reads)
 
     def _fork(self, value: Value, name: str) -> Value:
         """A new group of nodes equal to ``value`` (one identity edge each, a tie), for a normalisation that

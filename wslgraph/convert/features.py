@@ -60,10 +60,11 @@ def graph_from_state_dict(layout: GraphLayout, state_dict: Mapping[str, Tensor])
         else:
             rows.copy_(state_dict[block.key].reshape(block.num_edges, *shape))
     edge_attr = edge_attr.view(layout.num_edges, layout.edge_dim)
-    values = [state_dict[key] for key in layout.scalars]
-    if any(abs(int(v)) > _EXACT_INT for v in values):
+    values = [state_dict[key].detach().reshape(-1).to(device) for key in layout.scalars]
+    if any(v.numel() and int(v.abs().max()) > _EXACT_INT for v in values):
         raise ShapeMismatchError(f"integer buffers {list(layout.scalars)} exceed 2**53 and cannot be stored exactly")
-    scalars = torch.tensor([[float(v) for v in values]], dtype=torch.float64, device=device)
+    scalars = torch.cat([v.to(torch.float64) for v in values]).view(1, -1) if values else \
+        torch.zeros(1, 0, dtype=torch.float64, device=device)
     return ParamGraph(x=x, edge_attr=edge_attr, scalars=scalars, layout=layout,
                       **structure_tensors(layout, device))
 
@@ -84,6 +85,9 @@ def state_dict_from_graph(graph: ParamGraph) -> dict[str, Tensor]:
     for param in layout.node_params:
         group = layout.groups[param.group]
         tensors[param.key] = graph.x[group.offset:group.offset + group.size, int(param.column)]
-    for column, key in enumerate(layout.scalars):
-        tensors[key] = graph.scalars[0, column]
+    column = 0
+    for key in layout.scalars:
+        numel = layout.entries[key].numel
+        tensors[key] = graph.scalars[0, column:column + numel]
+        column += numel
     return {e.key: tensors[e.key].reshape(e.shape).to(e.dtype, copy=True) for e in layout.state}

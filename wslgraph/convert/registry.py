@@ -122,6 +122,52 @@ def _attention(ctx: ConversionContext, module: nn.MultiheadAttention, name: str,
     return out, None
 
 
+def _shifted_window_attention(ctx: ConversionContext, module: nn.Module, name: str, value: Value) -> Value:
+    """torchvision's Swin attention (``ShiftedWindowAttention``): multi-head self-attention within windows of a
+    channels-last map, with a learned relative position bias per head; windows and shifts move positions only, so
+    the parameter graph is attention's."""
+    if type(module).__name__ != "ShiftedWindowAttention":
+        raise UnsupportedModuleError(f"'{name}' is a {type(module).__name__} (Swin V2: a learned logit scale and a "
+                                     "continuous position MLP), which has no graph conversion; Swin V1 converts")
+    return ctx.attention(value, name=name, heads=module.num_heads, in_weight_key=join(name, "qkv.weight"),
+                         in_bias_key=_key(module.qkv, join(name, "qkv"), "bias"),
+                         out_weight_key=join(name, "proj.weight"),
+                         out_bias_key=_key(module.proj, join(name, "proj"), "bias"),
+                         position_bias_key=join(name, "relative_position_bias_table"),
+                         index_key=join(name, "relative_position_index"))
+
+
+def _relative_attention(ctx: ConversionContext, module: nn.Module, name: str, value: Value) -> Value:
+    """torchvision's MaxViT attention (``RelativePositionalMultiHeadAttention``): multi-head self-attention within
+    each window or grid cell of a channels-last ``[B, G, P, C]`` tensor, with a relative position bias per head."""
+    return ctx.attention(value, name=name, heads=module.n_heads, in_weight_key=join(name, "to_qkv.weight"),
+                         in_bias_key=_key(module.to_qkv, join(name, "to_qkv"), "bias"),
+                         out_weight_key=join(name, "merge.weight"),
+                         out_bias_key=_key(module.merge, join(name, "merge"), "bias"),
+                         position_bias_key=join(name, "relative_position_bias_table"),
+                         index_key=join(name, "relative_position_index"))
+
+
+def _window_partition(ctx: ConversionContext, module: nn.Module, name: str, value: Value) -> Value:
+    """MaxViT's ``WindowPartition``: ``[B, C, H, W]`` to windows ``[B, G, P * P, C]``, channels last."""
+    return ctx.move_positions(value, name=name, channels_last=True, rank=2)
+
+
+def _window_departition(ctx: ConversionContext, module: nn.Module, name: str, value: Value) -> Value:
+    """MaxViT's ``WindowDepartition``: windows ``[B, G, P * P, C]`` back to ``[B, C, H, W]``."""
+    return ctx.move_positions(value, name=name, channels_last=False, rank=2)
+
+
+def _swap_axes(ctx: ConversionContext, module: nn.Module, name: str, value: Value) -> Value:
+    """MaxViT's ``SwapAxes``: swapping two position dims of a channels-last tensor moves positions only."""
+    rank = len(value.spatial) + 2 if value.spatial is not None else None
+    dims = {module.a % rank, module.b % rank} if rank else set()
+    if not value.channels_last or not dims or min(dims) < 1 or max(dims) > rank - 2:
+        raise UnsupportedModuleError(f"'{name}' swaps axes {module.a} and {module.b}; wslgraph converts swapping "
+                                     "position dims of a channels-last tensor")
+    return ctx.move_positions(value, name=name, channels_last=True, rank=len(value.spatial))
+
+
 def _unsupported_norm(name: str, what: str) -> Exception:
     return UnsupportedModuleError(f"'{name}': LayerNorm with {what} normalizes several dims; "
                                   "wslgraph supports LayerNorm over the feature dim of a vector (N, C)")
@@ -187,6 +233,11 @@ for _type in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
     register(_type, _batch_norm)
 register(nn.LayerNorm, _layer_norm)
 _HANDLERS_BY_NAME["torchvision.models.convnext.LayerNorm2d"] = _channel_layer_norm
+_HANDLERS_BY_NAME["torchvision.models.swin_transformer.ShiftedWindowAttention"] = _shifted_window_attention
+_HANDLERS_BY_NAME["torchvision.models.maxvit.RelativePositionalMultiHeadAttention"] = _relative_attention
+_HANDLERS_BY_NAME["torchvision.models.maxvit.WindowPartition"] = _window_partition
+_HANDLERS_BY_NAME["torchvision.models.maxvit.WindowDepartition"] = _window_departition
+_HANDLERS_BY_NAME["torchvision.models.maxvit.SwapAxes"] = _swap_axes
 register(nn.GroupNorm, _group_norm)
 register(nn.MultiheadAttention, _attention)
 for _kind, _spec in ACTIVATIONS.items():

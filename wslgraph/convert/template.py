@@ -57,7 +57,7 @@ class GraphTemplate:
         structure = structure_tensors(layout)
         # Node metadata stacked so one repeat() serves all four; scalar columns as a gather index.
         structure["node_meta"] = torch.stack([structure.pop(key) for key in _NODE_META])
-        structure["scalar_columns"] = torch.tensor([self._offsets[k] for k in layout.scalars], dtype=torch.long)
+        structure["scalar_columns"] = layout.scalar_positions
         self._structure: dict[torch.device, dict[str, Tensor]] = {torch.device("cpu"): structure}
 
     @classmethod
@@ -167,9 +167,9 @@ class GraphTemplate:
             if tuple(batch[key].shape) != shape:
                 raise ShapeMismatchError(f"batch.{key} has shape {list(batch[key].shape)}, {num} graphs of this "
                                          f"architecture need {list(shape)}")
-        if batch.scalars.shape[1] < len(layout.scalars):
+        if batch.scalars.shape[1] < layout.num_scalars:
             raise ShapeMismatchError(f"batch.scalars has {batch.scalars.shape[1]} columns, "
-                                     f"the architecture needs {len(layout.scalars)}")
+                                     f"the architecture needs {layout.num_scalars}")
         params = batch.x.new_empty(num, self.num_params, dtype=layout.dtype)
         x = batch.x.view(num, layout.num_nodes, NUM_NODE_FEATURES)
         edges = batch.edge_attr.view(num, layout.num_edges, *layout.kernel_grid)
@@ -179,15 +179,16 @@ class GraphTemplate:
             # first differentiable write are refused by autograd)
             pieces = [graph_view.reshape(num, -1).to(layout.dtype) for graph_view, _ in pairs]
             starts = [param_view.storage_offset() - params.storage_offset() for _, param_view in pairs]
-            pieces += [batch.scalars[:, column:column + 1].to(layout.dtype) for column in range(len(layout.scalars))]
-            starts += [self._offsets[key] for key in layout.scalars]
+            scalar_positions = self._structure_on(params.device)["scalar_columns"]
+            pieces.append(batch.scalars[:, :layout.num_scalars].to(layout.dtype))
             positions = torch.cat([torch.arange(start, start + piece.shape[1], device=params.device)
-                                   for start, piece in zip(starts, pieces)])
+                                   for start, piece in zip(starts, pieces)] + [scalar_positions])
             return params.new_zeros(()).expand_as(params).index_copy(1, positions, torch.cat(pieces, dim=1))
         for graph_view, param_view in pairs:
             param_view.copy_(graph_view)
-        for column, key in enumerate(layout.scalars):
-            params[:, self._offsets[key]] = batch.scalars[:, column]
+        if layout.num_scalars:
+            params[:, self._structure_on(params.device)["scalar_columns"]] = \
+                batch.scalars[:, :layout.num_scalars].to(layout.dtype)
         return params
 
     # ------------------------------------------------------------------ views

@@ -209,6 +209,9 @@ def _call_module(ctx: ConversionContext, module: nn.Module, name: str, args: tup
             raise UnsupportedModuleError(f"module '{name}' attends with different query, key and value tensors "
                                          "(cross-attention); wslgraph converts self-attention, attn(x, x, x)")
         args = args[:1]
+    elif type(module).__name__ in ("WindowPartition", "WindowDepartition") and len(args) > 1 and \
+            all(isinstance(a, int) for a in args[1:]):
+        args = args[:1]  # MaxViT's partition sizes: positions only
     if len(args) != 1 or not isinstance(args[0], Value):
         raise UnsupportedModuleError(f"module '{name}' is called with {len(args)} arguments; "
                                      "wslgraph converts modules that take one tensor")
@@ -282,7 +285,11 @@ def _cat(ctx: ConversionContext, name: str, args: tuple, kwargs: dict) -> Value:
                                      "converts a learned class token only as torch.cat([token.expand(N, -1, -1), "
                                      "x], dim=1) of a token sequence)")
     ranks = {len(t.spatial) + 2 for t in tensors if t.spatial is not None and t.flat_block is None}
-    channel = dim == 1 or (len(ranks) == 1 and isinstance(dim, int) and dim < 0 and dim % ranks.pop() == 1)
+    rank = ranks.pop() if len(ranks) == 1 else None
+    if all(t.channels_last for t in tensors):  # channels are the last dim
+        channel = isinstance(dim, int) and rank is not None and dim % rank == rank - 1
+    else:
+        channel = dim == 1 or (rank is not None and isinstance(dim, int) and dim < 0 and dim % rank == 1)
     if not channel:
         raise UnsupportedModuleError(f"'{name}' concatenates along dim {dim}; wslgraph converts concatenation along "
                                      "channels (dim 1 of (N, C, ...), as DenseNet, Inception and SqueezeNet do)")
@@ -593,7 +600,19 @@ _METHODS: dict[str, Callable[..., Any]] = {}
 # Functions of libraries wslgraph does not import, by qualified name: torchvision's stochastic depth drops whole
 # residual branches while training and is the identity in eval mode, like dropout.
 _FUNCTIONS_BY_NAME: dict[str, Callable[..., Any]] = {
-    "torchvision.ops.stochastic_depth.stochastic_depth": lambda ctx, name, args, kwargs: _value(args[0], name)}
+    "torchvision.ops.stochastic_depth.stochastic_depth": lambda ctx, name, args, kwargs: _value(args[0], name),
+    "torchvision.models.swin_transformer._patch_merging_pad": lambda ctx, name, args, kwargs: _patch_merging(
+        ctx, name, _value(args[0], name))}
+
+
+def _patch_merging(ctx: ConversionContext, name: str, value: Value) -> Value:
+    """Swin's patch merging: the four 2 x 2 neighbours of a channels-last map side by side along channels (pads
+    and strided slices move positions only): a concatenation of four copies of the same channels."""
+    if not value.channels_last or value.spatial is None or len(value.spatial) != 2:
+        raise UnsupportedModuleError(f"'{name}' merges patches of a tensor that is not a channels-last (N, H, W, C) "
+                                     "map")
+    merged = ctx.concat([value] * 4, name=name)
+    return replace(merged, spatial=tuple(None if s is None else (s + 1) // 2 for s in value.spatial))
 for _kind, _spec in ACTIVATIONS.items():
     if _spec.module is not None:
         _FUNCTIONS.update(dict.fromkeys(_spec.functions, _act(_kind)))

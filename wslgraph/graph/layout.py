@@ -94,8 +94,9 @@ class EdgeBlock:
         src_start: First source channel of an identity block (0 but for a
             chunk of a group after the first: ``x.chunk(2, dim=1)``).
         length: Number of identity edges (0: the whole source group); for
-            ``ATTENTION_HEAD``, the number of key dims (``groups`` = heads,
-            each key dim of a head joined to each output of the head).
+            ``ATTENTION_HEAD``, the number of key dims or attention outputs
+            (``groups`` = heads: each key dim to its head's node, or each head
+            node to its outputs).
         dst_stride: Step between the target channels of an identity block
             (1 but for a channel shuffle: ShuffleNet's ``view`` / ``transpose``
             / ``view`` sends source channel ``src_start + t`` to target
@@ -167,7 +168,9 @@ class GraphLayout:
         edge_blocks: Edge blocks in edge order.
         node_params: Per-node tensors and their ``x`` columns.
         scalars: Keys of integer buffers kept as graph-level scalars
-            (``num_batches_tracked``), in ``ParamGraph.scalars`` column order.
+            (``num_batches_tracked``; a buffer of several entries, such as
+            Swin's ``relative_position_index``, takes one column per entry), in
+            ``ParamGraph.scalars`` column order.
         state: Every state-dict entry, in ``module.state_dict()`` order.
         kernel_grid: Common shape every edge feature is padded to; the edge
             feature width is its product.
@@ -189,9 +192,10 @@ class GraphLayout:
             position += entry.numel
         blocks, edge_offset = [], 0
         for block in self.edge_blocks:
-            if block.kind == EdgeType.ATTENTION_HEAD:  # every key dim of a head to every output of the head
+            if block.kind == EdgeType.ATTENTION_HEAD:  # a head's key dims -> its head node -> its outputs
                 per_head = block.length // block.groups
-                grid = (block.groups, per_head, per_head)
+                into_heads = self.groups[block.dst].size == block.groups
+                grid = (block.groups, 1, per_head) if into_heads else (block.groups, per_head, 1)
             elif block.kind in IDENTITY_EDGES:
                 grid = (block.length or self.groups[block.src].size - block.src_start, 1, 1)
             elif block.kind == EdgeType.EMBEDDING:  # (..., tokens, channels): each token node reads the channels
@@ -236,6 +240,17 @@ class GraphLayout:
     def offsets(self) -> dict[str, int]:
         """Where each state-dict entry starts in the flat parameter vector (``state_dict()`` order; do not mutate)."""
         return self._offsets
+
+    @property
+    def num_scalars(self) -> int:
+        """Columns of ``ParamGraph.scalars``: one per entry of each buffer in ``scalars``."""
+        return sum(self.entries[key].numel for key in self.scalars)
+
+    @property
+    def scalar_positions(self) -> Tensor:
+        """``[num_scalars]``: where each column of ``ParamGraph.scalars`` sits in the flat parameter vector."""
+        spans = [torch.arange(self._offsets[key], self._offsets[key] + self.entries[key].numel) for key in self.scalars]
+        return torch.cat(spans) if spans else torch.zeros(0, dtype=torch.long)
 
     def span(self, key: str) -> slice:
         """The slice of the flat parameter vector that holds state-dict entry ``key``."""

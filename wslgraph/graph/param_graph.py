@@ -64,23 +64,28 @@ class ParamGraph(Data):
       ``EdgeBlock.src_start``; a shuffle is ``g`` identity blocks with strided
       targets, ``EdgeBlock.dst_stride``); every group of copies is permuted
       as the channels it copies move;
-    * multi-head self-attention (``nn.MultiheadAttention``, batch first):
-      the packed input projection is a ``Linear`` into a group of ``3 d``
-      query/key/value nodes; a group of ``d`` attention nodes (one per value
-      dim) receives an ``ATTENTION_VALUE`` identity edge from its value dim
-      and an ``ATTENTION_HEAD`` edge (feature 1) from every key dim of its
-      head; an ``ATTENTION_QK`` identity edge joins query dim ``i`` to key dim
-      ``i``; the output projection reads the attention nodes. The graph's
-      automorphisms are then exactly attention's permutation symmetries:
-      heads, queries with keys within a head, values within a head;
+    * multi-head self-attention (``nn.MultiheadAttention``, batch first;
+      torchvision's Swin and MaxViT attention): the packed input projection
+      is a ``Linear`` into a group of ``3 d`` query/key/value nodes; one node
+      per head receives an ``ATTENTION_HEAD`` identity edge from each key dim
+      of its head and sends one to each attention output of its head; the
+      ``d`` attention outputs also receive an ``ATTENTION_VALUE`` identity edge
+      from their value dim; an ``ATTENTION_QK`` identity edge joins query dim
+      ``i`` to key dim ``i``; the output projection reads the attention
+      outputs. The graph's automorphisms are then attention's permutation
+      symmetries: heads, queries with keys within a head, values within a
+      head. A relative position bias table is an ``EMBEDDING`` block between
+      the head nodes and one constant node per relative position; its index
+      buffer is kept as graph-level scalars;
     * token embeddings (a transformer's positional embedding ``x + pos`` and
       class token ``torch.cat([cls.expand(N, -1, -1), x], 1)``): a group of
       constant *input* nodes, one per token, with an ``EMBEDDING`` edge to
       each channel holding the entry (its weight is the ``(1, tokens, d)``
       tensor, one row per token node). Tokens are ordered, channels are not;
-    * a normalisation of a tensor that another layer reads later (pre-norm
-      transformer blocks, pre-activation ResNets) acts on a new group tied to
-      it by identity edges, so each reader sees the values it reads;
+    * a normalisation of a tensor that another layer reads too (pre-norm
+      transformer blocks, pre-activation ResNets), or an activation of one
+      another layer has already read, acts on a new group tied to it by
+      identity edges, so each reader sees the values it reads;
     * gating (``x * gate``, squeeze-excitation): a new hidden group of
       *product* nodes, each with one ``GATE`` identity edge from the same
       channel of each factor; its value is the product of its gate inputs
@@ -104,8 +109,9 @@ class ParamGraph(Data):
     * ``edge_type`` (``[num_edges]``): :class:`~wslgraph.graph.vocab.EdgeType`.
 
     **Graph-level** ``scalars`` (``float64``, ``[1, num_scalars]``): integer
-    buffers such as BatchNorm's ``num_batches_tracked``, exact up to
-    :math:`2^{53}`. ``layout`` (a :class:`~wslgraph.graph.layout.GraphLayout`,
+    buffers such as BatchNorm's ``num_batches_tracked`` (and index tables
+    such as Swin's ``relative_position_index``, one column per entry), exact
+    up to :math:`2^{53}`. ``layout`` (a :class:`~wslgraph.graph.layout.GraphLayout`,
     not a tensor) describes the architecture and where each state-dict entry
     lives; in a batch it becomes a list with one layout per graph.
 

@@ -26,7 +26,7 @@ class EdgeType(IntEnum):
     RESIDUAL = 3  #: identity edge ``c -> c`` of a residual addition or a concatenation (no parameter)
     GATE = 4  #: identity edge ``c -> c`` into a product node: its value is the product of its gate inputs
     ATTENTION_QK = 5  #: identity edge from query dim ``i`` to key dim ``i`` of the same attention layer
-    ATTENTION_HEAD = 6  #: from every key dim of a head to every attention output of that head (feature 1)
+    ATTENTION_HEAD = 6  #: identity edge from a key dim to its head's node, and from a head's node to its outputs
     ATTENTION_VALUE = 7  #: identity edge from value dim ``c`` to attention output ``c``
     EMBEDDING = 8  #: one entry of a learned tensor added to the tokens (positional embedding, class token)
 

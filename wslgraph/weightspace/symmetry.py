@@ -112,12 +112,16 @@ def hidden_permutations(layout: GraphLayout, generator: torch.Generator | None =
     fixed_full.update(root for root in class_pieces if class_counts[root])  # pieces and channel blocks: keep order
     sigmas: dict[int, Tensor] = {}
     perms: dict[int, Tensor] = {}
+    heads_of = {b.src: b for b in layout.edge_blocks if b.kind == EdgeType.ATTENTION_HEAD
+                and layout.groups[b.dst].size == b.groups}
     for block in layout.edge_blocks:  # attention: heads, and within heads queries with keys, values on their own
-        if block.kind == EdgeType.ATTENTION_HEAD:
-            qkv, out = full.find(block.src), full.find(block.dst)
-            if not ({qkv, out} & fixed_full or class_counts[qkv] or class_counts[out] or block.src in pieces
-                    or block.dst in pieces):
-                perms[qkv], perms[out] = _attention_permutation(block.groups, block.length, generator)
+        if block.kind == EdgeType.ATTENTION_VALUE:
+            into_heads = heads_of[block.src]
+            roots = [full.find(g) for g in (block.src, into_heads.dst, block.dst)]
+            if not (set(roots) & fixed_full or any(class_counts[r] for r in roots)
+                    or {block.src, into_heads.dst, block.dst} & set(pieces)):
+                qkv, sigma, out = _attention_permutation(into_heads.groups, into_heads.length, generator)
+                perms.update(zip(roots, (qkv, sigma, out)))
     base_perms = []
     for i, group in enumerate(groups):
         root, block_root = full.find(i), blocks.find(i)
@@ -148,21 +152,37 @@ def hidden_permutations(layout: GraphLayout, generator: torch.Generator | None =
             result.append(base_perms[i])
             continue
         keys = torch.tensor([g.offset for g in groups])[origins[i][:, 0]] + origins[i][:, 1]
-        position = torch.full((layout.num_nodes,), -1, dtype=torch.long)
-        position[keys] = torch.arange(group.size)
-        result.append(position[moved[keys]])
+        rank = _occurrence(keys)  # a channel copied several times (Swin's patch merging): the k-th copy moves
+        copies = int(rank.max()) + 1  # to the k-th copy of where its channel moves
+        position = torch.full((layout.num_nodes * copies,), -1, dtype=torch.long)
+        position[keys * copies + rank] = torch.arange(group.size)
+        result.append(position[moved[keys] * copies + rank])
     return result
 
 
-def _attention_permutation(heads: int, size: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+def _attention_permutation(heads: int, size: int, generator: torch.Generator | None
+                           ) -> tuple[Tensor, Tensor, Tensor]:
     """A random symmetry of multi-head attention: the permutation of its ``3 d`` query/key/value nodes (one
-    permutation of heads for all three, one within each head shared by queries and keys, another for values) and of
-    its ``d`` attention nodes (as the values)."""
+    permutation of heads for all three, one within each head shared by queries and keys, another for values), of
+    its head nodes, and of its ``d`` attention outputs (as the values)."""
     per_head = size // heads
-    sigma = torch.randperm(heads, generator=generator).view(-1, 1) * per_head
-    query_key = (sigma + torch.rand(heads, per_head, generator=generator).argsort(dim=1)).view(-1)
-    value = (sigma + torch.rand(heads, per_head, generator=generator).argsort(dim=1)).view(-1)
-    return torch.cat([query_key, query_key + size, value + 2 * size]), value
+    sigma = torch.randperm(heads, generator=generator)
+    start = sigma.view(-1, 1) * per_head
+    query_key = (start + torch.rand(heads, per_head, generator=generator).argsort(dim=1)).view(-1)
+    value = (start + torch.rand(heads, per_head, generator=generator).argsort(dim=1)).view(-1)
+    return torch.cat([query_key, query_key + size, value + 2 * size]), sigma, value
+
+
+def _occurrence(keys: Tensor) -> Tensor:
+    """For each entry, how many equal entries come before it."""
+    order = torch.sort(keys, stable=True).indices
+    sorted_keys = keys[order]
+    first = torch.ones_like(sorted_keys, dtype=torch.bool)
+    first[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    starts = torch.cummax(torch.where(first, torch.arange(len(keys)), 0), dim=0).values
+    rank = torch.empty_like(keys)
+    rank[order] = torch.arange(len(keys)) - starts
+    return rank
 
 
 def _origins(layout: GraphLayout) -> list[Tensor]:
@@ -210,9 +230,11 @@ def _pieces(layout: GraphLayout, origins: list[Tensor], frozen: set[int]) -> dic
         for base in set(origin[:, 0].tolist()):
             held = origin[origin[:, 0] == base, 1]
             size = layout.groups[base].size
-            if held.unique().numel() != held.numel():
+            counts = torch.bincount(held, minlength=size)
+            if int(counts.max()) != int(counts.min()):  # some channels copied more often than others
                 frozen.add(base)
                 continue
+            held = held.unique()
             if held.numel() == size:
                 continue
             mask = torch.zeros(size, dtype=torch.long)
