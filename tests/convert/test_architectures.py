@@ -17,6 +17,7 @@ from wslgraph.errors import UnsupportedModuleError
 from wslgraph.graph.layout import GraphLayout
 from wslgraph.graph.vocab import Activation, EdgeType
 from wslgraph.nn import GNNEncoder, TransformerEncoder
+from wslgraph.tokens import detokenize, tokenize
 from wslgraph.weightspace import hidden_permutations, permute_hidden
 
 
@@ -270,6 +271,12 @@ def test_each_construct_converts_exactly_both_ways(name: str) -> None:
     assert torch.equal(batch.get_example(1).edge_attr, graph.edge_attr) and torch.equal(batch.get_example(0).x,
                                                                                         graph.x)
     assert torch.equal(template.unbatch(batch), rows)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_each_construct_round_trips_through_tokens(name: str) -> None:
+    model, _ = _randomized(name)
+    assert_state_dicts_equal(detokenize(tokenize(model)), model.state_dict())
 
 
 @pytest.mark.parametrize("name", CASES)
