@@ -84,17 +84,28 @@ def fit_torch_func(images: torch.Tensor, recipe: INRRecipe, steps: int, compile:
 
 def shapes_3d(quick: bool, device: torch.device) -> dict:
     """INR-steps/s of the batched 3D fitter and of a per-shape loop, same recipe, shapes and points."""
-    from wslgraph.zoo.shapes3d import ShapeRecipe, fit_shape_inrs, make_shapes, sample_points, shape_siren
+    from wslgraph.zoo.shapes3d import (
+        ShapeRecipe,
+        default_chunk_size,
+        fit_shape_inrs,
+        make_shapes,
+        sample_points,
+        shape_siren,
+    )
 
     recipe = ShapeRecipe(steps=20 if quick else 500)
     shapes = make_shapes(2 if quick else 7, seed=0)[: 16 if quick else 64]
     loop_count = 2 if quick else 4
     fit_shape_inrs(shapes[:2], replace(recipe, steps=2), device=device)  # warm-up
-    start = time.perf_counter()
-    fit_shape_inrs(shapes, recipe, chunk_size=len(shapes), device=device)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    batched = time.perf_counter() - start
+    chunk = default_chunk_size(recipe, device)
+    seconds = {}
+    for size in (chunk, len(shapes)):  # the default chunk, and every shape at once
+        start = time.perf_counter()
+        fit_shape_inrs(shapes, recipe, chunk_size=size, device=device)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds[size] = time.perf_counter() - start
+    batched = seconds[chunk]
     start = time.perf_counter()
     for i in range(loop_count):
         model = shape_siren(recipe).to(device)
@@ -112,12 +123,14 @@ def shapes_3d(quick: bool, device: torch.device) -> dict:
         torch.cuda.synchronize(device)
     loop = time.perf_counter() - start
     row = {"shapes": len(shapes), "loop_shapes": loop_count, "steps": recipe.steps, "points": recipe.points,
-           "batched_seconds": batched, "loop_seconds": loop,
+           "chunk_size": chunk, "batched_seconds": batched, "loop_seconds": loop,
            "batched_inr_steps_per_s": len(shapes) * recipe.steps / batched,
+           "one_chunk_inr_steps_per_s": len(shapes) * recipe.steps / seconds[len(shapes)],
            "loop_inr_steps_per_s": loop_count * recipe.steps / loop}
     row["speedup_vs_loop"] = row["batched_inr_steps_per_s"] / row["loop_inr_steps_per_s"]
-    print(f"3D occupancy SIRENs ({recipe.points} points, {recipe.steps} steps): batched {len(shapes)} shapes "
-          f"{row['batched_inr_steps_per_s']:.0f} INR-steps/s, loop {row['loop_inr_steps_per_s']:.0f} INR-steps/s, "
+    print(f"3D occupancy SIRENs ({recipe.points} points, {recipe.steps} steps): batched {len(shapes)} shapes in "
+          f"chunks of {chunk} {row['batched_inr_steps_per_s']:.0f} INR-steps/s (all {len(shapes)} at once "
+          f"{row['one_chunk_inr_steps_per_s']:.0f}), loop {row['loop_inr_steps_per_s']:.0f} INR-steps/s, "
           f"{row['speedup_vs_loop']:.1f}x the loop")
     return row
 

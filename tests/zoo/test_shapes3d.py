@@ -68,7 +68,7 @@ def test_near_surface_sampling_mixes_surface_and_uniform_points() -> None:
 
 
 def test_occupancy_sirens_fit_their_shapes_alike_in_any_chunk() -> None:
-    from wslgraph.zoo.shapes3d import ShapeRecipe, fit_shape_inrs
+    from wslgraph.zoo.shapes3d import ShapeRecipe, default_chunk_size, fit_shape_inrs
 
     shapes = make_shapes(1, seed=3)[torch.tensor([0, 2, 7])]  # a sphere, a box, a torus
     recipe = ShapeRecipe(steps=300, points=2048)
@@ -79,6 +79,13 @@ def test_occupancy_sirens_fit_their_shapes_alike_in_any_chunk() -> None:
     # its own init and points, whatever the chunk: the same bits in a chunk of 2 (a 1-INR chunk runs other kernels)
     again, _ = fit_shape_inrs(shapes[1:], recipe, seed=0, index_offset=1, chunk_size=2)
     assert torch.equal(again, params[1:])
+    # chunks are balanced, so no shape is fitted alone: 5 shapes in chunks of at most 4 go as 2 + 3, not 4 + 1
+    short = replace(recipe, steps=20)
+    whole, _ = fit_shape_inrs(make_shapes(1, seed=3)[:5], short, seed=0, chunk_size=5)
+    balanced, _ = fit_shape_inrs(make_shapes(1, seed=3)[:5], short, seed=0, chunk_size=4)  # 2 + 3, not 4 + 1
+    assert torch.equal(balanced, whole)
+    assert default_chunk_size(recipe) == 16 and default_chunk_size(ShapeRecipe()) == 8  # 2,048 / 4,096 points
+    assert default_chunk_size(ShapeRecipe(), "cuda") == 256
 
 
 def test_a_3d_zoo_is_written_and_read_like_a_2d_one(tmp_path, capsys) -> None:

@@ -17,7 +17,15 @@ from wslgraph.zoo.inr import FitOptions, INRRecipe, fit_inrs, resolve_recipe, sp
 from wslgraph.zoo.meshes import KICAD_ROOT, load_kicad_shapes, load_mesh_folder
 from wslgraph.zoo.modelzoos import CATEGORICAL, GRID, model_zoo_split, model_zoo_template, train_model_zoo
 from wslgraph.zoo.resnets import RESNET_GRID, resnet_zoo_model, train_resnet_zoo
-from wslgraph.zoo.shapes3d import SHAPE_CLASSES, ShapeRecipe, fit_shape_inrs, inr_chamfer, make_shapes, shape_siren
+from wslgraph.zoo.shapes3d import (
+    SHAPE_CLASSES,
+    ShapeRecipe,
+    default_chunk_size,
+    fit_shape_inrs,
+    inr_chamfer,
+    make_shapes,
+    shape_siren,
+)
 from wslgraph.zoo.storage import SPLIT_CODES, ZooJob
 
 __all__ = ["inr_zoo_job", "shapes3d_zoo_job", "mesh_zoo_job", "cnn_zoo_job", "model_zoo_job", "resnet_zoo_job",
@@ -108,7 +116,7 @@ _QUALITY = {"iou": "on 16,384 uniform points of [-1, 1]^3 per shape (from its ow
 
 
 def shapes3d_zoo_job(per_class: int = 100, *, recipe: ShapeRecipe | None = None, seed: int = 0,
-                     shard_size: int = 256, chunk_size: int = 256, device: str | None = None,
+                     shard_size: int = 256, chunk_size: int | None = None, device: str | None = None,
                      **overrides: object) -> ZooJob:
     """A job fitting one occupancy SIREN (:func:`~wslgraph.zoo.shapes3d.fit_shape_inrs`) to each of ``per_class``
     procedural shapes of each of the ten classes of :func:`~wslgraph.zoo.shapes3d.make_shapes` (seeded).
@@ -119,6 +127,7 @@ def shapes3d_zoo_job(per_class: int = 100, *, recipe: ShapeRecipe | None = None,
     ``overrides`` change fields of the recipe (``steps=``...).
     """
     recipe = replace(recipe or ShapeRecipe(), **{k: tuple(v) if k == "hidden" else v for k, v in overrides.items()})
+    chunk_size = chunk_size or default_chunk_size(recipe, device)
     shapes = make_shapes(per_class, seed)
     within = torch.arange(len(shapes)) % per_class
     split = torch.where(within % 10 == 8, SPLIT_CODES["val"],
@@ -138,7 +147,8 @@ def shapes3d_zoo_job(per_class: int = 100, *, recipe: ShapeRecipe | None = None,
 
 
 def mesh_zoo_job(data_root: str | None, *, source: str = "mesh", per_class: int | None = None,
-                 recipe: ShapeRecipe | None = None, seed: int = 0, shard_size: int = 256, chunk_size: int = 256,
+                 recipe: ShapeRecipe | None = None, seed: int = 0, shard_size: int = 256,
+                 chunk_size: int | None = None,
                  device: str | None = None, **overrides: object) -> ZooJob:
     """A job fitting one occupancy SIREN to each mesh of a folder (``source="mesh"``:
     :func:`~wslgraph.zoo.meshes.load_mesh_folder`, ``ROOT/<class>/<mesh>``, labels from the class folders,
@@ -148,6 +158,7 @@ def mesh_zoo_job(data_root: str | None, *, source: str = "mesh", per_class: int 
     generalised winding number either way). Every mesh is read and checked before the first INR is fitted, so a bad
     file stops the job before anything is written."""
     recipe = replace(recipe or ShapeRecipe(), **{k: tuple(v) if k == "hidden" else v for k, v in overrides.items()})
+    chunk_size = chunk_size or default_chunk_size(recipe, device)
     if source == "kicad":
         root = Path(data_root) if data_root is not None else KICAD_ROOT
         per_class = per_class or 60

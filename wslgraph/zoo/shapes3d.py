@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from wslgraph.zoo.meshes import MeshSet
 
 __all__ = ["SHAPE_CLASSES", "ShapeSet", "make_shapes", "shape_sdf", "sample_points", "SHAPE_VOLUMES", "ShapeRecipe",
-           "SHAPE_RECIPES", "shape_siren", "fit_shape_inrs", "inr_surfaces", "inr_chamfer", "zoo_shapes", "zoo_figure"]
+           "SHAPE_RECIPES", "shape_siren", "default_chunk_size", "fit_shape_inrs", "inr_surfaces", "inr_chamfer",
+           "zoo_shapes", "zoo_figure"]
 
 SHAPE_CLASSES = ("sphere", "ellipsoid", "box", "rounded_box", "cylinder", "cone", "capsule", "torus", "pyramid",
                  "octahedron")
@@ -366,8 +367,17 @@ def shape_siren(recipe: ShapeRecipe) -> torch.nn.Module:
     return siren(3, recipe.hidden, 1, recipe.w0)
 
 
+def default_chunk_size(recipe: ShapeRecipe, device: str | torch.device | None = None) -> int:
+    """INRs fitted together by default: on CPU as many as keep one layer's activations near 4 MB (8 at 4,096
+    points and width 32: ``benchmarks/zoo_fit.py`` measured 355 INR-steps/s for 64 at once and 1,183 for 8, since
+    the larger chunk's activations leave the cache), on a GPU 256."""
+    if torch.device(device or "cpu").type != "cpu":
+        return 256
+    return max(2, (1 << 20) // (recipe.points * max(recipe.hidden)))
+
+
 def fit_shape_inrs(shapes: ShapeSet | MeshSet, recipe: ShapeRecipe | None = None, *, seed: int = 0,
-                   index_offset: int = 0, chunk_size: int = 256,
+                   index_offset: int = 0, chunk_size: int | None = None,
                    device: str | torch.device | None = None) -> tuple[Tensor, Tensor]:
     """Fit one SIREN per shape (occupancy or signed distance, as ``recipe.target`` says), all of a chunk at once:
     flat parameters ``[N, P]`` (the template order of :func:`shape_siren`) and each INR's IoU ``[N]`` on 16,384
@@ -376,7 +386,9 @@ def fit_shape_inrs(shapes: ShapeSet | MeshSet, recipe: ShapeRecipe | None = None
     The INRs of a chunk are one ``[N, P]`` tensor evaluated with :func:`~wslgraph.weightspace.inr_forward`
     (per-INR points); Adam acts elementwise, so each row follows the optimisation it would alone. Shape ``i``'s
     initialisation and points come from its own generator, seeded by ``(seed, index_offset + i)``: an INR does not
-    depend on its chunk or shard.
+    depend on its chunk or shard. Chunks are balanced (sizes differ by at most one), so no INR is fitted alone
+    unless there is only one: a one-INR chunk runs other kernels and differs in the last bits. ``chunk_size``
+    defaults to :func:`default_chunk_size`.
     """
     from wslgraph.convert.template import GraphTemplate
     from wslgraph.weightspace.functional import INRArchitecture, inr_forward, siren_layer_init
@@ -387,8 +399,11 @@ def fit_shape_inrs(shapes: ShapeSet | MeshSet, recipe: ShapeRecipe | None = None
     architecture = INRArchitecture.from_template(GraphTemplate.from_module(shape_siren(recipe)))
     sizes = [3, *recipe.hidden, 1]
     params_out, iou_out = [], []
-    for start in range(0, len(shapes), chunk_size):
-        chunk = shapes[start:start + chunk_size]
+    chunk_size = chunk_size or default_chunk_size(recipe, device)
+    count = -(-len(shapes) // chunk_size)
+    bounds = [round(i * len(shapes) / count) for i in range(count + 1)] if len(shapes) else [0]
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        chunk = shapes[start:stop]
         generators = [torch.Generator().manual_seed(inr_seed(seed, index_offset + start + i))
                       for i in range(len(chunk))]
         rows = torch.stack([torch.cat([t.flatten() for t in siren_layer_init(sizes, [recipe.w0] * (len(sizes) - 1),
