@@ -169,3 +169,22 @@ class Diverging(nn.Module):
         out = self.inner(batch)
         here = self.rank is None or torch.distributed.get_rank() == self.rank
         return out * float("nan") if self.training and self.calls > self.after and here else out
+
+
+def encoder_outputs_on(graphs: list) -> list[list[Tensor]]:
+    """The outputs of a small GNN (dense path, then message passing) and transformer on each of ``graphs`` (a graph
+    and its permuted twin), each encoder asserted to give the same outputs on all of them."""
+    from wslgraph.nn import GNNEncoder, TransformerEncoder
+
+    outputs = []
+    for make in (lambda: GNNEncoder(4, hidden=16, num_layers=2, dense=True),
+                 lambda: GNNEncoder(4, hidden=16, num_layers=2, dense=False),
+                 lambda: TransformerEncoder(4, hidden=16, num_layers=1)):
+        torch.manual_seed(0)
+        encoder = make().eval()
+        encoder.fit_statistics(graphs[0])
+        with torch.no_grad():
+            outputs.append([encoder(graph) for graph in graphs])
+        for other in outputs[-1][1:]:
+            torch.testing.assert_close(other, outputs[-1][0], rtol=1e-4, atol=1e-5)
+    return outputs

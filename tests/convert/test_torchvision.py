@@ -9,11 +9,10 @@ import importlib
 import pytest
 import torch
 
-from tests.models import assert_state_dicts_equal
+from tests.models import assert_state_dicts_equal, encoder_outputs_on
 from wslgraph import GraphTemplate, to_graph, to_state_dict
 from wslgraph.errors import ShapeInferenceError, UnsupportedModuleError
 from wslgraph.graph.vocab import EdgeType
-from wslgraph.nn import GNNEncoder, TransformerEncoder
 from wslgraph.testing import torchvision_models
 from wslgraph.weightspace import permute_hidden
 
@@ -100,14 +99,7 @@ def test_torchvision_transformers_convert_exactly_and_permute_without_changing_t
     with torch.no_grad():
         expected = model(x)
         torch.testing.assert_close(permuted(x), expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
-        graphs = [graph, to_graph(permuted, input_shape=shape)]
-        for make in (lambda: GNNEncoder(4, hidden=16, num_layers=2, dense=True),
-                     lambda: GNNEncoder(4, hidden=16, num_layers=2, dense=False),
-                     lambda: TransformerEncoder(4, hidden=16, num_layers=1)):
-            torch.manual_seed(0)
-            encoder = make().eval()
-            encoder.fit_statistics(graphs[0])
-            torch.testing.assert_close(encoder(graphs[1]), encoder(graphs[0]), rtol=1e-4, atol=1e-5)
+    encoder_outputs_on([graph, to_graph(permuted, input_shape=shape)])
 
 
 def test_what_torchvision_transformers_need_is_named() -> None:

@@ -357,13 +357,7 @@ class ConversionContext:
         if not values:
             raise UnsupportedModuleError(f"'{name}' concatenates nothing")
         for value in values:
-            self._no_scale(value, name)
-            if value.flat_block is not None:
-                raise UnsupportedModuleError(f"'{name}' concatenates flattened feature maps; concatenate the maps "
-                                             "along channels before flattening")
-            if value.group.size is None:
-                raise ShapeInferenceError(f"'{name}' concatenates the raw input, whose channel count no layer has "
-                                          "fixed yet; pass input_shape or read the input with a layer first")
+            self._copyable(value, name, "concatenates")
         ranks = {len(v.spatial) for v in values if v.spatial is not None}
         if len(ranks) > 1:
             raise ShapeMismatchError(f"'{name}' concatenates tensors of different ranks")
@@ -382,6 +376,7 @@ class ConversionContext:
         """``x.chunk`` / ``x.split`` along channels: one new group per piece, each of whose channels receives one
         identity edge from the channel of ``value`` it copies (as a concatenation's channels do)."""
         self._copyable(value, name)
+        self._channels_first(value, name)
         if sum(sizes) != value.group.size or min(sizes) < 1:
             raise ShapeMismatchError(f"'{name}' splits {value.group.size} channels into pieces of {sizes}")
         pieces, start = [], 0
@@ -398,6 +393,7 @@ class ConversionContext:
         a new group whose channel ``j * rows + i`` receives one identity edge from channel ``i * cols + j``, as
         ``rows`` strided identity blocks."""
         self._copyable(value, name)
+        self._channels_first(value, name)
         if rows * cols != value.group.size:
             raise ShapeMismatchError(f"'{name}' views {value.group.size} channels as {rows} x {cols}")
         out = self._new_group(name, value.group.size, [value])
@@ -532,15 +528,15 @@ class ConversionContext:
                                          "permute one of them first")
         return left.channels_last or right.channels_last
 
-    def _copyable(self, value: Value, name: str) -> None:
+    def _copyable(self, value: Value, name: str, what: str = "rearranges the channels of") -> None:
+        """Checks for an operation that copies channels (concatenation, split, shuffle)."""
         self._no_scale(value, name)
-        self._channels_first(value, name)
         if value.flat_block is not None:
-            raise UnsupportedModuleError(f"'{name}' rearranges the channels of a flattened feature map; do it "
-                                         "before flattening")
+            raise UnsupportedModuleError(f"'{name}' {what} a flattened feature map; do it along channels before "
+                                         "flattening")
         if value.group.size is None:
-            raise ShapeInferenceError(f"'{name}' rearranges the channels of the raw input, whose channel count no "
-                                      "layer has fixed yet; pass input_shape or read the input with a layer first")
+            raise ShapeInferenceError(f"'{name}' {what} the raw input, whose channel count no layer has fixed yet; "
+                                      "pass input_shape or read the input with a layer first")
 
     def _can_absorb(self, value: Value) -> bool:
         group = value.group

@@ -129,21 +129,23 @@ def _shifted_window_attention(ctx: ConversionContext, module: nn.Module, name: s
     if type(module).__name__ != "ShiftedWindowAttention":
         raise UnsupportedModuleError(f"'{name}' is a {type(module).__name__} (Swin V2: a learned logit scale and a "
                                      "continuous position MLP), which has no graph conversion; Swin V1 converts")
-    return ctx.attention(value, name=name, heads=module.num_heads, in_weight_key=join(name, "qkv.weight"),
-                         in_bias_key=_key(module.qkv, join(name, "qkv"), "bias"),
-                         out_weight_key=join(name, "proj.weight"),
-                         out_bias_key=_key(module.proj, join(name, "proj"), "bias"),
-                         position_bias_key=join(name, "relative_position_bias_table"),
-                         index_key=join(name, "relative_position_index"))
+    return _relative_position_attention(ctx, module, name, value, module.num_heads, "qkv", "proj")
 
 
 def _relative_attention(ctx: ConversionContext, module: nn.Module, name: str, value: Value) -> Value:
     """torchvision's MaxViT attention (``RelativePositionalMultiHeadAttention``): multi-head self-attention within
     each window or grid cell of a channels-last ``[B, G, P, C]`` tensor, with a relative position bias per head."""
-    return ctx.attention(value, name=name, heads=module.n_heads, in_weight_key=join(name, "to_qkv.weight"),
-                         in_bias_key=_key(module.to_qkv, join(name, "to_qkv"), "bias"),
-                         out_weight_key=join(name, "merge.weight"),
-                         out_bias_key=_key(module.merge, join(name, "merge"), "bias"),
+    return _relative_position_attention(ctx, module, name, value, module.n_heads, "to_qkv", "merge")
+
+
+def _relative_position_attention(ctx: ConversionContext, module: nn.Module, name: str, value: Value, heads: int,
+                                 qkv: str, out: str) -> Value:
+    """Attention with packed projections ``module.<qkv>`` and ``module.<out>`` (Linear layers) and a relative
+    position bias table with its index buffer."""
+    return ctx.attention(value, name=name, heads=heads, in_weight_key=join(name, f"{qkv}.weight"),
+                         in_bias_key=_key(getattr(module, qkv), join(name, qkv), "bias"),
+                         out_weight_key=join(name, f"{out}.weight"),
+                         out_bias_key=_key(getattr(module, out), join(name, out), "bias"),
                          position_bias_key=join(name, "relative_position_bias_table"),
                          index_key=join(name, "relative_position_index"))
 
