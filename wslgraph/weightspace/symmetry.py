@@ -53,11 +53,14 @@ def hidden_permutations(layout: GraphLayout, generator: torch.Generator | None =
     Groups made of copies (a concatenation, a chunk of a group, a channel
     shuffle) are permuted as the channels they copy move: each copied group
     is permuted freely where a copy holds all of it, and within the pieces
-    that copies take of it otherwise (ShuffleNet's chunks). Where a group of
-    copies is tied to another whose parts do not line up with its own, holds
-    a channel twice, feeds a grouped convolution or a ``GroupNorm``, or is the
-    output, the groups it copies keep their order (a smaller subgroup of the
-    symmetries, still exact).
+    that copies take of it otherwise (ShuffleNet's chunks); a group copied
+    several times over (Swin's patch merging) moves each copy alike. Where a
+    group of copies is tied to another whose parts do not line up with its
+    own, holds some channels more often than others, feeds a grouped
+    convolution or a ``GroupNorm``, or is the output, the groups it copies keep
+    their order (a smaller subgroup of the symmetries, still exact).
+    Attention's groups take a random symmetry of attention (heads, queries
+    with keys within a head, values within a head).
     """
     groups = layout.groups
     origins = _origins(layout)
