@@ -101,7 +101,6 @@ class _Block:
     src_start: int = 0
     length: int = 0
     dst_stride: int = 1
-    head_groups: int = 1
 
 
 def join(prefix: str, name: str) -> str:
@@ -432,19 +431,16 @@ class ConversionContext:
         source = qkv.group
         self._blocks += [
             _Block(EdgeType.ATTENTION_QK, None, source, source, (), (), src_start=0, length=size, dst_start=size),
-            _Block(EdgeType.ATTENTION_HEAD, None, source, head_group, (), (), src_start=size, length=size,
-                   head_groups=heads),
-            _Block(EdgeType.ATTENTION_HEAD, None, head_group, out, (), (), length=size, head_groups=heads),
+            _Block(EdgeType.ATTENTION_HEAD, None, source, head_group, (), (), groups=heads, src_start=size,
+                   length=size),
+            _Block(EdgeType.ATTENTION_HEAD, None, head_group, out, (), (), groups=heads, length=size),
             _Block(EdgeType.ATTENTION_VALUE, None, source, out, (), (), src_start=2 * size, length=size)]
         if position_bias_key is not None:
             table = self._use(position_bias_key, name)
             if table.dim() != 2 or table.shape[1] != heads:
                 raise ShapeMismatchError(f"'{position_bias_key}' has shape {list(table.shape)}; a relative position "
                                          f"bias table of {heads} heads is (positions, {heads})")
-            positions = _Group(position_bias_key, table.shape[0], 0, is_constant=True)
-            self._groups.append(positions)
-            self._blocks.append(_Block(EdgeType.EMBEDDING, position_bias_key, head_group, positions,
-                                       tuple(table.shape), ()))
+            self._embedding(position_bias_key, head_group, table)
         if index_key is not None:
             self.constant_buffer(index_key, name)
         attended = Value(out, 0, value.spatial, channels_last=True)
@@ -475,18 +471,13 @@ class ConversionContext:
             raise ShapeMismatchError(f"'{key}' has shape {list(tensor.shape)}; a {what} of {channels} channels is "
                                      f"(1, {tokens}, {channels})")
         self._latest(value, name, "token embedding")
-        tokens = tensor.shape[-2]
-        constant = _Group(key, tokens, 0, is_constant=True)  # named after the parameter (pos_embedding, ...)
-        self._groups.append(constant)
-        self._blocks.append(_Block(EdgeType.EMBEDDING, key, value.group, constant, tuple(tensor.shape), ()))
+        tokens, known = tensor.shape[-2], value.spatial[0]
+        if not prepend and known is not None and known != tokens:
+            raise ShapeMismatchError(f"'{name}' adds '{key}' of {tokens} tokens to a sequence of {known}")
+        self._embedding(key, value.group, tensor)
         value.group.version += 1
-        spatial = value.spatial
-        if prepend:
-            spatial = (None if spatial[0] is None else spatial[0] + tokens,)
-        elif spatial[0] is not None and spatial[0] != tokens:
-            raise ShapeMismatchError(f"'{name}' adds '{key}' of {tokens} tokens to a sequence of {spatial[0]}")
-        return replace(value, version=value.group.version, spatial=(tokens,) if not prepend and spatial[0] is None
-                       else spatial)
+        spatial = (None if known is None else known + tokens,) if prepend else (tokens,)
+        return replace(value, version=value.group.version, spatial=spatial)
 
     def move_positions(self, value: Value, *, name: str, channels_last: bool, rank: int) -> Value:
         """An operation that only rearranges positions (windows, grids, swapped position axes) and puts the channels
@@ -505,6 +496,13 @@ class ConversionContext:
         return replace(value, spatial=(), channels_last=False)
 
     # --------------------------------------------------------------- helpers
+    def _embedding(self, key: str, source: _Group, tensor: Tensor) -> None:
+        """A learned ``(..., rows, channels)`` tensor as ``EMBEDDING`` edges from ``source``'s channels to a new
+        group of constant input nodes, one per row, named after the parameter."""
+        rows = _Group(key, tensor.shape[-2], 0, is_constant=True)
+        self._groups.append(rows)
+        self._blocks.append(_Block(EdgeType.EMBEDDING, key, source, rows, tuple(tensor.shape), ()))
+
     def _pending(self, value: Value) -> bool:
         """Whether some consumer still to come reads the group's values (so they must stay as they are)."""
         return any(user not in self.processed and user is not self.current
@@ -665,8 +663,8 @@ class ConversionContext:
                                     group.activation, group.norm_groups, group.activation_param))
             offset += group.size
         blocks = [EdgeBlock(block.kind, block.key, index[id(block.src)], index[id(block.dst)], 0, block.weight_shape,
-                            block.kernel_shape, block.head_groups if block.kind == EdgeType.ATTENTION_HEAD
-                            else block.groups, block.dst_start, block.src_start, block.length, block.dst_stride)
+                            block.kernel_shape, block.groups, block.dst_start, block.src_start, block.length,
+                            block.dst_stride)
                   for block in self._blocks]  # the layout sets offsets
         node_params = tuple(NodeParam(key, index[id(g)], column) for key, g, column in self._node_params)
         state = tuple(StateEntry(k, tuple(v.shape), v.dtype) for k, v in self.state_dict.items())

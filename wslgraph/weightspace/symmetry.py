@@ -147,14 +147,15 @@ def hidden_permutations(layout: GraphLayout, generator: torch.Generator | None =
                 tau = torch.rand(num_blocks, size, generator=generator).argsort(dim=1)
                 perms[root] = (sigma.view(-1, 1) * size + tau).view(-1)
         base_perms.append(perms[root])
+    offsets = torch.tensor([g.offset for g in groups])
     moved = torch.cat(base_perms) + torch.repeat_interleave(  # node -> the node whose channel moves there
-        torch.tensor([g.offset for g in groups]), torch.tensor([g.size for g in groups]))
+        offsets, torch.tensor([g.size for g in groups]))
     result = []
     for i, group in enumerate(groups):
         if own[i]:
             result.append(base_perms[i])
             continue
-        keys = torch.tensor([g.offset for g in groups])[origins[i][:, 0]] + origins[i][:, 1]
+        keys = offsets[origins[i][:, 0]] + origins[i][:, 1]
         rank = _occurrence(keys)  # a channel copied several times (Swin's patch merging): the k-th copy moves
         copies = int(rank.max()) + 1  # to the k-th copy of where its channel moves
         position = torch.full((layout.num_nodes * copies,), -1, dtype=torch.long)
@@ -197,11 +198,8 @@ def _origins(layout: GraphLayout) -> list[Tensor]:
             copies.setdefault(block.dst, []).append(block)
     origins: list[Tensor] = []
     for i, group in enumerate(layout.groups):  # trace order: what a group copies comes before it
-        if i not in copies:
-            origins.append(torch.stack([torch.full((group.size,), i), torch.arange(group.size)], dim=1))
-            continue
         origin = torch.stack([torch.full((group.size,), i), torch.arange(group.size)], dim=1)
-        for block in copies[i]:
+        for block in copies.get(i, ()):
             origin[layout.copy_targets(block)] = origins[block.src][layout.copy_sources(block)]
         origins.append(origin)
     return origins
