@@ -317,7 +317,8 @@ def _represent(args: argparse.Namespace) -> int:
         options = RepresentOptions(encoder=args.encoder, latent=args.latent, gamma=args.gamma,
                                    temperature=args.temperature, noise=args.noise, erase=args.erase,
                                    permute=args.permute, max_weight=args.max_weight,
-                                   encoder_options=args.encoder_options)
+                                   encoder_options=args.encoder_options, activation=args.activation,
+                                   min_accuracy=args.min_accuracy)
         config = TrainConfig(task="represent", epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              weight_decay=args.weight_decay, patience=args.patience, seed=args.seed,
                              device=args.device, progress=not args.quiet)
@@ -328,7 +329,7 @@ def _represent(args: argparse.Namespace) -> int:
     embeddings = embed_zoo(load_representation(args.out, everything.arrays.layout), everything, device=args.device)
     save_embeddings(Path(args.out) / "embeddings.safetensors", embeddings, everything, args.out)
     if not args.quiet:
-        print(json.dumps({"best_epoch": result["best_epoch"], "test_loss": result["test"]["loss"],
+        print(json.dumps({"best_epoch": result["best_epoch"], "test_loss": result.get("test", {}).get("loss"),
                           "parameters": result["parameters"]}, indent=2))
     if not args.no_probe:
         _print_probes(everything, embeddings, args.max_weight, args.out)
@@ -374,16 +375,23 @@ def _probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bandwidth(text: str) -> float | str:
+    """An argparse type: ``scott`` or a number >= 0."""
+    return text if text == "scott" else NONNEGATIVE(text)
+
+
 def _sample(args: argparse.Namespace) -> int:
     from wslgraph.represent.sample import format_sampling_table
     from wslgraph.tasks import sample_zoo
 
     report = sample_zoo(args.run, args.out, zoo=args.zoo, count=args.count, top_k=args.top_k, method=args.method,
-                        activation=args.activation, finetune_epochs=args.finetune_epochs, transfer=args.transfer,
+                        bandwidth=args.bandwidth, activation=args.activation, finetune_epochs=args.finetune_epochs,
+                        transfer=args.transfer,
                         data_root=args.data_root, evaluate=not args.no_eval, seed=args.seed, device=args.device)
     if not args.quiet:
         print(format_sampling_table(report) if "finetune" in report else
-              f"wrote {args.count} sampled checkpoints to {args.out} (evaluation runs on Model Zoos zoos only)")
+              f"wrote {args.count} sampled checkpoints to {args.out} (evaluation runs on Model Zoos and ResNet zoos "
+              "only)")
     return 0
 
 
@@ -821,6 +829,10 @@ def _add_represent(sub: argparse._SubParsersAction) -> None:
     command.add_argument("--permute", action="store_true", help="also permute hidden neurons per view")
     command.add_argument("--max-weight", type=RATE, default=10.0, help="leave out models with a larger |weight| "
                          "(diverged runs) from training and probes")
+    command.add_argument("--activation", default=None, help="train only on models of this activation (a "
+                         "representation for generation, e.g. tanh)")
+    command.add_argument("--min-accuracy", type=NONNEGATIVE, default=None, help="train only on checkpoints with at "
+                         "least this test accuracy (0..1; a representation for generation)")
     command.add_argument("--epochs", type=POSITIVE, default=30)
     command.add_argument("--batch-size", type=POSITIVE, default=64)
     command.add_argument("--lr", type=RATE, default=1e-3)
@@ -854,7 +866,11 @@ def _add_represent(sub: argparse._SubParsersAction) -> None:
     sample.add_argument("--out", required=True, help="folder for sample-NNN.safetensors, samples.json, sampling.png")
     sample.add_argument("--count", type=POSITIVE, default=10, help="models to sample")
     sample.add_argument("--top-k", type=POSITIVE, default=30, help="fit the density to the best k rows")
-    sample.add_argument("--method", default="kde", choices=["kde", "subsample", "bootstrap"])
+    sample.add_argument("--method", default="kde", choices=["kde", "subsample", "bootstrap", "sequential"],
+                        help="sequential: window by window, each window conditioned on the ones before (--encoder "
+                             "sane runs)")
+    sample.add_argument("--bandwidth", type=_bandwidth, default=None, help="kernel size as a fraction of the top "
+                        "embeddings' spread (default 0.2), or scott")
     sample.add_argument("--activation", default=None, help="sample models of this activation (default: the best "
                                                            "model's)")
     sample.add_argument("--finetune-epochs", type=COUNT, default=2)

@@ -192,6 +192,68 @@ def test_density_samples_stay_near_the_embeddings() -> None:
     assert torch.equal(sample_embeddings(points, 5, seed=2), sample_embeddings(points, 5, seed=2))
     with pytest.raises(ValueError, match="method"):
         sample_embeddings(points, 5, method="gan")
+    with pytest.raises(ValueError, match="bandwidth"):
+        sample_embeddings(points, 5, bandwidth=-1.0)
+
+
+def test_density_samples_stay_in_the_span_of_their_anchors() -> None:
+    """A latent of many coordinates around few anchors: draws are anchors plus a fraction of the anchors' own
+    spread, in their affine span (an isotropic kernel would leave it in every coordinate)."""
+    from wslgraph.represent.sample import sample_embeddings
+
+    generator = torch.Generator().manual_seed(0)
+    basis = torch.randn(3, 500, generator=generator, dtype=torch.float64)
+    anchors = (torch.randn(10, 3, generator=generator, dtype=torch.float64) @ basis + 2).float()
+    centre = anchors.double().mean(0)
+    for bandwidth in (None, 0.5, "scott"):
+        draws = sample_embeddings(anchors, 50, bandwidth=bandwidth, seed=3).double()
+        offsets = draws - centre
+        residual = offsets - offsets @ torch.linalg.pinv(basis) @ basis  # what lies outside the anchors' span
+        assert float(residual.norm() / offsets.norm()) < 1e-5
+    exact = sample_embeddings(anchors, 20, bandwidth=0.0, seed=4)
+    assert bool((torch.cdist(exact, anchors).min(1).values < 1e-4).all())  # bandwidth 0: the anchors themselves
+    near = sample_embeddings(anchors, 200, seed=5)
+    spread = float((anchors - anchors.mean(0)).norm(dim=1).mean())
+    distance = torch.cdist(near, anchors).min(1).values
+    assert 0.05 * spread < float(distance.median()) < 0.4 * spread  # new points, close to their anchors
+
+
+def test_training_rows_select_a_population_for_generation(zoo, tmp_path) -> None:
+    from wslgraph.represent import kept_rows, training_rows
+    from wslgraph.tasks.represent import novelty
+
+    arrays = ZooDataset(zoo, None).arrays
+    columns, vocab = arrays.columns, arrays.vocab["activation"]
+    relu = columns["activation"] == vocab.index("relu")
+    threshold = 0.1  # the tiny zoo's ReLU models have rows at or above it in every split
+    rows = training_rows(arrays, RepresentOptions(activation="relu", min_accuracy=threshold))
+    expected = kept_rows(arrays.params, 10.0) & relu & (columns["test_accuracy"] >= threshold)
+    assert torch.equal(rows, expected) and 0 < int(rows.sum()) < len(rows)
+    assert torch.equal(training_rows(arrays, RepresentOptions()), kept_rows(arrays.params, 10.0))
+    with pytest.raises(ZooError, match="'swish' is not in this zoo"):
+        training_rows(arrays, RepresentOptions(activation="swish"))
+    with pytest.raises(ZooError, match="loosen the selection"):
+        training_rows(arrays, RepresentOptions(min_accuracy=1.0))
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        RepresentOptions(min_accuracy=3.0)
+    from wslgraph.tasks import sample_zoo
+
+    options = RepresentOptions(latent=8, activation="relu", min_accuracy=threshold)
+    train_representation(zoo, tmp_path / "run", options, _config(epochs=1))
+    report = sample_zoo(tmp_path / "run", tmp_path / "samples", count=2, top_k=50, evaluate=False)
+    top = torch.tensor(report["top_rows"])
+    train = torch.zeros(len(rows), dtype=torch.bool)
+    train[ZooDataset(zoo, "train").indices_] = True
+    assert report["activation"] == "relu" and bool((rows & train)[top].all())  # anchors: rows the decoder learned
+    assert len(top) == int((rows & train).sum())
+    with pytest.raises(ZooError, match="trained on relu models only"):
+        sample_zoo(tmp_path / "run", tmp_path / "other", activation="tanh", evaluate=False)
+    with pytest.raises(ZooError, match="no rows of the train split"):
+        train_representation(zoo, tmp_path / "empty", RepresentOptions(activation="tanh", min_accuracy=0.1))
+    assert not (tmp_path / "other").exists()
+    anchors = arrays.params[:4]
+    assert novelty(anchors, anchors)["sample_to_anchor"] == 0.0
+    assert novelty(anchors + 1.0, anchors)["sample_to_anchor"] > 0
 
 
 def test_sampled_checkpoints_load_run_and_are_evaluated(zoo, tmp_path) -> None:

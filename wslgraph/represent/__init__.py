@@ -12,10 +12,11 @@ from wslgraph.represent.run import (
     load_embeddings,
     load_representation,
     save_embeddings,
+    training_rows,
     zoo_digest,
 )
 
 __all__ = ["HyperRepresentation", "TokenRepresentation", "weight_views", "nt_xent", "probe", "probe_table",
            "format_probe_table", "REGRESSION_TARGETS", "CLASSIFICATION_TARGETS", "RepresentOptions", "ENCODERS",
-           "kept_rows", "build_representation", "load_representation", "embed_zoo", "save_embeddings",
+           "kept_rows", "training_rows", "build_representation", "load_representation", "embed_zoo", "save_embeddings",
            "load_embeddings", "zoo_digest"]

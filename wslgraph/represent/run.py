@@ -31,8 +31,8 @@ from wslgraph.tokens.model import TokenTransformer
 if TYPE_CHECKING:
     from wslgraph.zoo.dataset import ZooDataset
 
-__all__ = ["RepresentOptions", "ENCODERS", "kept_rows", "build_representation", "load_representation", "embed_zoo",
-           "save_embeddings", "load_embeddings", "zoo_digest"]
+__all__ = ["RepresentOptions", "ENCODERS", "kept_rows", "training_rows", "build_representation",
+           "load_representation", "embed_zoo", "save_embeddings", "load_embeddings", "zoo_digest"]
 
 ENCODERS = {"gnn": GNNEncoder, "transformer": TransformerEncoder, "sane": TokenTransformer}
 
@@ -51,6 +51,15 @@ class RepresentOptions:
     ``weight_threshold`` does: in a 128-model grid zoo 6 % of the checkpoints
     had weights above 15 (most above 100) and, standardised, dominated the
     reconstruction loss by three orders of magnitude.
+
+    ``activation`` and ``min_accuracy`` narrow the training rows further to the
+    models of one activation (a zoo's ``activation`` column) whose test accuracy
+    is at least ``min_accuracy``: a representation *for generation*, as the
+    generative hyper-representations are trained on zoos of one configuration.
+    Its reconstruction is then measured in the units of that population, whose
+    per-tensor spread is 2-5x smaller than the whole grid's, so the same
+    standardised error is a 2-5x smaller error in the weights (see
+    :func:`training_rows`).
     """
 
     encoder: str = "gnn"
@@ -63,6 +72,8 @@ class RepresentOptions:
     decoder_hidden: int = 256
     max_weight: float | None = 10.0
     encoder_options: dict = field(default_factory=dict)
+    activation: str | None = None
+    min_accuracy: float | None = None
 
     def __post_init__(self) -> None:
         if self.encoder not in ENCODERS:
@@ -74,6 +85,8 @@ class RepresentOptions:
         if not (0 <= self.gamma <= 1 and self.temperature > 0 and self.noise >= 0 and 0 <= self.erase < 1):
             raise OptionError(f"need 0 <= gamma <= 1, temperature > 0, noise >= 0 and 0 <= erase < 1; got gamma="
                               f"{self.gamma}, temperature={self.temperature}, noise={self.noise}, erase={self.erase}")
+        if self.min_accuracy is not None and not 0 <= self.min_accuracy <= 1:
+            raise OptionError(f"min_accuracy is a test accuracy between 0 and 1, got {self.min_accuracy}")
         if not isinstance(self.encoder_options, dict):
             raise OptionError(f"encoder_options must be a JSON object such as {{\"hidden\": 32}}, got "
                               f"{self.encoder_options!r}")
@@ -86,6 +99,31 @@ def kept_rows(params: Tensor, max_weight: float | None) -> Tensor:
     if max_weight is None:
         return torch.isfinite(params).all(dim=1)
     return torch.isfinite(params).all(dim=1) & (params.abs().amax(dim=1) <= max_weight)
+
+
+def training_rows(arrays: object, options: RepresentOptions) -> Tensor:
+    """Boolean mask of the zoo rows a representation with ``options`` trains on (every split; the training loop
+    takes the train split of them): weights within ``max_weight``, and the ``activation`` and ``min_accuracy``
+    selections where given. Raises :class:`~wslgraph.errors.ZooError` for a selection the zoo cannot make (no such
+    column or activation) or one that leaves no rows."""
+    keep = kept_rows(arrays.params, options.max_weight)
+    columns = arrays.columns
+    if options.activation is not None:
+        vocab = arrays.vocab.get("activation") if "activation" in columns else None
+        if vocab is None:
+            raise ZooError("this zoo has no activation column to select rows by; leave out --activation")
+        if options.activation not in vocab:
+            raise ZooError(f"activation {options.activation!r} is not in this zoo; it has {list(vocab)}")
+        keep &= columns["activation"] == vocab.index(options.activation)
+    if options.min_accuracy is not None:
+        if "test_accuracy" not in columns:
+            raise ZooError("this zoo has no test_accuracy column to select rows by; leave out --min-accuracy")
+        keep &= columns["test_accuracy"] >= options.min_accuracy
+    if not bool(keep.any()):
+        raise ZooError(f"no row of the zoo has weights within {options.max_weight}, activation "
+                       f"{options.activation or 'any'} and test accuracy >= {options.min_accuracy or 0}; "
+                       "loosen the selection")
+    return keep
 
 
 def build_representation(layout: object, options: RepresentOptions,

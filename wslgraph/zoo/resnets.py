@@ -59,9 +59,26 @@ def _score(evaluator: BatchedModule, rows: Tensor, images: ImageSet, device: tor
     return evaluate_models(lambda x: evaluator(rows, x).transpose(0, 1), images, device)
 
 
+def _rows_to_states(rows: Tensor, template: GraphTemplate) -> dict[str, Tensor]:
+    """Stacked state tensors ``{key: [count, *shape]}`` of flat rows, made valid where generated rows may not be:
+    running variances at least ``1e-5``, integer counters rounded and non-negative."""
+    if rows.dim() != 2 or rows.shape[1] != template.num_params:
+        raise ValueError(f"initial rows must be [count, {template.num_params}], got {list(rows.shape)}")
+    stacked = {}
+    for entry in template.layout.state:
+        part = rows[:, template.layout.span(entry.key)].reshape(rows.shape[0], *entry.shape)
+        if entry.key.endswith("running_var"):
+            part = part.clamp_min(1e-5)
+        if not entry.dtype.is_floating_point:
+            part = part.round().clamp_min(0)
+        stacked[entry.key] = part.to(entry.dtype).clone()
+    return stacked
+
+
 def train_resnet_zoo(train: ImageSet, test: ImageSet, count: int, schedule: ZooSchedule | None = None, *,
                      depth: int = 8, width: int = 16, seed: int = 0, index_offset: int = 0, eval_images: int = 1000,
-                     hyperparameters: list[dict] | None = None, **overrides: object) -> ModelZooResult:
+                     hyperparameters: list[dict] | None = None, initial: Tensor | None = None,
+                     **overrides: object) -> ModelZooResult:
     """Train ``count`` small ResNets at once; keep every model's state dict at each checkpoint epoch.
 
     Args:
@@ -73,6 +90,10 @@ def train_resnet_zoo(train: ImageSet, test: ImageSet, count: int, schedule: ZooS
         depth, width: ResNet-``depth`` (8 or 10: one basic block per stage) of ``width`` stem channels.
         eval_images: Training images (evenly spaced) for ``train_accuracy``/``train_loss`` at each checkpoint.
         hyperparameters: Each model's point (dicts with :data:`RESNET_GRID`'s keys) instead of the grid's.
+        initial: Starting state dicts as flat rows ``[count, P]`` in the template's order (parameters and
+            batch-norm buffers) instead of fresh initialisations: fine-tuning sampled or trained models. Running
+            variances are clamped to at least ``1e-5`` and counters rounded (a generated row need not respect
+            either).
         **overrides: :class:`~wslgraph.zoo.cnn.ZooSchedule` fields to change.
 
     Returns:
@@ -85,16 +106,21 @@ def train_resnet_zoo(train: ImageSet, test: ImageSet, count: int, schedule: ZooS
     device, batch_size = torch.device(schedule.device), schedule.batch_size
     indices = range(index_offset, index_offset + count)
     hps = [resnet_hyperparameters(seed, i) for i in indices] if hyperparameters is None else list(hyperparameters)
-    if len(hps) != count:
-        raise ValueError(f"need {count} hyperparameter sets, got {len(hps)}")
+    if len(hps) != count or (initial is not None and initial.shape[0] != count):
+        raise ValueError(f"need {count} hyperparameter sets and initial rows, got {len(hps)} and "
+                         f"{None if initial is None else initial.shape[0]}")
     channels, side = train.images.shape[1], train.images.shape[-1]
     module = resnet_zoo_model(depth, width, channels).to(device)
     template = GraphTemplate.from_module(module, input_shape=(channels, side, side))
-    models = [resnet_zoo_model(depth, width, channels, inr_seed(seed + 1, i)) for i in indices]
     names = [name for name, _ in module.named_parameters()]
-    params = {k: torch.stack([dict(m.named_parameters())[k].detach() for m in models]).to(device) for k in names}
-    buffers = {k: torch.stack([dict(m.named_buffers())[k] for m in models]).to(device)
-               for k, _ in module.named_buffers()}
+    if initial is None:
+        models = [resnet_zoo_model(depth, width, channels, inr_seed(seed + 1, i)) for i in indices]
+        states = [dict(m.named_parameters()) | dict(m.named_buffers()) for m in models]
+        stacked = {k: torch.stack([state[k].detach() for state in states]) for k in states[0]}
+    else:
+        stacked = _rows_to_states(initial, template)
+    params = {k: stacked[k].to(device) for k in names}
+    buffers = {k: stacked[k].to(device) for k, _ in module.named_buffers()}
     lr = torch.tensor([hp["learning_rate"] for hp in hps], device=device)
     decay = torch.tensor([hp["weight_decay"] for hp in hps], device=device)
     kind = torch.tensor([OPTIMIZERS.index(hp["optimizer"]) for hp in hps], device=device)  # 0 SGD, 1 Adam
