@@ -343,7 +343,7 @@ def _print_probes(dataset: object, embeddings: torch.Tensor, max_weight: float |
     from wslgraph.represent.sample import plot_embeddings
 
     arrays = dataset.arrays
-    keep = kept_rows(arrays.params, max_weight)
+    keep = kept_rows(arrays.params, max_weight, arrays.layout)
     features = {"hyper-representation": embeddings[keep], "s(W)": statnn_features(arrays.params[keep], arrays.layout)}
     columns = {name: column[keep] for name, column in arrays.columns.items()}
     rows = probe_table(features, columns)

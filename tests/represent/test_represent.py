@@ -21,6 +21,7 @@ from wslgraph.represent import (
 )
 from wslgraph.tasks import TrainConfig, train_representation
 from wslgraph.weightspace.augment import RandomHiddenPermutation
+from wslgraph.zoo.data import load_images
 from wslgraph.zoo.dataset import ZooDataset
 from wslgraph.zoo.jobs import model_zoo_job
 from wslgraph.zoo.storage import generate_zoo
@@ -218,6 +219,37 @@ def test_density_samples_stay_in_the_span_of_their_anchors() -> None:
     assert 0.05 * spread < float(distance.median()) < 0.4 * spread  # new points, close to their anchors
 
 
+def test_sequential_generation_conditions_each_window_on_the_ones_before() -> None:
+    """Window by window: with a narrow kernel each window comes from an anchor that agrees with the window before
+    it, so two anchors that share their first window can each supply the second, and anchors that differ there
+    never mix; bandwidth 0 gives anchors' own windows."""
+    from wslgraph.represent.sample import sample_models, sample_sequences
+
+    generator = torch.Generator().manual_seed(0)
+    first, second = torch.randn(3, 2, 4, generator=generator) * 10, torch.randn(4, 2, 4, generator=generator) * 10
+    # anchors 0 and 1 share first window 0; anchors 2, 3 have their own first windows 1, 2
+    anchors = torch.stack([torch.cat([first[a], second[b]]) for a, b in ((0, 0), (0, 1), (1, 2), (2, 3))])
+    windows = [slice(0, 2), slice(2, 4)]
+    drawn = sample_sequences(anchors, 400, windows, bandwidth=0.0, seed=1)
+    assert drawn.shape == (400, 4, 4)
+
+    def which(parts: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:
+        return torch.cdist(parts.flatten(1), pool.flatten(1)).argmin(1)
+
+    heads, tails = which(drawn[:, :2], first), which(drawn[:, 2:], second)
+    assert torch.allclose(drawn[:, :2], first[heads]) and torch.allclose(drawn[:, 2:], second[tails])
+    pairs = {(int(h), int(t)) for h, t in zip(heads, tails)}
+    assert pairs == {(0, 0), (0, 1), (1, 2), (2, 3)}  # both continuations of the shared start, no other mixing
+    narrow = sample_sequences(anchors, 200, windows, bandwidth=0.01, seed=2)
+    assert {(int(h), int(t)) for h, t in zip(which(narrow[:, :2], first), which(narrow[:, 2:], second))} <= pairs
+    with pytest.raises(ValueError, match=r"\[k, T, latent\]"):
+        sample_sequences(anchors.flatten(1), 3, windows)
+    from wslgraph.represent.model import HyperRepresentation
+
+    with pytest.raises(ValueError, match="token representation"):
+        sample_models(HyperRepresentation.__new__(HyperRepresentation), anchors.flatten(1), 2, method="sequential")
+
+
 def test_training_rows_select_a_population_for_generation(zoo, tmp_path) -> None:
     from wslgraph.represent import kept_rows, training_rows
     from wslgraph.tasks.represent import novelty
@@ -253,6 +285,16 @@ def test_training_rows_select_a_population_for_generation(zoo, tmp_path) -> None
     assert not (tmp_path / "other").exists()
     anchors = arrays.params[:4]
     assert novelty(anchors, anchors)["sample_to_anchor"] == 0.0
+    from wslgraph import GraphTemplate
+
+    batch_norm = GraphTemplate.from_module(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2)))
+    rows = torch.stack([batch_norm.flatten(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+                                           .state_dict())] * 2)
+    counter = batch_norm.layout.span("1.num_batches_tracked")
+    rows[:, counter] = 160.0  # 160 steps: a counter, not a diverged weight
+    rows[1, 0] = 11.0
+    assert kept_rows(rows, 10.0, batch_norm.layout).tolist() == [True, False]
+    assert kept_rows(rows, 10.0).tolist() == [False, False]
     assert novelty(anchors + 1.0, anchors)["sample_to_anchor"] > 0
 
 
@@ -261,7 +303,6 @@ def test_sampled_checkpoints_load_run_and_are_evaluated(zoo, tmp_path) -> None:
 
     from wslgraph.represent.sample import format_sampling_table
     from wslgraph.tasks import sample_zoo
-    from wslgraph.zoo.data import load_images
     from wslgraph.zoo.modelzoos import ModelZooCNN
 
     train_representation(zoo, tmp_path / "run", RepresentOptions(latent=8), _config(epochs=2))
@@ -315,3 +356,36 @@ def test_sane_token_representation_learns_embeds_and_samples(zoo, tmp_path) -> N
     assert sequences.shape == (dataset.len(), after.backbone.tokens.num_tokens * 32)
     rows = sample_models(after, sequences[:6], 3, seed=0)
     assert rows.shape == (3, dataset.arrays.layout.num_params) and bool(torch.isfinite(rows).all())
+    windowed = sample_models(after, sequences[:6], 3, method="sequential", bandwidth=0.0, seed=0)
+    decoded = after.decode(sequences[:6])
+    assert torch.cdist(windowed, decoded).min(1).values.max() < 1e-4 * decoded.norm(dim=1).min()
+
+
+def test_resnet_zoo_samples_generate_window_by_window_load_and_fine_tune(tmp_path) -> None:
+    """A token representation of a ResNet zoo: sequential samples are loadable state dicts (batch-norm buffers
+    included) and the report fine-tunes them beside fresh and zoo models, scoring what the files hold."""
+    from safetensors.torch import load_file as load_state
+
+    from wslgraph.tasks import sample_zoo
+    from wslgraph.zoo import resnet_zoo_job
+    from wslgraph.zoo.resnets import resnet_zoo_model
+
+    job = resnet_zoo_job("digits", count=10, width=4, epochs=1, steps_per_epoch=3, models_per_shard=10,
+                         train_images=100, test_images=40, eval_images=40)
+    generate_zoo(tmp_path / "zoo", job, progress=False)
+    options = RepresentOptions(encoder="sane", latent=8, encoder_options={"window": 16, "hidden": 32})
+    train_representation(tmp_path / "zoo", tmp_path / "run", options, _config(epochs=2))
+    report = sample_zoo(tmp_path / "run", tmp_path / "samples", count=2, top_k=5, method="sequential",
+                        finetune_epochs=1)
+    assert report["activation"] is None and set(report["finetune"]) == {"sampled", "random init", "zoo's top models"}
+    train, test = load_images("digits", "train"), load_images("digits", "test").evenly_spaced(40)
+    images = (test.images - train.images.mean()) / train.images.std()
+    for index in range(2):
+        model = resnet_zoo_model(8, 4, 1)
+        model.load_state_dict(load_state(tmp_path / "samples" / f"sample-00{index}.safetensors"))  # strict
+        with torch.no_grad():
+            accuracy = float((model.eval()(images).argmax(1) == test.labels).float().mean())
+        assert accuracy == pytest.approx(report["finetune"]["sampled"]["per_model"][index][0], abs=1e-6)
+    from wslgraph.represent.sample import format_sampling_table
+
+    assert "zoo models sampled (sequential)" in format_sampling_table(report)

@@ -63,6 +63,35 @@ def test_stored_rows_are_real_models_with_the_recorded_accuracy(digits) -> None:
     assert float(final.max()) > 0.3  # 40 steps on 8x8 digits: some models learn
 
 
+def test_training_resumes_from_given_rows(digits) -> None:
+    """``initial`` rows (fine-tuning sampled or trained models) start where the rows are: at epoch 0 they score
+    what they scored when stored, and a generated row with a fractional counter and a negative running variance
+    is made loadable, not refused."""
+    train, test = digits
+    first = train_resnet_zoo(train, test, 2, width=4, epochs=1, batch_size=16, steps_per_epoch=10, eval_images=50,
+                             progress=False)
+    trained = first.params.view(2, 2, -1)[:, 1]  # both models at epoch 1
+    again = train_resnet_zoo(train, test, 2, width=4, epochs=1, batch_size=16, steps_per_epoch=10, eval_images=50,
+                             initial=trained, progress=False)
+    recorded = first.columns["test_accuracy"].view(2, 2)[:, 1]
+    assert torch.equal(again.params.view(2, 2, -1)[:, 0], trained)
+    assert torch.allclose(again.columns["test_accuracy"].view(2, 2)[:, 0], recorded)
+    template = GraphTemplate(first.template.layout)
+    generated = trained.clone()
+    counter, variance = (template.layout.span(k) for k in ("bn1.num_batches_tracked", "bn1.running_var"))
+    generated[:, counter] = 9.6
+    generated[:, variance] = -0.5
+    loadable = template.loadable(generated)
+    assert loadable[:, counter].tolist() == [[10.0], [10.0]]
+    assert float(loadable[:, variance].min()) == pytest.approx(1e-5)
+    assert torch.equal(loadable[:, : counter.start - 10], generated[:, : counter.start - 10])  # the rest as it was
+    fixed = train_resnet_zoo(train, test, 2, width=4, epochs=0, initial=generated, progress=False,
+                             batch_size=16, eval_images=50)
+    assert bool(torch.isfinite(fixed.columns["test_loss"]).all())
+    with pytest.raises(ValueError, match="initial rows"):
+        train_resnet_zoo(train, test, 3, width=4, epochs=0, initial=trained, progress=False)
+
+
 def test_resnet_zoo_job_is_a_sharded_zoo(tmp_path) -> None:
     job = resnet_zoo_job("digits", count=4, width=4, epochs=1, steps_per_epoch=3, models_per_shard=2,
                          train_images=100, test_images=40, eval_images=40)

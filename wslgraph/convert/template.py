@@ -91,6 +91,20 @@ class GraphTemplate:
             parts.append(tensor.reshape(-1).to(dtype))
         return torch.cat(parts)
 
+    def loadable(self, rows: Tensor) -> Tensor:
+        """Generated flat rows ``[N, P]`` (or ``[P]``) made a valid state: integer buffers (batch norm's step
+        counters) rounded and at least 0, running variances at least ``1e-5``. A decoder need not respect either,
+        and without them :meth:`unflatten` refuses the row or batch norm divides by a variance <= 0. Every other
+        value is kept as it is."""
+        rows = rows.clone()
+        for entry in self.layout.state:
+            span = self.layout.span(entry.key)
+            if not entry.dtype.is_floating_point:
+                rows[..., span] = rows[..., span].round().clamp_min(0)
+            elif entry.key.rsplit(".", 1)[-1] == "running_var":
+                rows[..., span] = rows[..., span].clamp_min(1e-5)
+        return rows
+
     def unflatten(self, vector: Tensor) -> dict[str, Tensor]:
         """The state dict of a flat vector ``[P]`` (inverse of :meth:`flatten`)."""
         if vector.dim() != 1 or vector.numel() != self.num_params:

@@ -94,11 +94,19 @@ class RepresentOptions:
         check_options(f"the {self.encoder} encoder", factory, self.encoder_options)
 
 
-def kept_rows(params: Tensor, max_weight: float | None) -> Tensor:
-    """Boolean mask of the rows whose weights are finite and at most ``max_weight`` in magnitude."""
+def kept_rows(params: Tensor, max_weight: float | None, layout: object | None = None) -> Tensor:
+    """Boolean mask of the rows whose weights are finite and at most ``max_weight`` in magnitude; with the zoo's
+    ``layout``, integer buffers (batch norm's step counters) do not count as weights."""
+    finite = torch.isfinite(params).all(dim=1)
     if max_weight is None:
-        return torch.isfinite(params).all(dim=1)
-    return torch.isfinite(params).all(dim=1) & (params.abs().amax(dim=1) <= max_weight)
+        return finite
+    if layout is not None:
+        counters = [layout.span(entry.key) for entry in layout.state if not entry.dtype.is_floating_point]
+        if counters:
+            params = params.clone()
+            for span in counters:
+                params[:, span] = 0
+    return finite & (params.abs().amax(dim=1) <= max_weight)
 
 
 def training_rows(arrays: object, options: RepresentOptions) -> Tensor:
@@ -106,7 +114,7 @@ def training_rows(arrays: object, options: RepresentOptions) -> Tensor:
     takes the train split of them): weights within ``max_weight``, and the ``activation`` and ``min_accuracy``
     selections where given. Raises :class:`~wslgraph.errors.ZooError` for a selection the zoo cannot make (no such
     column or activation) or one that leaves no rows."""
-    keep = kept_rows(arrays.params, options.max_weight)
+    keep = kept_rows(arrays.params, options.max_weight, arrays.layout)
     columns = arrays.columns
     if options.activation is not None:
         vocab = arrays.vocab.get("activation") if "activation" in columns else None

@@ -105,7 +105,8 @@ def sample_sequences(latents: Tensor, count: int, windows: list[slice], *, bandw
     anchor is drawn with probability proportional to a Gaussian kernel between the window just generated and each
     anchor's same window (width ``bandwidth`` times the anchors' RMS spread there), so consecutive windows come
     from anchors that agree with the sequence so far, and a sequence can change anchor where they agree, which a
-    whole-sequence draw cannot. Bandwidth 0 conditions on the nearest anchor.
+    whole-sequence draw cannot. Bandwidth 0 conditions on the nearest anchors (equally likely where several
+    tie) and adds no noise.
     """
     anchors = latents.double()
     if anchors.dim() != 3:
@@ -126,9 +127,9 @@ def sample_sequences(latents: Tensor, count: int, windows: list[slice], *, bandw
             distance = torch.cdist(out[:, previous].flatten(1), before).square()  # [count, k]
             if size > 0:
                 weights = torch.softmax(-distance / (2 * (size * spread) ** 2), dim=1)
-                chosen = torch.multinomial(weights, 1, generator=generator).squeeze(1)
-            else:
-                chosen = distance.argmin(1)
+            else:  # a kernel of width 0: the nearest anchors, equally
+                weights = (distance <= distance.min(1, keepdim=True).values + 1e-9 * spread ** 2).double()
+            chosen = torch.multinomial(weights, 1, generator=generator).squeeze(1)
         mixing = torch.randn(count, total, generator=generator, dtype=torch.float64)
         draws = window[chosen] + size * (mixing @ centred) / math.sqrt(max(total - 1, 1))
         out[:, part] = draws.view(count, part.stop - part.start, -1)
@@ -142,11 +143,11 @@ def sample_models(model: HyperRepresentation | TokenRepresentation, embeddings: 
     """Decoded parameters ``[count, P]`` of models sampled around ``embeddings`` (the top models'
     ``sampling_latents``). ``method="sequential"`` (token representations only) generates window by window
     (:func:`sample_sequences`); the others draw whole latents (:func:`sample_embeddings`)."""
+    if method == SEQUENTIAL and not isinstance(model, TokenRepresentation):
+        raise ValueError("sequential generation needs a token representation (wslgraph represent --encoder sane); "
+                         "use kde, subsample or bootstrap")
     model.eval()
     if method == SEQUENTIAL:
-        if not isinstance(model, TokenRepresentation):
-            raise ValueError("sequential generation needs a token representation (wslgraph represent --encoder "
-                             "sane); use kde, subsample or bootstrap")
         backbone = model.backbone
         sequences = embeddings.view(embeddings.shape[0], backbone.tokens.num_tokens, model.latent)
         latents = sample_sequences(sequences, count, backbone.windows(), bandwidth=bandwidth, seed=seed).flatten(1)

@@ -163,7 +163,8 @@ def sample_zoo(run: str | Path, out: str | Path, *, zoo: str | Path | None = Non
     else:
         same = torch.ones(len(arrays), dtype=torch.bool)
     top = select_top(columns, top_k, where=where)
-    rows = sample_models(model, embeddings[top], count, method=method, bandwidth=bandwidth, seed=seed)
+    rows = dataset.template.loadable(sample_models(model, embeddings[top], count, method=method,
+                                                   bandwidth=bandwidth, seed=seed))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for index, row in enumerate(rows):

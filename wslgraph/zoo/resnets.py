@@ -60,19 +60,12 @@ def _score(evaluator: BatchedModule, rows: Tensor, images: ImageSet, device: tor
 
 
 def _rows_to_states(rows: Tensor, template: GraphTemplate) -> dict[str, Tensor]:
-    """Stacked state tensors ``{key: [count, *shape]}`` of flat rows, made valid where generated rows may not be:
-    running variances at least ``1e-5``, integer counters rounded and non-negative."""
+    """Stacked state tensors ``{key: [count, *shape]}`` of flat rows (made loadable: :meth:`GraphTemplate.loadable`)."""
     if rows.dim() != 2 or rows.shape[1] != template.num_params:
         raise ValueError(f"initial rows must be [count, {template.num_params}], got {list(rows.shape)}")
-    stacked = {}
-    for entry in template.layout.state:
-        part = rows[:, template.layout.span(entry.key)].reshape(rows.shape[0], *entry.shape)
-        if entry.key.endswith("running_var"):
-            part = part.clamp_min(1e-5)
-        if not entry.dtype.is_floating_point:
-            part = part.round().clamp_min(0)
-        stacked[entry.key] = part.to(entry.dtype).clone()
-    return stacked
+    rows = template.loadable(rows)
+    return {entry.key: rows[:, template.layout.span(entry.key)].reshape(rows.shape[0], *entry.shape).to(entry.dtype)
+            for entry in template.layout.state}
 
 
 def train_resnet_zoo(train: ImageSet, test: ImageSet, count: int, schedule: ZooSchedule | None = None, *,
@@ -91,9 +84,8 @@ def train_resnet_zoo(train: ImageSet, test: ImageSet, count: int, schedule: ZooS
         eval_images: Training images (evenly spaced) for ``train_accuracy``/``train_loss`` at each checkpoint.
         hyperparameters: Each model's point (dicts with :data:`RESNET_GRID`'s keys) instead of the grid's.
         initial: Starting state dicts as flat rows ``[count, P]`` in the template's order (parameters and
-            batch-norm buffers) instead of fresh initialisations: fine-tuning sampled or trained models. Running
-            variances are clamped to at least ``1e-5`` and counters rounded (a generated row need not respect
-            either).
+            batch-norm buffers) instead of fresh initialisations: fine-tuning sampled or trained models (made
+            loadable first: :meth:`~wslgraph.GraphTemplate.loadable`).
         **overrides: :class:`~wslgraph.zoo.cnn.ZooSchedule` fields to change.
 
     Returns:
