@@ -162,3 +162,10 @@ def test_ift_2d3d_benchmark_quick(tmp_path: Path) -> None:
     for row in report["rows"]:
         assert row["reconstruction_last"] < row["reconstruction_first"] and 0 <= row["test_accuracy"] <= 1
         assert 0 <= row["fraction_full_rank"] <= 1 and row["points"] == (64 if row["loss"] == "mse" else 512)
+
+
+def test_sampling_benchmark_quick(tmp_path: Path) -> None:
+    result, report = _run_quick("sampling.py", tmp_path)
+    assert [(row["method"], row["bandwidth"]) for row in report["rows"]] == [("kde", 0.2), ("kde", "scott")]
+    assert all(0 <= row["accuracy"] <= 1 and row["distance_to_nearest_top"] > 0 for row in report["rows"])
+    assert 0 < report["top_accuracy"] <= 1 and "of the top models'" in result.stdout
