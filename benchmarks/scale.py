@@ -15,7 +15,12 @@ as failed instead of taking the machine down):
 The goal (issue 16): under 2 GiB for ResNet-18 and under 6 GiB for ResNet-50, memory growing with the window,
 not with the model.
 
+With ``--zoo DIR`` it embeds every checkpoint of a zoo instead (the scale test set: ``wslgraph zoo cnn DIR
+--grid resnet --depth 18 --width 64``, trained ResNet-18s), one process per method reading one row at a time
+from the shards, and reports the seconds per checkpoint, the peak and how far apart the embeddings are.
+
     .venv/bin/python benchmarks/scale.py [--quick] [--json PATH]
+    .venv/bin/python benchmarks/scale.py --zoo /work/zoos/resnet18-fmnist --json PATH
 """
 
 from __future__ import annotations
@@ -41,11 +46,70 @@ def _network(depth: int, quick: bool) -> torch.nn.Module:
     return resnet(depth, width=4, num_classes=10) if quick else resnet(depth, num_classes=1000)
 
 
-def run(job: dict) -> dict:
-    """One configuration in this (fresh) process."""
-    from wslgraph import GraphTemplate
+def _zoo_rows(root: str) -> tuple[object, list]:
+    """A zoo's layout and, per row, a function reading that row ``[1, P]`` alone from its shard."""
+    import json
+
+    from safetensors import safe_open
+
+    from wslgraph.graph.layout import GraphLayout
+
+    manifest = json.loads((Path(root) / "manifest.json").read_text())
+
+    def reader(file: str, index: int):
+        def read() -> torch.Tensor:
+            with safe_open(Path(root) / file, framework="pt") as shard:
+                return shard.get_slice("params")[index:index + 1].float()
+        return read
+
+    readers = [reader(entry["file"], i) for entry in manifest["shards"] for i in range(entry["count"])]
+    return GraphLayout.from_dict(manifest["layout"]), readers
+
+
+def _encoder(method: str, layout: object, size: int | None, hidden: int, quick: bool):
+    """``(embed(rows) -> [1, 32 or 16], detail)`` for one windowed method."""
     from wslgraph.nn import GNNEncoder, WindowedEncoder
     from wslgraph.tokens import TokenTransformer
+
+    if method == "token windows":
+        encoder = TokenTransformer(layout, hidden=2 * hidden, latent=32, window=256, token_width=288)
+        return encoder.embedding, {"tokens": encoder.tokens.num_tokens, "windows": len(encoder.windows())}
+    encoder = WindowedEncoder(GNNEncoder(16, hidden=hidden, num_layers=2 if quick else 4), size=size)
+    windows = encoder.windows(layout)
+    return (lambda rows: encoder.pool_rows(rows, layout)), {
+        "windows": len(windows), "largest_window_edges": max(s.num_edges for s in windows.layouts)}
+
+
+def run_zoo(job: dict) -> dict:
+    """Every checkpoint of a zoo, one row in memory at a time, with one encoder (in this fresh process)."""
+    torch.manual_seed(0)
+    torch.set_num_threads(job["threads"])
+    layout, readers = _zoo_rows(job["zoo"])
+    embed, detail = _encoder(job["method"], layout, job["size"], 64, False)
+    outputs, seconds = [], []
+    with torch.no_grad():
+        embed(readers[0]())  # lazy parameters, allocator warm-up
+        for read in readers:
+            rows = read()
+            start = time.perf_counter()
+            outputs.append(embed(rows)[0])
+            seconds.append(time.perf_counter() - start)
+            del rows
+    out = torch.stack(outputs)
+    assert bool(torch.isfinite(out).all())
+    gaps = torch.cdist(out, out)
+    spread = float(gaps[~torch.eye(len(out), dtype=torch.bool)].min() / out.norm(dim=1).mean()) if len(out) > 1 else 0
+    return {**job, **detail, "checkpoints": len(readers), "seconds": sum(seconds) / len(seconds),
+            "peak_rss_gib": peak_rss() / GIB, "network_params": layout.num_params,
+            "network_edges": layout.num_edges, "closest_pair_relative": spread}
+
+
+def run(job: dict) -> dict:
+    """One configuration in this (fresh) process."""
+    if job.get("zoo"):
+        return run_zoo(job)
+    from wslgraph import GraphTemplate
+    from wslgraph.nn import GNNEncoder
 
     torch.manual_seed(0)
     torch.set_num_threads(job["threads"])
@@ -54,27 +118,18 @@ def run(job: dict) -> dict:
     rows = template.flatten(model.state_dict()).unsqueeze(0)
     del model
     hidden = 16 if job["quick"] else 64
-    if job["method"] == "token windows":
-        encoder = TokenTransformer(template.layout, hidden=2 * hidden, latent=32, window=256, token_width=288)
-        detail = {"tokens": encoder.tokens.num_tokens, "windows": len(encoder.windows())}
+    if job["method"] == "whole graph":
+        gnn = GNNEncoder(16, hidden=hidden, num_layers=2 if job["quick"] else 4)
+        batch = template.batch(rows)
+        detail = {"edges": template.layout.num_edges}
 
         def embed() -> torch.Tensor:
-            return encoder.embedding(rows)
+            return gnn(batch)
     else:
-        gnn = GNNEncoder(16, hidden=hidden, num_layers=2 if job["quick"] else 4)
-        if job["method"] == "whole graph":
-            batch = template.batch(rows)
-            detail = {"edges": template.layout.num_edges}
+        encode, detail = _encoder(job["method"], template.layout, job["size"], hidden, job["quick"])
 
-            def embed() -> torch.Tensor:
-                return gnn(batch)
-        else:
-            encoder = WindowedEncoder(gnn, size=job["size"])
-            windows = encoder.windows(template.layout)
-            detail = {"windows": len(windows), "largest_window_edges": max(s.num_edges for s in windows.layouts)}
-
-            def embed() -> torch.Tensor:
-                return encoder.pool_rows(rows, template.layout)
+        def embed() -> torch.Tensor:
+            return encode(rows)
     with torch.no_grad():
         embed()  # lazy parameters, allocator warm-up
         start = time.perf_counter()
@@ -122,8 +177,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="ResNets at width 4 on 32x32 inputs, for tests")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/scale.json"))
+    parser.add_argument("--zoo", default=None, help="embed every checkpoint of this ResNet zoo instead")
     args = parser.parse_args()
     threads = torch.get_num_threads()
+    if args.zoo:
+        rows = [isolated({"zoo": args.zoo, "method": method, "size": size, "threads": threads, "quick": False,
+                          "depth": None}) for method, size in (("graph windows", 1), ("token windows", None))]
+        for row in rows:
+            if "error" in row:
+                print(f"{row['method']:<15} failed under the {LIMIT_GIB} GiB cap: {row['error']}", flush=True)
+                continue
+            print(f"{row['method']:<15} {row['checkpoints']} checkpoints of {row['network_params']:,} values: "
+                  f"{row['seconds']:6.2f} s each, peak RSS {row['peak_rss_gib']:5.2f} GiB; closest two embeddings "
+                  f"{row['closest_pair_relative']:.3f} of a norm apart", flush=True)
+        atomic_write_json(args.json, {"benchmark": "scale", "zoo": args.zoo, "torch": torch.__version__,
+                                      "threads": threads, "rows": rows})
+        return
     jobs = [{"depth": 18, "method": "whole graph", "size": None}]
     for depth in (18, 50):
         jobs += [{"depth": depth, "method": "graph windows", "size": s} for s in (1, 2, 4)]

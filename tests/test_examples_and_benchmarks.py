@@ -156,6 +156,23 @@ def test_scale_benchmark_quick(tmp_path: Path) -> None:
     assert "goals" in result.stdout and report["goals"]
 
 
+def test_scale_benchmark_embeds_a_zoo_row_by_row(tmp_path: Path) -> None:
+    from wslgraph.zoo import generate_zoo, resnet_zoo_job
+
+    generate_zoo(tmp_path / "zoo", resnet_zoo_job("digits", count=2, width=4, epochs=1, steps_per_epoch=2,
+                                                  models_per_shard=1, train_images=50, test_images=20),
+                 progress=False)
+    command = [sys.executable, str(ROOT / "benchmarks" / "scale.py"), "--zoo", str(tmp_path / "zoo"), "--json",
+               str(tmp_path / "r.json")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = json.loads((tmp_path / "r.json").read_text())["rows"]
+    assert [row["method"] for row in rows] == ["graph windows", "token windows"]
+    for row in rows:  # 2 models x 2 checkpoints, read from two shards, embedded apart
+        assert row["checkpoints"] == 4 and row["closest_pair_relative"] > 0 and row["peak_rss_gib"] > 0
+    assert "4 checkpoints of" in result.stdout
+
+
 def test_ift_2d3d_benchmark_quick(tmp_path: Path) -> None:
     result, report = _run_quick("ift_2d3d.py", tmp_path, "--source-2d", "digits")
     assert [row["loss"] for row in report["rows"]] == ["mse", "bce"]

@@ -726,7 +726,8 @@ def _add_zoo(sub: argparse._SubParsersAction) -> None:
                      help="small-cnn-zoo: Unterthiner et al.'s CNN and sampled hyperparameters; model-zoos: "
                           "Schuerholt et al.'s CNN and hyperparameter grid, a checkpoint every epoch; resnet: "
                           "small ResNets (--depth, --width) over optimizer, learning rate and weight decay")
-    cnn.add_argument("--depth", type=int, default=8, choices=[8, 10], help="ResNet depth (--grid resnet)")
+    cnn.add_argument("--depth", type=int, default=8, choices=[8, 10, 18], help="ResNet depth (--grid resnet; 18 "
+                     "with --width 64 is torchvision's ResNet-18 with a 3x3 stem)")
     cnn.add_argument("--width", type=POSITIVE, default=16, help="ResNet stem channels (--grid resnet)")
     cnn.add_argument("--source", default=None, choices=sorted(SOURCES),
                      help="image source (default: digits; mnist5k for model-zoos; fashion-mnist for resnet)")

@@ -102,7 +102,7 @@ def test_resnet_zoo_job_is_a_sharded_zoo(tmp_path) -> None:
     assert dataset.arrays.vocab["optimizer"] == ["adam", "sgd"] and dataset.arrays.description["grid"] == "resnet"
     assert set(columns) >= {"test_accuracy", "train_accuracy", "ggap", "learning_rate", "weight_decay", "split"}
     with pytest.raises(ValueError, match="depth 8 or 10"):
-        resnet_zoo_job("digits", depth=18)
+        resnet_zoo_job("digits", depth=34)
 
 
 def test_cli_trains_a_resnet_zoo(tmp_path, capsys) -> None:
