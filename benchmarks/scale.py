@@ -189,7 +189,7 @@ def main() -> None:
                 continue
             print(f"{row['method']:<15} {row['checkpoints']} checkpoints of {row['network_params']:,} values: "
                   f"{row['seconds']:6.2f} s each, peak RSS {row['peak_rss_gib']:5.2f} GiB; closest two embeddings "
-                  f"{row['closest_pair_relative']:.3f} of a norm apart", flush=True)
+                  f"{row['closest_pair_relative']:.2e} of a norm apart", flush=True)
         atomic_write_json(args.json, {"benchmark": "scale", "zoo": args.zoo, "torch": torch.__version__,
                                       "threads": threads, "rows": rows})
         return
