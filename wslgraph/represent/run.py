@@ -100,13 +100,11 @@ def kept_rows(params: Tensor, max_weight: float | None, layout: object | None = 
     finite = torch.isfinite(params).all(dim=1)
     if max_weight is None:
         return finite
-    if layout is not None:
-        counters = [layout.span(entry.key) for entry in layout.state if not entry.dtype.is_floating_point]
-        if counters:
-            params = params.clone()
-            for span in counters:
-                params[:, span] = 0
-    return finite & (params.abs().amax(dim=1) <= max_weight)
+    weights = torch.ones(params.shape[1], dtype=torch.bool)
+    for entry in layout.state if layout is not None else ():
+        if not entry.dtype.is_floating_point:
+            weights[layout.span(entry.key)] = False
+    return finite & (params[:, weights].abs().amax(dim=1) <= max_weight)
 
 
 def training_rows(arrays: object, options: RepresentOptions) -> Tensor:

@@ -24,6 +24,7 @@ from wslgraph.tasks.loop import TrainConfig, train
 from wslgraph.zoo.data import load_images
 from wslgraph.zoo.dataset import ZooDataset
 from wslgraph.zoo.modelzoos import GRID, train_model_zoo
+from wslgraph.zoo.storage import SPLIT_CODES
 
 __all__ = ["train_representation", "finetune_curves", "novelty", "sample_zoo"]
 
@@ -148,9 +149,9 @@ def sample_zoo(run: str | Path, out: str | Path, *, zoo: str | Path | None = Non
                        "or train a representation on the other activation")
     activation = activation or options.activation
     # anchors: the rows the decoder learned (the train split, within the run's selection), of one activation
-    where = torch.zeros(len(arrays), dtype=torch.bool)
-    where[ZooDataset(dataset.root, "train").indices_] = True
-    where &= training_rows(arrays, replace(options, activation=None))
+    where = training_rows(arrays, replace(options, activation=None))
+    if "split" in columns:
+        where &= columns["split"] == SPLIT_CODES["train"]
     if "activation" in columns:
         vocab = arrays.vocab["activation"]
         if activation is None:
@@ -177,7 +178,8 @@ def sample_zoo(run: str | Path, out: str | Path, *, zoo: str | Path | None = Non
     description = arrays.description
     if description.get("grid") in ("model-zoos", "resnet") and evaluate:
         source = description["source"]
-        train = load_images(source, "train", data_root)
+        # the zoo's own images: its models were standardised with these training images' mean and std
+        train = load_images(source, "train", data_root).evenly_spaced(description["train_images"])
         test = load_images(source, "test", data_root).evenly_spaced(description["test_images"])
         if description["grid"] == "resnet":  # torchvision's initialisation; the grid's best optimizer
             point = {"optimizer": "adam", "learning_rate": 1e-3, "weight_decay": 5e-4, "fresh": count}
