@@ -292,6 +292,7 @@ def test_training_rows_select_a_population_for_generation(zoo, tmp_path) -> None
                                            .state_dict())] * 2)
     counter = batch_norm.layout.span("1.num_batches_tracked")
     rows[:, counter] = 160.0  # 160 steps: a counter, not a diverged weight
+    rows[:, batch_norm.layout.span("1.running_var")] = 40.0  # a running statistic, not a weight either
     rows[1, 0] = 11.0
     assert kept_rows(rows, 10.0, batch_norm.layout).tolist() == [True, False]
     assert kept_rows(rows, 10.0).tolist() == [False, False]

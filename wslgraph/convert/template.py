@@ -20,7 +20,7 @@ from wslgraph.graph.layout import (
     expand_kernel_shape,
 )
 from wslgraph.graph.param_graph import ParamGraph, structure_tensors
-from wslgraph.graph.vocab import IDENTITY_EDGES, NUM_NODE_FEATURES
+from wslgraph.graph.vocab import IDENTITY_EDGES, NUM_NODE_FEATURES, NodeFeature
 
 __all__ = ["GraphTemplate", "attach_params", "batch_params"]
 
@@ -97,11 +97,12 @@ class GraphTemplate:
         and without them :meth:`unflatten` refuses the row or batch norm divides by a variance <= 0. Every other
         value is kept as it is."""
         rows = rows.clone()
+        variances = self.layout.statistic_keys(NodeFeature.RUNNING_VAR)
         for entry in self.layout.state:
             span = self.layout.span(entry.key)
             if not entry.dtype.is_floating_point:
                 rows[..., span] = rows[..., span].round().clamp_min(0)
-            elif entry.key.rsplit(".", 1)[-1] == "running_var":
+            elif entry.key in variances:
                 rows[..., span] = rows[..., span].clamp_min(1e-5)
         return rows
 

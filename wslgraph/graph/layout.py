@@ -252,6 +252,11 @@ class GraphLayout:
         spans = [torch.arange(self._offsets[key], self._offsets[key] + self.entries[key].numel) for key in self.scalars]
         return torch.cat(spans) if spans else torch.zeros(0, dtype=torch.long)
 
+    def statistic_keys(self, *columns: NodeFeature) -> set[str]:
+        """State-dict keys held in the given node-feature columns (e.g. ``RUNNING_VAR``): batch norm's running
+        statistics are buffers, not weights."""
+        return {p.key for p in self.node_params if p.column in columns}
+
     def span(self, key: str) -> slice:
         """The slice of the flat parameter vector that holds state-dict entry ``key``."""
         start = self._offsets[key]

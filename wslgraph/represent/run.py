@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save
 from torch import Tensor
 
 from wslgraph.errors import CorruptShardError, ManifestError, OptionError, ZooError, check_options
+from wslgraph.graph.vocab import NodeFeature
 from wslgraph.io import atomic_write_bytes
 from wslgraph.nn import GNNEncoder, TransformerEncoder
 from wslgraph.represent.model import HyperRepresentation, TokenRepresentation
@@ -96,14 +97,17 @@ class RepresentOptions:
 
 def kept_rows(params: Tensor, max_weight: float | None, layout: object | None = None) -> Tensor:
     """Boolean mask of the rows whose weights are finite and at most ``max_weight`` in magnitude; with the zoo's
-    ``layout``, integer buffers (batch norm's step counters) do not count as weights."""
+    ``layout``, batch norm's buffers (running means and variances, step counters) do not count as weights: a
+    healthy ResNet's running variances pass 10."""
     finite = torch.isfinite(params).all(dim=1)
     if max_weight is None:
         return finite
     weights = torch.ones(params.shape[1], dtype=torch.bool)
-    for entry in layout.state if layout is not None else ():
-        if not entry.dtype.is_floating_point:
-            weights[layout.span(entry.key)] = False
+    if layout is not None:
+        buffers = layout.statistic_keys(NodeFeature.RUNNING_MEAN, NodeFeature.RUNNING_VAR)
+        for entry in layout.state:
+            if not entry.dtype.is_floating_point or entry.key in buffers:
+                weights[layout.span(entry.key)] = False
     return finite & (params[:, weights].abs().amax(dim=1) <= max_weight)
 
 
