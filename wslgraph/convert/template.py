@@ -106,6 +106,14 @@ class GraphTemplate:
                 rows[..., span] = rows[..., span].clamp_min(1e-5)
         return rows
 
+    def stacked_state(self, rows: Tensor) -> dict[str, Tensor]:
+        """Flat rows ``[N, P]`` as stacked state tensors ``{key: [N, *shape]}`` of each entry's dtype, copies that
+        own their memory (for many models at once, as :func:`torch.func.stack_module_state` gives them)."""
+        if rows.dim() != 2 or rows.shape[1] != self.num_params:
+            raise ShapeMismatchError(f"expected flat rows of shape [N, {self.num_params}], got {list(rows.shape)}")
+        return {entry.key: rows[:, self.layout.span(entry.key)].reshape(rows.shape[0], *entry.shape)
+                .to(entry.dtype, copy=True) for entry in self.layout.state}
+
     def unflatten(self, vector: Tensor) -> dict[str, Tensor]:
         """The state dict of a flat vector ``[P]`` (inverse of :meth:`flatten`)."""
         if vector.dim() != 1 or vector.numel() != self.num_params:

@@ -60,6 +60,13 @@ def _bandwidth(anchors: Tensor, bandwidth: float | str | None) -> float:
     return float(bandwidth)
 
 
+def _jitter(points: Tensor, centred: Tensor, size: float, generator: torch.Generator) -> Tensor:
+    """``points`` ``[n, d]`` plus Gaussian noise of covariance ``size**2`` times that of the anchors whose centred
+    values are ``centred`` ``[k, d]``: a random mixture of their deviations, so the noise stays in their span."""
+    mixing = torch.randn(points.shape[0], centred.shape[0], generator=generator, dtype=centred.dtype)
+    return points + size * (mixing @ centred) / math.sqrt(max(centred.shape[0] - 1, 1))
+
+
 def sample_embeddings(embeddings: Tensor, count: int, *, method: str = "kde", bandwidth: float | str | None = None,
                       seed: int = 0) -> Tensor:
     """``count`` new latent vectors from a Gaussian kernel density over ``embeddings`` ``[k, latent]``.
@@ -90,11 +97,9 @@ def sample_embeddings(embeddings: Tensor, count: int, *, method: str = "kde", ba
         else:
             rows = torch.randint(0, total, (total,), generator=generator)
         chosen = anchors[rows]
-        centred = chosen - chosen.mean(0)
-        anchor = chosen[int(torch.randint(0, len(rows), (), generator=generator))]
-        mixing = torch.randn(len(rows), generator=generator, dtype=torch.float64)
-        draws.append(anchor + size * (mixing @ centred) / math.sqrt(max(len(rows) - 1, 1)))
-    return torch.stack(draws).float()
+        anchor = chosen[torch.randint(0, len(rows), (1,), generator=generator)]
+        draws.append(_jitter(anchor, chosen - chosen.mean(0), size, generator))
+    return torch.cat(draws).float()
 
 
 def sample_sequences(latents: Tensor, count: int, windows: list[slice], *, bandwidth: float | str | None = None,
@@ -132,9 +137,7 @@ def sample_sequences(latents: Tensor, count: int, windows: list[slice], *, bandw
             else:  # a kernel of width 0: the nearest anchors, equally
                 weights = (distance <= distance.min(1, keepdim=True).values + 1e-9 * spread ** 2).double()
             chosen = torch.multinomial(weights, 1, generator=generator).squeeze(1)
-        mixing = torch.randn(count, total, generator=generator, dtype=torch.float64)
-        draws = window[chosen] + size * (mixing @ centred) / math.sqrt(max(total - 1, 1))
-        out[:, part] = draws.view(count, part.stop - part.start, -1)
+        out[:, part] = _jitter(window[chosen], centred, size, generator).view(count, part.stop - part.start, -1)
         previous = part
     return out.float()
 

@@ -245,9 +245,7 @@ def train_model_zoo(train: ImageSet, test: ImageSet, count: int, schedule: ZooSc
     else:  # no initialisation to draw: the rows are the starting points
         if initial.shape[1] != template.num_params:
             raise ValueError(f"initial rows have {initial.shape[1]} parameters, the architecture {template.num_params}")
-        shapes = [p.shape for p in ModelZooCNN(channels, kind=kind).module_list.parameters()]
-        stacked = [part.reshape(count, *shape).clone() for part, shape in
-                   zip(initial.float().split([shape.numel() for shape in shapes], dim=1), shapes)]
+        stacked = list(template.stacked_state(initial).values())  # layer order: _check_layer_order
     params = [p.to(device).requires_grad_(True) for p in stacked]
     code = {name: torch.tensor([GRID[name].index(hp[name]) for hp in hps], device=device) for name in CATEGORICAL}
     rate = torch.tensor([hp["dropout"] for hp in hps], device=device)

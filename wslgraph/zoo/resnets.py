@@ -59,15 +59,6 @@ def _score(evaluator: BatchedModule, rows: Tensor, images: ImageSet, device: tor
     return evaluate_models(lambda x: evaluator(rows, x).transpose(0, 1), images, device)
 
 
-def _rows_to_states(rows: Tensor, template: GraphTemplate) -> dict[str, Tensor]:
-    """Stacked state tensors ``{key: [count, *shape]}`` of flat rows (made loadable: :meth:`GraphTemplate.loadable`)."""
-    if rows.dim() != 2 or rows.shape[1] != template.num_params:
-        raise ValueError(f"initial rows must be [count, {template.num_params}], got {list(rows.shape)}")
-    rows = template.loadable(rows)
-    return {entry.key: rows[:, template.layout.span(entry.key)].reshape(rows.shape[0], *entry.shape).to(entry.dtype)
-            for entry in template.layout.state}
-
-
 def train_resnet_zoo(train: ImageSet, test: ImageSet, count: int, schedule: ZooSchedule | None = None, *,
                      depth: int = 8, width: int = 16, seed: int = 0, index_offset: int = 0, eval_images: int = 1000,
                      hyperparameters: list[dict] | None = None, initial: Tensor | None = None,
@@ -110,7 +101,7 @@ def train_resnet_zoo(train: ImageSet, test: ImageSet, count: int, schedule: ZooS
         states = [dict(m.named_parameters()) | dict(m.named_buffers()) for m in models]
         stacked = {k: torch.stack([state[k].detach() for state in states]) for k in states[0]}
     else:
-        stacked = _rows_to_states(initial, template)
+        stacked = template.stacked_state(template.loadable(initial))
     params = {k: stacked[k].to(device) for k in names}
     buffers = {k: stacked[k].to(device) for k, _ in module.named_buffers()}
     lr = torch.tensor([hp["learning_rate"] for hp in hps], device=device)
