@@ -523,6 +523,8 @@ CASES: list[tuple[str, Callable[[W, S], list[str]], str]] = [
      "invalid choice"),
     ("sample-other-zoo", lambda w, s: ["sample", str(w.rep), "--zoo", str(w.cnn), "--out", str(s / "o")],
      "architecture"),
+    ("sample-deeper-not-resnet", lambda w, s: ["sample", str(w.rep), "--out", str(s / "o"), "--deeper", "14"],
+     "ResNet zoos"),
     ("sample-zoo-without-accuracy", lambda w, s: ["sample", str(w.rep), "--out", str(s / "o")],
      "no 'test_accuracy' column"),
     # ------------------------------------------------------------------------------------------- bench / reproduce

@@ -386,7 +386,8 @@ def _sample(args: argparse.Namespace) -> int:
 
     report = sample_zoo(args.run, args.out, zoo=args.zoo, count=args.count, top_k=args.top_k, method=args.method,
                         bandwidth=args.bandwidth, activation=args.activation, finetune_epochs=args.finetune_epochs,
-                        transfer=args.transfer,
+                        transfer=args.transfer, recalibrate=args.recalibrate, deeper=args.deeper,
+                        new_blocks=args.new_blocks,
                         data_root=args.data_root, evaluate=not args.no_eval, seed=args.seed, device=args.device)
     if not args.quiet:
         print(format_sampling_table(report) if "finetune" in report else
@@ -726,7 +727,7 @@ def _add_zoo(sub: argparse._SubParsersAction) -> None:
                      help="small-cnn-zoo: Unterthiner et al.'s CNN and sampled hyperparameters; model-zoos: "
                           "Schuerholt et al.'s CNN and hyperparameter grid, a checkpoint every epoch; resnet: "
                           "small ResNets (--depth, --width) over optimizer, learning rate and weight decay")
-    cnn.add_argument("--depth", type=int, default=8, choices=[8, 10, 18], help="ResNet depth (--grid resnet; 18 "
+    cnn.add_argument("--depth", type=int, default=8, choices=[8, 10, 14, 18], help="ResNet depth (--grid resnet; 18 "
                      "with --width 64 is torchvision's ResNet-18 with a 3x3 stem)")
     cnn.add_argument("--width", type=POSITIVE, default=16, help="ResNet stem channels (--grid resnet)")
     cnn.add_argument("--source", default=None, choices=sorted(SOURCES),
@@ -878,6 +879,16 @@ def _add_represent(sub: argparse._SubParsersAction) -> None:
     sample.add_argument("--transfer", default=None, choices=sorted(SOURCES),
                         help="also fine-tune samples and fresh models on this image source")
     sample.add_argument("--data-root", default=None, help="folder of user-supplied data (mnist)")
+    sample.add_argument("--recalibrate", type=COUNT, default=1024, metavar="IMAGES",
+                        help="recompute the samples' batch-norm statistics on this many of the zoo's training images "
+                             "(ResNet zoos; 0 keeps the decoded statistics)")
+    sample.add_argument("--deeper", type=POSITIVE, default=None, metavar="DEPTH",
+                        help="also generate ResNet-DEPTH models from the samples, deeper than the zoo's with its "
+                             "stages and widths (ResNet-8 zoos: 14; ResNet-10 zoos: 18), and fine-tune them beside "
+                             "fresh ones")
+    sample.add_argument("--new-blocks", default="copy", choices=["copy", "identity"],
+                        help="--deeper's extra blocks: copies of their stage's last block, or such copies that add "
+                             "nothing (their last batch norm zeroed: the deeper model computes the sample's function)")
     sample.add_argument("--no-eval", action="store_true", help="only write the sampled checkpoints")
     sample.add_argument("--seed", type=COUNT, default=0)
     sample.add_argument("--device", type=_device, default="cpu")

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+from wslgraph import GraphTemplate
 from wslgraph.errors import ManifestError, ZooError
 from wslgraph.represent import (
     RepresentOptions,
@@ -20,6 +21,7 @@ from wslgraph.represent import (
     save_embeddings,
 )
 from wslgraph.tasks import TrainConfig, train_representation
+from wslgraph.weightspace import BatchedModule
 from wslgraph.weightspace.augment import RandomHiddenPermutation
 from wslgraph.zoo.data import load_images
 from wslgraph.zoo.dataset import ZooDataset
@@ -377,8 +379,21 @@ def test_resnet_zoo_samples_generate_window_by_window_load_and_fine_tune(tmp_pat
     options = RepresentOptions(encoder="sane", latent=8, encoder_options={"window": 16, "hidden": 32})
     train_representation(tmp_path / "zoo", tmp_path / "run", options, _config(epochs=2))
     report = sample_zoo(tmp_path / "run", tmp_path / "samples", count=2, top_k=5, method="sequential",
-                        finetune_epochs=1)
-    assert report["activation"] is None and set(report["finetune"]) == {"sampled", "random init", "zoo's top models"}
+                        finetune_epochs=1, deeper=14)
+    assert report["activation"] is None and report["recalibrated_images"] == 100  # the zoo's 100 training images
+    assert set(report["finetune"]) == {"sampled", "random init", "zoo's top models", "sampled, decoded statistics"}
+    # the written samples are the decoded ones with batch-norm statistics recomputed on the zoo's training images
+    decoded = sample_zoo(tmp_path / "run", tmp_path / "decoded", count=2, top_k=5, method="sequential",
+                         recalibrate=0, evaluate=False)
+    assert decoded["recalibrated_images"] == 0
+    zoo_train = load_images("digits", "train").evenly_spaced(100)
+    template = GraphTemplate.from_module(resnet_zoo_model(8, 4, 1), input_shape=(1, 8, 8))
+    files = [[template.flatten(load_state(tmp_path / folder / f"sample-00{i}.safetensors")) for i in range(2)]
+             for folder in ("samples", "decoded")]
+    written, raw = torch.stack(files[0]), torch.stack(files[1])
+    expected = BatchedModule(resnet_zoo_model(8, 4, 1), template).recalibrate(
+        raw, (zoo_train.images - zoo_train.images.mean()) / zoo_train.images.std())
+    assert torch.allclose(written, expected, atol=1e-5) and not torch.allclose(written, raw, atol=1e-3)
     train, test = load_images("digits", "train"), load_images("digits", "test").evenly_spaced(40)
     images = (test.images - train.images.mean()) / train.images.std()
     for index in range(2):
@@ -387,6 +402,15 @@ def test_resnet_zoo_samples_generate_window_by_window_load_and_fine_tune(tmp_pat
         with torch.no_grad():
             accuracy = float((model.eval()(images).argmax(1) == test.labels).float().mean())
         assert accuracy == pytest.approx(report["finetune"]["sampled"]["per_model"][index][0], abs=1e-6)
+        deep = resnet_zoo_model(14, 4, 1)  # the ResNet-14 grown from it: strict load, the score the report gives
+        deep.load_state_dict(load_state(tmp_path / "samples" / f"deeper-00{index}.safetensors"))
+        with torch.no_grad():
+            accuracy = float((deep.eval()(images).argmax(1) == test.labels).float().mean())
+        assert accuracy == pytest.approx(report["deeper"]["curves"]["sampled"]["per_model"][index][0], abs=1e-6)
+    assert report["deeper"]["depth"] == 14 and set(report["deeper"]["curves"]) == {"sampled", "random init"}
     from wslgraph.represent.sample import format_sampling_table
 
-    assert "zoo models sampled (sequential)" in format_sampling_table(report)
+    table = format_sampling_table(report)
+    assert "zoo models sampled (sequential)" in table and "| random init, ResNet-14 |" in table
+    with pytest.raises(ZooError, match="ResNet-10"):  # another stage count: no place for the fourth stage
+        sample_zoo(tmp_path / "run", tmp_path / "bad", count=2, top_k=5, deeper=10, evaluate=False)

@@ -8,6 +8,7 @@ from torch import nn
 from tests.models import randomize
 from wslgraph import GraphTemplate
 from wslgraph.errors import ShapeMismatchError
+from wslgraph.graph.vocab import NodeFeature
 from wslgraph.weightspace import BatchedModule, INRArchitecture, inr_forward
 from wslgraph.zoo import siren
 from wslgraph.zoo.cnn import CNNZooSpec, ZooCNN, batched_logits
@@ -109,3 +110,41 @@ def test_bad_rows_and_foreign_templates_are_named() -> None:
         batched(rows, torch.randn(3, 1, 8, 8), per_model=True)
     with pytest.raises(ShapeMismatchError, match="from_module"):
         BatchedModule(siren(), template)
+
+
+def test_recalibrate_equals_batch_norm_with_cumulative_statistics() -> None:
+    """Each network's running statistics after recalibration are what its own BatchNorm2d (momentum None, reset
+    statistics) holds after the same batches, a last short batch included; everything else is unchanged."""
+    models, template, rows = _population(_resnet, 3)
+    inputs = torch.randn(21, 1, 8, 8) * 2 + 0.5
+    module = models[0].eval()
+    counters = [m.num_batches_tracked.clone() for m in module.modules() if isinstance(m, nn.BatchNorm2d)]
+    out = BatchedModule(module, template).recalibrate(rows, inputs, batch_size=8)
+    assert not module.training and [m.momentum for m in module.modules() if isinstance(m, nn.BatchNorm2d)] == [0.1] * 5
+    assert all(torch.equal(c, m.num_batches_tracked) for c, m in
+               zip(counters, [m for m in module.modules() if isinstance(m, nn.BatchNorm2d)]))
+    statistics = torch.zeros(template.num_params, dtype=torch.bool)
+    for index, model in enumerate(models):
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.reset_running_stats()
+                m.momentum = None
+        model.train()
+        with torch.no_grad():
+            for x in inputs.split(8):
+                model(x)
+        expected = template.flatten(model.state_dict())
+        for key in template.layout.statistic_keys(NodeFeature.RUNNING_MEAN, NodeFeature.RUNNING_VAR):
+            statistics[template.layout.span(key)] = True
+        assert torch.allclose(out[index, statistics], expected[statistics], atol=1e-5)
+        assert torch.equal(out[index, ~statistics], rows[index, ~statistics])  # parameters and counters
+    assert not torch.allclose(out[:, statistics], rows[:, statistics], atol=1e-2)  # they did change
+
+
+def test_recalibrate_without_batch_norm_and_bad_batches() -> None:
+    models, template, rows = _population(lambda: siren(hidden=(16, 16), w0=1.0), 2, (2,))
+    out = BatchedModule(models[0], template).recalibrate(rows, torch.randn(10, 2))
+    assert torch.equal(out, rows) and out.data_ptr() != rows.data_ptr()
+    models, template, rows = _population(_resnet, 2)
+    with pytest.raises(ValueError, match="at least 2"):
+        BatchedModule(models[0], template).recalibrate(rows, torch.randn(8, 1, 8, 8), batch_size=1)

@@ -7,7 +7,7 @@ import torch
 from wslgraph import GraphTemplate
 from wslgraph.zoo import ZooDataset, generate_zoo, load_images, resnet_zoo_job, train_resnet_zoo
 from wslgraph.zoo.inr import inr_seed
-from wslgraph.zoo.resnets import resnet_hyperparameters, resnet_zoo_model
+from wslgraph.zoo.resnets import deepen_resnet, resnet_hyperparameters, resnet_zoo_model
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +117,48 @@ def test_cli_trains_a_resnet_zoo(tmp_path, capsys) -> None:
         main(["zoo", "cnn", str(tmp_path / "x"), "--grid", "resnet", "--source", "digits", "--epochs", "1",
               "--checkpoints", "3"])
     assert stopped.value.code == 2 and "checkpoints within" in capsys.readouterr().err
+
+
+def _with_statistics(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    generator = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            for tensor in (module.weight.data, module.bias.data, module.running_mean):
+                tensor.copy_(torch.randn(tensor.shape, generator=generator))
+            module.running_var.uniform_(0.5, 2, generator=generator)
+    return model.eval()
+
+
+@pytest.mark.parametrize("small, large, stages", [(8, 14, 3), (10, 18, 4)])
+def test_deepen_resnet_keeps_the_source_and_repeats_each_stage(small, large, stages) -> None:
+    """A ResNet grown deeper holds every source tensor where it was, repeats each stage's block in the new
+    blocks (conv2/bn2 where conv1 changes width), and with identity blocks computes the source's function."""
+    sources = [_with_statistics(resnet_zoo_model(small, 4, 1, seed=i), i) for i in range(2)]
+    shape = (1, 12, 12)
+    template = GraphTemplate.from_module(sources[0], input_shape=shape)
+    rows = torch.stack([template.flatten(m.state_dict()) for m in sources])
+    target = resnet_zoo_model(large, 4, 1)
+    grown_template = GraphTemplate.from_module(target, input_shape=shape)
+    copies = deepen_resnet(rows, sources[0], target, input_shape=shape)
+    identity = deepen_resnet(rows, sources[0], target, input_shape=shape, new_blocks="identity")
+    x = torch.randn(6, *shape)
+    for index, source in enumerate(sources):
+        state = grown_template.unflatten(copies[index])
+        for key, value in source.state_dict().items():
+            assert torch.equal(state[key], value)
+        for stage in range(1, stages + 1):
+            block = f"layer{stage}"
+            assert torch.equal(state[f"{block}.1.conv2.weight"], state[f"{block}.0.conv2.weight"])
+            assert torch.equal(state[f"{block}.1.bn2.running_var"], state[f"{block}.0.bn2.running_var"])
+            conv1 = "conv1" if stage == 1 else "conv2"  # the first stage keeps its width and stride
+            assert torch.equal(state[f"{block}.1.conv1.weight"], state[f"{block}.0.{conv1}.weight"])
+        target.load_state_dict(state)  # strict
+        with torch.no_grad():
+            copied = target.eval()(x)
+            target.load_state_dict(grown_template.unflatten(identity[index]))
+            assert torch.allclose(target(x), source(x), atol=1e-5)
+            assert not torch.allclose(copied, source(x), atol=1e-2)  # copies add their residual branches
+    with pytest.raises(ValueError, match="stages"):
+        deepen_resnet(rows, sources[0], resnet_zoo_model(18 if small == 8 else 14, 4, 1), input_shape=shape)
+    with pytest.raises(ValueError, match="new_blocks"):
+        deepen_resnet(rows, sources[0], target, input_shape=shape, new_blocks="zero")

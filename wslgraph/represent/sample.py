@@ -173,10 +173,15 @@ def format_sampling_table(report: dict) -> str:
         far, near = report["novelty"]["sample_to_anchor"], report["novelty"]["anchor_to_anchor"]
         lines.append(f"samples' median relative distance to their nearest top model: {far:.3f}"
                      + (f" (top models to each other: {near:.3f})" if near is not None else ""))
+    if report.get("recalibrated_images"):
+        lines.append(f"samples' batch-norm statistics recomputed on {report['recalibrated_images']} training images "
+                     "(forward passes only)")
     lines.append("")
     groups = [("", report["finetune"])]
     if "transfer" in report:
         groups.append((f" → {report['transfer']['source']}", report["transfer"]["curves"]))
+    if "deeper" in report:
+        groups.append((f", ResNet-{report['deeper']['depth']}", report["deeper"]["curves"]))
     epochs = len(report["finetune"]["sampled"]["mean"])
     lines += ["| start | " + " | ".join(f"epoch {e}" for e in range(epochs)) + " |", "|---|" + "---|" * epochs]
     for suffix, curves in groups:
@@ -187,13 +192,16 @@ def format_sampling_table(report: dict) -> str:
 
 
 def plot_sampling(report: dict, path: str | Path) -> Path:
-    """Mean test accuracy against fine-tuning epoch, one line per start (and per transfer start)."""
+    """Mean test accuracy against fine-tuning epoch, one line per start (and per transfer or deeper start)."""
     from wslgraph.plotting import line_plot, save_figure
 
     series = {name: curve["mean"] for name, curve in report["finetune"].items()}
     if "transfer" in report:
         source = report["transfer"]["source"]
         series |= {f"{name} → {source}": curve["mean"] for name, curve in report["transfer"]["curves"].items()}
+    if "deeper" in report:
+        depth = report["deeper"]["depth"]
+        series |= {f"{name}, ResNet-{depth}": curve["mean"] for name, curve in report["deeper"]["curves"].items()}
     epochs = len(report["finetune"]["sampled"]["mean"])
     figure = line_plot(series, f"sampled {report['activation'] or 'zoo'} models vs fresh and zoo models",
                        "fine-tuning epoch", "test accuracy", x=range(epochs))

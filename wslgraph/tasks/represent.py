@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from wslgraph.convert.template import GraphTemplate
 from wslgraph.errors import ManifestError, ZooError
 from wslgraph.io import atomic_write_bytes, atomic_write_json
 from wslgraph.represent.run import (
@@ -117,7 +118,8 @@ def novelty(samples: Tensor, anchors: Tensor) -> dict:
 def sample_zoo(run: str | Path, out: str | Path, *, zoo: str | Path | None = None, count: int = 10, top_k: int = 30,
                method: str = "kde", bandwidth: float | str | None = None, activation: str | None = None,
                finetune_epochs: int = 2, transfer: str | None = None, data_root: str | None = None,
-               evaluate: bool = True, seed: int = 0, device: str = "cpu") -> dict:
+               evaluate: bool = True, recalibrate: int = 1024, deeper: int | None = None, new_blocks: str = "copy",
+               seed: int = 0, device: str = "cpu") -> dict:
     """Sample ``count`` models from the run's embedding space, write them to ``out`` and evaluate them.
 
     The density is fitted to the ``top_k`` rows by test accuracy among the rows the decoder learned (the train
@@ -140,6 +142,10 @@ def sample_zoo(run: str | Path, out: str | Path, *, zoo: str | Path | None = Non
     meta = json.loads((run / "represent.json").read_text())
     dataset = ZooDataset(zoo or meta["zoo"], None)
     arrays = dataset.arrays
+    description = arrays.description
+    if deeper is not None and description.get("grid") != "resnet":
+        raise ZooError(f"--deeper generates deeper ResNets from ResNet zoos; {dataset.root} is a "
+                       f"{description.get('grid') or 'custom'} zoo")
     model = load_representation(run, arrays.layout).to(device)
     options = RepresentOptions(**meta["options"])
     embeddings = embed_zoo(model, dataset, device=device, for_sampling=True)
@@ -166,21 +172,46 @@ def sample_zoo(run: str | Path, out: str | Path, *, zoo: str | Path | None = Non
     top = select_top(columns, top_k, where=where)
     rows = dataset.template.loadable(sample_models(model, embeddings[top], count, method=method,
                                                    bandwidth=bandwidth, seed=seed))
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    for index, row in enumerate(rows):
-        state = {k: v.contiguous() for k, v in dataset.template.unflatten(row).items()}
-        atomic_write_bytes(out / f"sample-{index:03d}.safetensors", save(state))
-    report = {"run": str(run), "zoo": str(dataset.root), "method": method, "count": count, "top_k": len(top),
-              "bandwidth": bandwidth, "activation": activation, "seed": seed, "top_rows": top.tolist(),
-              "novelty": novelty(rows, arrays.params[top]),
-              "top_accuracy": columns["test_accuracy"][top].tolist() if "test_accuracy" in columns else None}
-    description = arrays.description
-    if description.get("grid") in ("model-zoos", "resnet") and evaluate:
+    images = description.get("grid") in ("model-zoos", "resnet")
+    if images and (evaluate or recalibrate or deeper is not None):
         source = description["source"]
         # the zoo's own images: its models were standardised with these training images' mean and std
         train = load_images(source, "train", data_root).evenly_spaced(description["train_images"])
         test = load_images(source, "test", data_root).evenly_spaced(description["test_images"])
+    decoded, recalibrated, grown = rows, 0, None
+    if description.get("grid") == "resnet" and (recalibrate or deeper is not None):
+        from wslgraph.weightspace import BatchedModule
+        from wslgraph.zoo.resnets import deepen_resnet, resnet_zoo_model
+
+        channels, side = train.images.shape[1], train.images.shape[-1]
+        module = resnet_zoo_model(description["depth"], description["width"], channels)
+        if recalibrate:
+            calibration = train.evenly_spaced(min(recalibrate, len(train))).images
+            calibration = (calibration - train.images.mean()) / train.images.std()
+            rows = BatchedModule(module, dataset.template).recalibrate(rows, calibration)
+            recalibrated = len(calibration)
+        if deeper is not None:
+            try:
+                target = resnet_zoo_model(deeper, description["width"], channels)
+                grown = deepen_resnet(rows, module, target, input_shape=(channels, side, side), new_blocks=new_blocks)
+            except ValueError as error:
+                raise ZooError(f"cannot grow this zoo's ResNet-{description['depth']} into ResNet-{deeper}: {error}"
+                               ) from error
+            grown_template = GraphTemplate.from_module(target, input_shape=(channels, side, side))
+            if recalibrate:
+                grown = BatchedModule(target, grown_template).recalibrate(grown, calibration)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [("sample", rows, dataset.template)] + ([("deeper", grown, grown_template)] if deeper else [])
+    for prefix, batch, template in written:
+        for index, row in enumerate(batch):
+            state = {k: v.contiguous() for k, v in template.unflatten(row).items()}
+            atomic_write_bytes(out / f"{prefix}-{index:03d}.safetensors", save(state))
+    report = {"run": str(run), "zoo": str(dataset.root), "method": method, "count": count, "top_k": len(top),
+              "bandwidth": bandwidth, "activation": activation, "seed": seed, "top_rows": top.tolist(),
+              "recalibrated_images": recalibrated, "novelty": novelty(rows, arrays.params[top]),
+              "top_accuracy": columns["test_accuracy"][top].tolist() if "test_accuracy" in columns else None}
+    if images and evaluate:
         if description["grid"] == "resnet":  # torchvision's initialisation; the grid's best optimizer
             point = {"optimizer": "adam", "learning_rate": 1e-3, "weight_decay": 5e-4, "fresh": count}
         else:
@@ -190,6 +221,8 @@ def sample_zoo(run: str | Path, out: str | Path, *, zoo: str | Path | None = Non
         options = {"epochs": finetune_epochs, "steps_per_epoch": steps, "batch_size": description["batch_size"],
                    "seed": seed, "device": device, "architecture": description}
         starts = {"sampled": rows, "random init": None, "zoo's top models": arrays.params[top[:count]]}
+        if recalibrated:
+            starts["sampled, decoded statistics"] = decoded
         report["finetune"] = finetune_curves(starts, train, test, point, **options)
         final = columns["epoch"] == int(columns["epoch"].max())
         report["zoo_last_epoch_accuracy"] = float(columns["test_accuracy"][final & same].mean())
@@ -198,6 +231,10 @@ def sample_zoo(run: str | Path, out: str | Path, *, zoo: str | Path | None = Non
             other_test = load_images(transfer, "test", data_root).evenly_spaced(description["test_images"])
             report["transfer"] = {"source": transfer, "curves": finetune_curves(
                 {"sampled": rows, "random init": None}, other_train, other_test, point, **options)}
+        if deeper is not None:
+            report["deeper"] = {"depth": deeper, "new_blocks": new_blocks, "curves": finetune_curves(
+                {"sampled": grown, "random init": None}, train, test, point,
+                **(options | {"architecture": description | {"depth": deeper}}))}
         plot_sampling(report, out / "sampling.png")
     atomic_write_json(out / "samples.json", report)
     return report

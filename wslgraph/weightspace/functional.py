@@ -153,6 +153,58 @@ class BatchedModule:
             state[key] = part.detach() if buffer else part
         return state
 
+    def recalibrate(self, rows: Tensor, inputs: Tensor, *, batch_size: int = 64) -> Tensor:
+        """``rows`` with every batch norm's running statistics recomputed on ``inputs``.
+
+        Generated or edited weights come with running statistics that do not describe their own activations (a
+        decoder reconstructs them like any other value); batch norm in eval mode then shifts and scales every
+        channel wrongly. Here every network runs in train mode, without gradients, on consecutive batches of
+        ``batch_size`` of ``inputs`` ``[N, ...]`` (shared by all networks), and each running mean and variance
+        becomes the average over the batches of the batch statistics (unbiased variances): what
+        :class:`~torch.nn.BatchNorm2d` with ``momentum=None`` holds after the same batches from reset statistics
+        (tested). Parameters and step counters are unchanged; rows without batch norm come back as a copy.
+        """
+        state = {k: v.detach() for k, v in self.stacked_state(rows).items()}
+        norms = {name: m for name, m in self.module.named_modules()
+                 if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats}
+        keys = [f"{name}.running_{stat}" for name in norms for stat in ("mean", "var")]
+        out = rows.detach().clone()
+        if not keys:
+            return out
+        if batch_size < 2 or len(inputs) < 2:
+            raise ValueError(f"recalibrating batch norm needs batches of at least 2 inputs (got batch_size "
+                             f"{batch_size} and {len(inputs)} inputs)")
+        sums = {k: torch.zeros_like(state[k]) for k in keys}
+        saved = {name: (m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None)
+                 for name, m in norms.items()}
+        was_training = self.module.training
+        batches = [x for x in inputs.to(rows.dtype).split(batch_size) if len(x) > 1]
+        try:
+            for m in norms.values():
+                m.momentum = 1.0  # the running statistics become exactly this batch's
+            self.module.train()
+
+            def call(params: dict[str, Tensor], x: Tensor) -> Tensor:
+                return torch.func.functional_call(self.module, params, (x,), strict=False)
+
+            with torch.no_grad():
+                for x in batches:
+                    running = {k: torch.ones_like(sums[k]) if k.endswith("var") else torch.zeros_like(sums[k])
+                               for k in keys}  # written in place by batch norm
+                    torch.vmap(call, in_dims=(0, None))(state | running, x)
+                    for k in keys:
+                        sums[k] += running[k]
+        finally:
+            for name, m in norms.items():
+                m.momentum, counter = saved[name]
+                if counter is not None:
+                    m.num_batches_tracked.copy_(counter)
+            self.module.train(was_training)
+        offsets = self.template.layout.offsets
+        for k in keys:
+            out[:, offsets[k]:offsets[k] + sums[k][0].numel()] = (sums[k] / len(batches)).reshape(len(rows), -1)
+        return out
+
     def __call__(self, rows: Tensor, inputs: Tensor, *, per_model: bool = False) -> Tensor:
         state = self.stacked_state(rows)
         if per_model and (inputs.dim() < 2 or inputs.shape[0] != rows.shape[0]):

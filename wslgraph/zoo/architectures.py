@@ -126,7 +126,7 @@ class Bottleneck(nn.Module):
         return self.relu(out)
 
 
-_RESNETS = {8: ("basic", (1, 1, 1)), 10: ("basic", (1, 1, 1, 1)), 18: ("basic", (2, 2, 2, 2)),
+_RESNETS = {8: ("basic", (1, 1, 1)), 10: ("basic", (1, 1, 1, 1)), 14: ("basic", (2, 2, 2)), 18: ("basic", (2, 2, 2, 2)),
             34: ("basic", (3, 4, 6, 3)), 50: ("bottleneck", (3, 4, 6, 3)), 101: ("bottleneck", (3, 4, 23, 3))}
 
 
@@ -183,9 +183,10 @@ class ResNet(nn.Module):
 
 def resnet(depth: int = 18, *, width: int = 64, in_channels: int = 3, num_classes: int = 1000,
            small_input: bool = False) -> ResNet:
-    """ResNet-``depth`` (8, 10, 18, 34, 50 or 101) with torchvision's topology and names; ``width=64``,
+    """ResNet-``depth`` (8, 10, 14, 18, 34, 50 or 101) with torchvision's topology and names; ``width=64``,
     ``in_channels=3``, ``num_classes=1000`` is torchvision's model (ResNet-18: 11,689,512 parameters).
-    ResNet-8/10 are the small residual nets of zoos: one basic block per stage, 3 or 4 stages."""
+    ResNet-8/10 are the small residual nets of zoos: one basic block per stage, 3 or 4 stages; ResNet-14 is
+    ResNet-8 with two blocks per stage."""
     if depth not in _RESNETS:
         raise ValueError(f"depth must be one of {sorted(_RESNETS)}, got {depth}")
     block, layers = _RESNETS[depth]

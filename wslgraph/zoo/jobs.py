@@ -322,9 +322,10 @@ def resnet_zoo_job(source: str = "fashion-mnist", *, count: int = 64, seed: int 
     epochs = schedule.epochs
     if count < 1 or epochs < 1:
         raise ValueError(f"a ResNet zoo needs count >= 1 and epochs >= 1, got count={count}, epochs={epochs}")
-    if depth not in (8, 10, 18) or width < 1:
-        raise ValueError(f"ResNet zoos use depth 8 or 10 (one basic block per stage) or 18 (torchvision's ResNet-18 "
-                         f"at --width 64) and width >= 1, got depth={depth}, width={width}")
+    if depth not in (8, 10, 14, 18) or width < 1:
+        raise ValueError(f"ResNet zoos use depth 8 or 10 (one basic block per stage), 14 (two per stage, three "
+                         f"stages) or 18 (torchvision's ResNet-18 at --width 64) and width >= 1, got depth={depth}, "
+                         f"width={width}")
     train = _images(source, "train", data_root, train_images)
     test = _images(source, "test", data_root, test_images)
     if len(train) == 0 or len(test) == 0:

@@ -21,13 +21,13 @@ from tqdm.auto import tqdm
 
 from wslgraph.convert.template import GraphTemplate
 from wslgraph.weightspace.functional import BatchedModule
-from wslgraph.zoo.architectures import ResNet, resnet
+from wslgraph.zoo.architectures import Bottleneck, ResNet, resnet
 from wslgraph.zoo.cnn import OPTIMIZERS, ZooSchedule, _update, evaluate_models
 from wslgraph.zoo.data import ImageSet
 from wslgraph.zoo.inr import inr_seed
 from wslgraph.zoo.modelzoos import ModelZooResult, checkpoint_result
 
-__all__ = ["RESNET_GRID", "resnet_hyperparameters", "resnet_zoo_model", "train_resnet_zoo"]
+__all__ = ["RESNET_GRID", "deepen_resnet", "resnet_hyperparameters", "resnet_zoo_model", "train_resnet_zoo"]
 
 RESNET_GRID = {
     "optimizer": ["adam", "sgd"],
@@ -52,6 +52,52 @@ def resnet_zoo_model(depth: int, width: int, channels: int, seed: int | None = N
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return resnet(depth, width=width, in_channels=channels, num_classes=10, small_input=True)
+
+
+def deepen_resnet(rows: Tensor, source: ResNet, target: ResNet, *, input_shape: tuple[int, ...] | None = None,
+                  new_blocks: str = "copy") -> Tensor:
+    """Flat rows ``[N, P]`` of ``source`` as rows of ``target``, a deeper ResNet of the same stages and widths
+    (e.g. ResNet-8 -> ResNet-14: two blocks per stage): generating an architecture larger than a zoo's.
+
+    Every tensor the source has (stem, its blocks, ``fc``) is taken as it is. A block the source lacks repeats
+    its stage's last source block (the layer whose position it takes, as SANE's decoder reuses a known layer's
+    positions for an unseen one): each tensor from the same place in that block, or, where the stage's first
+    block changes width or stride, from the block's width-preserving convolution and its batch norm (``conv2``,
+    ``bn2`` for ``conv1``, ``bn1``). ``new_blocks="identity"`` then sets the repeated blocks' last batch norm's
+    scale and shift to 0, so that each adds nothing to its input and ``target`` computes exactly ``source``'s
+    function (tested); ``"copy"`` keeps them as copied. ``input_shape``: as the rows' templates were built.
+    """
+    if new_blocks not in ("copy", "identity"):
+        raise ValueError(f"new_blocks must be 'copy' or 'identity', got {new_blocks!r}")
+    src_template, dst_template = (GraphTemplate.from_module(m, input_shape=input_shape) for m in (source, target))
+    state = src_template.stacked_state(rows)
+    shapes = {k: v.shape for k, v in target.state_dict().items()}
+    blocks = {stage: len(getattr(source, f"layer{stage + 1}")) for stage in range(source.num_stages)}
+    if source.num_stages != target.num_stages or any(
+            len(getattr(target, f"layer{stage + 1}")) < count for stage, count in blocks.items()):
+        raise ValueError(f"target must have the source's {source.num_stages} stages with at least its blocks per stage "
+                         f"({list(blocks.values())})")
+    last_bn = "bn3" if isinstance(target.layer1[0], Bottleneck) else "bn2"
+    out = {}
+    for key, shape in shapes.items():
+        if key in state and state[key].shape[1:] == shape:
+            out[key] = state[key]
+            continue
+        stage, block, rest = key.split(".", 2)
+        if not stage.startswith("layer") or int(stage[5:]) - 1 not in blocks:
+            raise ValueError(f"{key} of the target has no counterpart in the source (shape {tuple(shape)}); the "
+                             "target must have the source's stem, stages, widths and classifier")
+        origin = f"{stage}.{blocks[int(stage[5:]) - 1] - 1}"
+        same = f"{origin}.{rest}"
+        if same not in state or state[same].shape[1:] != shape:
+            same = f"{origin}.{rest.replace('conv1', 'conv2').replace('bn1', 'bn2')}"
+        if same not in state or state[same].shape[1:] != shape:
+            raise ValueError(f"{key}: no tensor of shape {tuple(shape)} in the source's {origin}")
+        out[key] = state[same].clone()
+        if new_blocks == "identity" and rest in (f"{last_bn}.weight", f"{last_bn}.bias"):
+            out[key] = torch.zeros_like(out[key])
+    return torch.cat([out[e.key].reshape(len(rows), -1).to(dst_template.layout.dtype)
+                      for e in dst_template.layout.state], dim=1)
 
 
 def _score(evaluator: BatchedModule, rows: Tensor, images: ImageSet, device: torch.device) -> tuple[Tensor, Tensor]:
