@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from wslgraph import GraphTemplate
+from wslgraph.graph.vocab import NodeFeature
 from wslgraph.zoo import ZooDataset, generate_zoo, load_images, resnet_zoo_job, train_resnet_zoo
 from wslgraph.zoo.inr import inr_seed
 from wslgraph.zoo.resnets import deepen_resnet, resnet_hyperparameters, resnet_zoo_model
@@ -76,6 +77,11 @@ def test_training_resumes_from_given_rows(digits) -> None:
     recorded = first.columns["test_accuracy"].view(2, 2)[:, 1]
     assert torch.equal(again.params.view(2, 2, -1)[:, 0], trained)
     assert torch.allclose(again.columns["test_accuracy"].view(2, 2)[:, 0], recorded)
+    # fine-tuning moves the running statistics too (they once stayed at the rows' values: views of the rows)
+    statistics = first.template.layout.statistic_keys(NodeFeature.RUNNING_MEAN, NodeFeature.RUNNING_VAR)
+    spans = [first.template.layout.span(key) for key in statistics]
+    tuned = again.params.view(2, 2, -1)[:, 1]
+    assert all(not torch.allclose(tuned[:, span], trained[:, span], atol=1e-3) for span in spans)
     template = GraphTemplate(first.template.layout)
     generated = trained.clone()
     counter, variance = (template.layout.span(k) for k in ("bn1.num_batches_tracked", "bn1.running_var"))
