@@ -23,7 +23,7 @@ def _permute(params: torch.Tensor, perms: list[torch.Tensor]) -> torch.Tensor:
 
 def _randomise_heads(editor: INREditor) -> None:
     """Zero-initialised readouts would make equivariance trivial: give them random weights."""
-    heads = [m for name, m in editor.named_modules() if name in ("edge_head", "node_head", "weight_head")
+    heads = [m for name, m in editor.named_modules() if name in ("edge_head", "node_head", "weight_head", "token_head")
              or (editor.backbone_name == "mlp" and m is editor.backbone.mlp[-1])]
     generator = torch.Generator().manual_seed(1)
     for head in heads:
@@ -73,7 +73,23 @@ def test_untrained_editor_returns_the_input_and_scores_the_dilation_gap(inr_zoo)
     assert torch.allclose(errors, expected, atol=1e-6)
 
 
-@pytest.mark.parametrize("backbone", ["gnn", "nfn-hnp"])
+def test_sane_editor_reads_one_delta_per_weight_from_its_tokens() -> None:
+    """SANE's editor: an untrained one edits nothing; with a random token readout every weight and bias gets a
+    delta of its own (the tokens cover the architecture), and it is not equivariant (the token view learns that)."""
+    torch.manual_seed(0)
+    params = torch.randn(4, TEMPLATE.num_params) * 0.3
+    editor = INREditor("sane", hidden=16, latent=8, num_layers=1, window=16, token_width=8).eval()
+    with torch.no_grad():
+        assert torch.equal(editor.edit(TEMPLATE.batch(params)), params)  # zero readout: the input
+        _randomise_heads(editor)
+        delta = editor.delta(TEMPLATE.batch(params))
+        assert bool((delta != 0).all())
+        perms = hidden_permutations(TEMPLATE.layout, torch.Generator().manual_seed(5))
+        moved = editor.delta(TEMPLATE.batch(_permute(params, perms)))
+    assert not torch.allclose(moved, _permute(delta, perms), atol=1e-3)
+
+
+@pytest.mark.parametrize("backbone", ["gnn", "nfn-hnp", "sane"])
 def test_training_an_editor_lowers_the_pixel_mse(inr_zoo, backbone) -> None:
     splits = [ZooDataset(inr_zoo, s) for s in ("train", "val", "test")]
     options = {"hidden": 16, "num_layers": 2}

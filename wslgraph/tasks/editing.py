@@ -12,6 +12,9 @@ bias, with the symmetry of the weights:
 * ``dwsnet`` / ``nfn-hnp`` / ``nfn-np``: the equivariant layers' weight-space
   features go through one more equivariant layer to one channel: a delta per
   weight and bias.
+* ``sane``: SANE's token latents (one per neuron, window by window) go through a linear map to the values of
+  their tokens, which the token template scatters back to one delta per weight and bias (not equivariant: the
+  token view learns the symmetry from augmentation, as SANE does).
 * ``mlp``: an MLP from the flat parameters to all deltas (not equivariant).
 
 The delta's last layer starts at zero, so an untrained editor returns the input
@@ -32,6 +35,7 @@ from torch import Tensor, nn
 from wslgraph.baselines import BASELINES
 from wslgraph.baselines.equivariant import WeightSpaceLinear, from_canonical
 from wslgraph.baselines.models import EquivariantStack, FlatMLP
+from wslgraph.baselines.sane import SANE
 from wslgraph.convert.template import GraphTemplate
 from wslgraph.errors import UnsupportedModuleError
 from wslgraph.graph.layout import common_layout
@@ -42,14 +46,14 @@ from wslgraph.weightspace.functional import INRArchitecture, inr_forward, pixel_
 
 __all__ = ["INREditor", "EDITABLE"]
 
-EDITABLE = ("gnn", "transformer", "dwsnet", "nfn-hnp", "nfn-np", "mlp")
+EDITABLE = ("gnn", "transformer", "dwsnet", "nfn-hnp", "nfn-np", "sane", "mlp")
 
 
 class INREditor(nn.Module):
     """Per-weight edits of MLP INRs by a wslgraph encoder or a peer (see the module docstring).
 
     Args:
-        backbone: ``"gnn"``, ``"transformer"``, ``"dwsnet"``, ``"nfn-hnp"``, ``"nfn-np"`` or ``"mlp"``.
+        backbone: ``"gnn"``, ``"transformer"``, ``"dwsnet"``, ``"nfn-hnp"``, ``"nfn-np"``, ``"sane"`` or ``"mlp"``.
         image_shape: ``(height, width)`` the INRs render (default: ``(28, 28)``).
         output_offset: Added to the INR's output (the zoo recipe's; ``0.5`` for ``dws``).
         transform: Image edit to learn, ``[N, C, H, W] -> [N, C, H, W]`` (default: 3x3 dilation).
@@ -99,6 +103,12 @@ class INREditor(nn.Module):
             self.weight_head = WeightSpaceLinear(model.spec, model.hidden, 1, model.permute_io).to(device)
             for parameter in self.weight_head.parameters():
                 nn.init.zeros_(parameter)
+        elif isinstance(self.backbone, SANE):
+            self.backbone._params(batch)  # build for the architecture
+            transformer = self.backbone.transformer
+            self.token_head = nn.Linear(transformer.latent, transformer.tokens.token_width).to(device)
+            nn.init.zeros_(self.token_head.weight)
+            nn.init.zeros_(self.token_head.bias)
         else:
             self.edge_head = nn.Linear(self.backbone.hidden, layout.edge_dim).to(device)
             nn.init.zeros_(self.edge_head.weight)
@@ -128,6 +138,10 @@ class INREditor(nn.Module):
             out = self.architecture.template.unbatch(edits)
         elif isinstance(self.backbone, FlatMLP):
             out = self.backbone(params)
+        elif isinstance(self.backbone, SANE):
+            transformer = self.backbone.transformer
+            latents = transformer.token_latents(self.backbone.normalize(self.backbone._params(params)))
+            out = transformer.tokens.rows(self.token_head(latents))  # padding slots are dropped
         else:
             model = self.backbone
             features = model.equivariant_features(model.normalize(model._params(params)))
