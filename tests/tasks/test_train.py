@@ -38,10 +38,10 @@ def test_kendall_tau_and_r2_by_hand_and_against_scipy(library) -> None:
     assert r2(p, y) == pytest.approx(float(1 - (p - y).square().sum() / (y - y.mean()).square().sum()), abs=1e-12)
 
 
-@pytest.mark.parametrize("name", ["gnn", "dwsnet", "statnn"])
+@pytest.mark.parametrize("name", ["gnn", "gnn-windows", "dwsnet", "statnn"])
 def test_training_learns_and_writes_metrics(inr_zoo, tmp_path, name) -> None:
     train_set, val_set, test_set = (ZooDataset(inr_zoo, s) for s in ("train", "val", "test"))
-    options = {"hidden": 16, "num_layers": 2} if name == "gnn" else {}
+    options = {"hidden": 16, "num_layers": 2} if name.startswith("gnn") else {}
     config = TrainConfig(epochs=4, batch_size=16, lr=3e-3, warmup_steps=2, progress=False)
     result = train(build_model(name, 10, **options), train_set, val_set, config, test_set=test_set,
                    out_dir=tmp_path / "run")

@@ -119,7 +119,8 @@ def default_options(name: str, options: dict[str, object], kind: str, task: str)
     (ReLU: ``"scale"``) keep ``"permutation"`` until "scale" is measured on one.
     """
     options = dict(options)
-    if name.removesuffix("-probe") in ("gnn", "transformer") and kind == "inr" and task == "classification":
+    if name.removesuffix("-probe") in ("gnn", "transformer", "gnn-windows") and kind == "inr" and \
+            task == "classification":
         options.setdefault("symmetry", "sign")
     return options
 

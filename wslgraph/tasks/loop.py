@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from wslgraph.baselines import BASELINES
 from wslgraph.errors import ManifestError, NonFiniteError, OptionError, WSLGraphError, ZooError, check_options
 from wslgraph.io import atomic_write_bytes, atomic_write_json
-from wslgraph.nn import GNNEncoder, TransformerEncoder
+from wslgraph.nn import GNNEncoder, TransformerEncoder, WindowedEncoder
 from wslgraph.tasks.task import TASKS, get_task
 from wslgraph.weightspace.augment import AUGMENT_PRESETS, Augmentation, augmentation
 from wslgraph.zoo.dataset import ZooDataset
@@ -43,11 +43,19 @@ from wslgraph.zoo.dataset import ZooDataset
 __all__ = ["TrainConfig", "MODELS", "TASKS", "build_model", "train", "evaluate", "init_distributed",
            "training_augmentation"]
 
-MODELS = {"gnn": GNNEncoder, "transformer": TransformerEncoder, **BASELINES}
+def windowed_gnn(out_dim: int, window_levels: int = 1, **options: object) -> WindowedEncoder:
+    """``gnn-windows``: a :class:`~wslgraph.nn.GNNEncoder` (``options``) trained and run on windows of
+    ``window_levels`` consecutive depth levels (:class:`~wslgraph.nn.WindowedEncoder`), as for networks whose whole
+    graph does not fit in memory."""
+    return WindowedEncoder(GNNEncoder(out_dim, **options), window_levels)
+
+
+MODELS = {"gnn": GNNEncoder, "transformer": TransformerEncoder, "gnn-windows": windowed_gnn, **BASELINES}
 
 
 def build_model(name: str, out_dim: int, **options: object) -> nn.Module:
-    """A model by name: ``gnn``, ``transformer`` or a baseline (``dwsnet``, ``nfn-hnp``, ``nfn-np``, ``mlp``, ...)."""
+    """A model by name: ``gnn``, ``transformer``, ``gnn-windows`` (:func:`windowed_gnn`) or a baseline
+    (``dwsnet``, ``nfn-hnp``, ``nfn-np``, ``mlp``, ...)."""
     if name not in MODELS:
         raise OptionError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
     check_options(name, MODELS[name], options)
