@@ -146,13 +146,13 @@ def test_convert_errors_are_clear(tmp_path, capsys) -> None:
 
 def test_bench_runs_the_comparison_harness(tmp_path, capsys) -> None:
     report = tmp_path / "bench.json"
-    assert main(["bench", "--quick", "--models", "nfn-np", "statnn", "--option", "nfn-np:lr=0.001",
-                 "--json", str(report)]) == 0
+    assert main(["bench", "--quick", "--models", "nfn-np", "statnn", "gnn-windows", "--option", "nfn-np:lr=0.001",
+                 "--option", "gnn-windows:hidden=16", "--json", str(report)]) == 0
     data = json.loads(report.read_text())
-    assert [row["model"] for row in data["rows"]] == ["nfn-np", "statnn"]
+    assert [row["model"] for row in data["rows"]] == ["nfn-np", "statnn", "gnn-windows"]
     assert data["rows"][0]["training"]["lr"] == 0.001 and data["rows"][1]["training"]["lr"] == 0.002
     assert data["augment"] == "none" and data["rows"][0]["training"]["augment"] == "none"
-    assert report.with_suffix(".md").read_text().count("\n") == 4
+    assert report.with_suffix(".md").read_text().count("\n") == 5
     with pytest.raises(SystemExit):
         main(["bench", "--quick", "--models", "resnet"])
     assert "unknown models ['resnet']" in capsys.readouterr().err

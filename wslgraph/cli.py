@@ -778,8 +778,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     trainer.add_argument("zoo", help="zoo folder (wslgraph zoo inr/cnn)")
     trainer.add_argument("--model", default="gnn",
-                         help="gnn, gnn-probe, transformer, transformer-probe, dwsnet, nfn-hnp, nfn-np, mlp, "
-                              "mlp-aug, statnn")
+                         help="gnn, gnn-probe, transformer, transformer-probe, gnn-windows, dwsnet, nfn-hnp, "
+                              "nfn-np, mlp, mlp-aug, statnn, sane")
     trainer.add_argument("--options", type=JSON_OBJECT, default={},
                          help='model options as JSON, e.g. \'{"hidden": 32}\'')
     trainer.add_argument("--out", required=True, help="run folder: checkpoints, metrics, run.json")

@@ -90,9 +90,9 @@ def compare_quick(args: BenchOptions) -> dict:
 def check_models(models: Sequence[str]) -> None:
     """``ValueError`` naming any model the harness does not know."""
     unknown = sorted({name for name in models if name.removesuffix("-probe") not in ("gnn", "transformer")
-                      and name not in BASELINES})
+                      and name not in BASELINES and name != "gnn-windows"})
     if unknown:
-        raise ValueError(f"unknown models {unknown}; choose from {DEFAULT_MODELS + ['mlp-aug']}")
+        raise ValueError(f"unknown models {unknown}; choose from {DEFAULT_MODELS + ['mlp-aug', 'gnn-windows']}")
 
 
 def parse_options(items: list[str]) -> dict[str, dict[str, object]]:
