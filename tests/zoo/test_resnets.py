@@ -166,5 +166,7 @@ def test_deepen_resnet_keeps_the_source_and_repeats_each_stage(small, large, sta
             assert not torch.allclose(copied, source(x), atol=1e-2)  # copies add their residual branches
     with pytest.raises(ValueError, match="stages"):
         deepen_resnet(rows, sources[0], resnet_zoo_model(18 if small == 8 else 14, 4, 1), input_shape=shape)
+    with pytest.raises(ValueError, match="conv1.weight of the target has no counterpart"):  # another width
+        deepen_resnet(rows, sources[0], resnet_zoo_model(large, 8, 1), input_shape=shape)
     with pytest.raises(ValueError, match="new_blocks"):
         deepen_resnet(rows, sources[0], target, input_shape=shape, new_blocks="zero")

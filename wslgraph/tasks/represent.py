@@ -202,7 +202,7 @@ def sample_zoo(run: str | Path, out: str | Path, *, zoo: str | Path | None = Non
                 grown = BatchedModule(target, grown_template).recalibrate(grown, calibration)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    written = [("sample", rows, dataset.template)] + ([("deeper", grown, grown_template)] if deeper else [])
+    written = [("sample", rows, dataset.template)] + ([("deeper", grown, grown_template)] if deeper is not None else [])
     for prefix, batch, template in written:
         for index, row in enumerate(batch):
             state = {k: v.contiguous() for k, v in template.unflatten(row).items()}

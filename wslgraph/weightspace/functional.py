@@ -162,7 +162,8 @@ class BatchedModule:
         ``batch_size`` of ``inputs`` ``[N, ...]`` (shared by all networks), and each running mean and variance
         becomes the average over the batches of the batch statistics (unbiased variances): what
         :class:`~torch.nn.BatchNorm2d` with ``momentum=None`` holds after the same batches from reset statistics
-        (tested). Parameters and step counters are unchanged; rows without batch norm come back as a copy.
+        (tested; a last batch of a single input is left out, as batch norm cannot always normalise one).
+        Parameters and step counters are unchanged; rows without batch norm come back as a copy.
         """
         state = {k: v.detach() for k, v in self.stacked_state(rows).items()}
         norms = {name: m for name, m in self.module.named_modules()

@@ -83,8 +83,8 @@ def deepen_resnet(rows: Tensor, source: ResNet, target: ResNet, *, input_shape: 
         if key in state and state[key].shape[1:] == shape:
             out[key] = state[key]
             continue
-        stage, block, rest = key.split(".", 2)
-        if not stage.startswith("layer") or int(stage[5:]) - 1 not in blocks:
+        stage, _, rest = key.split(".", 2) if key.count(".") >= 2 else (key, "", "")
+        if not stage.startswith("layer") or not rest or int(stage[5:]) - 1 not in blocks:
             raise ValueError(f"{key} of the target has no counterpart in the source (shape {tuple(shape)}); the "
                              "target must have the source's stem, stages, widths and classifier")
         origin = f"{stage}.{blocks[int(stage[5:]) - 1] - 1}"
