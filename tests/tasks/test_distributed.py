@@ -1,6 +1,7 @@
 """Training under two gloo processes (as torchrun launches them) matches one process on the same data."""
 
 import json
+import math
 import os
 import socket
 
@@ -86,3 +87,45 @@ def test_a_non_finite_loss_in_one_process_stops_every_process_at_the_same_step(t
     messages = [(tmp_path / f"rank{r}.txt").read_text() for r in (0, 1)]
     assert "became nan at epoch 0, step 1" in messages[1]
     assert "became non-finite in another process at epoch 0, step 1" in messages[0]
+
+
+def _represent(rank: int, world: int, port: int, zoo: str, out: str, options: object, changes: dict) -> None:
+    from wslgraph.tasks import train_representation
+
+    _join(rank, world, port)
+    train_representation(zoo, out, options, TrainConfig(**(CONFIG | changes)))
+    dist.destroy_process_group()
+
+
+@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
+def test_a_representation_trains_the_same_in_two_processes(tmp_path) -> None:
+    """``wslgraph represent`` under torchrun: two gloo processes train the representation one process trains.
+    Reconstruction alone, without random views: a per-model mean, so the shares' gradients average to the whole
+    batch's (NT-Xent takes its negatives from each process's share, so it is not compared here)."""
+    from wslgraph.represent import RepresentOptions
+    from wslgraph.tasks import train_representation
+
+    options = RepresentOptions(gamma=0.0, noise=0.0, erase=0.0, latent=8, encoder_options={"hidden": 16,
+                                                                                           "num_layers": 2})
+    zoo, port = _zoo_and_port(tmp_path, steps=10)
+    mp.spawn(_represent, args=(2, port, str(zoo), str(tmp_path / "ddp"), options, {}), nprocs=2, join=True)
+    train_representation(zoo, tmp_path / "one", options, TrainConfig(**CONFIG))
+    lines = [[json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+             for run in ("ddp", "one")]
+    assert len(lines[0]) == len(lines[1]) == CONFIG["epochs"]
+    for a, b in zip(*lines):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
+    for key, value in load_file(tmp_path / "one" / "best.safetensors").items():
+        torch.testing.assert_close(load_file(tmp_path / "ddp" / "best.safetensors")[key], value, rtol=1e-4,
+                                   atol=5e-5, msg=key)
+    # with the contrastive term and global batches of 3, one process's share is a single model, whose step leaves
+    # the projection head out: the processes still agree on every step and finish
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mp.spawn(_represent, args=(2, port, str(zoo), str(tmp_path / "contrastive"), RepresentOptions(
+        latent=8, encoder_options={"hidden": 16, "num_layers": 2}), {"batch_size": 3, "epochs": 1}), nprocs=2,
+        join=True)
+    losses = [json.loads(line)["train_loss"] for line in (tmp_path / "contrastive" / "metrics.jsonl").open()]
+    assert len(losses) == 1 and all(math.isfinite(loss) for loss in losses)

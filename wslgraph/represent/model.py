@@ -83,6 +83,9 @@ class HyperRepresentation(nn.Module):
         seed: Seed of the views.
     """
 
+    # the contrastive head takes no part in a step at gamma 0, or where a process's share is a single model
+    may_leave_parameters_unused = True
+
     def __init__(self, layout: GraphLayout, encoder: nn.Module, latent: int, *, gamma: float = 0.5,
                  temperature: float = 0.1, noise: float = 0.05, erase: float = 0.05, permute: bool = False,
                  decoder_hidden: int = 256, projection: int = 64, seed: int = 0) -> None:
@@ -184,6 +187,9 @@ class TokenRepresentation(nn.Module):
         backbone: A :class:`~wslgraph.tokens.TokenTransformer` built for ``layout``.
         gamma, temperature, noise, erase, permute, projection, seed: As for :class:`HyperRepresentation`.
     """
+
+    # the contrastive head takes no part in a step at gamma 0, or where a process's share is a single model
+    may_leave_parameters_unused = True
 
     def __init__(self, layout: GraphLayout, backbone: TokenTransformer, *, gamma: float = 0.5,
                  temperature: float = 0.1, noise: float = 0.05, erase: float = 0.05, permute: bool = False,

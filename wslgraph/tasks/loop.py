@@ -337,7 +337,10 @@ def train(model: nn.Module, train_set: ZooDataset, val_set: ZooDataset, config: 
     torch.manual_seed(config.seed)
     device = torch.device(config.device)
     _initialise(model, train_set, config, device)
-    runner = DistributedDataParallel(model) if world > 1 else model
+    # a model whose loss can leave parameters out of a step (a representation's contrastive head at gamma 0, or
+    # on a process whose share is one model) says so; DDP then marks them ready instead of waiting for them
+    unused = bool(getattr(model, "may_leave_parameters_unused", False))
+    runner = DistributedDataParallel(model, find_unused_parameters=unused) if world > 1 else model
     augment = train_set.augment or training_augmentation(config, train_set)
     if augment is not train_set.augment:
         train_set = train_set.with_augment(augment)
