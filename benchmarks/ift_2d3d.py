@@ -34,7 +34,7 @@ from wslgraph.heads import (
 from wslgraph.io import atomic_write_json
 from wslgraph.zoo import siren
 from wslgraph.zoo.data import load_images
-from wslgraph.zoo.shapes3d import ShapeRecipe, make_shapes, sample_points, shape_siren
+from wslgraph.zoo.shapes3d import ShapeRecipe, ShapeSet, make_shapes, random_rotations, sample_points, shape_siren
 
 LATENT_REG = 1e-4
 
@@ -52,38 +52,73 @@ def image_task(source: str, train_count: int, test_count: int) -> dict:
             "train": (coords, train_targets, train.labels[keep]), "test": (coords, test_targets, test.labels)}
 
 
-def shape_task(per_class: int, points: int) -> dict:
-    """The shapes3d zoo's shapes and split (shape ``i`` of a class: val if ``i % 10 == 8``, test if ``9``), with
-    each shape's own points, drawn from the zoo's per-shape generators."""
+def rotated_copies(shapes: ShapeSet, copies: int, seed: int) -> ShapeSet:
+    """``copies`` copies of every shape, each turned about the origin by its own rotation uniform over SO(3): the
+    same shape in another pose, like the rotations folded into an INR's first layer that augment the weight-space
+    encoders."""
+    rows = torch.arange(len(shapes)).repeat(copies)
+    return shapes[rows].turned(random_rotations(len(rows), torch.Generator().manual_seed(seed)))
+
+
+def shape_points(shapes: ShapeSet, recipe: ShapeRecipe, first_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each shape's own points (shape ``i`` from the generator of zoo INR ``first_seed + i``) and occupancies."""
     from wslgraph.zoo.inr import inr_seed
 
+    coords = torch.cat([sample_points(shapes[i:i + 1], recipe.points, near=recipe.near, sigma=recipe.sigma,
+                                      generator=torch.Generator().manual_seed(inr_seed(0, first_seed + i)))
+                        for i in range(len(shapes))])
+    return coords.float(), shapes.occupancy(coords).unsqueeze(-1).float()
+
+
+def shape_task(per_class: int, points: int, rotations: int = 0, test_rotations: int = 0) -> dict:
+    """The shapes3d zoo's shapes and split (shape ``i`` of a class: val if ``i % 10 == 8``, test if ``9``), with
+    each shape's own points, drawn from the zoo's per-shape generators. With ``rotations`` > 0 the classifier also
+    trains on that many turned copies of every training shape (``"extra"``: their embeddings are inferred with the
+    head frozen, like the test shapes'; the auto-decoder never sees them). With ``test_rotations`` > 0 each test
+    shape is classified by its class scores averaged over itself and that many turned copies (``"extra_test"``)."""
     recipe = ShapeRecipe(points=points)
     shapes = make_shapes(per_class, seed=0)
-    coords = torch.cat([sample_points(shapes[i:i + 1], recipe.points, near=recipe.near, sigma=recipe.sigma,
-                                      generator=torch.Generator().manual_seed(inr_seed(0, i)))
-                        for i in range(len(shapes))])
-    targets = shapes.occupancy(coords).unsqueeze(-1)
+    coords, targets = shape_points(shapes, recipe, 0)
     within = torch.arange(len(shapes)) % per_class % 10
     train, test = within < 8, within == 9
     template = GraphTemplate.from_module(shape_siren(recipe))
-    return {"name": "3D: procedural shapes (occupancy)", "template": template, "loss": "bce",
-            "train": (coords[train].float(), targets[train].float(), shapes.labels[train]),
-            "test": (coords[test].float(), targets[test].float(), shapes.labels[test])}
+    task = {"name": "3D: procedural shapes (occupancy)", "template": template, "loss": "bce",
+            "train": (coords[train], targets[train], shapes.labels[train]),
+            "test": (coords[test], targets[test], shapes.labels[test])}
+    if rotations:
+        turned = rotated_copies(shapes[train], rotations, seed=1)
+        task["extra"] = (*shape_points(turned, recipe, len(shapes)), turned.labels)
+    if test_rotations:
+        turned = rotated_copies(shapes[test], test_rotations, seed=2)
+        task["extra_test"] = (*shape_points(turned, recipe, len(shapes) * (1 + rotations)), turned.labels)
+    return task
 
 
-def svm_accuracy_of(z_train: torch.Tensor, labels: torch.Tensor, z_test: torch.Tensor, test_labels: torch.Tensor
-                    ) -> tuple[float, float]:
-    """Test accuracy of an RBF SVM on standardised embeddings, its C chosen by 5-fold cross-validation on the
-    training embeddings alone (scikit-learn)."""
-    from sklearn.model_selection import GridSearchCV
+def svm_scores_of(z_train: torch.Tensor, labels: torch.Tensor, z_test: torch.Tensor,
+                  groups: torch.Tensor | None = None) -> tuple[float, torch.Tensor]:
+    """An RBF SVM on standardised embeddings, its C chosen by 5-fold cross-validation on the training embeddings
+    alone (scikit-learn): C and its class scores of ``z_test``. ``groups``: the training shape each row is a turned
+    copy of (its copies stay in one fold)."""
+    from sklearn.model_selection import GridSearchCV, GroupKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
     folds = max(2, min(5, int(torch.bincount(labels).min())))
-    search = GridSearchCV(make_pipeline(StandardScaler(), SVC()), {"svc__C": [1.0, 10.0, 100.0]}, cv=folds)
-    search.fit(z_train.double().numpy(), labels.numpy())
-    return float(search.best_params_["svc__C"]), float(search.score(z_test.double().numpy(), test_labels.numpy()))
+    search = GridSearchCV(make_pipeline(StandardScaler(), SVC()), {"svc__C": [1.0, 3.0, 10.0, 30.0, 100.0]},
+                          cv=folds if groups is None else GroupKFold(folds))
+    search.fit(z_train.double().numpy(), labels.numpy(), groups=None if groups is None else groups.numpy())
+    return float(search.best_params_["svc__C"]), torch.from_numpy(search.decision_function(z_test.double().numpy()))
+
+
+def grouped_accuracy(scores: torch.Tensor, labels: torch.Tensor, groups: torch.Tensor | None) -> float:
+    """Accuracy of class scores ``[N, classes]``; with ``groups``, of their means over each group's rows."""
+    if groups is None:
+        return float((scores.argmax(1) == labels).float().mean())
+    count = int(groups.max()) + 1
+    summed = torch.zeros(count, scores.shape[1], dtype=scores.dtype).index_add_(0, groups, scores)
+    truth = torch.zeros(count, dtype=labels.dtype).index_copy_(0, groups, labels)
+    return float((summed.argmax(1) == truth).float().mean())
 
 
 def infer(decoder: AutoDecoder, coords: torch.Tensor, targets: torch.Tensor, steps: int, chunk: int = 256
@@ -109,6 +144,17 @@ def run(task: dict, latent_dim: int, steps: int, infer_steps: int, analysed: int
     fitted = time.perf_counter() - start
     z_train = infer(decoder, coords, targets, infer_steps)
     z_test = infer(decoder, test_coords, test_targets, infer_steps)
+    groups = test_groups = None
+    if "extra" in task:  # turned copies of the training shapes: more training embeddings for the classifiers
+        extra_coords, extra_targets, extra_labels = task["extra"]
+        z_train = torch.cat([z_train, infer(decoder, extra_coords, extra_targets, infer_steps)])
+        groups = torch.arange(labels.shape[0]).repeat(z_train.shape[0] // labels.shape[0])
+        labels = torch.cat([labels, extra_labels])
+    if "extra_test" in task:  # turned copies of the test shapes: their class scores are averaged per shape
+        extra_coords, extra_targets, extra_labels = task["extra_test"]
+        z_test = torch.cat([z_test, infer(decoder, extra_coords, extra_targets, infer_steps)])
+        test_groups = torch.arange(test_labels.shape[0]).repeat(z_test.shape[0] // test_labels.shape[0])
+        test_labels = torch.cat([test_labels, extra_labels])
     if save_embeddings is not None:
         from safetensors.torch import save_file
 
@@ -116,10 +162,21 @@ def run(task: dict, latent_dim: int, steps: int, infer_steps: int, analysed: int
         save_file({"z_train": z_train.contiguous(), "labels": labels.contiguous(), "z_test": z_test.contiguous(),
                    "test_labels": test_labels.contiguous()}, str(save_embeddings))
     classifier = fit_embedding_classifier(z_train, labels)
+    single = slice(0, test_targets.shape[0])  # the test shapes as they are (their turned copies follow)
     with torch.no_grad():
         train_accuracy = float((classifier(z_train).argmax(1) == labels).float().mean())
-        accuracy = float((classifier(z_test).argmax(1) == test_labels).float().mean())
-    svm_c, svm_accuracy = svm_accuracy_of(z_train, labels, z_test, test_labels)
+        mlp_scores = classifier(z_test).softmax(1)
+    svm_c, svm_scores = svm_scores_of(z_train, labels, z_test, groups)
+    accuracy = grouped_accuracy(mlp_scores[single], test_labels[single], None)
+    svm_accuracy = grouped_accuracy(svm_scores[single], test_labels[single], None)
+    averaged = {} if test_groups is None else {
+        "test_accuracy_averaged": grouped_accuracy(mlp_scores, test_labels, test_groups),
+        "svm_test_accuracy_averaged": grouped_accuracy(svm_scores, test_labels, test_groups)}
+    if averaged:
+        copies = task["extra_test"][2].shape[0] // single.stop
+        print(f"  scores averaged over each test shape and its {copies} turned copies: MLP "
+              f"{100 * averaged['test_accuracy_averaged']:.1f} %, RBF SVM "
+              f"{100 * averaged['svm_test_accuracy_averaged']:.1f} %", flush=True)
     print(f"  {task['name']}: fitted in {fitted:.0f} s; embedding classifier train {100 * train_accuracy:.1f} %, "
           f"test {100 * accuracy:.1f} %; RBF SVM (C={svm_c:g} by 5-fold CV on train) test {100 * svm_accuracy:.1f} % "
           f"at {time.perf_counter() - start:.0f} s; now Newton refinement and Hessians of {analysed} test instances",
@@ -137,8 +194,9 @@ def run(task: dict, latent_dim: int, steps: int, infer_steps: int, analysed: int
     return {"task": task["name"], "latent_dim": latent_dim, "train_instances": targets.shape[0],
             "test_instances": test_targets.shape[0], "points": targets.shape[1], "loss": task["loss"],
             "reconstruction_first": losses[0], "reconstruction_last": losses[-1],
-            "train_accuracy": train_accuracy, "test_accuracy": accuracy, "svm_c": svm_c,
-            "svm_test_accuracy": svm_accuracy, "analysed": analysed,
+            "classifier_train_embeddings": z_train.shape[0], "train_accuracy": train_accuracy,
+            "test_accuracy": accuracy, "svm_c": svm_c,
+            "svm_test_accuracy": svm_accuracy, **averaged, "analysed": analysed,
             "fraction_full_rank": summary["fraction_full_rank"],
             "fraction_positive_definite": summary["fraction_positive_definite"],
             "median_condition_number": summary["median_condition_number"],
@@ -154,17 +212,24 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="auto-decoder training steps (default 4,000)")
     parser.add_argument("--infer-steps", type=int, default=None, help="embedding fits (default 300 steps)")
     parser.add_argument("--points", type=int, default=4096, help="3D: points per shape")
+    parser.add_argument("--rotations", type=int, default=0,
+                        help="3D: the classifiers also train on this many turned copies of each training shape")
+    parser.add_argument("--test-rotations", type=int, default=0,
+                        help="3D: classify each test shape by its scores averaged over this many turned copies too")
     parser.add_argument("--analysed", type=int, default=None, help="test instances whose Hessians are taken (50)")
     parser.add_argument("--save-embeddings", type=Path, default=None,
                         help="write each task's fitted embeddings and labels (safetensors; PATH gets the task's name)")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/ift_2d3d.json"))
     args = parser.parse_args()
     if args.quick:
-        make = {"2d": lambda: image_task(args.source_2d, 48, 16), "3d": lambda: shape_task(per_class=10, points=512)}
+        make = {"2d": lambda: image_task(args.source_2d, 48, 16),
+                "3d": lambda: shape_task(per_class=10, points=512, rotations=min(args.rotations, 1),
+                                         test_rotations=min(args.test_rotations, 1))}
         steps, infer_steps, analysed = 60, 30, 4
     else:
         make = {"2d": lambda: image_task(args.source_2d, 2500, 500),
-                "3d": lambda: shape_task(per_class=200, points=args.points)}
+                "3d": lambda: shape_task(per_class=200, points=args.points, rotations=args.rotations,
+                                           test_rotations=args.test_rotations)}
         steps, infer_steps, analysed = 4000, 300, args.analysed or 50
     steps, infer_steps = args.steps or steps, args.infer_steps or infer_steps
     tasks = [make[name]() for name in args.tasks]
@@ -185,7 +250,9 @@ def main() -> None:
     report = {"rows": rows, "config": {"steps": steps, "infer_steps": infer_steps, "latent_reg": LATENT_REG,
                                        "latent_dim": args.latent_dim, "quick": args.quick, "head": "full, SiLU",
                                        "classifier": "MLP 64 hidden, 500 AdamW steps; and an RBF SVM on "
-                                                     "standardised embeddings, C in {1, 10, 100} by 5-fold CV"}}
+                                                     "standardised embeddings, C in {1, 3, 10, 30, 100} by 5-fold "
+                                                     "CV (turned copies in their shape's fold)",
+                                       "rotations": args.rotations, "test_rotations": args.test_rotations}}
     atomic_write_json(args.json, report)
     print(f"wrote {args.json}")
 

@@ -174,8 +174,13 @@ def test_scale_benchmark_embeds_a_zoo_row_by_row(tmp_path: Path) -> None:
 
 
 def test_ift_2d3d_benchmark_quick(tmp_path: Path) -> None:
-    result, report = _run_quick("ift_2d3d.py", tmp_path, "--source-2d", "digits")
+    result, report = _run_quick("ift_2d3d.py", tmp_path, "--source-2d", "digits", "--rotations", "1",
+                                "--test-rotations", "1")
     assert [row["loss"] for row in report["rows"]] == ["mse", "bce"]
+    image, shape = report["rows"]  # turned copies: shapes only (80 training shapes and one copy each)
+    assert image["classifier_train_embeddings"] == image["train_instances"] and "test_accuracy_averaged" not in image
+    assert shape["classifier_train_embeddings"] == 2 * shape["train_instances"] == 160
+    assert 0 <= shape["test_accuracy_averaged"] <= 1 and "turned copies: MLP" in result.stdout
     for row in report["rows"]:
         assert row["reconstruction_last"] < row["reconstruction_first"] and 0 <= row["test_accuracy"] <= 1
         assert 0 <= row["fraction_full_rank"] <= 1 and row["points"] == (64 if row["loss"] == "mse" else 512)

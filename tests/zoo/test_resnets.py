@@ -147,6 +147,8 @@ def test_deepen_resnet_keeps_the_source_and_repeats_each_stage(small, large, sta
     grown_template = GraphTemplate.from_module(target, input_shape=shape)
     copies = deepen_resnet(rows, sources[0], target, input_shape=shape)
     identity = deepen_resnet(rows, sources[0], target, input_shape=shape, new_blocks="identity")
+    given = deepen_resnet(rows, sources[0], target, new_blocks="identity", templates=(template, grown_template))
+    assert torch.equal(given, identity)  # templates the caller has are the ones traced here
     x = torch.randn(6, *shape)
     for index, source in enumerate(sources):
         state = grown_template.unflatten(copies[index])

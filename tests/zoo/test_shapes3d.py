@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from wslgraph.zoo.shapes3d import SHAPE_CLASSES, SHAPE_VOLUMES, make_shapes, sample_points
+from wslgraph.zoo.shapes3d import SHAPE_CLASSES, SHAPE_VOLUMES, make_shapes, random_rotations, sample_points
 
 SHAPES = make_shapes(3, seed=0)
 
@@ -123,3 +123,20 @@ def test_signed_distance_sirens_learn_their_shapes() -> None:
     assert bool((inr_chamfer(params, shapes, recipe, resolution=32, points=1024) < 0.2).all())
     with pytest.raises(ValueError, match="target must be"):
         replace(recipe, target="udf")
+
+
+def test_turned_shapes_are_the_same_shapes_in_another_pose() -> None:
+    """A turned shape's distance at R p is the original's at p, for every class; the rotations are proper."""
+    shapes = make_shapes(2, seed=3)
+    turns = random_rotations(len(shapes), torch.Generator().manual_seed(4))
+    eye = torch.eye(3, dtype=turns.dtype).expand_as(turns)
+    assert torch.allclose(turns @ turns.transpose(1, 2), eye, atol=1e-12)
+    assert torch.allclose(torch.linalg.det(turns), torch.ones(len(shapes), dtype=turns.dtype))
+    points = torch.rand(len(shapes), 300, 3, dtype=torch.float64) * 2 - 1
+    turned = shapes.turned(turns)
+    moved = torch.einsum("nij,npj->npi", turns, points)
+    assert torch.allclose(turned.sdf(moved), shapes.sdf(points), atol=1e-9)
+    assert not torch.allclose(turned.sdf(points), shapes.sdf(points), atol=1e-3)  # the pose did change
+    assert torch.equal(turned.labels, shapes.labels)
+    with pytest.raises(ValueError, match="rotations must be"):
+        shapes.turned(turns[:1])

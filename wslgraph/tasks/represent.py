@@ -193,11 +193,12 @@ def sample_zoo(run: str | Path, out: str | Path, *, zoo: str | Path | None = Non
         if deeper is not None:
             try:
                 target = resnet_zoo_model(deeper, description["width"], channels)
-                grown = deepen_resnet(rows, module, target, input_shape=(channels, side, side), new_blocks=new_blocks)
+                grown_template = GraphTemplate.from_module(target, input_shape=(channels, side, side))
+                grown = deepen_resnet(rows, module, target, new_blocks=new_blocks,
+                                      templates=(dataset.template, grown_template))
             except ValueError as error:
                 raise ZooError(f"cannot grow this zoo's ResNet-{description['depth']} into ResNet-{deeper}: {error}"
                                ) from error
-            grown_template = GraphTemplate.from_module(target, input_shape=(channels, side, side))
             if recalibrate:
                 grown = BatchedModule(target, grown_template).recalibrate(grown, calibration)
     out = Path(out)

@@ -55,7 +55,7 @@ def resnet_zoo_model(depth: int, width: int, channels: int, seed: int | None = N
 
 
 def deepen_resnet(rows: Tensor, source: ResNet, target: ResNet, *, input_shape: tuple[int, ...] | None = None,
-                  new_blocks: str = "copy") -> Tensor:
+                  new_blocks: str = "copy", templates: tuple[GraphTemplate, GraphTemplate] | None = None) -> Tensor:
     """Flat rows ``[N, P]`` of ``source`` as rows of ``target``, a deeper ResNet of the same stages and widths
     (e.g. ResNet-8 -> ResNet-14: two blocks per stage): generating an architecture larger than a zoo's.
 
@@ -65,11 +65,13 @@ def deepen_resnet(rows: Tensor, source: ResNet, target: ResNet, *, input_shape: 
     block changes width or stride, from the block's width-preserving convolution and its batch norm (``conv2``,
     ``bn2`` for ``conv1``, ``bn1``). ``new_blocks="identity"`` then sets the repeated blocks' last batch norm's
     scale and shift to 0, so that each adds nothing to its input and ``target`` computes exactly ``source``'s
-    function (tested); ``"copy"`` keeps them as copied. ``input_shape``: as the rows' templates were built.
+    function (tested); ``"copy"`` keeps them as copied. ``input_shape``: as the rows' templates were built;
+    ``templates``: the source's and target's templates where the caller has them (else traced here).
     """
     if new_blocks not in ("copy", "identity"):
         raise ValueError(f"new_blocks must be 'copy' or 'identity', got {new_blocks!r}")
-    src_template, dst_template = (GraphTemplate.from_module(m, input_shape=input_shape) for m in (source, target))
+    src_template, dst_template = templates or (GraphTemplate.from_module(m, input_shape=input_shape)
+                                               for m in (source, target))
     state = src_template.stacked_state(rows)
     shapes = {k: v.shape for k, v in target.state_dict().items()}
     blocks = {stage: len(getattr(source, f"layer{stage + 1}")) for stage in range(source.num_stages)}

@@ -24,9 +24,9 @@ if TYPE_CHECKING:
 
     from wslgraph.zoo.meshes import MeshSet
 
-__all__ = ["SHAPE_CLASSES", "ShapeSet", "make_shapes", "shape_sdf", "sample_points", "SHAPE_VOLUMES", "ShapeRecipe",
-           "SHAPE_RECIPES", "shape_siren", "default_chunk_size", "fit_shape_inrs", "inr_surfaces", "inr_chamfer",
-           "zoo_shapes", "zoo_figure"]
+__all__ = ["SHAPE_CLASSES", "ShapeSet", "make_shapes", "random_rotations", "shape_sdf", "sample_points",
+           "SHAPE_VOLUMES", "ShapeRecipe", "SHAPE_RECIPES", "shape_siren", "default_chunk_size", "fit_shape_inrs",
+           "inr_surfaces", "inr_chamfer", "zoo_shapes", "zoo_figure"]
 
 SHAPE_CLASSES = ("sphere", "ellipsoid", "box", "rounded_box", "cylinder", "cone", "capsule", "torus", "pyramid",
                  "octahedron")
@@ -63,6 +63,16 @@ class ShapeSet:
             rows = (self.labels == code).nonzero().flatten()
             out[rows] = shape_sdf(SHAPE_CLASSES[code], local[rows], self.params[rows])
         return out * self.scales[:, None]
+
+    def turned(self, rotations: Tensor) -> ShapeSet:
+        """The same shapes turned about the origin, shape ``i`` by ``rotations[i]`` ``[N, 3, 3]``: their pose
+        rotation becomes ``R R_i`` and their centre ``R c_i``, so that the distance of the turned shape at ``R p`` is
+        the original's at ``p`` (tested)."""
+        if rotations.shape != (len(self), 3, 3):
+            raise ValueError(f"rotations must be [{len(self)}, 3, 3], got {tuple(rotations.shape)}")
+        rotations = rotations.to(self.rotations.dtype)
+        return ShapeSet(self.labels, self.params, rotations @ self.rotations, self.scales,
+                        torch.einsum("nij,nj->ni", rotations, self.centres))
 
     def occupancy(self, points: Tensor) -> Tensor:
         """1.0 inside (distance < 0), 0.0 outside: ``[N, P]``."""
@@ -260,7 +270,7 @@ def _random_params(name: str, count: int, generator: torch.Generator) -> Tensor:
     return torch.stack([0.55 + 0.3 * u[:, 0], zero, zero, zero], -1)  # octahedron
 
 
-def _random_rotations(count: int, generator: torch.Generator) -> Tensor:
+def random_rotations(count: int, generator: torch.Generator) -> Tensor:
     """Rotations uniform over SO(3) (from uniformly drawn unit quaternions)."""
     q = torch.randn(count, 4, generator=generator, dtype=torch.float64)
     w, x, y, z = (q / q.norm(dim=-1, keepdim=True)).unbind(-1)
@@ -293,7 +303,7 @@ def make_shapes(per_class: int, seed: int = 0) -> ShapeSet:
     radius = torch.cat([_bounding_radius(name, params[i * per_class:(i + 1) * per_class])
                         for i, name in enumerate(SHAPE_CLASSES)])
     count = labels.shape[0]
-    rotations = _random_rotations(count, generator)
+    rotations = random_rotations(count, generator)
     scales = (0.8 + 0.25 * torch.rand(count, generator=generator, dtype=torch.float64)) * (0.8 / radius).clamp(max=1)
     centres = (torch.rand(count, 3, generator=generator, dtype=torch.float64) * 2 - 1) * 0.05
     return ShapeSet(labels, params, rotations, scales, centres)
