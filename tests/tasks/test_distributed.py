@@ -97,15 +97,49 @@ def _represent(rank: int, world: int, port: int, zoo: str, out: str, options: ob
     dist.destroy_process_group()
 
 
+def _contrast(rank: int, world: int, port: int, out: str) -> None:
+    from wslgraph.represent import contrastive_losses
+
+    _join(rank, world, port)
+    a, b = (torch.randn(5, 4, generator=torch.Generator().manual_seed(seed)) for seed in (0, 1))
+    share = slice(0, 3) if rank == 0 else slice(3, 5)  # unequal shares: 3 and 2 models
+    mine = [x[share].clone().requires_grad_(True) for x in (a, b)]
+    losses = contrastive_losses(*mine, 0.5)
+    (losses * torch.arange(1.0, 6.0)[share]).sum().backward()  # weighted: every row's gradient is distinct
+    save_file({"losses": losses.detach(), "grad_a": mine[0].grad, "grad_b": mine[1].grad},
+              os.path.join(out, f"rank{rank}.safetensors"))
+    dist.destroy_process_group()
+
+
+@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
+def test_contrastive_negatives_come_from_the_whole_global_batch(tmp_path) -> None:
+    """Under torch.distributed each process's NT-Xent losses, and the gradients that reach its own rows, are those
+    of one process holding the whole batch, with unequal shares too."""
+    from wslgraph.represent import nt_xent
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mp.spawn(_contrast, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    parts = [load_file(tmp_path / f"rank{rank}.safetensors") for rank in (0, 1)]
+    a, b = (torch.randn(5, 4, generator=torch.Generator().manual_seed(seed)).requires_grad_(True) for seed in (0, 1))
+    losses = nt_xent(a, b, 0.5)
+    (losses * torch.arange(1.0, 6.0)).sum().backward()
+    torch.testing.assert_close(torch.cat([part["losses"] for part in parts]), losses.detach())
+    torch.testing.assert_close(torch.cat([part["grad_a"] for part in parts]), a.grad)
+    torch.testing.assert_close(torch.cat([part["grad_b"] for part in parts]), b.grad)
+    assert not torch.allclose(nt_xent(a[:3], b[:3], 0.5), losses[:3])  # a share alone has other negatives
+
+
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
 def test_a_representation_trains_the_same_in_two_processes(tmp_path) -> None:
-    """``wslgraph represent`` under torchrun: two gloo processes train the representation one process trains.
-    Reconstruction alone, without random views: a per-model mean, so the shares' gradients average to the whole
-    batch's (NT-Xent takes its negatives from each process's share, so it is not compared here)."""
+    """``wslgraph represent`` under torchrun: two gloo processes train the representation one process trains,
+    reconstruction and NT-Xent (negatives gathered from every process), without random views, so that both runs
+    see the same models: the shares' gradients average to the whole batch's."""
     from wslgraph.represent import RepresentOptions
     from wslgraph.tasks import train_representation
 
-    options = RepresentOptions(gamma=0.0, noise=0.0, erase=0.0, latent=8, encoder_options={"hidden": 16,
+    options = RepresentOptions(gamma=0.5, noise=0.0, erase=0.0, latent=8, encoder_options={"hidden": 16,
                                                                                            "num_layers": 2})
     zoo, port = _zoo_and_port(tmp_path, steps=10)
     mp.spawn(_represent, args=(2, port, str(zoo), str(tmp_path / "ddp"), options, {}), nprocs=2, join=True)
@@ -119,13 +153,13 @@ def test_a_representation_trains_the_same_in_two_processes(tmp_path) -> None:
     for key, value in load_file(tmp_path / "one" / "best.safetensors").items():
         torch.testing.assert_close(load_file(tmp_path / "ddp" / "best.safetensors")[key], value, rtol=1e-4,
                                    atol=5e-5, msg=key)
-    # with the contrastive term and global batches of 3, one process's share is a single model, whose step leaves
-    # the projection head out: the processes still agree on every step and finish
+    # reconstruction alone (gamma 0) leaves the projection head out of every step, and global batches of 3 give
+    # one process a single model: the processes still agree on every step and finish
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     mp.spawn(_represent, args=(2, port, str(zoo), str(tmp_path / "contrastive"), RepresentOptions(
-        latent=8, encoder_options={"hidden": 16, "num_layers": 2}), {"batch_size": 3, "epochs": 1}), nprocs=2,
-        join=True)
+        gamma=0.0, latent=8, encoder_options={"hidden": 16, "num_layers": 2}), {"batch_size": 3, "epochs": 1}),
+        nprocs=2, join=True)
     losses = [json.loads(line)["train_loss"] for line in (tmp_path / "contrastive" / "metrics.jsonl").open()]
     assert len(losses) == 1 and all(math.isfinite(loss) for loss in losses)

@@ -28,7 +28,7 @@ from wslgraph.tokens.model import TokenTransformer
 from wslgraph.weightspace.augment import Compose, GaussianNoise, RandomHiddenPermutation, WeightDropout
 from wslgraph.weightspace.views import batch_params
 
-__all__ = ["HyperRepresentation", "TokenRepresentation", "nt_xent", "weight_views"]
+__all__ = ["HyperRepresentation", "TokenRepresentation", "contrastive_losses", "nt_xent", "weight_views"]
 
 
 def nt_xent(a: Tensor, b: Tensor, temperature: float = 0.1) -> Tensor:
@@ -41,6 +41,36 @@ def nt_xent(a: Tensor, b: Tensor, temperature: float = 0.1) -> Tensor:
     target = torch.cat([torch.arange(count, 2 * count), torch.arange(count)]).to(z.device)
     losses = F.cross_entropy(logits, target, reduction="none")
     return (losses[:count] + losses[count:]) / 2
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized() and \
+        torch.distributed.get_world_size() > 1
+
+
+def _gathered(x: Tensor, sizes: list[int]) -> Tensor:
+    """Every process's rows of ``x`` in rank order (shares of ``sizes`` rows, padded for the collective); gradients
+    flow back to each process's own rows (:func:`torch.distributed.nn.functional.all_gather`)."""
+    from torch.distributed.nn.functional import all_gather
+
+    parts = all_gather(F.pad(x, (0, 0, 0, max(sizes) - x.shape[0])))
+    return torch.cat([part[:size] for part, size in zip(parts, sizes)])
+
+
+def contrastive_losses(a: Tensor, b: Tensor, temperature: float, *, gather: bool = True) -> Tensor | None:
+    """:func:`nt_xent` of this process's pairs ``[B]`` against every other model of the global batch: under
+    ``torch.distributed`` (with ``gather``, as in training) every process's projections are gathered, so that the
+    negatives are those one process would see with the whole batch, and gradients reach each process's own rows.
+    ``None`` where the (global) batch holds fewer than two models."""
+    if not gather or not _distributed():
+        return nt_xent(a, b, temperature) if a.shape[0] >= 2 else None
+    counts = [torch.zeros(1, dtype=torch.long, device=a.device) for _ in range(torch.distributed.get_world_size())]
+    torch.distributed.all_gather(counts, torch.tensor([a.shape[0]], device=a.device))
+    sizes = [int(count) for count in counts]
+    if sum(sizes) < 2:
+        return None
+    start = sum(sizes[:torch.distributed.get_rank()])
+    return nt_xent(_gathered(a, sizes), _gathered(b, sizes), temperature)[start:start + a.shape[0]]
 
 
 def _fit_tensor_statistics(model: nn.Module, rows: Tensor) -> None:
@@ -83,7 +113,7 @@ class HyperRepresentation(nn.Module):
         seed: Seed of the views.
     """
 
-    # the contrastive head takes no part in a step at gamma 0, or where a process's share is a single model
+    # the contrastive head takes no part in a step at gamma 0, or where the global batch is a single model
     may_leave_parameters_unused = True
 
     def __init__(self, layout: GraphLayout, encoder: nn.Module, latent: int, *, gamma: float = 0.5,
@@ -149,11 +179,11 @@ class HyperRepresentation(nn.Module):
         else:  # one view: the model itself, decoded and projected once
             latents = [self.embed(batch)]
         recon = sum(self._errors(z, rows) for z in latents) / len(latents)
-        if self.gamma == 0 or rows.shape[0] < 2:
+        if self.gamma == 0:
             return recon
         projected = [self.projector(z) for z in latents]
-        contrast = nt_xent(projected[0], projected[-1], self.temperature)
-        return self.gamma * contrast + (1 - self.gamma) * recon
+        contrast = contrastive_losses(projected[0], projected[-1], self.temperature, gather=self.training)
+        return recon if contrast is None else self.gamma * contrast + (1 - self.gamma) * recon
 
     def _errors(self, latent: Tensor, rows: Tensor) -> Tensor:
         """Per model: MSE of the decoded ``latent`` against ``rows`` in per-layer standardised units."""
@@ -188,7 +218,7 @@ class TokenRepresentation(nn.Module):
         gamma, temperature, noise, erase, permute, projection, seed: As for :class:`HyperRepresentation`.
     """
 
-    # the contrastive head takes no part in a step at gamma 0, or where a process's share is a single model
+    # the contrastive head takes no part in a step at gamma 0, or where the global batch is a single model
     may_leave_parameters_unused = True
 
     def __init__(self, layout: GraphLayout, backbone: TokenTransformer, *, gamma: float = 0.5,
@@ -259,10 +289,11 @@ class TokenRepresentation(nn.Module):
                  for seed in (base, base + 3)]
         latents = [backbone.encode_window(tokens.tokenize(self._standard(v)).tokens[:, part], part) for v in views]
         recon = sum(self._squared(z, target[:, part], part) for z in latents) / (2 * tokens.mask[part].sum())
-        if self.gamma == 0 or rows.shape[0] < 2:
+        if self.gamma == 0:
             return recon
         projected = [self.projector(z.mean(dim=1)) for z in latents]
-        return self.gamma * nt_xent(projected[0], projected[1], self.temperature) + (1 - self.gamma) * recon
+        contrast = contrastive_losses(projected[0], projected[1], self.temperature)
+        return recon if contrast is None else self.gamma * contrast + (1 - self.gamma) * recon
 
     def reconstruction_error(self, batch: object) -> Tensor:
         """Per model: the whole sequence's token MSE in standardised units (the eval-mode loss)."""
