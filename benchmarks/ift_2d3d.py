@@ -10,7 +10,14 @@ instances the embeddings are refined to exact stationary points (Newton, float64
 reconstruction loss w.r.t. its embedding gives the IFT's full-rank condition, positive definiteness and the
 condition number. Prints a table and writes JSON.
 
+Shapes come in random poses, so a shape's embedding also encodes its pose. ``--rotations K`` gives the classifiers
+K turned copies of every training shape as well, and ``--test-rotations K`` classifies each test shape by its class
+scores averaged over itself and K turned copies (each copy embedded like any test shape): the data-side
+counterpart of the rotations folded into INR weights that augment the weight-space encoders.
+
     .venv/bin/python benchmarks/ift_2d3d.py [--quick] [--tasks 2d 3d] [--latent-dim 32] [--steps N] [--json PATH]
+        [--rotations K] [--test-rotations K] [--classifier-seeds S] [--save-embeddings PATH]
+    .venv/bin/python benchmarks/ift_2d3d.py --embeddings FILE [FILE ...]   # classify saved embeddings only
 """
 
 from __future__ import annotations
@@ -121,6 +128,42 @@ def grouped_accuracy(scores: torch.Tensor, labels: torch.Tensor, groups: torch.T
     return float((summed.argmax(1) == truth).float().mean())
 
 
+def classify(embedded: dict[str, torch.Tensor], seeds: int = 1) -> dict:
+    """Test accuracy of the head's MLP classifier (``seeds`` seeds; ``test_accuracy`` is seed 0's) and of the RBF
+    SVM on embeddings ``embedded`` (``z_train``, ``labels``, ``train_groups``, ``z_test``, ``test_labels``,
+    ``test_groups``: group ``g`` holds a shape and its turned copies). Each shape as it is (the first row of its
+    group), and, where test shapes have turned copies, each shape's class scores averaged over its group."""
+    z_train, labels, z_test, test_labels = (embedded[k] for k in ("z_train", "labels", "z_test", "test_labels"))
+    test_groups = embedded["test_groups"]
+    count = int(test_groups.max()) + 1
+    single = slice(0, count)  # the test shapes as they are (their turned copies follow)
+    copies = z_test.shape[0] // count - 1
+    mlp_single, mlp_averaged, train_accuracy = [], [], None
+    for seed in range(seeds):
+        classifier = fit_embedding_classifier(z_train, labels, seed=seed)
+        with torch.no_grad():
+            train_accuracy = train_accuracy or float((classifier(z_train).argmax(1) == labels).float().mean())
+            mlp_scores = classifier(z_test).softmax(1)
+        mlp_single.append(grouped_accuracy(mlp_scores[single], test_labels[single], None))
+        mlp_averaged.append(grouped_accuracy(mlp_scores, test_labels, test_groups))
+    groups = embedded["train_groups"] if z_train.shape[0] > int(embedded["train_groups"].max()) + 1 else None
+    svm_c, svm_scores = svm_scores_of(z_train, labels, z_test, groups)
+    out = {"classifier_train_embeddings": z_train.shape[0], "test_copies": copies, "train_accuracy": train_accuracy,
+           "test_accuracy": mlp_single[0], "test_accuracy_seeds": mlp_single, "svm_c": svm_c,
+           "svm_test_accuracy": grouped_accuracy(svm_scores[single], test_labels[single], None)}
+    line = (f"  embedding classifier (MLP) train {100 * train_accuracy:.1f} %, test {100 * mlp_single[0]:.1f} % "
+            f"(mean of {seeds} seeds {100 * sum(mlp_single) / seeds:.1f} %); RBF SVM (C={svm_c:g} by 5-fold CV on "
+            f"train) {100 * out['svm_test_accuracy']:.1f} %")
+    if copies:
+        out |= {"test_accuracy_averaged": mlp_averaged[0], "test_accuracy_averaged_seeds": mlp_averaged,
+                "svm_test_accuracy_averaged": grouped_accuracy(svm_scores, test_labels, test_groups)}
+        line += (f"; scores averaged over each test shape and its {copies} turned copies: MLP "
+                 f"{100 * mlp_averaged[0]:.1f} % (mean of {seeds} seeds {100 * sum(mlp_averaged) / seeds:.1f} %), "
+                 f"RBF SVM {100 * out['svm_test_accuracy_averaged']:.1f} %")
+    print(line, flush=True)
+    return out
+
+
 def infer(decoder: AutoDecoder, coords: torch.Tensor, targets: torch.Tensor, steps: int, chunk: int = 256
           ) -> torch.Tensor:
     """Embeddings with the head frozen, ``chunk`` instances at a time (each instance's optimisation is its own)."""
@@ -132,7 +175,7 @@ def infer(decoder: AutoDecoder, coords: torch.Tensor, targets: torch.Tensor, ste
 
 
 def run(task: dict, latent_dim: int, steps: int, infer_steps: int, analysed: int,
-        save_embeddings: Path | None = None) -> dict:
+        save_embeddings: Path | None = None, classifier_seeds: int = 1) -> dict:
     torch.manual_seed(0)
     coords, targets, labels = task["train"]
     test_coords, test_targets, test_labels = task["test"]
@@ -144,7 +187,7 @@ def run(task: dict, latent_dim: int, steps: int, infer_steps: int, analysed: int
     fitted = time.perf_counter() - start
     z_train = infer(decoder, coords, targets, infer_steps)
     z_test = infer(decoder, test_coords, test_targets, infer_steps)
-    groups = test_groups = None
+    groups, test_groups = torch.arange(labels.shape[0]), torch.arange(test_labels.shape[0])
     if "extra" in task:  # turned copies of the training shapes: more training embeddings for the classifiers
         extra_coords, extra_targets, extra_labels = task["extra"]
         z_train = torch.cat([z_train, infer(decoder, extra_coords, extra_targets, infer_steps)])
@@ -155,32 +198,16 @@ def run(task: dict, latent_dim: int, steps: int, infer_steps: int, analysed: int
         z_test = torch.cat([z_test, infer(decoder, extra_coords, extra_targets, infer_steps)])
         test_groups = torch.arange(test_labels.shape[0]).repeat(z_test.shape[0] // test_labels.shape[0])
         test_labels = torch.cat([test_labels, extra_labels])
+    embedded = {"z_train": z_train, "labels": labels, "train_groups": groups, "z_test": z_test,
+                "test_labels": test_labels, "test_groups": test_groups}
     if save_embeddings is not None:
         from safetensors.torch import save_file
 
         save_embeddings.parent.mkdir(parents=True, exist_ok=True)
-        save_file({"z_train": z_train.contiguous(), "labels": labels.contiguous(), "z_test": z_test.contiguous(),
-                   "test_labels": test_labels.contiguous()}, str(save_embeddings))
-    classifier = fit_embedding_classifier(z_train, labels)
-    single = slice(0, test_targets.shape[0])  # the test shapes as they are (their turned copies follow)
-    with torch.no_grad():
-        train_accuracy = float((classifier(z_train).argmax(1) == labels).float().mean())
-        mlp_scores = classifier(z_test).softmax(1)
-    svm_c, svm_scores = svm_scores_of(z_train, labels, z_test, groups)
-    accuracy = grouped_accuracy(mlp_scores[single], test_labels[single], None)
-    svm_accuracy = grouped_accuracy(svm_scores[single], test_labels[single], None)
-    averaged = {} if test_groups is None else {
-        "test_accuracy_averaged": grouped_accuracy(mlp_scores, test_labels, test_groups),
-        "svm_test_accuracy_averaged": grouped_accuracy(svm_scores, test_labels, test_groups)}
-    if averaged:
-        copies = task["extra_test"][2].shape[0] // single.stop
-        print(f"  scores averaged over each test shape and its {copies} turned copies: MLP "
-              f"{100 * averaged['test_accuracy_averaged']:.1f} %, RBF SVM "
-              f"{100 * averaged['svm_test_accuracy_averaged']:.1f} %", flush=True)
-    print(f"  {task['name']}: fitted in {fitted:.0f} s; embedding classifier train {100 * train_accuracy:.1f} %, "
-          f"test {100 * accuracy:.1f} %; RBF SVM (C={svm_c:g} by 5-fold CV on train) test {100 * svm_accuracy:.1f} % "
-          f"at {time.perf_counter() - start:.0f} s; now Newton refinement and Hessians of {analysed} test instances",
-          flush=True)
+        save_file({k: v.contiguous() for k, v in embedded.items()}, str(save_embeddings))
+    scores = classify(embedded, classifier_seeds)
+    print(f"  {task['name']}: fitted in {fitted:.0f} s; classified at {time.perf_counter() - start:.0f} s; now Newton "
+          f"refinement and Hessians of {analysed} test instances", flush=True)
     head64 = head.double()
     hessians = []
     for first in range(0, analysed, 5):  # a few instances at a time: exact Hessians of 4,096-point losses are large
@@ -194,9 +221,7 @@ def run(task: dict, latent_dim: int, steps: int, infer_steps: int, analysed: int
     return {"task": task["name"], "latent_dim": latent_dim, "train_instances": targets.shape[0],
             "test_instances": test_targets.shape[0], "points": targets.shape[1], "loss": task["loss"],
             "reconstruction_first": losses[0], "reconstruction_last": losses[-1],
-            "classifier_train_embeddings": z_train.shape[0], "train_accuracy": train_accuracy,
-            "test_accuracy": accuracy, "svm_c": svm_c,
-            "svm_test_accuracy": svm_accuracy, **averaged, "analysed": analysed,
+            **scores, "analysed": analysed,
             "fraction_full_rank": summary["fraction_full_rank"],
             "fraction_positive_definite": summary["fraction_positive_definite"],
             "median_condition_number": summary["median_condition_number"],
@@ -219,8 +244,22 @@ def main() -> None:
     parser.add_argument("--analysed", type=int, default=None, help="test instances whose Hessians are taken (50)")
     parser.add_argument("--save-embeddings", type=Path, default=None,
                         help="write each task's fitted embeddings and labels (safetensors; PATH gets the task's name)")
+    parser.add_argument("--classifier-seeds", type=int, default=None, help="seeds of the MLP classifier (5)")
+    parser.add_argument("--embeddings", type=Path, nargs="+", default=None,
+                        help="only classify embeddings written by --save-embeddings (no fitting)")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/ift_2d3d.json"))
     args = parser.parse_args()
+    seeds = args.classifier_seeds or (2 if args.quick else 5)
+    if args.embeddings:
+        from safetensors.torch import load_file
+
+        rows = []
+        for path in args.embeddings:
+            print(f"{path}:", flush=True)
+            rows.append({"embeddings": str(path), **classify(load_file(str(path)), seeds)})
+        atomic_write_json(args.json, {"rows": rows, "config": {"classifier_seeds": seeds}})
+        print(f"wrote {args.json}")
+        return
     if args.quick:
         make = {"2d": lambda: image_task(args.source_2d, 48, 16),
                 "3d": lambda: shape_task(per_class=10, points=512, rotations=min(args.rotations, 1),
@@ -229,7 +268,7 @@ def main() -> None:
     else:
         make = {"2d": lambda: image_task(args.source_2d, 2500, 500),
                 "3d": lambda: shape_task(per_class=200, points=args.points, rotations=args.rotations,
-                                           test_rotations=args.test_rotations)}
+                                         test_rotations=args.test_rotations)}
         steps, infer_steps, analysed = 4000, 300, args.analysed or 50
     steps, infer_steps = args.steps or steps, args.infer_steps or infer_steps
     tasks = [make[name]() for name in args.tasks]
@@ -237,7 +276,7 @@ def main() -> None:
     for task in tasks:
         where = None if args.save_embeddings is None else \
             args.save_embeddings.with_name(f"{args.save_embeddings.stem}_{task['name'][:2].lower()}.safetensors")
-        row = run(task, args.latent_dim, steps, infer_steps, analysed, where)
+        row = run(task, args.latent_dim, steps, infer_steps, analysed, where, seeds)
         rows.append(row)
         print(f"{row['task']}: {steps} steps, l={row['latent_dim']}, {row['train_instances']} train / "
               f"{row['test_instances']} test, "
@@ -252,7 +291,8 @@ def main() -> None:
                                        "classifier": "MLP 64 hidden, 500 AdamW steps; and an RBF SVM on "
                                                      "standardised embeddings, C in {1, 3, 10, 30, 100} by 5-fold "
                                                      "CV (turned copies in their shape's fold)",
-                                       "rotations": args.rotations, "test_rotations": args.test_rotations}}
+                                       "rotations": args.rotations, "test_rotations": args.test_rotations,
+                                       "classifier_seeds": seeds}}
     atomic_write_json(args.json, report)
     print(f"wrote {args.json}")
 
