@@ -174,13 +174,19 @@ def test_scale_benchmark_embeds_a_zoo_row_by_row(tmp_path: Path) -> None:
 
 
 def test_ift_2d3d_benchmark_quick(tmp_path: Path) -> None:
+    saved = tmp_path / "embeddings.safetensors"
     result, report = _run_quick("ift_2d3d.py", tmp_path, "--source-2d", "digits", "--rotations", "1",
-                                "--test-rotations", "1")
+                                "--test-rotations", "1", "--save-embeddings", str(saved))
     assert [row["loss"] for row in report["rows"]] == ["mse", "bce"]
     image, shape = report["rows"]  # turned copies: shapes only (80 training shapes and one copy each)
     assert image["classifier_train_embeddings"] == image["train_instances"] and "test_accuracy_averaged" not in image
     assert shape["classifier_train_embeddings"] == 2 * shape["train_instances"] == 160
     assert 0 <= shape["test_accuracy_averaged"] <= 1 and "turned copies: MLP" in result.stdout
+    assert len(shape["test_accuracy_seeds"]) == 2 and shape["test_accuracy_seeds"][0] == shape["test_accuracy"]
+    # saved embeddings, classified again without fitting: the same figures
+    _, again = _run_quick("ift_2d3d.py", tmp_path, "--embeddings", str(tmp_path / "embeddings_3d.safetensors"))
+    for key in ("test_accuracy_seeds", "svm_test_accuracy", "test_accuracy_averaged", "svm_test_accuracy_averaged"):
+        assert again["rows"][0][key] == shape[key]
     for row in report["rows"]:
         assert row["reconstruction_last"] < row["reconstruction_first"] and 0 <= row["test_accuracy"] <= 1
         assert 0 <= row["fraction_full_rank"] <= 1 and row["points"] == (64 if row["loss"] == "mse" else 512)
