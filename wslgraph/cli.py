@@ -318,7 +318,8 @@ def _represent(args: argparse.Namespace) -> int:
                                    temperature=args.temperature, noise=args.noise, erase=args.erase,
                                    permute=args.permute, max_weight=args.max_weight,
                                    encoder_options=args.encoder_options, activation=args.activation,
-                                   min_accuracy=args.min_accuracy)
+                                   min_accuracy=args.min_accuracy, sorted_weight=args.sorted_weight,
+                                   statistics=args.statistics)
         config = TrainConfig(task="represent", epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              weight_decay=args.weight_decay, patience=args.patience, seed=args.seed,
                              device=args.device, progress=not args.quiet)
@@ -829,6 +830,10 @@ def _add_represent(sub: argparse._SubParsersAction) -> None:
     command.add_argument("--noise", type=NONNEGATIVE, default=0.05, help="Gaussian noise per view (x tensor std)")
     command.add_argument("--erase", type=NONNEGATIVE, default=0.05, help="probability of erasing a weight per view")
     command.add_argument("--permute", action="store_true", help="also permute hidden neurons per view")
+    command.add_argument("--sorted-weight", type=NONNEGATIVE, default=0.0, help="share of the reconstruction loss "
+                         "that compares each tensor's sorted values (0..1; invariant to any reordering, for probes)")
+    command.add_argument("--statistics", action="store_true", help="the latent also reads each model's weight "
+                         "statistics s(W) through an MLP (graph encoders)")
     command.add_argument("--max-weight", type=RATE, default=10.0, help="leave out models with a larger |weight| "
                          "(diverged runs) from training and probes")
     command.add_argument("--activation", default=None, help="train only on models of this activation (a "

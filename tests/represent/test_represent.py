@@ -8,10 +8,12 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from wslgraph import GraphTemplate
+from wslgraph.baselines.models import statnn_features
 from wslgraph.errors import ManifestError, ZooError
 from wslgraph.represent import (
     RepresentOptions,
     build_representation,
+    contrastive_losses,
     embed_zoo,
     load_embeddings,
     load_representation,
@@ -19,6 +21,7 @@ from wslgraph.represent import (
     probe,
     probe_table,
     save_embeddings,
+    sorted_squared_error,
 )
 from wslgraph.tasks import TrainConfig, train_representation
 from wslgraph.weightspace import BatchedModule
@@ -57,10 +60,60 @@ def test_nt_xent_is_simclr_loss() -> None:
     assert float(nt_xent(a, a + 1e-3).mean()) < float(nt_xent(a, b).mean())  # matching views score lower
 
 
-@pytest.mark.parametrize("encoder", ["gnn", "transformer"])
-def test_embeddings_and_reconstructions_are_invariant_to_hidden_permutations(zoo, encoder) -> None:
+def test_sorted_error_is_the_wasserstein_distance_of_each_tensor_and_ignores_reordering() -> None:
+    torch.manual_seed(0)
+    decoded, target = torch.randn(3, 9), torch.randn(3, 9)
+    spans = [slice(0, 4), slice(4, 8)]  # the last value is a one-number tensor, compared as it is
+    expected = torch.zeros(3)
+    for row in range(3):
+        for span in spans:  # hand-written 1-D Wasserstein-2: match the i-th smallest values
+            a, b = sorted(decoded[row, span].tolist()), sorted(target[row, span].tolist())
+            expected[row] += sum((x - y) ** 2 for x, y in zip(a, b))
+        expected[row] += float(decoded[row, 8] - target[row, 8]) ** 2
+    got = sorted_squared_error(decoded, target, spans)
+    assert torch.allclose(got, expected / 9, atol=1e-6)
+    assert bool((got <= (decoded - target).square().mean(1) + 1e-7).all())  # at most the plain MSE
+    shuffled = target.clone()
+    shuffled[:, 0:4] = target[:, torch.tensor([2, 0, 3, 1])]
+    shuffled[:, 4:8] = target[:, torch.tensor([7, 6, 4, 5])]
+    assert torch.allclose(sorted_squared_error(decoded, shuffled, spans), got)
+    moved = target.clone()
+    moved[:, 8] = moved[:, 8] + 1.0  # the single value is not sorted away
+    assert not torch.allclose(sorted_squared_error(decoded, moved, spans), got)
+
+
+def test_sorted_weight_mixes_the_reconstruction_terms(zoo) -> None:
+    from wslgraph.errors import OptionError
+
     dataset = ZooDataset(zoo, "train")
-    model = build_representation(dataset.arrays.layout, RepresentOptions(encoder=encoder), seed=0)
+    layout = dataset.arrays.layout
+    model = build_representation(layout, RepresentOptions(sorted_weight=0.25), seed=0)
+    model.fit_statistics([dataset.batch(range(16))]).eval()
+    batch = dataset.batch(range(6))
+    with torch.no_grad():
+        latent = model.embed(batch)
+        decoded = model.decoder(latent)
+        target = (dataset.params(range(6)) - model.param_mean) / model.param_std
+        spans = [layout.span(entry.key) for entry in layout.state if entry.numel > 1]
+        exact, ordered = (decoded - target).square().mean(1), sorted_squared_error(decoded, target, spans)
+        assert bool((ordered < exact).all())
+        assert torch.allclose(model.reconstruction_error(batch), exact, atol=1e-6)
+        mixed = 0.75 * exact + 0.25 * ordered
+        assert torch.allclose(model.reconstruction_error(batch, sorted_weight=model.sorted_weight), mixed, atol=1e-6)
+        projected = model.projector(latent)  # eval mode: both views are the model itself
+        contrast = contrastive_losses(projected, projected, model.temperature, gather=False)
+        assert torch.allclose(model(batch), 0.5 * contrast + 0.5 * mixed, atol=1e-5)
+    with pytest.raises(OptionError, match="sorted_weight"):
+        RepresentOptions(sorted_weight=1.5)
+    with pytest.raises(OptionError, match="graph encoder"):
+        RepresentOptions(encoder="sane", sorted_weight=0.5)
+
+
+@pytest.mark.parametrize(("encoder", "statistics"), [("gnn", False), ("transformer", False), ("gnn", True)])
+def test_embeddings_and_reconstructions_are_invariant_to_hidden_permutations(zoo, encoder, statistics) -> None:
+    dataset = ZooDataset(zoo, "train")
+    options = RepresentOptions(encoder=encoder, statistics=statistics, sorted_weight=0.5 if statistics else 0.0)
+    model = build_representation(dataset.arrays.layout, options, seed=0)
     model.fit_statistics([dataset.batch(range(16))]).eval()
     rows = dataset.params(range(16))
     permuted = RandomHiddenPermutation(dataset.arrays.layout, seed=3)(rows)
@@ -70,6 +123,12 @@ def test_embeddings_and_reconstructions_are_invariant_to_hidden_permutations(zoo
         moved = model.embed(dataset.template.batch(permuted))
         assert torch.allclose(original, moved, atol=1e-5)
         assert torch.allclose(model.decode(original), model.decode(moved), atol=1e-5)
+        if statistics:  # the statistics branch reads the weights: a change beyond the symmetry moves the latent
+            alone = model.statistics_net((torch.asinh(statnn_features(rows, dataset.arrays.layout)
+                                                      / model.stat_scale) - model.stat_mean) / model.stat_std)
+            assert torch.allclose(original, model.encoder(dataset.template.batch(rows)) + alone, atol=1e-5)
+            scaled = model.embed(dataset.template.batch(rows * 2)) - model.encoder(dataset.template.batch(rows * 2))
+            assert (scaled - alone).abs().max() > 0.1
     loss = model.train()(dataset.batch(range(8)))  # the training objective runs and back-propagates
     assert loss.shape == (8,) and bool(torch.isfinite(loss).all())
     loss.mean().backward()
@@ -180,6 +239,12 @@ def test_cli_represent_embed_probe(zoo, tmp_path, capsys) -> None:
                  "--finetune-epochs", "1"]) == 0
     assert "| sampled |" in capsys.readouterr().out and (tmp_path / "s" / "sample-001.safetensors").exists()
     assert main(["sample", str(tmp_path), "--out", str(tmp_path / "s2")]) == 2  # not a run folder
+    stats = tmp_path / "stats"  # the statistics branch and the sorted loss go through represent.json and back
+    assert main(["represent", str(zoo), "--out", str(stats), "--epochs", "1", "--batch-size", "8", "--latent", "8",
+                 "--statistics", "--sorted-weight", "0.5", "--no-probe", "--quiet"]) == 0
+    loaded = load_representation(stats, ZooDataset(zoo, None).arrays.layout)
+    assert loaded.statistics and loaded.sorted_weight == 0.5 and float(loaded.stat_scale.min()) > 0
+    assert main(["embed", str(stats), str(zoo), "--out", str(tmp_path / "s.safetensors"), "--quiet"]) == 0
 
 
 def test_density_samples_stay_near_the_embeddings() -> None:

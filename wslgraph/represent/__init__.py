@@ -1,7 +1,14 @@
 """Hyper-representations: self-supervised embeddings of model zoos, a decoder back to weights, and probes of what
 the embeddings know (``wslgraph represent``, ``wslgraph embed``, ``wslgraph probe``)."""
 
-from wslgraph.represent.model import HyperRepresentation, TokenRepresentation, contrastive_losses, nt_xent, weight_views
+from wslgraph.represent.model import (
+    HyperRepresentation,
+    TokenRepresentation,
+    contrastive_losses,
+    nt_xent,
+    sorted_squared_error,
+    weight_views,
+)
 from wslgraph.represent.probe import CLASSIFICATION_TARGETS, REGRESSION_TARGETS, format_probe_table, probe, probe_table
 from wslgraph.represent.run import (
     ENCODERS,
@@ -17,7 +24,7 @@ from wslgraph.represent.run import (
 )
 
 __all__ = ["HyperRepresentation", "TokenRepresentation", "weight_views", "nt_xent",
-           "contrastive_losses", "probe", "probe_table",
+           "contrastive_losses", "sorted_squared_error", "probe", "probe_table",
            "format_probe_table", "REGRESSION_TARGETS", "CLASSIFICATION_TARGETS", "RepresentOptions", "ENCODERS",
            "kept_rows", "training_rows", "build_representation", "load_representation", "embed_zoo", "save_embeddings",
            "load_embeddings", "zoo_digest"]

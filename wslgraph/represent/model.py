@@ -14,6 +14,23 @@ standardised by the training zoo's per-layer mean and std (so every layer
 counts by its size, not its scale). Views: Gaussian noise, random erasing of
 weights and (optionally) hidden permutations, drawn from a counter kept in the
 state dict, so a resumed run draws what an uninterrupted one draws.
+
+With ``sorted_weight`` (``alpha``) the reconstruction term is
+``(1 - alpha) * MSE + alpha * sorted MSE``, where the sorted MSE compares each
+tensor's values sorted (a 1-D Wasserstein-2 distance between the decoded and the
+original tensor's value distributions). An invariant encoder cannot know which of
+a model's permuted copies it was given, so the exact MSE asks it for something it
+cannot tell unseen models apart by and it memorises the training models instead;
+the sorted MSE is invariant to every reordering of a tensor's values (at most the
+exact MSE, by the rearrangement inequality), and asks for what the weight
+statistics s(W) hold and more: each tensor's whole value distribution.
+
+With ``statistics`` the latent also reads each model's weight statistics s(W)
+(:func:`~wslgraph.baselines.statnn_features`, per tensor mean, variance and
+five quantiles; invariant to every permutation, as NFN's ``StatFeaturizer``
+pools them): ``latent = encoder(graph) + MLP(asinh(s(W) / scale))``, with the
+scale and standardisation fitted on the training models (the statistics span
+ten orders of magnitude in grid zoos).
 """
 
 from __future__ import annotations
@@ -22,13 +39,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from wslgraph.baselines.models import statnn_features
 from wslgraph.convert.template import GraphTemplate
 from wslgraph.graph.layout import GraphLayout
 from wslgraph.tokens.model import TokenTransformer
 from wslgraph.weightspace.augment import Compose, GaussianNoise, RandomHiddenPermutation, WeightDropout
 from wslgraph.weightspace.views import batch_params
 
-__all__ = ["HyperRepresentation", "TokenRepresentation", "contrastive_losses", "nt_xent", "weight_views"]
+__all__ = ["HyperRepresentation", "TokenRepresentation", "contrastive_losses", "nt_xent", "sorted_squared_error",
+           "weight_views"]
 
 
 def nt_xent(a: Tensor, b: Tensor, temperature: float = 0.1) -> Tensor:
@@ -82,6 +101,20 @@ def _fit_tensor_statistics(model: nn.Module, rows: Tensor) -> None:
         model.param_std[span] = values.std().clamp_min(1e-8) if values.numel() > 1 else 1.0
 
 
+def sorted_squared_error(decoded: Tensor, target: Tensor, spans: list[slice]) -> Tensor:
+    """Per row ``[B]``: the mean squared difference of ``decoded`` and ``target`` ``[B, P]`` with the values of each
+    span sorted on both sides (their 1-D Wasserstein-2 distance, squared, summed over the spans and divided by
+    ``P``); values outside the spans (single numbers) are compared as they are. Invariant to any reordering of
+    the values within a span, and at most the plain MSE."""
+    total = torch.zeros(decoded.shape[0], dtype=decoded.dtype, device=decoded.device)
+    covered = torch.ones(decoded.shape[1], dtype=torch.bool, device=decoded.device)
+    for span in spans:
+        covered[span] = False
+        total = total + (decoded[:, span].sort(dim=1).values - target[:, span].sort(dim=1).values).square().sum(1)
+    total = total + (decoded[:, covered] - target[:, covered]).square().sum(dim=1)
+    return total / decoded.shape[1]
+
+
 def weight_views(layout: GraphLayout, rows: Tensor, seed: int, *, noise: float, erase: float,
                  permute: bool) -> Tensor:
     """One augmented view of flat rows: Gaussian noise (``noise`` x each tensor's std), random erasing of
@@ -111,6 +144,10 @@ class HyperRepresentation(nn.Module):
         decoder_hidden: Width of the decoder's two hidden layers.
         projection: Width of the contrastive projection head.
         seed: Seed of the views.
+        sorted_weight: Share ``alpha`` of the reconstruction term given to the sorted MSE (each tensor's values
+            sorted; see the module docstring). 0: the exact MSE only. At 1 the decoder learns value
+            distributions, not loadable models: sample with a representation trained below 1.
+        statistics: Add an MLP of the model's weight statistics to the encoder's latent (module docstring).
     """
 
     # the contrastive head takes no part in a step at gamma 0, or where the global batch is a single model
@@ -118,11 +155,21 @@ class HyperRepresentation(nn.Module):
 
     def __init__(self, layout: GraphLayout, encoder: nn.Module, latent: int, *, gamma: float = 0.5,
                  temperature: float = 0.1, noise: float = 0.05, erase: float = 0.05, permute: bool = False,
-                 decoder_hidden: int = 256, projection: int = 64, seed: int = 0) -> None:
+                 decoder_hidden: int = 256, projection: int = 64, seed: int = 0, sorted_weight: float = 0.0,
+                 statistics: bool = False) -> None:
         super().__init__()
-        if not 0 <= gamma <= 1 or temperature <= 0 or noise < 0 or not 0 <= erase < 1:
-            raise ValueError(f"need 0 <= gamma <= 1, temperature > 0, noise >= 0 and 0 <= erase < 1; got gamma="
-                             f"{gamma}, temperature={temperature}, noise={noise}, erase={erase}")
+        if not 0 <= gamma <= 1 or temperature <= 0 or noise < 0 or not 0 <= erase < 1 or not 0 <= sorted_weight <= 1:
+            raise ValueError(f"need 0 <= gamma <= 1, temperature > 0, noise >= 0, 0 <= erase < 1 and 0 <= "
+                             f"sorted_weight <= 1; got gamma={gamma}, temperature={temperature}, noise={noise}, "
+                             f"erase={erase}, sorted_weight={sorted_weight}")
+        self.sorted_weight, self.statistics = sorted_weight, statistics
+        if statistics:
+            count = 7 * len(layout.state)
+            self.statistics_net = nn.Sequential(nn.Linear(count, decoder_hidden), nn.GELU(),
+                                                nn.Linear(decoder_hidden, latent))
+            for name, value in (("stat_scale", 1.0), ("stat_mean", 0.0), ("stat_std", 1.0)):
+                self.register_buffer(name, torch.full((count,), value))
+        self._spans = [layout.span(entry.key) for entry in layout.state if entry.numel > 1]
         self.layout, self.encoder, self.latent = layout, encoder, latent
         self.gamma, self.temperature, self.noise, self.erase, self.permute = gamma, temperature, noise, erase, permute
         self.seed = seed
@@ -141,7 +188,14 @@ class HyperRepresentation(nn.Module):
         """Per-layer mean and std of the training parameters (the reconstruction's units) and the encoder's own
         statistics, from a few training batches."""
         batches = list(batches)
-        _fit_tensor_statistics(self, torch.cat([batch_params(b)[0] for b in batches]))
+        rows = torch.cat([batch_params(b)[0] for b in batches])
+        _fit_tensor_statistics(self, rows)
+        if self.statistics:
+            raw = statnn_features(rows.float(), self.layout)
+            self.stat_scale.copy_(raw.abs().median(dim=0).values.clamp_min(1e-8))
+            mapped = torch.asinh(raw / self.stat_scale)
+            self.stat_mean.copy_(mapped.mean(dim=0))
+            self.stat_std.copy_(mapped.std(dim=0).nan_to_num(1.0).clamp_min(1e-6))
         if hasattr(self.encoder, "fit_statistics"):
             self.encoder.fit_statistics(batches)
         return self
@@ -149,7 +203,11 @@ class HyperRepresentation(nn.Module):
     # --- the maps ---------------------------------------------------------------------------------------------------
     def embed(self, batch: object) -> Tensor:
         """Latent vectors ``[B, latent]`` of a batch of parameter graphs."""
-        return self.encoder(batch)
+        latent = self.encoder(batch)
+        if not self.statistics:
+            return latent
+        raw = statnn_features(batch_params(batch)[0].to(self.stat_scale.dtype), self.layout)
+        return latent + self.statistics_net((torch.asinh(raw / self.stat_scale) - self.stat_mean) / self.stat_std)
 
     def decode(self, latent: Tensor) -> Tensor:
         """Flat parameters ``[B, P]`` (the zoo's order and units) from latent vectors."""
@@ -185,17 +243,26 @@ class HyperRepresentation(nn.Module):
         contrast = contrastive_losses(projected[0], projected[-1], self.temperature, gather=self.training)
         return recon if contrast is None else self.gamma * contrast + (1 - self.gamma) * recon
 
-    def _errors(self, latent: Tensor, rows: Tensor) -> Tensor:
-        """Per model: MSE of the decoded ``latent`` against ``rows`` in per-layer standardised units."""
-        return ((self.decoder(latent) - (rows - self.param_mean) / self.param_std) ** 2).mean(dim=1)
+    def _errors(self, latent: Tensor, rows: Tensor, alpha: float | None = None) -> Tensor:
+        """Per model: the reconstruction term of the decoded ``latent`` against ``rows`` in per-layer
+        standardised units: ``(1 - alpha) * MSE + alpha * sorted MSE`` (``alpha``: ``sorted_weight``)."""
+        alpha = self.sorted_weight if alpha is None else alpha
+        decoded, target = self.decoder(latent), (rows - self.param_mean) / self.param_std
+        exact = ((decoded - target) ** 2).mean(dim=1) if alpha < 1 else 0
+        if alpha == 0:
+            return exact
+        return (1 - alpha) * exact + alpha * sorted_squared_error(decoded, target, self._spans)
 
-    def reconstruction_error(self, batch: object) -> Tensor:
-        """Per model: the decoder's MSE in per-layer standardised units (the loss's reconstruction term)."""
-        return self._errors(self.embed(batch), batch_params(batch)[0])
+    def reconstruction_error(self, batch: object, *, sorted_weight: float = 0.0) -> Tensor:
+        """Per model: the decoder's MSE in per-layer standardised units; with ``sorted_weight`` the loss's mix of
+        exact and sorted MSE (pass ``self.sorted_weight`` for the loss's own reconstruction term)."""
+        return self._errors(self.embed(batch), batch_params(batch)[0], sorted_weight)
 
     def extra_repr(self) -> str:
         return (f"latent={self.latent}, gamma={self.gamma}, temperature={self.temperature}, noise={self.noise}, "
-                f"erase={self.erase}, permute={self.permute}, params={self.layout.num_params}")
+                f"erase={self.erase}, permute={self.permute}, sorted_weight={self.sorted_weight}, "
+                f"statistics={self.statistics}, "
+                f"params={self.layout.num_params}")
 
 
 class TokenRepresentation(nn.Module):

@@ -75,6 +75,8 @@ class RepresentOptions:
     encoder_options: dict = field(default_factory=dict)
     activation: str | None = None
     min_accuracy: float | None = None
+    sorted_weight: float = 0.0
+    statistics: bool = False
 
     def __post_init__(self) -> None:
         if self.encoder not in ENCODERS:
@@ -86,6 +88,15 @@ class RepresentOptions:
         if not (0 <= self.gamma <= 1 and self.temperature > 0 and self.noise >= 0 and 0 <= self.erase < 1):
             raise OptionError(f"need 0 <= gamma <= 1, temperature > 0, noise >= 0 and 0 <= erase < 1; got gamma="
                               f"{self.gamma}, temperature={self.temperature}, noise={self.noise}, erase={self.erase}")
+        if not 0 <= self.sorted_weight <= 1:
+            raise OptionError(f"sorted_weight is a share of the reconstruction term between 0 and 1, got "
+                              f"{self.sorted_weight}")
+        if self.sorted_weight and self.encoder == "sane":
+            raise OptionError("sorted_weight needs a graph encoder (gnn or transformer); SANE's token autoencoder "
+                              "reconstructs tokens exactly")
+        if self.statistics and self.encoder == "sane":
+            raise OptionError("statistics needs a graph encoder (gnn or transformer); SANE's token autoencoder "
+                              "embeds windows of tokens")
         if self.min_accuracy is not None and not 0 <= self.min_accuracy <= 1:
             raise OptionError(f"min_accuracy is a test accuracy between 0 and 1, got {self.min_accuracy}")
         if not isinstance(self.encoder_options, dict):
@@ -148,7 +159,8 @@ def build_representation(layout: object, options: RepresentOptions,
     encoder = ENCODERS[options.encoder](options.latent, **(defaults | options.encoder_options))
     return HyperRepresentation(layout, encoder, options.latent, gamma=options.gamma,
                                temperature=options.temperature, noise=options.noise, erase=options.erase,
-                               permute=options.permute, decoder_hidden=options.decoder_hidden, seed=seed)
+                               permute=options.permute, decoder_hidden=options.decoder_hidden, seed=seed,
+                               sorted_weight=options.sorted_weight, statistics=options.statistics)
 
 
 def zoo_digest(dataset: ZooDataset) -> str:
