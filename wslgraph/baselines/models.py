@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from wslgraph.baselines.equivariant import WeightSpaceLinear, invariant_pool, to_canonical, weight_space_slots
 from wslgraph.errors import InvalidGraphError, NonFiniteError, ShapeMismatchError, UnsupportedModuleError
 from wslgraph.graph.layout import GraphLayout
-from wslgraph.weightspace import WeightSpaceSpec, batch_params, to_weight_space, weight_space_spec
+from wslgraph.weightspace import WeightSpaceSpec, batch_params, statnn_features, to_weight_space, weight_space_spec
 from wslgraph.weightspace.augment import RandomHiddenPermutation
 
 __all__ = ["WeightSpaceModel", "EquivariantStack", "DWSNet", "NFN", "FlatMLP", "StatNN", "statnn_features",
@@ -308,21 +308,6 @@ class FlatMLP(WeightSpaceModel):
 
     def compute(self, params: Tensor) -> Tensor:
         return self.mlp(params)
-
-
-def statnn_features(params: Tensor, layout: GraphLayout) -> Tensor:
-    """Per parameter tensor: mean, variance and the 0/25/50/75/100 % quantiles: ``[N, 7 * tensors]``.
-
-    The features of Unterthiner et al. (2020); they are invariant to every
-    neuron permutation. Feed them to :class:`StatNN` or any regressor (e.g. a
-    scikit-learn gradient-boosted model).
-    """
-    levels = torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0], dtype=params.dtype, device=params.device)
-    features = []
-    for part in params.split([e.numel for e in layout.state], dim=1):
-        features += [part.mean(1, keepdim=True), part.var(1, keepdim=True, unbiased=False),
-                     torch.quantile(part, levels, dim=1).T]
-    return torch.cat(features, dim=1)
 
 
 def fit_statnn_regressor(params: Tensor, targets: Tensor, layout: GraphLayout, **options: object) -> object:

@@ -26,7 +26,7 @@ exact MSE, by the rearrangement inequality), and asks for what the weight
 statistics s(W) hold and more: each tensor's whole value distribution.
 
 With ``statistics`` the latent also reads each model's weight statistics s(W)
-(:func:`~wslgraph.baselines.statnn_features`, per tensor mean, variance and
+(:func:`~wslgraph.weightspace.statnn_features`, per tensor mean, variance and
 five quantiles; invariant to every permutation, as NFN's ``StatFeaturizer``
 pools them): ``latent = encoder(graph) + MLP(asinh(s(W) / scale))``, with the
 scale and standardisation fitted on the training models (the statistics span
@@ -39,12 +39,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from wslgraph.baselines.models import statnn_features
 from wslgraph.convert.template import GraphTemplate
 from wslgraph.graph.layout import GraphLayout
 from wslgraph.tokens.model import TokenTransformer
 from wslgraph.weightspace.augment import Compose, GaussianNoise, RandomHiddenPermutation, WeightDropout
-from wslgraph.weightspace.views import batch_params
+from wslgraph.weightspace.views import batch_params, statnn_features
 
 __all__ = ["HyperRepresentation", "TokenRepresentation", "contrastive_losses", "nt_xent", "sorted_squared_error",
            "weight_views"]

@@ -2,7 +2,8 @@
 
 * :mod:`~wslgraph.weightspace.views`: the per-layer view of a chain network's flat parameters
   (:class:`WeightSpaceSpec`, :func:`to_weight_space` / :func:`from_weight_space`) and the flat rows of a batch
-  (:func:`batch_params`, which reads the rows a :class:`~wslgraph.zoo.ZooDataset` attached).
+  (:func:`batch_params`, which reads the rows a :class:`~wslgraph.zoo.ZooDataset` attached), and their weight
+  statistics s(W) (:func:`statnn_features`).
 * :mod:`~wslgraph.weightspace.symmetry`: the symmetries of an architecture (hidden-neuron permutations, sign
   flips of odd activations).
 * :mod:`~wslgraph.weightspace.augment`: training-time augmentations drawn from them (plus noise, dropout, and the
@@ -21,10 +22,11 @@ from wslgraph.weightspace.views import (
     attach_params,
     batch_params,
     from_weight_space,
+    statnn_features,
     to_weight_space,
     weight_space_spec,
 )
 
 __all__ = ["WeightSpaceSpec", "weight_space_spec", "to_weight_space", "from_weight_space", "batch_params",
-           "attach_params", "hidden_permutations", "permute_state_dict", "permute_hidden", "sign_flip_groups",
-           "BatchedModule", "INRArchitecture", "inr_forward", "pixel_grid", "siren_layer_init"]
+           "attach_params", "statnn_features", "hidden_permutations", "permute_state_dict", "permute_hidden",
+           "sign_flip_groups", "BatchedModule", "INRArchitecture", "inr_forward", "pixel_grid", "siren_layer_init"]
