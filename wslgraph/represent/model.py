@@ -184,8 +184,9 @@ class HyperRepresentation(nn.Module):
 
     # --- statistics -------------------------------------------------------------------------------------------------
     def fit_statistics(self, batches: object) -> HyperRepresentation:
-        """Per-layer mean and std of the training parameters (the reconstruction's units) and the encoder's own
-        statistics, from a few training batches."""
+        """Per-layer mean and std of the training parameters (the reconstruction's units), the statistics branch's
+        scale and standardisation (with ``statistics``) and the encoder's own statistics, from a few training
+        batches."""
         batches = list(batches)
         rows = torch.cat([batch_params(b)[0] for b in batches])
         _fit_tensor_statistics(self, rows)
@@ -260,8 +261,7 @@ class HyperRepresentation(nn.Module):
     def extra_repr(self) -> str:
         return (f"latent={self.latent}, gamma={self.gamma}, temperature={self.temperature}, noise={self.noise}, "
                 f"erase={self.erase}, permute={self.permute}, sorted_weight={self.sorted_weight}, "
-                f"statistics={self.statistics}, "
-                f"params={self.layout.num_params}")
+                f"statistics={self.statistics}, params={self.layout.num_params}")
 
 
 class TokenRepresentation(nn.Module):
