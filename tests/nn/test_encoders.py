@@ -214,6 +214,44 @@ def test_readout_options_stay_invariant_and_concat_needs_equal_outputs() -> None
         GNNEncoder(4, readout_hidden="sum")
 
 
+def test_layer_concat_readout_is_per_layer_mean_and_max_in_layer_order() -> None:
+    from wslgraph.graph.vocab import NodeType
+    from wslgraph.nn import InvariantReadout
+
+    # two graphs; graph 0: input, hidden layer 1 (2 nodes), hidden layer 2 (1 node), output; graph 1 likewise
+    hidden, inp, out = int(NodeType.HIDDEN), int(NodeType.INPUT), int(NodeType.OUTPUT)
+    node_type = torch.tensor([inp, hidden, hidden, hidden, out] * 2)
+    layer = torch.tensor([0, 1, 1, 2, 3] * 2)
+    batch = torch.tensor([0] * 5 + [1] * 5)
+    io_position = torch.tensor([0, 0, 0, 0, 0] * 2)
+    h = torch.arange(10.0).unsqueeze(1) * torch.tensor([[1.0, -1.0]])  # 2 channels
+    pooled = InvariantReadout("concat", "concat")(h, batch, node_type, layer, io_position, 2)
+    by_hand = torch.tensor([[1.5, -1.5, 3, -3, 2, -1, 3, -3, 0, 0, 4, -4],  # means of layers 1, 2; maxes; input; out
+                            [6.5, -6.5, 8, -8, 7, -6, 8, -8, 5, -5, 9, -9]])
+    assert torch.equal(pooled, by_hand)
+    with pytest.raises(ShapeMismatchError, match="hidden='concat'"):  # graph 1 without a second hidden layer
+        InvariantReadout("concat")(h, batch, node_type, torch.tensor([0, 1, 1, 2, 3, 0, 1, 1, 1, 3]), io_position, 2)
+
+
+@pytest.mark.parametrize("kind", [GNNEncoder, TransformerEncoder])
+def test_layer_concat_readout_is_invariant_and_sized_per_hidden_layer(kind: type) -> None:
+    torch.manual_seed(0)
+    # small_cnn(4): 3 hidden layers, 1 input, 10 outputs; BasicBlock: 1 hidden layer (conv1 and the downsample
+    # side by side), 3 inputs, 4 outputs
+    for model, width in ((randomize(small_cnn(channels=4), 5), 16 * (2 * 3 + 1 + 10)),
+                         (randomize(BasicBlock(3, 4, 2), 6), 16 * (2 * 1 + 1 + 4))):
+        encoder = kind(4, hidden=16, num_layers=2, readout_hidden="concat", readout_output="concat").eval()
+        permuted, _ = _permuted(model, 2)
+        with torch.no_grad():
+            assert encoder.pool(_batch(model)).shape == (1, width)
+            assert torch.allclose(encoder(_batch(model, model)), encoder(_batch(permuted, model)), atol=1e-4)
+            other = copy.deepcopy(model)
+            next(other.parameters()).data.mul_(3.0)  # a change beyond the symmetry moves the output
+            assert not torch.allclose(encoder(_batch(model)), encoder(_batch(other)), atol=1e-3)
+    with pytest.raises(ShapeMismatchError, match="hidden='concat'"):
+        encoder(_batch(randomize(siren(hidden=(6, 5)), 0), randomize(siren(hidden=(6,)), 0)))  # 2 and 1 hidden
+
+
 def test_encoder_reset_keeps_each_layers_own_initialisation() -> None:
     encoder = GNNEncoder(3, hidden=8, num_layers=2)
     encoder.reset_parameters()

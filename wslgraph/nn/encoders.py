@@ -228,7 +228,8 @@ class GNNEncoder(GraphEncoderBase):
             standardised per layer, so 1.0 resolves them; 10.0 (an earlier default)
             made the features nearly random and the encoder failed to learn INR
             classification (10.8 % vs 32.2 % on FMNIST INRs after 6 epochs, README).
-        readout_hidden: ``"graph"`` or ``"layer"`` pooling of hidden nodes (default: ``"graph"``).
+        readout_hidden: ``"graph"`` or ``"layer"`` pooling of hidden nodes, or ``"concat"``: each hidden layer
+            pooled on its own, concatenated in layer order (one architecture per batch; default: ``"graph"``).
         readout_output: ``"mean"`` or ``"concat"`` for output nodes (default: ``"mean"``).
         dropout: Dropout in the node MLPs (default: ``0.0``).
         dense: ``None`` uses the dense fast path whenever the batch allows

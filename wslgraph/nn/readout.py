@@ -15,32 +15,39 @@ __all__ = ["InvariantReadout"]
 class InvariantReadout(nn.Module):
     """Pool node states into one vector per graph, invariant to hidden-neuron permutations.
 
-    Hidden nodes are pooled by mean and max, either over the whole graph or
-    per layer first (each layer then weighs the same; ``hidden="layer"``).
+    Hidden nodes are pooled by mean and max, either over the whole graph, or
+    per layer first (each layer then weighs the same; ``hidden="layer"``), or
+    per layer and concatenated in layer order (``hidden="concat"``; every
+    graph must have the same hidden layers, as in a zoo of one architecture:
+    the readout then keeps which layer a feature came from, as NFN's
+    invariant pooling and the per-layer weight statistics s(W) do).
     Input nodes are mean-pooled. Output nodes are ordered, so they are
     concatenated in order (``output="concat"``; every graph must have the
     same number) or mean-pooled (``output="mean"``, for mixed batches).
 
     Args:
-        hidden: ``"graph"`` or ``"layer"`` (default: ``"graph"``).
+        hidden: ``"graph"``, ``"layer"`` or ``"concat"`` (default: ``"graph"``).
         output: ``"mean"`` or ``"concat"`` (default: ``"mean"``).
 
     Shapes:
         node states ``[num_nodes, C]`` -> ``[num_graphs, 4C]`` (``"mean"``)
-        or ``[num_graphs, (3 + num_outputs) C]`` (``"concat"``).
+        or ``[num_graphs, (3 + num_outputs) C]`` (``"concat"``); with
+        ``hidden="concat"``, ``2C`` becomes ``2 L C`` for ``L`` hidden layers.
     """
 
     def __init__(self, hidden: str = "graph", output: str = "mean") -> None:
         super().__init__()
-        if hidden not in ("graph", "layer") or output not in ("mean", "concat"):
-            raise ValueError(f"hidden must be 'graph' or 'layer' and output 'mean' or 'concat', got {hidden!r}, "
-                             f"{output!r}")
+        if hidden not in ("graph", "layer", "concat") or output not in ("mean", "concat"):
+            raise ValueError(f"hidden must be 'graph', 'layer' or 'concat' and output 'mean' or 'concat', got "
+                             f"{hidden!r}, {output!r}")
         self.hidden, self.output = hidden, output
 
     def forward(self, h: Tensor, batch: Tensor, node_type: Tensor, layer: Tensor, io_position: Tensor,
                 num_graphs: int) -> Tensor:
         hidden = node_type == int(NodeType.HIDDEN)
-        if self.hidden == "layer":
+        if self.hidden == "concat":
+            pooled = _per_layer(h, batch, hidden, layer, num_graphs)
+        elif self.hidden == "layer":
             # mean per (graph, layer), then mean and max over the layers of each graph
             max_layer = int(layer.max()) + 1 if layer.numel() else 1
             cell = batch[hidden] * max_layer + layer[hidden]
@@ -65,6 +72,25 @@ class InvariantReadout(nn.Module):
 
     def extra_repr(self) -> str:
         return f"hidden={self.hidden!r}, output={self.output!r}"
+
+
+def _per_layer(h: Tensor, batch: Tensor, hidden: Tensor, layer: Tensor, num_graphs: int) -> list[Tensor]:
+    """Mean and max of the hidden nodes of each (graph, layer), ``[num_graphs, L C]`` each in layer order;
+    refuses graphs whose hidden layers differ (the features would not line up)."""
+    max_layer = int(layer.max()) + 1 if layer.numel() else 1
+    cell = batch[hidden] * max_layer + layer[hidden]
+    counts = torch.bincount(cell, minlength=num_graphs * max_layer).view(num_graphs, max_layer)
+    present = counts > 0
+    layers = present.any(dim=0)
+    if bool((present != layers).any()):
+        raise ShapeMismatchError("readout hidden='concat' needs the same hidden layers in every graph of a batch "
+                                 "(one architecture); use hidden='layer' or 'graph' for mixed architectures")
+    channels = h.shape[-1]
+    pooled = []
+    for reduce in ("mean", "max"):
+        cells = scatter(h[hidden], cell, num_graphs * max_layer, reduce).view(num_graphs, max_layer, channels)
+        pooled.append(cells[:, layers].reshape(num_graphs, -1))
+    return pooled
 
 
 def _pool(h: Tensor, batch: Tensor, mask: Tensor, num_graphs: int, reduce: str) -> Tensor:
