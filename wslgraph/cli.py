@@ -319,7 +319,8 @@ def _represent(args: argparse.Namespace) -> int:
                                    permute=args.permute, max_weight=args.max_weight,
                                    encoder_options=args.encoder_options, activation=args.activation,
                                    min_accuracy=args.min_accuracy, sorted_weight=args.sorted_weight,
-                                   statistics=args.statistics)
+                                   statistics=args.statistics, positives=args.positives,
+                                   per_model=args.per_model)
         config = TrainConfig(task="represent", epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              weight_decay=args.weight_decay, patience=args.patience, seed=args.seed,
                              device=args.device, progress=not args.quiet)
@@ -834,6 +835,11 @@ def _add_represent(sub: argparse._SubParsersAction) -> None:
                          "that compares each tensor's sorted values (0..1; invariant to any reordering, for probes)")
     command.add_argument("--statistics", action="store_true", help="the latent also reads each model's weight "
                          "statistics s(W) through an MLP (graph encoders)")
+    command.add_argument("--positives", choices=("views", "model"), default="views",
+                         help="contrastive positives: the two views of a checkpoint, or also the other checkpoints "
+                         "of its model in the batch (needs a model_index column)")
+    command.add_argument("--per-model", type=int, default=4,
+                         help="with --positives model: checkpoints of each model side by side in a batch")
     command.add_argument("--max-weight", type=RATE, default=10.0, help="leave out models with a larger |weight| "
                          "(diverged runs) from training and probes")
     command.add_argument("--activation", default=None, help="train only on models of this activation (a "

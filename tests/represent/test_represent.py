@@ -60,6 +60,70 @@ def test_nt_xent_is_simclr_loss() -> None:
     assert float(nt_xent(a, a + 1e-3).mean()) < float(nt_xent(a, b).mean())  # matching views score lower
 
 
+def test_model_positives_are_the_supervised_contrastive_loss() -> None:
+    torch.manual_seed(0)
+    a, b = torch.randn(5, 7), torch.randn(5, 7)
+    assert torch.allclose(nt_xent(a, b, 0.5, torch.arange(5) * 3), nt_xent(a, b, 0.5), atol=1e-6)  # distinct
+    groups = torch.tensor([4, 4, 1, 1, 7])
+    labels = torch.cat([groups, groups])
+    z = F.normalize(torch.cat([a, b]), dim=1)
+    expected = []
+    for i in range(10):  # by hand: the mean over every other row of the same model of its cross-entropy
+        others = [j for j in range(10) if j != i]
+        logits = torch.stack([z[i] @ z[j] / 0.5 for j in others])
+        log_p = logits - torch.logsumexp(logits, 0)
+        expected.append(-torch.stack([log_p[k] for k, j in enumerate(others) if labels[j] == labels[i]]).mean())
+    expected = torch.stack(expected)
+    got = nt_xent(a, b, 0.5, groups)
+    assert torch.allclose(got, (expected[:5] + expected[5:]) / 2, atol=1e-6)
+    alike_a, alike_b = a.clone(), b.clone()
+    alike_a[1] = alike_b[0] = alike_b[1] = a[0]  # both checkpoints of model 4 alike in both views: lower loss
+    assert bool((nt_xent(alike_a, alike_b, 0.5, groups)[:2] < got[:2]).all())
+    assert torch.allclose(contrastive_losses(a, b, 0.5, groups=groups), got)
+
+
+def test_grouped_batches_put_checkpoints_of_one_model_side_by_side(zoo) -> None:
+    dataset = ZooDataset(zoo, "train")
+    grouped = dataset.grouped("model_index", 2)
+    models = dataset.arrays.columns["model_index"][dataset.indices_]
+    per_model = torch.bincount(models).max()
+    assert per_model == 3  # epochs 0, 1 and 2 of each model: runs of 2 and 1
+    orders = []
+    for seed in (0, 1):
+        batches = list(grouped.batches(4, shuffle=True, generator=torch.Generator().manual_seed(seed)))
+        order = torch.cat([batch.model_index for batch in batches])
+        epochs = torch.cat([batch.epoch for batch in batches])
+        assert sorted(zip(order.tolist(), epochs.tolist())) == sorted(zip(models.tolist(), dataset.arrays.columns[
+            "epoch"][dataset.indices_].tolist()))  # every checkpoint once
+        neighbours = order[1:] == order[:-1]  # every model has two checkpoints next to each other (a run of 2)
+        assert set(order[1:][neighbours].tolist()) == set(models.tolist())
+        runs = torch.unique_consecutive(order, return_counts=True)[1]
+        assert int(runs.max()) <= 3 and len(runs) <= 2 * len(models.unique())  # a run of 2 and 1 per model
+        orders.append(order)
+    assert not torch.equal(orders[0], orders[1])
+    assert torch.equal(torch.cat([b.model_index for b in grouped.batches(4)]), models)  # unshuffled: split order
+    with pytest.raises(ZooError, match="no 'seed_of_nothing' column"):
+        dataset.grouped("seed_of_nothing", 2)
+
+
+def test_model_positives_train_and_need_model_indices(zoo, tmp_path) -> None:
+    from wslgraph.errors import OptionError
+
+    options = RepresentOptions(positives="model", per_model=3, latent=8)
+    train_representation(zoo, tmp_path / "run", options, _config(epochs=1))
+    loaded = load_representation(tmp_path / "run", ZooDataset(zoo, None).arrays.layout)
+    assert loaded.positives == "model"
+    dataset = ZooDataset(zoo, "train")
+    with torch.no_grad():
+        assert bool(torch.isfinite(loaded(dataset.batch(range(6)))).all())
+        with pytest.raises(ZooError, match="model_index"):
+            loaded(GraphTemplate(dataset.arrays.layout).batch(dataset.params(range(6))))  # a batch without columns
+    with pytest.raises(OptionError, match="per_model"):
+        RepresentOptions(positives="model", per_model=1)
+    with pytest.raises(OptionError, match="graph encoder"):
+        RepresentOptions(encoder="sane", positives="model")
+
+
 def test_sorted_error_is_the_wasserstein_distance_of_each_tensor_and_ignores_reordering() -> None:
     torch.manual_seed(0)
     decoded, target = torch.randn(3, 9), torch.randn(3, 9)
@@ -241,9 +305,12 @@ def test_cli_represent_embed_probe(zoo, tmp_path, capsys) -> None:
     assert main(["sample", str(tmp_path), "--out", str(tmp_path / "s2")]) == 2  # not a run folder
     stats = tmp_path / "stats"  # the statistics branch and the sorted loss go through represent.json and back
     assert main(["represent", str(zoo), "--out", str(stats), "--epochs", "1", "--batch-size", "8", "--latent", "8",
-                 "--statistics", "--sorted-weight", "0.5", "--no-probe", "--quiet"]) == 0
+                 "--statistics", "--sorted-weight", "0.5", "--positives", "model", "--per-model", "2", "--no-probe",
+                 "--quiet"]) == 0
     loaded = load_representation(stats, ZooDataset(zoo, None).arrays.layout)
     assert loaded.statistics and loaded.sorted_weight == 0.5 and float(loaded.stat_scale.min()) > 0
+    assert loaded.positives == "model" and json.loads((stats / "represent.json").read_text())["options"][
+        "per_model"] == 2
     assert main(["embed", str(stats), str(zoo), "--out", str(tmp_path / "s.safetensors"), "--quiet"]) == 0
 
 

@@ -31,6 +31,14 @@ five quantiles; invariant to every permutation, as NFN's ``StatFeaturizer``
 pools them): ``latent = encoder(graph) + MLP(asinh(s(W) / scale))``, with the
 scale and standardisation fitted on the training models (the statistics span
 ten orders of magnitude in grid zoos).
+
+With ``positives="model"`` the contrastive term also counts the other
+checkpoints of the same model in the batch as positives (train on
+:meth:`ZooDataset.grouped <wslgraph.zoo.ZooDataset.grouped>` batches, several
+checkpoints of each model side by side): what a model's whole trajectory shares
+(its hyperparameters) is pulled together, and the reconstruction keeps what
+tells its checkpoints apart. The model of each checkpoint is the zoo's
+``model_index`` column: metadata of the zoo, not a label of any probed property.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wslgraph.convert.template import GraphTemplate
+from wslgraph.errors import ZooError
 from wslgraph.graph.layout import GraphLayout
 from wslgraph.tokens.model import TokenTransformer
 from wslgraph.weightspace.augment import Compose, GaussianNoise, RandomHiddenPermutation, WeightDropout
@@ -49,15 +58,26 @@ __all__ = ["HyperRepresentation", "TokenRepresentation", "contrastive_losses", "
            "weight_views"]
 
 
-def nt_xent(a: Tensor, b: Tensor, temperature: float = 0.1) -> Tensor:
+def nt_xent(a: Tensor, b: Tensor, temperature: float = 0.1, groups: Tensor | None = None) -> Tensor:
     """SimCLR's NT-Xent per pair ``[B]``: row ``i`` of ``a`` and of ``b`` are two views of one model, every other
-    row of both is a negative; each pair's loss is the mean of its two anchors' cross-entropies."""
+    row of both is a negative; each pair's loss is the mean of its two anchors' cross-entropies.
+
+    With ``groups`` ``[B]`` (e.g. each checkpoint's model), every row of the same group is a positive as well
+    (the supervised-contrastive form of Khosla et al., 2020: an anchor's loss is the mean over its positives of
+    their cross-entropy); with all groups distinct this is exactly NT-Xent."""
     count = a.shape[0]
     z = F.normalize(torch.cat([a, b]), dim=-1)
     logits = z @ z.T / temperature
-    logits = logits.masked_fill(torch.eye(2 * count, dtype=torch.bool, device=z.device), float("-inf"))
-    target = torch.cat([torch.arange(count, 2 * count), torch.arange(count)]).to(z.device)
-    losses = F.cross_entropy(logits, target, reduction="none")
+    itself = torch.eye(2 * count, dtype=torch.bool, device=z.device)
+    logits = logits.masked_fill(itself, float("-inf"))
+    if groups is None:
+        target = torch.cat([torch.arange(count, 2 * count), torch.arange(count)]).to(z.device)
+        losses = F.cross_entropy(logits, target, reduction="none")
+    else:
+        labels = torch.cat([groups, groups]).to(z.device)
+        positive = (labels.unsqueeze(0) == labels.unsqueeze(1)) & ~itself
+        log_p = logits.log_softmax(dim=1).masked_fill(~positive, 0.0)
+        losses = -log_p.sum(dim=1) / positive.sum(dim=1)
     return (losses[:count] + losses[count:]) / 2
 
 
@@ -75,20 +95,23 @@ def _gathered(x: Tensor, sizes: list[int]) -> Tensor:
     return torch.cat([part[:size] for part, size in zip(parts, sizes)])
 
 
-def contrastive_losses(a: Tensor, b: Tensor, temperature: float, *, gather: bool = True) -> Tensor | None:
+def contrastive_losses(a: Tensor, b: Tensor, temperature: float, *, gather: bool = True,
+                       groups: Tensor | None = None) -> Tensor | None:
     """:func:`nt_xent` of this process's pairs ``[B]`` against every other model of the global batch: under
-    ``torch.distributed`` (with ``gather``, as in training) every process's projections are gathered, so that the
-    negatives are those one process would see with the whole batch, and gradients reach each process's own rows.
-    ``None`` where the (global) batch holds fewer than two models."""
+    ``torch.distributed`` (with ``gather``, as in training) every process's projections (and ``groups``) are
+    gathered, so that the negatives are those one process would see with the whole batch, and gradients reach
+    each process's own rows. ``None`` where the (global) batch holds fewer than two models."""
     if not gather or not _distributed():
-        return nt_xent(a, b, temperature) if a.shape[0] >= 2 else None
+        return nt_xent(a, b, temperature, groups) if a.shape[0] >= 2 else None
     counts = [torch.zeros(1, dtype=torch.long, device=a.device) for _ in range(torch.distributed.get_world_size())]
     torch.distributed.all_gather(counts, torch.tensor([a.shape[0]], device=a.device))
     sizes = [int(count) for count in counts]
     if sum(sizes) < 2:
         return None
     start = sum(sizes[:torch.distributed.get_rank()])
-    return nt_xent(_gathered(a, sizes), _gathered(b, sizes), temperature)[start:start + a.shape[0]]
+    if groups is not None:  # exact in float64 for any model index below 2**53
+        groups = _gathered(groups.to(torch.float64).unsqueeze(1), sizes).squeeze(1).long()
+    return nt_xent(_gathered(a, sizes), _gathered(b, sizes), temperature, groups)[start:start + a.shape[0]]
 
 
 def _fit_tensor_statistics(model: nn.Module, rows: Tensor) -> None:
@@ -147,6 +170,8 @@ class HyperRepresentation(nn.Module):
             sorted; see the module docstring). 0: the exact MSE only. At 1 the decoder learns value
             distributions, not loadable models: sample with a representation trained below 1.
         statistics: Add an MLP of the model's weight statistics to the encoder's latent (module docstring).
+        positives: ``"views"`` (the two views of a checkpoint) or ``"model"`` (also every other checkpoint of
+            its model in the batch, by the batch's ``model_index``; module docstring).
     """
 
     # the contrastive head takes no part in a step at gamma 0, or where the global batch is a single model
@@ -155,8 +180,11 @@ class HyperRepresentation(nn.Module):
     def __init__(self, layout: GraphLayout, encoder: nn.Module, latent: int, *, gamma: float = 0.5,
                  temperature: float = 0.1, noise: float = 0.05, erase: float = 0.05, permute: bool = False,
                  decoder_hidden: int = 256, projection: int = 64, seed: int = 0, sorted_weight: float = 0.0,
-                 statistics: bool = False) -> None:
+                 statistics: bool = False, positives: str = "views") -> None:
         super().__init__()
+        if positives not in ("views", "model"):
+            raise ValueError(f"positives must be 'views' or 'model', got {positives!r}")
+        self.positives = positives
         if not 0 <= gamma <= 1 or temperature <= 0 or noise < 0 or not 0 <= erase < 1 or not 0 <= sorted_weight <= 1:
             raise ValueError(f"need 0 <= gamma <= 1, temperature > 0, noise >= 0, 0 <= erase < 1 and 0 <= "
                              f"sorted_weight <= 1; got gamma={gamma}, temperature={temperature}, noise={noise}, "
@@ -240,8 +268,19 @@ class HyperRepresentation(nn.Module):
         if self.gamma == 0:
             return recon
         projected = [self.projector(z) for z in latents]
-        contrast = contrastive_losses(projected[0], projected[-1], self.temperature, gather=self.training)
+        contrast = contrastive_losses(projected[0], projected[-1], self.temperature, gather=self.training,
+                                      groups=self._groups(batch))
         return recon if contrast is None else self.gamma * contrast + (1 - self.gamma) * recon
+
+    def _groups(self, batch: object) -> Tensor | None:
+        """Each checkpoint's model (``positives="model"``), or ``None``."""
+        if self.positives == "views":
+            return None
+        groups = getattr(batch, "model_index", None)
+        if groups is None:
+            raise ZooError("positives='model' needs each checkpoint's model: batches of a zoo with a model_index "
+                           "column (ZooDataset), or use positives='views'")
+        return groups
 
     def _errors(self, latent: Tensor, rows: Tensor, alpha: float | None = None) -> Tensor:
         """Per model: the reconstruction term of the decoded ``latent`` against ``rows`` in per-layer
@@ -261,7 +300,7 @@ class HyperRepresentation(nn.Module):
     def extra_repr(self) -> str:
         return (f"latent={self.latent}, gamma={self.gamma}, temperature={self.temperature}, noise={self.noise}, "
                 f"erase={self.erase}, permute={self.permute}, sorted_weight={self.sorted_weight}, "
-                f"statistics={self.statistics}, params={self.layout.num_params}")
+                f"statistics={self.statistics}, positives={self.positives!r}, params={self.layout.num_params}")
 
 
 class TokenRepresentation(nn.Module):

@@ -61,6 +61,12 @@ class RepresentOptions:
     per-tensor spread is 2-5x smaller than the whole grid's, so the same
     standardised error is a 2-5x smaller error in the weights (see
     :func:`training_rows`).
+
+    ``positives="model"`` makes the other checkpoints of a model positives of
+    the contrastive term (:class:`~wslgraph.represent.HyperRepresentation`),
+    with training batches of ``per_model`` checkpoints of each model side by
+    side (:meth:`~wslgraph.zoo.ZooDataset.grouped`; the zoo needs a
+    ``model_index`` column).
     """
 
     encoder: str = "gnn"
@@ -77,6 +83,8 @@ class RepresentOptions:
     min_accuracy: float | None = None
     sorted_weight: float = 0.0
     statistics: bool = False
+    positives: str = "views"
+    per_model: int = 4
 
     def __post_init__(self) -> None:
         if self.encoder not in ENCODERS:
@@ -94,6 +102,12 @@ class RepresentOptions:
         if self.sorted_weight and self.encoder == "sane":
             raise OptionError("sorted_weight needs a graph encoder (gnn or transformer); SANE's token autoencoder "
                               "reconstructs tokens exactly")
+        if self.positives not in ("views", "model") or self.per_model < 2:
+            raise OptionError(f"positives is 'views' or 'model' and per_model (checkpoints of a model per batch) at "
+                              f"least 2; got {self.positives!r}, {self.per_model}")
+        if self.positives == "model" and self.encoder == "sane":
+            raise OptionError("positives='model' needs a graph encoder (gnn or transformer); SANE's token "
+                              "autoencoder contrasts windows of one model")
         if self.statistics and self.encoder == "sane":
             raise OptionError("statistics needs a graph encoder (gnn or transformer); SANE's token autoencoder "
                               "embeds windows of tokens")
@@ -160,7 +174,8 @@ def build_representation(layout: object, options: RepresentOptions,
     return HyperRepresentation(layout, encoder, options.latent, gamma=options.gamma,
                                temperature=options.temperature, noise=options.noise, erase=options.erase,
                                permute=options.permute, decoder_hidden=options.decoder_hidden, seed=seed,
-                               sorted_weight=options.sorted_weight, statistics=options.statistics)
+                               sorted_weight=options.sorted_weight, statistics=options.statistics,
+                               positives=options.positives)
 
 
 def zoo_digest(dataset: ZooDataset) -> str:

@@ -48,6 +48,11 @@ def train_representation(zoo: str | Path, out: str | Path, options: RepresentOpt
             raise ZooError(f"the selection (weights within {options.max_weight}, activation "
                            f"{options.activation or 'any'}, test accuracy >= {options.min_accuracy or 0}) leaves no "
                            f"rows of the {name} split; loosen it or use a larger zoo")
+    if options.positives == "model":  # several checkpoints of each model per batch: the contrastive positives
+        if "model_index" not in splits["train"].arrays.columns:
+            raise ZooError("positives='model' needs a zoo whose rows name their model (a model_index column, as in "
+                           "CNN zoos with checkpoints); this zoo has none: use positives='views'")
+        splits["train"] = splits["train"].grouped("model_index", options.per_model)
     layout = splits["train"].arrays.layout
     model = build_representation(layout, options, config.seed)
     out = Path(out)

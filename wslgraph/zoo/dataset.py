@@ -68,6 +68,7 @@ class ZooDataset(Dataset):
             raise NonFiniteError(f"{bad.numel()} models of the zoo at {root} ({split or 'all splits'}) hold NaN or "
                                  f"infinite weights (model indices {bad[:8].tolist()}); rewrite the zoo without them")
         self.split = split
+        self.group_: tuple[str, int] | None = None
         self.template = GraphTemplate(self.arrays.layout)
         self.augment = augment
         default = {"inr": "label", "cnn": "test_accuracy"}.get(self.arrays.kind)
@@ -102,6 +103,35 @@ class ZooDataset(Dataset):
         other = copy.copy(self)
         other.indices_ = self.indices_[rows[self.indices_]]
         return other
+
+    def grouped(self, column: str, size: int) -> ZooDataset:
+        """The same split whose *shuffled* batches hold runs of ``size`` rows with the same ``column`` value (the
+        last run of a value may be shorter), e.g. ``grouped("model_index", 4)``: four checkpoints of one model side
+        by side, the positives of a contrastive loss over training trajectories. Unshuffled batches keep the
+        split's order."""
+        if column not in self.arrays.columns:
+            raise ZooError(f"the zoo has no {column!r} column to group batches by; columns: "
+                           f"{sorted(self.arrays.columns)}")
+        if size < 1:
+            raise ZooError(f"a group holds at least one row, got {size}")
+        other = copy.copy(self)
+        other.group_ = (column, int(size))
+        return other
+
+    def _grouped_order(self, generator: torch.Generator | None) -> Tensor:
+        """A random order of the split's positions in runs of equal ``column`` values (see :meth:`grouped`)."""
+        column, size = self.group_
+        count = self.len()
+        order = torch.randperm(count, generator=generator)
+        keys, by_key = torch.sort(self.arrays.columns[column][self.indices_][order], stable=True)
+        order = order[by_key]  # each value's rows together, in random order
+        position = torch.arange(count)
+        first = torch.ones(count, dtype=torch.bool)
+        first[1:] = keys[1:] != keys[:-1]
+        within = position - torch.cummax(torch.where(first, position, 0), dim=0).values
+        run = torch.cumsum(first | (within % size == 0), dim=0) - 1
+        shuffled = torch.randperm(int(run[-1]) + 1 if count else 0, generator=generator)
+        return order[torch.argsort(shuffled[run] * size + within % size)]
 
     def params(self, indices: Tensor | Sequence[int] | None = None) -> Tensor:
         """Flat parameter rows of this split (all, or the given positions), augmented if configured."""
@@ -139,11 +169,16 @@ class ZooDataset(Dataset):
                 world_size: int = 1) -> Iterator[Batch]:
         """Template-built batches (the fast path; one strided copy per layer tensor per batch).
 
+        With :meth:`grouped`, shuffled batches come in runs of rows of one group.
         With ``world_size > 1`` every process draws the same order and takes
         positions ``rank, rank + world_size, ...`` of each global batch of
         ``batch_size`` (distributed data parallelism without a sampler).
         """
-        order = torch.randperm(self.len(), generator=generator) if shuffle else torch.arange(self.len())
+        if shuffle:
+            grouped = self.group_ is not None
+            order = self._grouped_order(generator) if grouped else torch.randperm(self.len(), generator=generator)
+        else:
+            order = torch.arange(self.len())
         for start in range(0, self.len(), batch_size):
             chunk = order[start:start + batch_size]
             if drop_last and chunk.numel() < batch_size:
