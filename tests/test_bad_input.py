@@ -500,6 +500,8 @@ CASES: list[tuple[str, Callable[[W, S], list[str]], str]] = [
                                             "--per-model", "1"], "per_model"),
     ("represent-model-positives-without-models", lambda w, s: ["represent", str(w.inr), "--out", str(s / "r"),
                                                                "--positives", "model", "--quiet"], "model_index"),
+    ("represent-statistics-weight-negative", lambda w, s: ["represent", str(w.inr), "--out", str(s / "r"),
+                                                           "--statistics-weight", "-1"], "statistics_weight"),
     ("represent-latent-0", lambda w, s: ["represent", str(w.inr), "--out", str(s / "r"), "--latent", "0"],
      "argument --latent"),
     ("represent-temperature-0", lambda w, s: ["represent", str(w.inr), "--out", str(s / "r"), "--temperature", "0"],

@@ -320,7 +320,7 @@ def _represent(args: argparse.Namespace) -> int:
                                    encoder_options=args.encoder_options, activation=args.activation,
                                    min_accuracy=args.min_accuracy, sorted_weight=args.sorted_weight,
                                    statistics=args.statistics, positives=args.positives,
-                                   per_model=args.per_model)
+                                   per_model=args.per_model, statistics_weight=args.statistics_weight)
         config = TrainConfig(task="represent", epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              weight_decay=args.weight_decay, patience=args.patience, seed=args.seed,
                              device=args.device, progress=not args.quiet)
@@ -835,6 +835,9 @@ def _add_represent(sub: argparse._SubParsersAction) -> None:
                          "that compares each tensor's sorted values (0..1; invariant to any reordering, for probes)")
     command.add_argument("--statistics", action="store_true", help="the latent also reads each model's weight "
                          "statistics s(W) through an MLP (graph encoders)")
+    command.add_argument("--statistics-weight", type=float, default=0.0,
+                         help="weight of a linear read-out of the weight statistics s(W) from the latent in the "
+                         "reconstruction loss (>= 0; makes s(W) linearly readable for probes)")
     command.add_argument("--positives", choices=("views", "model"), default="views",
                          help="contrastive positives: the two views of a checkpoint, or also the other checkpoints "
                          "of its model in the batch (needs a model_index column)")

@@ -173,6 +173,43 @@ def test_sorted_weight_mixes_the_reconstruction_terms(zoo) -> None:
         RepresentOptions(encoder="sane", sorted_weight=0.5)
 
 
+def test_statistics_weight_adds_a_linear_read_out_of_the_statistics_and_it_learns(zoo, tmp_path) -> None:
+    from wslgraph.errors import OptionError
+    from wslgraph.represent import kept_rows
+
+    dataset = ZooDataset(zoo, "train")
+    layout = dataset.arrays.layout
+    dataset = dataset.where(kept_rows(dataset.arrays.params, RepresentOptions().max_weight))  # what it trains on
+    model = build_representation(layout, RepresentOptions(statistics_weight=0.5, latent=8), seed=0)
+    model.fit_statistics([dataset.batch(range(dataset.len()))]).eval()
+    rows = dataset.params(range(6))
+    batch = dataset.batch(range(6))
+    with torch.no_grad():
+        raw = statnn_features(rows, layout)
+        standard = (torch.asinh(raw / model.stat_scale) - model.stat_mean) / model.stat_std  # by hand
+        assert torch.allclose(model.standard_statistics(rows), standard, atol=1e-6)
+        latent = model.embed(batch)  # no statistics branch: the latent is the encoder's alone
+        assert torch.allclose(latent, model.encoder(batch), atol=1e-6)
+        projected = model.projector(latent)
+        contrast = contrastive_losses(projected, projected, model.temperature, gather=False)
+        read = (model.statistics_head(latent) - standard).square().mean(1)
+        expected = 0.5 * contrast + 0.5 * (model.reconstruction_error(batch) + 0.5 * read)
+        assert torch.allclose(model(batch), expected, atol=1e-5)
+        everything = dataset.batch(range(dataset.len()))
+        before = float((model.statistics_head(model.embed(everything))
+                        - model.standard_statistics(dataset.params())).square().mean())
+    train_representation(zoo, tmp_path / "run", RepresentOptions(statistics_weight=1.0, latent=8), _config(epochs=30))
+    after = load_representation(tmp_path / "run", layout)
+    with torch.no_grad():
+        error = float((after.statistics_head(after.embed(everything))
+                       - after.standard_statistics(dataset.params())).square().mean())
+    assert error < 0.5 * before and error < 0.5  # 1.0: predicting each statistic's mean
+    with pytest.raises(OptionError, match="statistics_weight"):
+        RepresentOptions(statistics_weight=-1.0)
+    with pytest.raises(OptionError, match="graph encoder"):
+        RepresentOptions(encoder="sane", statistics_weight=1.0)
+
+
 @pytest.mark.parametrize(("encoder", "statistics"), [("gnn", False), ("transformer", False), ("gnn", True)])
 def test_embeddings_and_reconstructions_are_invariant_to_hidden_permutations(zoo, encoder, statistics) -> None:
     dataset = ZooDataset(zoo, "train")
@@ -305,10 +342,11 @@ def test_cli_represent_embed_probe(zoo, tmp_path, capsys) -> None:
     assert main(["sample", str(tmp_path), "--out", str(tmp_path / "s2")]) == 2  # not a run folder
     stats = tmp_path / "stats"  # the statistics branch and the sorted loss go through represent.json and back
     assert main(["represent", str(zoo), "--out", str(stats), "--epochs", "1", "--batch-size", "8", "--latent", "8",
-                 "--statistics", "--sorted-weight", "0.5", "--positives", "model", "--per-model", "2", "--no-probe",
-                 "--quiet"]) == 0
+                 "--statistics", "--sorted-weight", "0.5", "--positives", "model", "--per-model", "2",
+                 "--statistics-weight", "0.5", "--no-probe", "--quiet"]) == 0
     loaded = load_representation(stats, ZooDataset(zoo, None).arrays.layout)
     assert loaded.statistics and loaded.sorted_weight == 0.5 and float(loaded.stat_scale.min()) > 0
+    assert loaded.statistics_weight == 0.5 and loaded.statistics_head.out_features == 7 * len(loaded.layout.state)
     assert loaded.positives == "model" and json.loads((stats / "represent.json").read_text())["options"][
         "per_model"] == 2
     assert main(["embed", str(stats), str(zoo), "--out", str(tmp_path / "s.safetensors"), "--quiet"]) == 0

@@ -32,6 +32,15 @@ pools them): ``latent = encoder(graph) + MLP(asinh(s(W) / scale))``, with the
 scale and standardisation fitted on the training models (the statistics span
 ten orders of magnitude in grid zoos).
 
+With ``statistics_weight`` (``delta``) the reconstruction term also asks a
+linear head to read the model's standardised statistics ``asinh(s(W) / scale)``
+off the latent (``+ delta * MSE``, the statistics computed from the weights:
+still self-supervised). The sorted MSE already asks for each tensor's value
+distribution, from which s(W) follows, but through the decoder's MLP; this
+term makes the statistics *linearly* readable, which is what a linear probe
+needs. Probes of such a latent start from s(W)'s: what they gain over s(W) is
+what the rest of the latent adds.
+
 With ``positives="model"`` the contrastive term also counts the other
 checkpoints of the same model in the batch as positives (train on
 :meth:`ZooDataset.grouped <wslgraph.zoo.ZooDataset.grouped>` batches, several
@@ -172,6 +181,8 @@ class HyperRepresentation(nn.Module):
         statistics: Add an MLP of the model's weight statistics to the encoder's latent (module docstring).
         positives: ``"views"`` (the two views of a checkpoint) or ``"model"`` (also every other checkpoint of
             its model in the batch, by the batch's ``model_index``; module docstring).
+        statistics_weight: Weight ``delta`` of the linear read-out of the standardised weight statistics in the
+            reconstruction term (module docstring; 0: none).
     """
 
     # the contrastive head takes no part in a step at gamma 0, or where the global batch is a single model
@@ -180,8 +191,10 @@ class HyperRepresentation(nn.Module):
     def __init__(self, layout: GraphLayout, encoder: nn.Module, latent: int, *, gamma: float = 0.5,
                  temperature: float = 0.1, noise: float = 0.05, erase: float = 0.05, permute: bool = False,
                  decoder_hidden: int = 256, projection: int = 64, seed: int = 0, sorted_weight: float = 0.0,
-                 statistics: bool = False, positives: str = "views") -> None:
+                 statistics: bool = False, positives: str = "views", statistics_weight: float = 0.0) -> None:
         super().__init__()
+        if not statistics_weight >= 0:
+            raise ValueError(f"statistics_weight must be >= 0, got {statistics_weight}")
         if positives not in ("views", "model"):
             raise ValueError(f"positives must be 'views' or 'model', got {positives!r}")
         self.positives = positives
@@ -189,11 +202,14 @@ class HyperRepresentation(nn.Module):
             raise ValueError(f"need 0 <= gamma <= 1, temperature > 0, noise >= 0, 0 <= erase < 1 and 0 <= "
                              f"sorted_weight <= 1; got gamma={gamma}, temperature={temperature}, noise={noise}, "
                              f"erase={erase}, sorted_weight={sorted_weight}")
-        self.sorted_weight, self.statistics = sorted_weight, statistics
+        self.sorted_weight, self.statistics, self.statistics_weight = sorted_weight, statistics, statistics_weight
+        count = 7 * len(layout.state)
         if statistics:
-            count = 7 * len(layout.state)
             self.statistics_net = nn.Sequential(nn.Linear(count, decoder_hidden), nn.GELU(),
                                                 nn.Linear(decoder_hidden, latent))
+        if statistics_weight:
+            self.statistics_head = nn.Linear(latent, count)
+        if statistics or statistics_weight:
             for name, value in (("stat_scale", 1.0), ("stat_mean", 0.0), ("stat_std", 1.0)):
                 self.register_buffer(name, torch.full((count,), value))
         self._spans = [layout.span(entry.key) for entry in layout.state if entry.numel > 1]
@@ -218,7 +234,7 @@ class HyperRepresentation(nn.Module):
         batches = list(batches)
         rows = torch.cat([batch_params(b)[0] for b in batches])
         _fit_tensor_statistics(self, rows)
-        if self.statistics:
+        if self.statistics or self.statistics_weight:
             raw = statnn_features(rows.float(), self.layout)
             self.stat_scale.copy_(raw.abs().median(dim=0).values.clamp_min(1e-8))
             mapped = torch.asinh(raw / self.stat_scale)
@@ -234,8 +250,13 @@ class HyperRepresentation(nn.Module):
         latent = self.encoder(batch)
         if not self.statistics:
             return latent
-        raw = statnn_features(batch_params(batch)[0].to(self.stat_scale.dtype), self.layout)
-        return latent + self.statistics_net((torch.asinh(raw / self.stat_scale) - self.stat_mean) / self.stat_std)
+        return latent + self.statistics_net(self.standard_statistics(batch_params(batch)[0]))
+
+    def standard_statistics(self, rows: Tensor) -> Tensor:
+        """``(asinh(s(W) / scale) - mean) / std`` ``[B, 7 * tensors]`` of flat rows: the weight statistics in the
+        units the statistics branch reads and the statistics head predicts (fitted by :meth:`fit_statistics`)."""
+        raw = statnn_features(rows.to(self.stat_scale.dtype), self.layout)
+        return (torch.asinh(raw / self.stat_scale) - self.stat_mean) / self.stat_std
 
     def decode(self, latent: Tensor) -> Tensor:
         """Flat parameters ``[B, P]`` (the zoo's order and units) from latent vectors."""
@@ -265,6 +286,10 @@ class HyperRepresentation(nn.Module):
         else:  # one view: the model itself, decoded and projected once
             latents = [self.embed(batch)]
         recon = sum(self._errors(z, rows) for z in latents) / len(latents)
+        if self.statistics_weight:
+            target = self.standard_statistics(rows)
+            recon = recon + self.statistics_weight * sum(
+                (self.statistics_head(z) - target).square().mean(dim=1) for z in latents) / len(latents)
         if self.gamma == 0:
             return recon
         projected = [self.projector(z) for z in latents]
@@ -300,7 +325,8 @@ class HyperRepresentation(nn.Module):
     def extra_repr(self) -> str:
         return (f"latent={self.latent}, gamma={self.gamma}, temperature={self.temperature}, noise={self.noise}, "
                 f"erase={self.erase}, permute={self.permute}, sorted_weight={self.sorted_weight}, "
-                f"statistics={self.statistics}, positives={self.positives!r}, params={self.layout.num_params}")
+                f"statistics={self.statistics}, positives={self.positives!r}, "
+                f"statistics_weight={self.statistics_weight}, params={self.layout.num_params}")
 
 
 class TokenRepresentation(nn.Module):

@@ -67,6 +67,10 @@ class RepresentOptions:
     with training batches of ``per_model`` checkpoints of each model side by
     side (:meth:`~wslgraph.zoo.ZooDataset.grouped`; the zoo needs a
     ``model_index`` column).
+
+    ``statistics_weight`` adds a linear read-out of the standardised weight
+    statistics to the reconstruction term (see
+    :class:`~wslgraph.represent.HyperRepresentation`).
     """
 
     encoder: str = "gnn"
@@ -85,6 +89,7 @@ class RepresentOptions:
     statistics: bool = False
     positives: str = "views"
     per_model: int = 4
+    statistics_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.encoder not in ENCODERS:
@@ -105,6 +110,11 @@ class RepresentOptions:
         if self.positives not in ("views", "model") or self.per_model < 2:
             raise OptionError(f"positives is 'views' or 'model' and per_model (checkpoints of a model per batch) at "
                               f"least 2; got {self.positives!r}, {self.per_model}")
+        if not self.statistics_weight >= 0:
+            raise OptionError(f"statistics_weight weighs a loss term and must be >= 0, got {self.statistics_weight}")
+        if self.statistics_weight and self.encoder == "sane":
+            raise OptionError("statistics_weight needs a graph encoder (gnn or transformer); SANE's token "
+                              "autoencoder has one latent per token")
         if self.positives == "model" and self.encoder == "sane":
             raise OptionError("positives='model' needs a graph encoder (gnn or transformer); SANE's token "
                               "autoencoder contrasts windows of one model")
@@ -175,7 +185,7 @@ def build_representation(layout: object, options: RepresentOptions,
                                temperature=options.temperature, noise=options.noise, erase=options.erase,
                                permute=options.permute, decoder_hidden=options.decoder_hidden, seed=seed,
                                sorted_weight=options.sorted_weight, statistics=options.statistics,
-                               positives=options.positives)
+                               positives=options.positives, statistics_weight=options.statistics_weight)
 
 
 def zoo_digest(dataset: ZooDataset) -> str:
