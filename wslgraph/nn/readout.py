@@ -49,8 +49,7 @@ class InvariantReadout(nn.Module):
             pooled = _per_layer(h, batch, hidden, layer, num_graphs)
         elif self.hidden == "layer":
             # mean per (graph, layer), then mean and max over the layers of each graph
-            max_layer = int(layer.max()) + 1 if layer.numel() else 1
-            cell = batch[hidden] * max_layer + layer[hidden]
+            max_layer, cell = _layer_cells(batch, hidden, layer)
             cells, cell_index = torch.unique(cell, return_inverse=True)
             per_layer = scatter(h[hidden], cell_index, cells.numel(), "mean")
             owner = cells // max_layer
@@ -74,11 +73,16 @@ class InvariantReadout(nn.Module):
         return f"hidden={self.hidden!r}, output={self.output!r}"
 
 
+def _layer_cells(batch: Tensor, hidden: Tensor, layer: Tensor) -> tuple[int, Tensor]:
+    """``(max_layer, cell)``: each hidden node's (graph, layer) cell, ``graph * max_layer + layer``."""
+    max_layer = int(layer.max()) + 1 if layer.numel() else 1
+    return max_layer, batch[hidden] * max_layer + layer[hidden]
+
+
 def _per_layer(h: Tensor, batch: Tensor, hidden: Tensor, layer: Tensor, num_graphs: int) -> list[Tensor]:
     """Mean and max of the hidden nodes of each (graph, layer), ``[num_graphs, L C]`` each in layer order;
     refuses graphs whose hidden layers differ (the features would not line up)."""
-    max_layer = int(layer.max()) + 1 if layer.numel() else 1
-    cell = batch[hidden] * max_layer + layer[hidden]
+    max_layer, cell = _layer_cells(batch, hidden, layer)
     counts = torch.bincount(cell, minlength=num_graphs * max_layer).view(num_graphs, max_layer)
     present = counts > 0
     layers = present.any(dim=0)
