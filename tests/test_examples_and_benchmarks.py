@@ -197,3 +197,25 @@ def test_sampling_benchmark_quick(tmp_path: Path) -> None:
     assert [(row["method"], row["bandwidth"]) for row in report["rows"]] == [("kde", 0.2), ("kde", "scott")]
     assert all(0 <= row["accuracy"] <= 1 and row["distance_to_nearest_top"] > 0 for row in report["rows"])
     assert 0 < report["top_accuracy"] <= 1 and "of the top models'" in result.stdout
+
+
+def test_sweep_benchmark_quick(tmp_path: Path) -> None:
+    result, report = _run_quick("sweep.py", tmp_path)
+    assert [row["setting"] for row in report["rows"]] == ["base", "hidden=16"]
+    assert report["base"]["hidden"] == 8 and report["selected_by"].startswith("validation")
+    base, wider = report["rows"]
+    assert wider["parameters"] > base["parameters"]  # the swept value reached the model
+    assert all(0 <= row["val_mean"] <= 1 and len(row["val"]) == 1 for row in report["rows"])
+    assert report["best"] == max(report["rows"], key=lambda row: row["val_mean"])["setting"]
+    assert (tmp_path / "result.md").read_text().count("\n") == 4 and "best by validation" in result.stdout
+
+
+@pytest.mark.parametrize("options, message", [(("--vary", "dropout"), "expected KEY=V1,V2"),
+                                              (("--vary", "dropout=0", "--vary", "dropout=1"), "twice"),
+                                              (("--model", "resnet"), "unknown models")])
+def test_sweep_benchmark_bad_input(tmp_path: Path, options: tuple[str, ...], message: str) -> None:
+    command = [sys.executable, str(ROOT / "benchmarks" / "sweep.py"), "--quick", *options, "--json",
+               str(tmp_path / "r.json")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 2 and "sweep.py: error:" in result.stderr and message in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "r.json").exists()

@@ -50,7 +50,7 @@ TRAINING_KEYS = ("lr", "batch_size", "weight_decay", "grad_clip")
 
 
 __all__ = ["DEFAULT_MODELS", "BenchOptions", "compare", "compare_quick", "check_models", "parse_options",
-           "default_options", "make_model", "run_one"]
+           "default_options", "check_harness_options", "make_model", "run_one"]
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ def make_model(name: str, out_dim: int, options: dict[str, object], train_set: Z
     return build_model(base, out_dim, **options)
 
 
-def _check_harness_options(args: BenchOptions, train_set: ZooDataset, kind: str, task: str, out_dim: int) -> None:
+def check_harness_options(args: BenchOptions, train_set: ZooDataset, kind: str, task: str, out_dim: int) -> None:
     """Build every model once, with its options, before any training: a bad option ends the bench before its first
     run (:class:`~wslgraph.errors.OptionError`), not inside a worker after others have trained."""
     strays = sorted(set(args.options) - set(args.models))
@@ -226,7 +226,7 @@ def compare(zoo: Path, args: BenchOptions | None = None) -> dict:
     if task == "editing":
         reference = no_edit_mse(splits["test"])
         print(f"{'no edit':<18} mse {reference:.4f} (the input INR against its dilation)")
-    _check_harness_options(args, splits["train"], kind, task, out_dim)
+    check_harness_options(args, splits["train"], kind, task, out_dim)
     context = multiprocessing.get_context("spawn")
     with context.Pool(1, maxtasksperchild=1) as pool:
         for name in args.models:

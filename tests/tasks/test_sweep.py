@@ -1,0 +1,27 @@
+"""The sweep's pure parts: parsing the swept values and choosing winners on validation, in both directions."""
+
+import pytest
+
+from wslgraph.tasks.sweep import _winners, parse_variations, task_sign
+
+
+def test_parse_variations_reads_json_and_bare_words() -> None:
+    assert parse_variations(["dropout=0,0.2", "symmetry=permutation,scale", "dense=true,null"]) == {
+        "dropout": [0, 0.2], "symmetry": ["permutation", "scale"], "dense": [True, None]}
+    for bad in (["dropout"], ["=1"], ["dropout="]):
+        with pytest.raises(ValueError, match="expected KEY=V1,V2"):
+            parse_variations(bad)
+
+
+def _row(change: dict, val: float) -> dict:
+    return {"change": change, "val_mean": val}
+
+
+def test_winners_beat_the_base_on_validation_in_the_task_direction() -> None:
+    rows = [_row({}, 0.5), _row({"dropout": 0.1}, 0.4), _row({"dropout": 0.2}, 0.6), _row({"lr": 1e-3}, 0.45),
+            _row({"lr": 5e-4}, 0.3)]
+    variations = {"dropout": [0.1, 0.2], "lr": [1e-3, 5e-4]}
+    assert task_sign("regression") == task_sign("classification") == 1.0
+    assert _winners(rows, variations, 1.0) == {"dropout": 0.2}  # no lr beats the base
+    assert task_sign("editing") == -1.0  # a lower MSE wins
+    assert _winners(rows, variations, -1.0) == {"dropout": 0.1, "lr": 5e-4}

@@ -1,0 +1,217 @@
+"""Sweeps of one harness model's options, chosen on a zoo's validation split (``benchmarks/sweep.py``).
+
+A sweep starts from the harness's configuration of one model (its constructor options and
+training settings as ``wslgraph bench`` would use them on this zoo, :func:`~wslgraph.tasks.compare.default_options`)
+and changes one option at a time to each listed value. Every setting trains ``seeds`` times through the
+harness's own run (:func:`~wslgraph.tasks.compare.run_one`: same loop, warm-up, early stopping on validation,
+one fresh process per run), and is ranked by the mean over seeds of its **validation** score at the best
+epoch; the test metric is reported beside it but never used to choose. With ``combine`` the best value of each
+option (where it beat the base) is then trained together as one more setting. The result names the setting
+with the best validation mean, and is written as JSON and a markdown table.
+
+Option values are JSON, as for ``--option``: ``dropout=0,0.2``, ``symmetry=permutation,scale``,
+``lr=1e-3`` (the training keys ``lr``, ``batch_size``, ``weight_decay`` and ``grad_clip`` sweep the
+training settings of the model).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import platform
+import statistics
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from wslgraph.errors import OptionError, ZooError
+from wslgraph.io import atomic_write_bytes, atomic_write_json
+from wslgraph.tasks.compare import (
+    TRAINING_KEYS,
+    BenchOptions,
+    check_harness_options,
+    check_models,
+    default_options,
+    run_one,
+)
+from wslgraph.tasks.task import get_task, task_for
+from wslgraph.version import __version__
+from wslgraph.zoo.dataset import ZooDataset
+from wslgraph.zoo.jobs import inr_zoo_job
+from wslgraph.zoo.storage import generate_zoo
+
+__all__ = ["SweepOptions", "parse_variations", "sweep", "sweep_quick"]
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    """What a sweep trains: ``model`` with ``base`` options (on top of the harness defaults), and for each key of
+    ``variations`` each of its values in turn; ``seeds`` runs of ``epochs`` epochs per setting."""
+
+    model: str = "gnn"
+    variations: dict[str, list[object]] = field(default_factory=dict)
+    base: dict[str, object] = field(default_factory=dict)
+    seeds: int = 3
+    epochs: int = 20
+    batch_size: int = 32
+    lr: float = 2e-3
+    device: str = "cpu"
+    augment: str = "none"
+    task: str = "auto"
+    combine: bool = True
+    json: Path = Path("benchmarks/results/sweep.json")
+    markdown: Path | None = None
+    runs: Path | None = None
+    quick: bool = False
+
+
+def parse_variations(items: list[str]) -> dict[str, list[object]]:
+    """``["dropout=0,0.2", "symmetry=permutation,scale"]`` -> ``{"dropout": [0, 0.2], "symmetry": [...]}``.
+
+    Each value is JSON where it parses (a bare word is a string). ``ValueError`` names a malformed item or a key
+    given twice."""
+    variations: dict[str, list[object]] = {}
+    for item in items:
+        key, eq, values = item.partition("=")
+        key = key.strip()
+        if not (eq and key and values.strip()):
+            raise ValueError(f"--vary {item!r}: expected KEY=V1,V2,..., e.g. dropout=0,0.2")
+        if key in variations:
+            raise ValueError(f"--vary names {key!r} twice; list all its values in one --vary {key}=V1,V2")
+        parsed = []
+        for text in values.split(","):
+            try:
+                parsed.append(json.loads(text))
+            except json.JSONDecodeError:
+                parsed.append(text.strip())
+        variations[key] = parsed
+    return variations
+
+
+def sweep_quick(args: SweepOptions) -> dict:
+    """:func:`sweep` on a tiny MNIST-5k INR zoo made in a temporary folder, one epoch, one seed (seconds)."""
+    with tempfile.TemporaryDirectory(prefix="wslgraph-sweep-") as folder:
+        zoo = Path(folder) / "zoo"
+        generate_zoo(zoo, inr_zoo_job("mnist5k", train_images=48, test_images=16, shard_size=64, steps=30),
+                     progress=False)
+        return sweep(zoo, replace(args, seeds=1, epochs=1, quick=True))
+
+
+def _label(change: dict[str, object]) -> str:
+    return ", ".join(f"{key}={json.dumps(value)}" for key, value in change.items()) or "base"
+
+
+def sweep(zoo: str | Path, args: SweepOptions | None = None) -> dict:
+    """Train every setting of the sweep (see the module docstring), write the JSON and table, return the report."""
+    args = args or SweepOptions()
+    zoo = Path(zoo)
+    check_models([args.model])
+    if not args.variations:
+        raise OptionError("a sweep needs at least one --vary KEY=V1,V2")
+    splits = {s: ZooDataset(zoo, s) for s in ("train", "val", "test")}
+    kind = splits["train"].arrays.kind
+    try:
+        chosen = task_for(splits["train"], args.task)
+    except ZooError as error:
+        raise ZooError(f"{zoo}: {error}") from None
+    task, metric, out_dim = chosen.name, chosen.metric, chosen.out_dim(splits["train"])
+    sign = task_sign(task)
+    base = default_options(args.model, args.base, kind, task)
+    training = {"lr": args.lr, "batch_size": args.batch_size, "augment": args.augment}
+    # every setting is built once before any training, so a bad value ends the sweep before its first run
+    settings = [{}] + [{key: value} for key, values in args.variations.items() for value in values
+                       if _current(base, training, key) != value]
+    for change in settings:
+        check_harness_options(BenchOptions(models=(args.model,), options={args.model: {**base, **change}},
+                                            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr),
+                               splits["train"], kind, task, out_dim)
+    print(f"sweep {args.model} on {zoo}: {kind}, task {task}, selected by validation {metric}; "
+          f"{args.epochs} epochs x {args.seeds} seeds per setting; base {_label(base)}", flush=True)
+    rows: list[dict] = []
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1, maxtasksperchild=1) as pool:
+        def run(change: dict[str, object]) -> dict:
+            options = {**base, **change}
+            name = "".join(c if c.isalnum() or c in "._=-" else "_" for c in _label(change))
+            jobs = [{"zoo": str(zoo), "model": args.model, "options": options, "seed": seed, "task": task,
+                     "out_dim": out_dim, "epochs": args.epochs, "device": args.device, "training": training,
+                     "out_dir": str(args.runs / name / f"seed{seed}") if args.runs is not None else None}
+                    for seed in range(args.seeds)]
+            row = _summarise(change, pool.map(run_one, jobs, chunksize=1), chosen)
+            rows.append(row)
+            print(f"{row['setting']:<40} val {metric} {row['val_mean']:.4f} ± {row['val_std']:.4f}   "
+                  f"test {row['test_mean']:.4f} ± {row['test_std']:.4f}   {row['parameters']:>9,} params  "
+                  f"{row['seconds_per_epoch']:6.2f} s/epoch", flush=True)
+            return row
+
+        for change in settings:
+            run(change)
+        winners = _winners(rows, args.variations, sign)
+        if args.combine and len(winners) > 1:
+            run(winners)
+    best = max(rows, key=lambda r: sign * r["val_mean"])
+    report = {"benchmark": "sweep", "quick": args.quick, "zoo": str(zoo), "model": args.model, "task": task,
+              "metric": metric, "selected_by": f"validation {metric} (mean over seeds)", "epochs": args.epochs,
+              "seeds": args.seeds, "training": training, "base": base, "variations": args.variations,
+              "rows": rows, "best": best["setting"], "best_change": best["change"], "winners": winners,
+              "hardware": {"machine": platform.machine(), "threads": torch.get_num_threads(), "device": args.device},
+              "versions": {"wslgraph": __version__, "torch": torch.__version__, "python": platform.python_version()}}
+    atomic_write_json(args.json, report)
+    lines = [f"| setting | validation {metric} (mean ± std, {args.seeds} seeds) | test {metric} | best epochs | "
+             "parameters | s/epoch |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        mark = "**" if r is best else ""
+        lines.append(f"| {mark}{r['setting']}{mark} | {r['val_mean']:.4f} ± {r['val_std']:.4f} | "
+                     f"{r['test_mean']:.4f} ± {r['test_std']:.4f} | {', '.join(map(str, r['best_epochs']))} | "
+                     f"{r['parameters']:,} | {r['seconds_per_epoch']:.2f} |")
+    markdown = args.markdown or args.json.with_suffix(".md")
+    atomic_write_bytes(markdown, ("\n".join(lines) + "\n").encode())
+    print(f"best by validation: {best['setting']}; wrote {args.json} and {markdown}")
+    return report
+
+
+def _current(base: dict[str, object], training: dict[str, object], key: str) -> object:
+    """The value ``key`` has before the sweep changes it (a training key's harness setting)."""
+    if key in base:
+        return base[key]
+    return training.get(key) if key in TRAINING_KEYS else None
+
+
+def _summarise(change: dict[str, object], runs: list[dict], task: object) -> dict:
+    if "skipped" in runs[0]:
+        raise OptionError(f"setting {_label(change)}: {runs[0]['skipped']}")
+    metric = task.metric
+
+    def spread(values: list[float]) -> tuple[float, float]:
+        return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+    val = [r["best_val"][f"val_{metric}"] for r in runs]
+    test = [r["test"][metric] for r in runs]
+    (val_mean, val_std), (test_mean, test_std) = spread(val), spread(test)
+    return {"setting": _label(change), "change": change, "val_mean": val_mean, "val_std": val_std, "val": val,
+            "test_mean": test_mean, "test_std": test_std, "test": test,
+            **({"test_r2": [r["test"]["r2"] for r in runs]} if "r2" in runs[0]["test"] else {}),
+            "best_epochs": [r["best_epoch"] for r in runs], "parameters": runs[0]["parameters"],
+            "seconds_per_epoch": statistics.fmean(r["seconds_per_epoch"] for r in runs)}
+
+
+def _winners(rows: list[dict], variations: dict[str, list[object]], sign: float) -> dict[str, object]:
+    """For each swept key, its value with the best validation mean, where that beats the base setting."""
+    base_row = rows[0]
+    winners = {}
+    for key in variations:
+        candidates = [r for r in rows[1:] if list(r["change"]) == [key]]
+        if not candidates:
+            continue
+        top = max(candidates, key=lambda r: sign * r["val_mean"])
+        if sign * top["val_mean"] > sign * base_row["val_mean"]:
+            winners[key] = top["change"][key]
+    return winners
+
+
+def task_sign(task_name: str) -> float:
+    """+1 where a higher metric is better, -1 where lower is (editing's MSE)."""
+    task = get_task(task_name)
+    return 1.0 if task.score({task.metric: 1.0}) > 0 else -1.0
