@@ -290,3 +290,29 @@ def test_the_layer_spans_every_equivariant_map(model, permute_io) -> None:
     rank = int(torch.linalg.matrix_rank(torch.stack(columns, dim=1)))
     # a basis: as many weights as dimensions (no duplicate term, e.g. keep and pool of a one-neuron axis)
     assert rank == _orbit_count(layout, spec, permute_io) == len(columns)
+
+
+def test_np_with_sinusoidal_io_encodings_is_fixed_breaks_io_symmetry_and_keeps_hidden_invariance() -> None:
+    torch.manual_seed(0)
+    template = GraphTemplate.from_module(siren(in_features=3, hidden=(6, 5), out_features=4))
+    params = torch.randn(2, template.num_params)
+    learned, fixed = NFN(3, mode="np"), NFN(3, mode="np", io_embeddings="sinusoidal")
+    graphs = [template.batch(p) for p in (params, _permute_rows(template, params, _io_permuted(
+        template, params, torch.Generator().manual_seed(1))))]
+    out = fixed(graphs[0])
+    assert (out - fixed(graphs[1])).abs().max() > 1e-4  # input/output neurons are told apart
+    hidden = _permute_rows(template, params, hidden_permutations(template.layout, torch.Generator().manual_seed(2)))
+    torch.testing.assert_close(fixed(template.batch(hidden)), out, atol=1e-5, rtol=1e-5)
+    # the same model less the learned tables: no parameters of its own, and buffers that follow .to()/state_dict
+    learned(graphs[0])  # built lazily on its first batch
+    assert sum(p.numel() for p in learned.parameters()) - sum(p.numel() for p in fixed.parameters()) == sum(
+        p.numel() for p in learned.embeddings.parameters()) > 0
+    buffers = {name: b for name, b in fixed.named_buffers() if name.startswith("io_encoding")}
+    assert len(buffers) == len(learned.embeddings) and all(b.abs().max() <= 0.2 + 1e-6 for b in buffers.values())
+    # distinct positions get distinct codes, on the input axis of the first weight (3 neurons)
+    first = buffers[min(buffers)].reshape(-1, buffers[min(buffers)].shape[-1])
+    assert torch.cdist(first, first).add(torch.eye(len(first))).min() > 1e-3
+    with pytest.raises(ValueError, match="io_embeddings must be"):
+        NFN(3, mode="np", io_embeddings="rotary")
+    with pytest.raises(ValueError, match="apply to mode='np'"):
+        NFN(3, mode="hnp", io_embeddings="sinusoidal")

@@ -206,10 +206,11 @@ class NFN(EquivariantStack):
 
     * ``mode="hnp"``: hidden neurons permutable; input and output neurons fixed
       (folded into channels, so the cost grows with ``n_0 + n_L``).
-    * ``mode="np"``: every neuron permutable. Learned input/output positional
+    * ``mode="np"``: every neuron permutable. Input/output positional
       embeddings (``io_embeddings``, default on for NP) break the false
-      input/output symmetry. Without them the model is also invariant to
-      permuting input and output neurons.
+      input/output symmetry: learned ones, or fixed sinusoidal ones as in
+      NFN's paper configuration (``io_embeddings="sinusoidal"``). Without them
+      the model is also invariant to permuting input and output neurons.
 
     Conv kernels are channels. Inputs are encoded with Gaussian Fourier features
     (``fourier_features`` frequencies of std ``fourier_scale``). ReLU follows
@@ -220,19 +221,25 @@ class NFN(EquivariantStack):
         mode: ``"hnp"`` or ``"np"`` (default: ``"hnp"``).
         hidden: Channels (default: ``32``; conv kernels multiply them by ``k*k`` inside).
         num_layers: NF-layers (default: ``3``).
-        io_embeddings: Input/output positional embeddings (default: ``mode == "np"``).
+        io_embeddings: Input/output positional embeddings: ``True`` or ``"learned"`` (learned, initialised
+            at std 0.1), ``"sinusoidal"`` (fixed: sine and cosine of a neuron's position in (-1, 1) at
+            frequencies pi * 2^k, k = 0..5, cycled over the channels, times 0.1), ``False`` (none)
+            (default: ``mode == "np"``, learned).
         fourier_features: Frequencies of the input encoding, 0 for raw values (default: ``8``).
         fourier_scale: Their standard deviation (default: ``3.0``).
         layout: Build for this architecture now instead of on the first batch.
     """
 
     def __init__(self, out_dim: int, mode: str = "hnp", hidden: int = 32, num_layers: int = 3,
-                 io_embeddings: bool | None = None, fourier_features: int = 8, fourier_scale: float = 3.0,
+                 io_embeddings: bool | str | None = None, fourier_features: int = 8, fourier_scale: float = 3.0,
                  dropout: float = 0.0, layout: GraphLayout | None = None) -> None:
         if mode not in ("np", "hnp"):
             raise ValueError(f"mode must be 'np' or 'hnp', got {mode!r}")
         self.mode = mode
-        self.io_embeddings = (mode == "np") if io_embeddings is None else io_embeddings
+        if io_embeddings not in (None, True, False, "learned", "sinusoidal"):
+            raise ValueError(f"io_embeddings must be True, False, 'learned' or 'sinusoidal', got {io_embeddings!r}")
+        io_embeddings = (mode == "np") if io_embeddings is None else io_embeddings
+        self.io_embeddings = "learned" if io_embeddings is True else io_embeddings
         if self.io_embeddings and mode != "np":
             raise ValueError("io_embeddings apply to mode='np' (HNP keeps input and output neurons fixed already)")
         self.fourier_features, self.fourier_scale = fourier_features, fourier_scale
@@ -254,8 +261,11 @@ class NFN(EquivariantStack):
                 labels = [x for x in slot.permutable if x in (0, last)]
                 if labels:
                     shape = [1] + [self.spec.sizes[x] if x in labels else 1 for x in slot.permutable]
-                    self.embeddings.append(nn.Parameter(torch.randn(*shape, self.input_channels() * slot.fixed_size)
-                                                        * 0.1))
+                    channels = self.input_channels() * slot.fixed_size
+                    if self.io_embeddings == "sinusoidal":
+                        self.register_buffer(f"io_encoding{index}", 0.1 * _sinusoidal_positions(shape, channels))
+                    else:
+                        self.embeddings.append(nn.Parameter(torch.randn(*shape, channels) * 0.1))
                     self._embedded.append(index)
 
     def encode_inputs(self, features: list[Tensor]) -> list[Tensor]:
@@ -267,12 +277,32 @@ class NFN(EquivariantStack):
                 encoded.append(pair.reshape(*feature.shape[:-1], -1))
             features = encoded
         features = list(features)
-        for embedding, index in zip(self.embeddings, self._embedded):
+        for position, index in enumerate(self._embedded):
+            embedding = (getattr(self, f"io_encoding{index}") if self.io_embeddings == "sinusoidal"
+                         else self.embeddings[position])
             features[index] = features[index] + embedding
         return features
 
     def extra_repr(self) -> str:
         return f"mode={self.mode!r}, io_embeddings={self.io_embeddings}, {super().extra_repr()}"
+
+
+def _sinusoidal_positions(shape: list[int], channels: int) -> Tensor:
+    """``[*shape, channels]``: for every axis longer than 1, sine and cosine of the index's cell centre in
+    (-1, 1) at frequencies pi * 2^k, k = 0..5 cycled over the channels (sin k=0, cos k=0, sin k=1, ...), summed
+    over such axes."""
+    encoding = torch.zeros(*shape, channels)
+    for axis, size in enumerate(shape):
+        if size == 1:
+            continue
+        position = (2 * torch.arange(size) + 1) / size - 1  # cell centres in (-1, 1)
+        k = torch.arange(channels) // 2
+        angles = math.pi * position[:, None] * 2.0 ** (k % 6).float()
+        values = torch.where(torch.arange(channels) % 2 == 0, angles.sin(), angles.cos())  # [size, channels]
+        view = [1] * len(shape) + [channels]
+        view[axis] = size
+        encoding = encoding + values.view(view)
+    return encoding
 
 
 class FlatMLP(WeightSpaceModel):
