@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from wslgraph.errors import WSLGraphError
+from wslgraph.tasks.compare import BenchOptions
 from wslgraph.tasks.sweep import SweepOptions, parse_variations, sweep, sweep_quick
 
 
@@ -62,9 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds < 1 or args.epochs < 1:
         parser.error("--seeds and --epochs must be at least 1")
     try:
+        harness = BenchOptions(seeds=args.seeds, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                               device=args.device, json=args.json, runs=args.runs)
         options = SweepOptions(model=args.model, variations=parse_variations(args.vary), base=_base(args.base),
-                               seeds=args.seeds, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                               device=args.device, combine=args.combine, json=args.json, runs=args.runs)
+                               combine=args.combine, harness=harness)
         sweep_quick(options) if args.quick else sweep(args.zoo, options)
     except (ValueError, WSLGraphError) as error:
         parser.error(str(error))

@@ -38,7 +38,7 @@ from wslgraph.nn import ProbeFeatures
 from wslgraph.runtime import peak_rss, tune_cpu_allocator
 from wslgraph.tasks.editing import EDITABLE, INREditor
 from wslgraph.tasks.loop import TrainConfig, build_model, train
-from wslgraph.tasks.task import task_for
+from wslgraph.tasks.task import Task, task_for
 from wslgraph.version import __version__
 from wslgraph.zoo.dataset import ZooDataset
 from wslgraph.zoo.jobs import inr_zoo_job
@@ -50,7 +50,8 @@ TRAINING_KEYS = ("lr", "batch_size", "weight_decay", "grad_clip")
 
 
 __all__ = ["DEFAULT_MODELS", "BenchOptions", "compare", "compare_quick", "check_models", "parse_options",
-           "default_options", "check_harness_options", "make_model", "run_one"]
+           "default_options", "check_harness_options", "harness_jobs", "make_model", "open_harness_zoo",
+           "run_one"]
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,17 @@ def check_harness_options(args: BenchOptions, train_set: ZooDataset, kind: str, 
             raise OptionError(f"{name}: {error}") from None
 
 
+def harness_jobs(zoo: Path, name: str, options: dict[str, object], args: BenchOptions, task: str, out_dim: int,
+                 folder: str) -> list[dict]:
+    """One :func:`run_one` job per seed of ``args``: ``name`` with ``options`` (training keys included), kept in
+    ``args.runs / folder / seedN`` when ``args.runs`` is set."""
+    return [{"zoo": str(zoo), "model": name, "options": options, "seed": seed, "task": task, "out_dim": out_dim,
+             "epochs": args.epochs, "device": args.device,
+             "training": {"lr": args.lr, "batch_size": args.batch_size, "augment": args.augment},
+             "out_dir": str(args.runs / folder / f"seed{seed}") if args.runs is not None else None}
+            for seed in range(args.seeds)]
+
+
 def run_one(job: dict) -> dict:
     """One model and seed, in a fresh process: the result of :func:`wslgraph.tasks.train` plus peak memory.
 
@@ -208,15 +220,21 @@ def _train_one(job: dict, out_dir: Path | None) -> dict:
     return result
 
 
+def open_harness_zoo(zoo: Path, task: str) -> tuple[dict[str, ZooDataset], str, Task]:
+    """The zoo's train/val/test splits, its kind and the task the harness trains on it (a zoo that has none: a
+    :class:`~wslgraph.errors.ZooError` naming the folder)."""
+    splits = {s: ZooDataset(zoo, s) for s in ("train", "val", "test")}
+    try:
+        chosen = task_for(splits["train"], task)
+    except ZooError as error:
+        raise ZooError(f"{zoo}: {error}") from None
+    return splits, splits["train"].arrays.kind, chosen
+
+
 def compare(zoo: Path, args: BenchOptions | None = None) -> dict:
     """Train every model in ``args.models`` on ``zoo``, write the table and JSON, and return the report."""
     args = args or BenchOptions()
-    splits = {s: ZooDataset(zoo, s) for s in ("train", "val", "test")}
-    kind = splits["train"].arrays.kind
-    try:
-        chosen = task_for(splits["train"], args.task)
-    except ZooError as error:
-        raise ZooError(f"{zoo}: {error}") from None
+    splits, kind, chosen = open_harness_zoo(zoo, args.task)
     task, metric, out_dim = chosen.name, chosen.metric, chosen.out_dim(splits["train"])
     print(f"zoo {zoo}: {kind}, {len(splits['train'])}/{len(splits['val'])}/{len(splits['test'])} models; task {task}; "
           f"{args.epochs} epochs x {args.seeds} seeds per model; augment {args.augment}; torch {torch.__version__}, "
@@ -234,12 +252,7 @@ def compare(zoo: Path, args: BenchOptions | None = None) -> dict:
                 print(f"{name:<18} skipped: probe features need an INR zoo")
                 continue
             options = default_options(name, args.options.get(name, {}), kind, task)
-            jobs = [{"zoo": str(zoo), "model": name, "options": options, "seed": seed, "task": task,
-                     "out_dim": out_dim, "epochs": args.epochs, "device": args.device,
-                     "training": {"lr": args.lr, "batch_size": args.batch_size, "augment": args.augment},
-                     "out_dir": str(args.runs / name / f"seed{seed}") if args.runs is not None else None}
-                    for seed in range(args.seeds)]
-            runs = pool.map(run_one, jobs, chunksize=1)
+            runs = pool.map(run_one, harness_jobs(zoo, name, options, args, task, out_dim, name), chunksize=1)
             if "skipped" in runs[0]:
                 print(f"{name:<18} skipped: {runs[0]['skipped']}")
                 continue

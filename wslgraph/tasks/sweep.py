@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from wslgraph.errors import OptionError, ZooError
+from wslgraph.errors import OptionError
 from wslgraph.io import atomic_write_bytes, atomic_write_json
 from wslgraph.tasks.compare import (
     TRAINING_KEYS,
@@ -34,11 +34,12 @@ from wslgraph.tasks.compare import (
     check_harness_options,
     check_models,
     default_options,
+    harness_jobs,
+    open_harness_zoo,
     run_one,
 )
-from wslgraph.tasks.task import get_task, task_for
+from wslgraph.tasks.task import get_task
 from wslgraph.version import __version__
-from wslgraph.zoo.dataset import ZooDataset
 from wslgraph.zoo.jobs import inr_zoo_job
 from wslgraph.zoo.storage import generate_zoo
 
@@ -48,23 +49,16 @@ __all__ = ["SweepOptions", "parse_variations", "sweep", "sweep_quick"]
 @dataclass(frozen=True)
 class SweepOptions:
     """What a sweep trains: ``model`` with ``base`` options (on top of the harness defaults), and for each key of
-    ``variations`` each of its values in turn; ``seeds`` runs of ``epochs`` epochs per setting."""
+    ``variations`` each of its values in turn. ``harness`` says how each setting trains and where results go, as
+    for ``wslgraph bench`` (its ``seeds``, ``epochs``, ``batch_size``, ``lr``, ``device``, ``augment``, ``task``,
+    ``json``, ``markdown``, ``runs`` and ``quick``; its ``models`` and ``options`` are not used)."""
 
     model: str = "gnn"
     variations: dict[str, list[object]] = field(default_factory=dict)
     base: dict[str, object] = field(default_factory=dict)
-    seeds: int = 3
-    epochs: int = 20
-    batch_size: int = 32
-    lr: float = 2e-3
-    device: str = "cpu"
-    augment: str = "none"
-    task: str = "auto"
     combine: bool = True
-    json: Path = Path("benchmarks/results/sweep.json")
-    markdown: Path | None = None
-    runs: Path | None = None
-    quick: bool = False
+    harness: BenchOptions = field(default_factory=lambda: BenchOptions(
+        epochs=20, json=Path("benchmarks/results/sweep.json")))
 
 
 def parse_variations(items: list[str]) -> dict[str, list[object]]:
@@ -96,7 +90,7 @@ def sweep_quick(args: SweepOptions) -> dict:
         zoo = Path(folder) / "zoo"
         generate_zoo(zoo, inr_zoo_job("mnist5k", train_images=48, test_images=16, shard_size=64, steps=30),
                      progress=False)
-        return sweep(zoo, replace(args, seeds=1, epochs=1, quick=True))
+        return sweep(zoo, replace(args, harness=replace(args.harness, seeds=1, epochs=1, quick=True)))
 
 
 def _label(change: dict[str, object]) -> str:
@@ -106,39 +100,29 @@ def _label(change: dict[str, object]) -> str:
 def sweep(zoo: str | Path, args: SweepOptions | None = None) -> dict:
     """Train every setting of the sweep (see the module docstring), write the JSON and table, return the report."""
     args = args or SweepOptions()
-    zoo = Path(zoo)
+    bench, zoo = args.harness, Path(zoo)
     check_models([args.model])
     if not args.variations:
         raise OptionError("a sweep needs at least one --vary KEY=V1,V2")
-    splits = {s: ZooDataset(zoo, s) for s in ("train", "val", "test")}
-    kind = splits["train"].arrays.kind
-    try:
-        chosen = task_for(splits["train"], args.task)
-    except ZooError as error:
-        raise ZooError(f"{zoo}: {error}") from None
+    splits, kind, chosen = open_harness_zoo(zoo, bench.task)
     task, metric, out_dim = chosen.name, chosen.metric, chosen.out_dim(splits["train"])
     sign = task_sign(task)
     base = default_options(args.model, args.base, kind, task)
-    training = {"lr": args.lr, "batch_size": args.batch_size, "augment": args.augment}
+    training = {"lr": bench.lr, "batch_size": bench.batch_size, "augment": bench.augment}
     # every setting is built once before any training, so a bad value ends the sweep before its first run
     settings = [{}] + [{key: value} for key, values in args.variations.items() for value in values
                        if _current(base, training, key) != value]
     for change in settings:
-        check_harness_options(BenchOptions(models=(args.model,), options={args.model: {**base, **change}},
-                                            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr),
-                               splits["train"], kind, task, out_dim)
+        check_harness_options(replace(bench, models=(args.model,), options={args.model: {**base, **change}}),
+                              splits["train"], kind, task, out_dim)
     print(f"sweep {args.model} on {zoo}: {kind}, task {task}, selected by validation {metric}; "
-          f"{args.epochs} epochs x {args.seeds} seeds per setting; base {_label(base)}", flush=True)
+          f"{bench.epochs} epochs x {bench.seeds} seeds per setting; base options {json.dumps(base)}", flush=True)
     rows: list[dict] = []
     context = multiprocessing.get_context("spawn")
     with context.Pool(1, maxtasksperchild=1) as pool:
         def run(change: dict[str, object]) -> dict:
-            options = {**base, **change}
-            name = "".join(c if c.isalnum() or c in "._=-" else "_" for c in _label(change))
-            jobs = [{"zoo": str(zoo), "model": args.model, "options": options, "seed": seed, "task": task,
-                     "out_dim": out_dim, "epochs": args.epochs, "device": args.device, "training": training,
-                     "out_dir": str(args.runs / name / f"seed{seed}") if args.runs is not None else None}
-                    for seed in range(args.seeds)]
+            folder = "".join(c if c.isalnum() or c in "._=-" else "_" for c in _label(change))
+            jobs = harness_jobs(zoo, args.model, {**base, **change}, bench, task, out_dim, folder)
             row = _summarise(change, pool.map(run_one, jobs, chunksize=1), chosen)
             rows.append(row)
             print(f"{row['setting']:<40} val {metric} {row['val_mean']:.4f} ± {row['val_std']:.4f}   "
@@ -152,23 +136,23 @@ def sweep(zoo: str | Path, args: SweepOptions | None = None) -> dict:
         if args.combine and len(winners) > 1:
             run(winners)
     best = max(rows, key=lambda r: sign * r["val_mean"])
-    report = {"benchmark": "sweep", "quick": args.quick, "zoo": str(zoo), "model": args.model, "task": task,
-              "metric": metric, "selected_by": f"validation {metric} (mean over seeds)", "epochs": args.epochs,
-              "seeds": args.seeds, "training": training, "base": base, "variations": args.variations,
+    report = {"benchmark": "sweep", "quick": bench.quick, "zoo": str(zoo), "model": args.model, "task": task,
+              "metric": metric, "selected_by": f"validation {metric} (mean over seeds)", "epochs": bench.epochs,
+              "seeds": bench.seeds, "training": training, "base": base, "variations": args.variations,
               "rows": rows, "best": best["setting"], "best_change": best["change"], "winners": winners,
-              "hardware": {"machine": platform.machine(), "threads": torch.get_num_threads(), "device": args.device},
+              "hardware": {"machine": platform.machine(), "threads": torch.get_num_threads(), "device": bench.device},
               "versions": {"wslgraph": __version__, "torch": torch.__version__, "python": platform.python_version()}}
-    atomic_write_json(args.json, report)
-    lines = [f"| setting | validation {metric} (mean ± std, {args.seeds} seeds) | test {metric} | best epochs | "
+    atomic_write_json(bench.json, report)
+    lines = [f"| setting | validation {metric} (mean ± std, {bench.seeds} seeds) | test {metric} | best epochs | "
              "parameters | s/epoch |", "|---|---|---|---|---|---|"]
     for r in rows:
         mark = "**" if r is best else ""
         lines.append(f"| {mark}{r['setting']}{mark} | {r['val_mean']:.4f} ± {r['val_std']:.4f} | "
                      f"{r['test_mean']:.4f} ± {r['test_std']:.4f} | {', '.join(map(str, r['best_epochs']))} | "
                      f"{r['parameters']:,} | {r['seconds_per_epoch']:.2f} |")
-    markdown = args.markdown or args.json.with_suffix(".md")
+    markdown = bench.markdown or bench.json.with_suffix(".md")
     atomic_write_bytes(markdown, ("\n".join(lines) + "\n").encode())
-    print(f"best by validation: {best['setting']}; wrote {args.json} and {markdown}")
+    print(f"best by validation: {best['setting']}; wrote {bench.json} and {markdown}")
     return report
 
 
