@@ -63,3 +63,23 @@ def test_half_precision_input_is_normalised_in_float32() -> None:
     torch.testing.assert_close(out, ours(x.bfloat16().float()))
     assert repr(ours) == "GraphBatchNorm(6)"
 
+
+
+def test_recompute_batch_norm_sets_the_exact_average_of_the_batch_statistics() -> None:
+    from wslgraph.nn import recompute_batch_norm
+
+    model = nn.Sequential(nn.Linear(3, 4), GraphBatchNorm(4), nn.SiLU(), nn.Linear(4, 1)).eval()
+    norm = model[1]
+    generator = torch.Generator().manual_seed(0)
+    batches = [torch.randn(n, 3, generator=generator) * 3 + 1 for n in (7, 5, 9, 1)]  # a last batch of one graph
+    assert recompute_batch_norm(model, batches) == 4
+    features = [model[0](x).detach() for x in batches[:3]]  # the lone graph changes nothing, as in training
+    torch.testing.assert_close(norm.running_mean, torch.stack([f.mean(0) for f in features]).mean(0))
+    torch.testing.assert_close(norm.running_var, torch.stack([f.var(0) for f in features]).mean(0))
+    assert not model.training and norm.momentum == 0.1  # mode and momentum restored
+    # the same batches again give the same statistics: nothing of the old estimates is left
+    before = norm.running_mean.clone()
+    recompute_batch_norm(model, batches)
+    torch.testing.assert_close(norm.running_mean, before)
+    assert all(p.grad is None for p in model.parameters())
+    assert recompute_batch_norm(nn.Linear(3, 1), batches) == 0  # no norm: nothing passed

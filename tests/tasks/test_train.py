@@ -1,13 +1,16 @@
 """The training loop: learns, logs, early-stops, resumes to the same result; the metrics by hand and vs SciPy."""
 
+import itertools
 import json
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 
 import wslgraph.tasks.loop as train_module
 from wslgraph.errors import ManifestError
+from wslgraph.nn import GraphBatchNorm
 from wslgraph.tasks import TrainConfig, build_model, kendall_tau, r2_score, train
 from wslgraph.tasks.loop import evaluate, training_augmentation
 from wslgraph.zoo.dataset import ZooDataset
@@ -106,6 +109,22 @@ def test_regression_on_a_cnn_zoo_reports_kendall_tau(tmp_path) -> None:
     for name, options in (("statnn", {}), ("gnn", {"hidden": 8, "num_layers": 1})):
         result = train(build_model(name, 1, **options), train_set, val_set, config, test_set=test_set)
         assert -1 <= result["test"]["kendall_tau"] <= 1 and "r2" in result["test"]
+    # before each validation the head's norm gets the exact statistics of the first norm_batches training batches
+    for norm_batches in (0, 2):
+        model = build_model("gnn", 1, hidden=8, num_layers=1)
+        train(model, train_set, val_set, replace(config, epochs=1, norm_batches=norm_batches))
+        features: list[torch.Tensor] = []
+        norm = next(m for m in model.modules() if isinstance(m, GraphBatchNorm))
+        stored = norm.running_mean.clone()
+        hook = norm.register_forward_hook(lambda module, args, out, seen=features: seen.append(args[0].detach()))
+        model.train()
+        with torch.no_grad():
+            for batch in itertools.islice(train_set.batches(8), 2):
+                model(batch)
+        hook.remove()
+        exact = torch.stack([f.mean(0) for f in features]).mean(0)
+        close = torch.allclose(stored, exact, atol=1e-5, rtol=1e-4)
+        assert close == bool(norm_batches), norm_batches  # the running estimates of training are not exact
 
 
 def test_bad_settings() -> None:
@@ -217,7 +236,8 @@ def test_a_non_finite_loss_stops_training_before_the_update(inr_zoo) -> None:
 
 
 @pytest.mark.parametrize("field, value", [("lr", float("nan")), ("lr", float("inf")), ("weight_decay", -1.0),
-                                          ("patience", -3), ("grad_clip", float("nan")), ("warmup_steps", -1)])
+                                          ("patience", -3), ("grad_clip", float("nan")), ("warmup_steps", -1),
+                                          ("norm_batches", -1)])
 def test_train_config_refuses_bad_numbers(field, value) -> None:
     with pytest.raises(ValueError, match=field):
         TrainConfig(**{field: value})

@@ -8,7 +8,7 @@ from wslgraph.nn.conv import AGGREGATORS, SCALERS, EdgeUpdateConv
 from wslgraph.nn.dense import DensePlan, dense_plan
 from wslgraph.nn.encoders import GNNEncoder, TransformerEncoder
 from wslgraph.nn.encodings import EdgeEncoder, FourierFeatures, NodeEncoder, ParamNormalizer, PositionalEmbedding
-from wslgraph.nn.norm import GraphBatchNorm
+from wslgraph.nn.norm import GraphBatchNorm, recompute_batch_norm
 from wslgraph.nn.probe import ProbeFeatures
 from wslgraph.nn.readout import InvariantReadout
 from wslgraph.nn.symmetric import SYMMETRIES, SignEquivariantConv, SignRelationalAttention
@@ -27,6 +27,7 @@ __all__ = [
     "EdgeUpdateConv",
     "InvariantReadout",
     "GraphBatchNorm",
+    "recompute_batch_norm",
     "FourierFeatures",
     "PositionalEmbedding",
     "ParamNormalizer",

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from wslgraph.baselines import BASELINES
 from wslgraph.errors import ManifestError, NonFiniteError, OptionError, WSLGraphError, ZooError, check_options
 from wslgraph.io import atomic_write_bytes, atomic_write_json
-from wslgraph.nn import GNNEncoder, TransformerEncoder, WindowedEncoder
+from wslgraph.nn import GNNEncoder, TransformerEncoder, WindowedEncoder, recompute_batch_norm
 from wslgraph.tasks.task import TASKS, get_task
 from wslgraph.weightspace.augment import AUGMENT_PRESETS, Augmentation, augmentation
 from wslgraph.zoo.dataset import ZooDataset
@@ -113,15 +113,16 @@ class TrainConfig:
     device: str = "cpu"
     progress: bool = True
     augment: str = "none"
+    norm_batches: int = 32
 
     def __post_init__(self) -> None:
         get_task(self.task)  # a known task name
         if self.augment not in AUGMENT_PRESETS:
             raise ValueError(f"augment must be one of {AUGMENT_PRESETS}, got {self.augment!r}")
-        if self.epochs < 1 or self.batch_size < 1 or self.warmup_steps < 0 or self.patience < 0:
-            raise ValueError(f"epochs and batch_size must be >= 1, warmup_steps and patience >= 0; got epochs="
-                             f"{self.epochs}, batch_size={self.batch_size}, warmup_steps={self.warmup_steps}, "
-                             f"patience={self.patience}")
+        if self.epochs < 1 or self.batch_size < 1 or min(self.warmup_steps, self.patience, self.norm_batches) < 0:
+            raise ValueError(f"epochs and batch_size must be >= 1, warmup_steps, patience and norm_batches >= 0; got "
+                             f"epochs={self.epochs}, batch_size={self.batch_size}, warmup_steps={self.warmup_steps}, "
+                             f"patience={self.patience}, norm_batches={self.norm_batches}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
         if not all(math.isfinite(v) and v >= 0 for v in (self.weight_decay, self.grad_clip)):
@@ -341,6 +342,7 @@ def train(model: nn.Module, train_set: ZooDataset, val_set: ZooDataset, config: 
     # on a process whose share is one model) says so; DDP then marks them ready instead of waiting for them
     unused = bool(getattr(model, "may_leave_parameters_unused", False))
     runner = DistributedDataParallel(model, find_unused_parameters=unused) if world > 1 else model
+    plain_train = train_set.with_augment(None)  # what the norms' statistics are recomputed on
     augment = train_set.augment or training_augmentation(config, train_set)
     if augment is not train_set.augment:
         train_set = train_set.with_augment(augment)
@@ -389,6 +391,9 @@ def train(model: nn.Module, train_set: ZooDataset, val_set: ZooDataset, config: 
             sums = torch.tensor([total, float(count)], dtype=torch.float64)
             dist.all_reduce(sums)
             total, count = float(sums[0]), int(sums[1])
+        if config.norm_batches:
+            recompute_batch_norm(model, itertools.islice(plain_train.batches(
+                config.batch_size, device=device, rank=rank, world_size=world), config.norm_batches))
         seconds = time.perf_counter() - started
         val = evaluate(model, val_set, config)
         progress.history.append({"epoch": epoch, "train_loss": total / count, "seconds": seconds,
