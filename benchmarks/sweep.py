@@ -12,26 +12,12 @@ is ranked: :mod:`wslgraph.tasks.sweep`.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from wslgraph.errors import WSLGraphError
 from wslgraph.tasks.compare import BenchOptions
-from wslgraph.tasks.sweep import SweepOptions, parse_variations, sweep, sweep_quick
-
-
-def _base(items: list[str]) -> dict[str, object]:
-    base: dict[str, object] = {}
-    for item in items:
-        key, eq, value = item.partition("=")
-        if not (eq and key):
-            raise ValueError(f"--base {item!r}: expected KEY=VALUE, e.g. hidden=128")
-        try:
-            base[key] = json.loads(value)
-        except json.JSONDecodeError:
-            base[key] = value
-    return base
+from wslgraph.tasks.sweep import SweepOptions, parse_base, parse_variations, sweep, sweep_quick
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         harness = BenchOptions(seeds=args.seeds, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                device=args.device, json=args.json, runs=args.runs)
-        options = SweepOptions(model=args.model, variations=parse_variations(args.vary), base=_base(args.base),
+        options = SweepOptions(model=args.model, variations=parse_variations(args.vary), base=parse_base(args.base),
                                combine=args.combine, harness=harness)
         sweep_quick(options) if args.quick else sweep(args.zoo, options)
     except (ValueError, WSLGraphError) as error:

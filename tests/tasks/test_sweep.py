@@ -2,7 +2,8 @@
 
 import pytest
 
-from wslgraph.tasks.sweep import _winners, parse_variations, task_sign
+from wslgraph.tasks.compare import parse_options
+from wslgraph.tasks.sweep import _winners, parse_base, parse_variations, task_sign
 
 
 def test_parse_variations_reads_json_and_bare_words() -> None:
@@ -11,6 +12,18 @@ def test_parse_variations_reads_json_and_bare_words() -> None:
     for bad in (["dropout"], ["=1"], ["dropout="]):
         with pytest.raises(ValueError, match="expected KEY=V1,V2"):
             parse_variations(bad)
+
+
+def test_base_variations_and_harness_options_read_values_alike() -> None:
+    texts = ["128", "0.2", "true", "null", "[64, 64]", "layer", " scale"]
+    expected = [128, 0.2, True, None, [64, 64], "layer", "scale"]
+    assert parse_base([f"k{i}={t}" for i, t in enumerate(texts)]) == {f"k{i}": v for i, v in enumerate(expected)}
+    assert parse_options([f"gnn:k{i}={t}" for i, t in enumerate(texts)]) == {
+        "gnn": {f"k{i}": v for i, v in enumerate(expected)}}
+    assert parse_variations(["k=128,0.2,true,null,layer, scale"]) == {"k": [128, 0.2, True, None, "layer", "scale"]}
+    for bad in (["hidden"], ["=1"]):
+        with pytest.raises(ValueError, match="expected KEY=VALUE"):
+            parse_base(bad)
 
 
 def _row(change: dict, val: float) -> dict:

@@ -253,8 +253,7 @@ class NFN(EquivariantStack):
         generator = torch.Generator().manual_seed(0)
         self.register_buffer("frequencies", torch.randn(max(self.fourier_features, 1), generator=generator)
                              * self.fourier_scale)
-        self.embeddings = nn.ParameterList()
-        self._embedded: list[int] = []
+        self._io_tables: list[tuple[int, str]] = []  # (slot index, attribute): a parameter or a fixed buffer
         if self.io_embeddings:
             last = self.spec.num_layers
             for index, slot in enumerate(self.slots):
@@ -263,10 +262,12 @@ class NFN(EquivariantStack):
                     shape = [1] + [self.spec.sizes[x] if x in labels else 1 for x in slot.permutable]
                     channels = self.input_channels() * slot.fixed_size
                     if self.io_embeddings == "sinusoidal":
-                        self.register_buffer(f"io_encoding{index}", 0.1 * _sinusoidal_positions(shape, channels))
+                        name = f"io_encoding{index}"
+                        self.register_buffer(name, 0.1 * _sinusoidal_positions(shape, channels))
                     else:
-                        self.embeddings.append(nn.Parameter(torch.randn(*shape, channels) * 0.1))
-                    self._embedded.append(index)
+                        name = f"io_embedding{index}"
+                        self.register_parameter(name, nn.Parameter(torch.randn(*shape, channels) * 0.1))
+                    self._io_tables.append((index, name))
 
     def encode_inputs(self, features: list[Tensor]) -> list[Tensor]:
         if self.fourier_features:
@@ -277,10 +278,8 @@ class NFN(EquivariantStack):
                 encoded.append(pair.reshape(*feature.shape[:-1], -1))
             features = encoded
         features = list(features)
-        for position, index in enumerate(self._embedded):
-            embedding = (getattr(self, f"io_encoding{index}") if self.io_embeddings == "sinusoidal"
-                         else self.embeddings[position])
-            features[index] = features[index] + embedding
+        for index, name in self._io_tables:
+            features[index] = features[index] + getattr(self, name)
         return features
 
     def extra_repr(self) -> str:

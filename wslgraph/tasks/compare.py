@@ -25,7 +25,8 @@ import multiprocessing
 import platform
 import statistics
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -49,9 +50,9 @@ DEFAULT_MODELS = [*ENCODERS, *[name for name in BASELINES if name != "mlp-aug"]]
 TRAINING_KEYS = ("lr", "batch_size", "weight_decay", "grad_clip")
 
 
-__all__ = ["DEFAULT_MODELS", "BenchOptions", "compare", "compare_quick", "check_models", "parse_options",
-           "default_options", "check_harness_options", "harness_jobs", "make_model", "open_harness_zoo",
-           "run_one"]
+__all__ = ["DEFAULT_MODELS", "BenchOptions", "compare", "compare_quick", "check_models", "option_value",
+           "parse_options", "quick_zoo", "default_options", "check_harness_options", "harness_jobs", "make_model",
+           "open_harness_zoo", "run_one"]
 
 
 @dataclass(frozen=True)
@@ -79,12 +80,20 @@ class BenchOptions:
     runs: Path | None = None
 
 
-def compare_quick(args: BenchOptions) -> dict:
-    """:func:`compare` on a tiny MNIST-5k INR zoo made in a temporary folder, one epoch, one seed (seconds)."""
-    with tempfile.TemporaryDirectory(prefix="wslgraph-compare-") as folder:
+@contextmanager
+def quick_zoo(prefix: str) -> Iterator[Path]:
+    """A tiny MNIST-5k INR zoo (64 INRs, 30 steps each; seconds) in a temporary folder, removed on exit: what the
+    ``--quick`` modes of the harness and the sweep train on."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
         zoo = Path(folder) / "zoo"
         generate_zoo(zoo, inr_zoo_job("mnist5k", train_images=48, test_images=16, shard_size=64, steps=30),
                      progress=False)
+        yield zoo
+
+
+def compare_quick(args: BenchOptions) -> dict:
+    """:func:`compare` on :func:`quick_zoo`, one epoch, one seed (seconds)."""
+    with quick_zoo("wslgraph-compare-") as zoo:
         return compare(zoo, replace(args, seeds=1, epochs=1, quick=True))
 
 
@@ -96,6 +105,15 @@ def check_models(models: Sequence[str]) -> None:
         raise ValueError(f"unknown models {unknown}; choose from {DEFAULT_MODELS + ['mlp-aug', 'gnn-windows']}")
 
 
+def option_value(text: str) -> object:
+    """An option's value as the command line gives it: JSON where it parses (``128``, ``0.2``, ``true``,
+    ``[64, 64]``), else the bare string (``layer``, ``scale``)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text.strip()
+
+
 def parse_options(items: list[str]) -> dict[str, dict[str, object]]:
     """``["gnn:hidden=128", "gnn:lr=1e-3"]`` -> ``{"gnn": {"hidden": 128, "lr": 0.001}}`` (values are JSON)."""
     options: dict[str, dict[str, object]] = {}
@@ -104,10 +122,7 @@ def parse_options(items: list[str]) -> dict[str, dict[str, object]]:
         key, eq, value = assignment.partition("=")
         if not (sep and eq and name and key):
             raise ValueError(f"--option {item!r}: expected NAME:KEY=VALUE, e.g. gnn:hidden=128")
-        try:
-            options.setdefault(name, {})[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options.setdefault(name, {})[key] = value  # a bare string, e.g. gnn:readout_hidden=layer
+        options.setdefault(name, {})[key] = option_value(value)
     return options
 
 

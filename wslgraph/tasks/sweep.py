@@ -20,7 +20,6 @@ import json
 import multiprocessing
 import platform
 import statistics
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -36,14 +35,14 @@ from wslgraph.tasks.compare import (
     default_options,
     harness_jobs,
     open_harness_zoo,
+    option_value,
+    quick_zoo,
     run_one,
 )
 from wslgraph.tasks.task import get_task
 from wslgraph.version import __version__
-from wslgraph.zoo.jobs import inr_zoo_job
-from wslgraph.zoo.storage import generate_zoo
 
-__all__ = ["SweepOptions", "parse_variations", "sweep", "sweep_quick"]
+__all__ = ["SweepOptions", "parse_base", "parse_variations", "sweep", "sweep_quick"]
 
 
 @dataclass(frozen=True)
@@ -74,22 +73,25 @@ def parse_variations(items: list[str]) -> dict[str, list[object]]:
             raise ValueError(f"--vary {item!r}: expected KEY=V1,V2,..., e.g. dropout=0,0.2")
         if key in variations:
             raise ValueError(f"--vary names {key!r} twice; list all its values in one --vary {key}=V1,V2")
-        parsed = []
-        for text in values.split(","):
-            try:
-                parsed.append(json.loads(text))
-            except json.JSONDecodeError:
-                parsed.append(text.strip())
-        variations[key] = parsed
+        variations[key] = [option_value(text) for text in values.split(",")]
     return variations
 
 
+def parse_base(items: list[str]) -> dict[str, object]:
+    """``["hidden=128", "readout_hidden=layer"]`` -> ``{"hidden": 128, "readout_hidden": "layer"}``: the options
+    every setting of a sweep shares (values as :func:`~wslgraph.tasks.compare.option_value` reads them)."""
+    base: dict[str, object] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not (eq and key.strip()):
+            raise ValueError(f"--base {item!r}: expected KEY=VALUE, e.g. hidden=128")
+        base[key.strip()] = option_value(value)
+    return base
+
+
 def sweep_quick(args: SweepOptions) -> dict:
-    """:func:`sweep` on a tiny MNIST-5k INR zoo made in a temporary folder, one epoch, one seed (seconds)."""
-    with tempfile.TemporaryDirectory(prefix="wslgraph-sweep-") as folder:
-        zoo = Path(folder) / "zoo"
-        generate_zoo(zoo, inr_zoo_job("mnist5k", train_images=48, test_images=16, shard_size=64, steps=30),
-                     progress=False)
+    """:func:`sweep` on :func:`~wslgraph.tasks.compare.quick_zoo`, one epoch, one seed (seconds)."""
+    with quick_zoo("wslgraph-sweep-") as zoo:
         return sweep(zoo, replace(args, harness=replace(args.harness, seeds=1, epochs=1, quick=True)))
 
 
