@@ -22,7 +22,7 @@ from wslgraph.graph.layout import (
 from wslgraph.graph.param_graph import ParamGraph, structure_tensors
 from wslgraph.graph.vocab import IDENTITY_EDGES, NUM_NODE_FEATURES, NodeFeature
 
-__all__ = ["GraphTemplate", "attach_params", "batch_params"]
+__all__ = ["GraphTemplate", "attach_params", "batch_params", "statnn_features"]
 
 _NODE_KEYS = ("x", "x_mask", "node_type", "layer", "io_position", "activation")
 _EDGE_KEYS = ("edge_index", "edge_attr", "edge_type")
@@ -285,3 +285,18 @@ def batch_params(batch: object) -> tuple[Tensor, GraphLayout]:
     if key is not None and key == _graph_key(batch):
         return batch.flat_params, layout
     return GraphTemplate(layout).unbatch(batch), layout
+
+
+def statnn_features(params: Tensor, layout: GraphLayout) -> Tensor:
+    """Per parameter tensor: mean, variance and the 0/25/50/75/100 % quantiles: ``[N, 7 * tensors]``.
+
+    The features of Unterthiner et al. (2020); they are invariant to every
+    neuron permutation. Feed them to :class:`StatNN` or any regressor (e.g. a
+    scikit-learn gradient-boosted model).
+    """
+    levels = torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0], dtype=params.dtype, device=params.device)
+    features = []
+    for part in params.split([e.numel for e in layout.state], dim=1):
+        features += [part.mean(1, keepdim=True), part.var(1, keepdim=True, unbiased=False),
+                     torch.quantile(part, levels, dim=1).T]
+    return torch.cat(features, dim=1)

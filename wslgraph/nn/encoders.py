@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import Linear
 from torch_geometric.utils import to_dense_batch
 
+from wslgraph.convert.template import batch_params, statnn_features
 from wslgraph.errors import InvalidGraphError, ShapeMismatchError
 from wslgraph.graph.layout import batch_layouts, common_layout
 from wslgraph.graph.vocab import VOCAB_CAPACITY
@@ -84,10 +85,18 @@ class GraphEncoderBase(nn.Module):
 
     def __init__(self, out_dim: int, hidden: int, fourier_frequencies: int, fourier_scale: float,
                  readout_hidden: str, readout_output: str, max_io: int, max_layers: int,
-                 probe: ProbeFeatures | None, symmetry: str = "permutation") -> None:
+                 probe: ProbeFeatures | None, symmetry: str = "permutation", statistics: bool = False) -> None:
         super().__init__()
         self.out_dim, self.hidden = out_dim, hidden
         self.symmetry = check_symmetry(symmetry)
+        if statistics and self.signs:
+            raise ValueError(f"statistics=True with symmetry={symmetry!r}: the weight statistics (means, "
+                             "quantiles) change when a sine/tanh neuron flips sign; use symmetry='permutation' "
+                             "or 'scale' with them")
+        self.statistics = bool(statistics)
+        if self.statistics:  # s(W)'s standardisation, sized by the first architecture seen (fit or first batch)
+            self.register_buffer("stat_mean", torch.zeros(0))
+            self.register_buffer("stat_std", torch.ones(0))
         self.probe = probe
         self.normalizer = ParamNormalizer(max_layers)
         self.fourier = FourierFeatures(fourier_frequencies, fourier_scale)
@@ -116,11 +125,39 @@ class GraphEncoderBase(nn.Module):
 
     def fit_statistics(self, batches: object) -> GraphEncoderBase:
         """Fit the per-layer weight normalization on training batches (stored as buffers)."""
+        batches = [batches] if hasattr(batches, "edge_index") else batches
         if self.scales:  # statistics of the canonical weights the layers see
-            batches = [batches] if hasattr(batches, "edge_index") else batches
             batches = (self.prepare(batch)[0] for batch in batches)
+        if self.statistics:
+            batches = list(batches)
+            features = torch.cat([statnn_features(*batch_params(batch)) for batch in batches])
+            self.stat_mean = features.mean(0)
+            self.stat_std = (features.std(0) if len(features) > 1 else torch.ones_like(self.stat_mean)).clamp_min(
+                1e-8)
         self.normalizer.fit(batches)
         return self
+
+    def weight_statistics(self, batch: object) -> Tensor:
+        """StatNN's per-tensor statistics s(W) of a (prepared) batch of one architecture, standardised with the
+        training models' mean and std (:meth:`fit_statistics`; unfitted: unchanged): ``[num_graphs, 7 *
+        tensors]``. Invariant to hidden-neuron permutations; under ``symmetry="scale"`` they are taken of the
+        canonical weights, so invariant to ReLU rescaling too."""
+        features = statnn_features(*batch_params(batch))
+        if self.stat_mean.numel() == 0:
+            self.stat_mean = torch.zeros_like(features[0])
+            self.stat_std = torch.ones_like(features[0])
+        if self.stat_mean.numel() != features.shape[1]:
+            raise ShapeMismatchError(f"the weight statistics were fitted for {self.stat_mean.numel()} features but "
+                                     f"this batch gives {features.shape[1]}: statistics=True reads one "
+                                     "architecture, the one it was fitted on")
+        return (features - self.stat_mean) / self.stat_std
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object) -> None:
+        for name in ("stat_mean", "stat_std") if self.statistics else ():  # sized by the checkpoint's architecture
+            saved = state_dict.get(prefix + name)
+            if saved is not None and getattr(self, name).shape != saved.shape:
+                setattr(self, name, torch.empty_like(saved, device=getattr(self, name).device))
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def prepare(self, batch: object) -> tuple[object, Tensor | None, Tensor | None]:
         """``(batch, sign, norms)``: the batch with ReLU neurons in canonical scale (``symmetry`` "scale"/"auto";
@@ -174,7 +211,11 @@ class GraphEncoderBase(nn.Module):
         if sign is not None:  # sign-symmetric nodes are pooled through |R h|
             h = self.sign_invariant(h).abs() + (~sign).unsqueeze(-1).to(h.dtype) * h
         vector, num_graphs = batch_vector(batch)
-        return self.readout(h, vector, batch.node_type, batch.layer, batch.io_position, num_graphs)
+        pooled = self.readout(h, vector, batch.node_type, batch.layer, batch.io_position, num_graphs)
+        if not self.statistics:
+            return pooled
+        canonical = self.prepare(batch)[0] if self.scales else batch
+        return torch.cat([pooled, self.weight_statistics(canonical).to(pooled.dtype)], dim=-1)
 
     def head_output(self, pooled: Tensor) -> Tensor:
         """The head on pooled features (:meth:`pool`): ``[num_graphs, out_dim]``."""
@@ -245,6 +286,10 @@ class GNNEncoder(GraphEncoderBase):
             generic path only); ``"scale"``, positive rescaling of ReLU neurons,
             by canonicalising the weights before the layers; ``"auto"``, both,
             each on the neurons whose activation has it (:mod:`wslgraph.nn.symmetric`).
+        statistics: Also give the head StatNN's per-tensor weight statistics s(W) (mean, variance and five
+            quantiles of every weight and bias tensor, standardised on the training models by
+            :meth:`fit_statistics`) beside the pooled states (default: ``False``). Batches of one
+            architecture; not with ``"sign"``/``"auto"``, whose sign flips change s(W).
 
     Shapes:
         ``forward``: batch of ``num_graphs`` ParamGraphs -> ``[num_graphs, out_dim]``.
@@ -254,9 +299,10 @@ class GNNEncoder(GraphEncoderBase):
                  scalers: Sequence[str] = SCALERS, bidirectional: bool = True, fourier_frequencies: int = 16,
                  fourier_scale: float = 1.0, readout_hidden: str = "graph", readout_output: str = "mean",
                  dropout: float = 0.0, dense: bool | None = None, max_io: int = 1024, max_layers: int = 64,
-                 probe: ProbeFeatures | None = None, symmetry: str = "permutation") -> None:
+                 probe: ProbeFeatures | None = None, symmetry: str = "permutation",
+                 statistics: bool = False) -> None:
         super().__init__(out_dim, hidden, fourier_frequencies, fourier_scale, readout_hidden, readout_output,
-                         max_io, max_layers, probe, symmetry)
+                         max_io, max_layers, probe, symmetry, statistics)
         if dense and self.signs:
             raise ValueError(f"symmetry={symmetry!r} runs on the generic path only; leave dense=None")
         self.dense = False if self.signs else dense
@@ -319,7 +365,7 @@ class TransformerEncoder(GraphEncoderBase):
         num_layers: Attention layers (default: ``4``).
         heads: Attention heads (default: ``4``).
         fourier_frequencies, fourier_scale, readout_hidden, readout_output,
-        dropout, max_io, max_layers, probe, symmetry: As for :class:`GNNEncoder`
+        dropout, max_io, max_layers, probe, symmetry, statistics: As for :class:`GNNEncoder`
             (``"sign"`` uses :class:`~wslgraph.nn.SignRelationalAttention`).
 
     Shapes:
@@ -329,9 +375,10 @@ class TransformerEncoder(GraphEncoderBase):
     def __init__(self, out_dim: int, hidden: int = 64, num_layers: int = 4, heads: int = 4,
                  fourier_frequencies: int = 16, fourier_scale: float = 1.0, readout_hidden: str = "graph",
                  readout_output: str = "mean", dropout: float = 0.0, max_io: int = 1024, max_layers: int = 64,
-                 probe: ProbeFeatures | None = None, symmetry: str = "permutation") -> None:
+                 probe: ProbeFeatures | None = None, symmetry: str = "permutation",
+                 statistics: bool = False) -> None:
         super().__init__(out_dim, hidden, fourier_frequencies, fourier_scale, readout_hidden, readout_output,
-                         max_io, max_layers, probe, symmetry)
+                         max_io, max_layers, probe, symmetry, statistics)
         if self.signs:
             self.layers = nn.ModuleList(SignRelationalAttention(hidden, heads, dropout) for _ in range(num_layers))
         else:

@@ -15,10 +15,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
-from wslgraph.convert.template import attach_params, batch_params
+from wslgraph.convert.template import attach_params, batch_params, statnn_features
 from wslgraph.errors import InvalidGraphError, UnsupportedModuleError
 from wslgraph.graph.layout import GraphLayout
 from wslgraph.graph.vocab import EdgeType, NodeFeature
@@ -96,18 +95,3 @@ def from_weight_space(weights: list[Tensor], biases: list[Tensor], spec: WeightS
     for tensor, (offset, numel) in zip([*weights, *biases], [*spec.weight_slices, *spec.bias_slices]):
         params[:, offset:offset + numel] = tensor[:, 0].reshape(batch, numel)
     return params
-
-
-def statnn_features(params: Tensor, layout: GraphLayout) -> Tensor:
-    """Per parameter tensor: mean, variance and the 0/25/50/75/100 % quantiles: ``[N, 7 * tensors]``.
-
-    The features of Unterthiner et al. (2020); they are invariant to every
-    neuron permutation. Feed them to :class:`StatNN` or any regressor (e.g. a
-    scikit-learn gradient-boosted model).
-    """
-    levels = torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0], dtype=params.dtype, device=params.device)
-    features = []
-    for part in params.split([e.numel for e in layout.state], dim=1):
-        features += [part.mean(1, keepdim=True), part.var(1, keepdim=True, unbiased=False),
-                     torch.quantile(part, levels, dim=1).T]
-    return torch.cat(features, dim=1)
