@@ -28,6 +28,14 @@ def test_reproduce_fits_the_split_trains_compares_and_resumes(tmp_path, capsys) 
     again = reproduce("dws-mnist", tmp_path, bench, scale=0.0002, progress=False)
     assert "2 of 2 runs read back" in capsys.readouterr().out
     assert again["rows"][0]["scores"] == row["scores"]
+    # kept results name the folder they were made in; one read from a moved or linked folder still counts
+    for seed in range(2):
+        kept = tmp_path / "runs" / "statnn" / f"seed{seed}" / "result.json"
+        saved = json.loads(kept.read_text())
+        kept.write_text(json.dumps({**saved, "job": {**saved["job"], "out_dir": "/elsewhere/statnn/seed0"}}))
+    capsys.readouterr()
+    reproduce("dws-mnist", tmp_path, bench, scale=0.0002, progress=False)
+    assert "2 of 2 runs read back" in capsys.readouterr().out
     # a finished run is only reused for the same job; other training settings refuse the folder
     with pytest.raises(ManifestError, match="different configuration"):
         reproduce("dws-mnist", tmp_path, BenchOptions(models=("statnn",), seeds=1, epochs=1, lr=1e-4), scale=0.0002,

@@ -202,12 +202,18 @@ def run_one(job: dict) -> dict:
     out_dir = Path(job["out_dir"]) if job.get("out_dir") else None
     if out_dir is not None and (out_dir / "result.json").exists():
         saved = json.loads((out_dir / "result.json").read_text())
-        if saved.get("job") == job:
+        if _same_job(saved.get("job"), job):
             return {**saved["result"], "resumed": True}
     result = _train_one(job, out_dir)
     if out_dir is not None and "skipped" not in result:
         atomic_write_json(out_dir / "result.json", {"job": job, "result": result})
     return result
+
+
+def _same_job(saved: object, job: dict) -> bool:
+    """Whether a kept result was made by this job, wherever its folder now is (a moved or linked ``--runs``
+    folder is read back, not re-evaluated)."""
+    return isinstance(saved, dict) and {**saved, "out_dir": None} == {**job, "out_dir": None}
 
 
 def _train_one(job: dict, out_dir: Path | None) -> dict:
