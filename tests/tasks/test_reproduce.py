@@ -71,13 +71,14 @@ def test_reproduce_command_reports_missing_images(tmp_path, capsys) -> None:
 
 
 def test_harness_defaults_per_zoo_kind() -> None:
-    """The encoders classify INR zoos with sign symmetry, the GNN reads CNN zoos' weight statistics; the user's
-    option wins; other models and kinds are left."""
+    """The encoders classify INR zoos with sign symmetry, the GNN reads CNN zoos with weight statistics and
+    dropout; the user's option wins; other models and kinds are left."""
     assert default_options("gnn-probe", {}, "inr", "classification") == {"symmetry": "sign"}
     assert default_options("gnn", {"symmetry": "permutation", "hidden": 8}, "inr", "classification") == \
         {"symmetry": "permutation", "hidden": 8}
-    assert default_options("gnn", {}, "cnn", "regression") == {"statistics": True}
-    assert default_options("gnn", {"statistics": False}, "cnn", "regression") == {"statistics": False}
+    assert default_options("gnn", {}, "cnn", "regression") == {"statistics": True, "dropout": 0.2}
+    assert default_options("gnn", {"statistics": False, "dropout": 0.0}, "cnn", "regression") == {
+        "statistics": False, "dropout": 0.0}
     assert default_options("gnn", {"symmetry": "auto"}, "cnn", "regression") == {"symmetry": "auto"}
     assert default_options("transformer", {}, "cnn", "regression") == {}
     assert default_options("gnn", {}, "inr", "editing") == {}
