@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.models import fit_binary_labels, randomize
+from tests.models import assert_memorises, randomize
 from tests.nn.test_encoders import _permuted
 from tests.nn.test_symmetric import _act
 from wslgraph import GraphTemplate, collate, to_graph
@@ -87,9 +87,4 @@ def test_statistics_encoders_memorise_a_weight_property(name: str) -> None:
     labels = (means > means.median()).float()
     batch = collate([to_graph(m) for m in models])
     encoder = ENCODERS[name]()
-    encoder(batch)
-    encoder.fit_statistics(batch)
-    assert fit_binary_labels(encoder, batch, labels, 100) < 0.1
-    encoder.eval()
-    with torch.no_grad():
-        assert float(((encoder(batch)[:, 0] > 0).float() == labels).float().mean()) >= 0.95
+    assert_memorises(encoder, batch, labels)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch_geometric.data import Batch
 
-from tests.models import fit_binary_labels, randomize
+from tests.models import assert_memorises, randomize
 from tests.nn.test_encoders import _permuted
 from wslgraph import GraphTemplate, collate, to_graph
 from wslgraph.graph import PadEdgeFeatures
@@ -164,12 +164,7 @@ def test_symmetric_encoders_memorise_a_function_property(name: str, symmetry: st
     assert 8 <= labels.sum() <= 24
     batch = collate([to_graph(m) for m in models])
     encoder = ENCODERS[name](symmetry, ProbeFeatures(GraphTemplate.from_module(models[0])))
-    encoder(batch)
-    encoder.fit_statistics(batch)
-    assert fit_binary_labels(encoder, batch, labels, 100) < 0.1
-    encoder.eval()
-    with torch.no_grad():
-        assert float(((encoder(batch)[:, 0] > 0).float() == labels).float().mean()) >= 0.95
+    assert_memorises(encoder, batch, labels)
 
 
 def test_bad_symmetry_options() -> None:
