@@ -73,6 +73,8 @@ def test_statistics_survive_save_and_load_and_refuse_other_architectures(name: s
     other = collate([to_graph(randomize(small_cnn(channels=4, num_layers=3), 0))])
     with pytest.raises(ShapeMismatchError, match="one architecture"):
         encoder.weight_statistics(other)
+    with pytest.raises(ValueError, match="statistics=True"):
+        GNNEncoder(2, hidden=8).weight_statistics(batch)
     for symmetry in ("sign", "auto"):
         with pytest.raises(ValueError, match="statistics=True with symmetry"):
             ENCODERS[name](symmetry=symmetry)

@@ -106,7 +106,8 @@ def test_regression_on_a_cnn_zoo_reports_kendall_tau(tmp_path) -> None:
     batch = train_set.batch([0, 1])
     assert batch.activation.shape == (batch.num_nodes,)  # the graph's per-node activation ids, not the column
     assert batch.zoo_activation.shape == (2,)  # the CNN's activation hyperparameter, renamed
-    for name, options in (("statnn", {}), ("gnn", {"hidden": 8, "num_layers": 1})):
+    for name, options in (("statnn", {}), ("gnn", {"hidden": 8, "num_layers": 1}),
+                          ("gnn", {"hidden": 8, "num_layers": 1, "statistics": True, "dropout": 0.2})):
         result = train(build_model(name, 1, **options), train_set, val_set, config, test_set=test_set)
         assert -1 <= result["test"]["kendall_tau"] <= 1 and "r2" in result["test"]
     # before each validation the head's norm gets the exact statistics of the first norm_batches training batches

@@ -142,6 +142,8 @@ class GraphEncoderBase(nn.Module):
         training models' mean and std (:meth:`fit_statistics`; unfitted: unchanged): ``[num_graphs, 7 *
         tensors]``. Invariant to hidden-neuron permutations; under ``symmetry="scale"`` they are taken of the
         canonical weights, so invariant to ReLU rescaling too."""
+        if not self.statistics:
+            raise ValueError("weight_statistics reads the statistics of an encoder built with statistics=True")
         features = statnn_features(*batch_params(batch))
         if self.stat_mean.numel() == 0:
             self.stat_mean = torch.zeros_like(features[0])
