@@ -209,15 +209,16 @@ class GraphEncoderBase(nn.Module):
 
     def pool(self, batch: object) -> Tensor:
         """The invariant readout ``[num_graphs, features]`` that the head maps to the output."""
-        h, _, sign, _ = self.states(batch)
+        prepared, sign, _ = self.prepare(batch)  # checks the batch
+        h, _ = self.propagate(prepared, *self._initial_states(prepared, sign), sign)
         if sign is not None:  # sign-symmetric nodes are pooled through |R h|
             h = self.sign_invariant(h).abs() + (~sign).unsqueeze(-1).to(h.dtype) * h
         vector, num_graphs = batch_vector(batch)
         pooled = self.readout(h, vector, batch.node_type, batch.layer, batch.io_position, num_graphs)
         if not self.statistics:
             return pooled
-        canonical = self.prepare(batch)[0] if self.scales else batch
-        return torch.cat([pooled, self.weight_statistics(canonical).to(pooled.dtype)], dim=-1)
+        # the prepared batch: canonical under "scale", the batch itself otherwise
+        return torch.cat([pooled, self.weight_statistics(prepared).to(pooled.dtype)], dim=-1)
 
     def head_output(self, pooled: Tensor) -> Tensor:
         """The head on pooled features (:meth:`pool`): ``[num_graphs, out_dim]``."""
