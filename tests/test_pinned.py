@@ -53,7 +53,8 @@ def _model_outputs(name: str, factory, **options) -> dict[str, torch.Tensor]:
 def _outputs() -> dict[str, torch.Tensor]:
     results: dict[str, torch.Tensor] = {}
     for name, options in [("gnn", {"hidden": 16, "num_layers": 2}), ("transformer", {"hidden": 16, "num_layers": 2}),
-                          ("dwsnet", {}), ("nfn-hnp", {}), ("nfn-np", {}), ("statnn", {}), ("mlp", {})]:
+                          ("dwsnet", {}), ("nfn-hnp", {}), ("nfn-np", {"io_embeddings": "learned"}), ("statnn", {}),
+                          ("mlp", {})]:
         results.update(_model_outputs(name, siren, **options))
     results.update({f"cnn.{k}": v for k, v in _model_outputs("gnn", small_cnn, hidden=16, num_layers=2).items()})
     results.update({f"cnn.{k}": v for k, v in _model_outputs("nfn-hnp", small_cnn).items()})

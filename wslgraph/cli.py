@@ -346,7 +346,10 @@ def _print_probes(dataset: object, embeddings: torch.Tensor, max_weight: float |
 
     arrays = dataset.arrays
     keep = kept_rows(arrays.params, max_weight, arrays.layout)
-    features = {"hyper-representation": embeddings[keep], "s(W)": statnn_features(arrays.params[keep], arrays.layout)}
+    statistics = statnn_features(arrays.params[keep], arrays.layout)
+    # the third set asks what the embedding knows beyond s(W): a probe on both at once
+    features = {"hyper-representation": embeddings[keep], "s(W)": statistics,
+                "both": torch.cat([embeddings[keep].double(), statistics.double()], dim=1)}
     columns = {name: column[keep] for name, column in arrays.columns.items()}
     rows = probe_table(features, columns)
     print(f"{int(keep.sum())} of {len(keep)} rows (weights within {max_weight}); folds grouped by model")

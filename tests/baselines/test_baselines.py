@@ -296,7 +296,7 @@ def test_np_with_sinusoidal_io_encodings_is_fixed_breaks_io_symmetry_and_keeps_h
     torch.manual_seed(0)
     template = GraphTemplate.from_module(siren(in_features=3, hidden=(6, 5), out_features=4))
     params = torch.randn(2, template.num_params)
-    learned, fixed = NFN(3, mode="np"), NFN(3, mode="np", io_embeddings="sinusoidal")
+    learned, fixed = NFN(3, mode="np", io_embeddings="learned"), NFN(3, mode="np")  # sinusoidal: NP's default
     graphs = [template.batch(p) for p in (params, _permute_rows(template, params, _io_permuted(
         template, params, torch.Generator().manual_seed(1))))]
     out = fixed(graphs[0])

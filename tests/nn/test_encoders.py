@@ -178,6 +178,44 @@ def test_probe_features_evaluate_the_inrs() -> None:
         ProbeFeatures(GraphTemplate.from_module(small_cnn()))
 
 
+def test_probe_projection_by_hand_and_its_symmetries() -> None:
+    """Each layer's probe values through that layer's linear map and bias-free LayerNorm: computed by hand;
+    flipping a SIREN neuron's sign negates its features and permuting neurons permutes them."""
+    from tests.nn.test_symmetric import _act
+
+    template = GraphTemplate.from_module(siren())
+    model = randomize(siren(), 3)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(0.05)
+    torch.manual_seed(0)
+    raw = ProbeFeatures(template, num_probes=6)
+    projected = ProbeFeatures(template, num_probes=6, projection=4)
+    assert (raw.out_dim, projected.out_dim) == (6, 4)
+    batch = template.batch(template.flatten(model.state_dict())[None])
+    with torch.no_grad():
+        for projection in projected.projections:  # away from the identity affine, so the test sees it
+            projection[1].weight.uniform_(0.5, 2.0)
+        values, out = raw(batch), projected(batch)
+        expected = []
+        for group, projection in zip(template.layout.groups, projected.projections):
+            rows = values[group.offset:group.offset + group.size] @ projection[0].weight.t()
+            rows = (rows - rows.mean(-1, keepdim=True)) / (rows.var(-1, unbiased=False, keepdim=True) + 1e-5).sqrt()
+            expected.append(rows * projection[1].weight)
+    assert out.shape == (template.layout.num_nodes, 4)
+    assert torch.allclose(out, torch.cat(expected), atol=1e-5)
+    flipped, signs = _act(model, "sign", 0)
+    permuted, node_map = _permuted(model, 1)
+    with torch.no_grad():
+        out_flipped = projected(template.batch(template.flatten(flipped.state_dict())[None]))
+        out_permuted = projected(template.batch(template.flatten(permuted.state_dict())[None]))
+    assert (signs < 0).any()
+    assert torch.allclose(out_flipped, out * signs.unsqueeze(-1), atol=1e-5)
+    assert torch.allclose(out_permuted, out[node_map], atol=1e-5)
+    with pytest.raises(ValueError, match="projection must be a positive int"):
+        ProbeFeatures(template, projection=0)
+
+
 def test_bad_input_gives_typed_errors() -> None:
     graph = to_graph(siren())
     encoder = GNNEncoder(3, hidden=8, num_layers=1)

@@ -156,15 +156,33 @@ def test_canonical_scales_by_hand() -> None:
 @pytest.mark.parametrize("symmetry", ["sign", "auto"])
 @pytest.mark.parametrize("name", list(ENCODERS))
 def test_symmetric_encoders_memorise_a_function_property(name: str, symmetry: str) -> None:
-    """32 SIRENs 2-8-8-1 (with probes), label: the INR's value at the origin is positive (sign invariant)."""
+    """32 SIRENs 2-8-8-1 (with probes; projected ones under "auto"), label: the INR's value at the origin is
+    positive (sign invariant)."""
     torch.manual_seed(0)
     models = [randomize(siren(hidden=(8, 8), w0=1.0), seed) for seed in range(32)]
     with torch.no_grad():
         labels = torch.tensor([float(m(torch.zeros(1, 2)).item() > 0) for m in models])
     assert 8 <= labels.sum() <= 24
     batch = collate([to_graph(m) for m in models])
-    encoder = ENCODERS[name](symmetry, ProbeFeatures(GraphTemplate.from_module(models[0])))
+    projection = 8 if symmetry == "auto" else None
+    encoder = ENCODERS[name](symmetry, ProbeFeatures(GraphTemplate.from_module(models[0]), projection=projection))
     assert_memorises(encoder, batch, labels)
+
+
+@pytest.mark.parametrize("name", list(ENCODERS))
+def test_projected_probes_keep_the_sign_invariance(name: str) -> None:
+    models = [randomize(siren(hidden=(6, 5), w0=1.0), seed) for seed in range(3)]
+    acted = [_permuted(_act(m, "sign", 30 + seed)[0], seed)[0] for seed, m in enumerate(models)]
+    original, moved = collate([to_graph(m) for m in models]), collate([to_graph(m) for m in acted])
+    torch.manual_seed(0)
+    encoder = ENCODERS[name]("sign", ProbeFeatures(GraphTemplate.from_module(models[0]), projection=8))
+    encoder(original)
+    encoder = encoder.fit_statistics(original).eval()
+    with torch.no_grad():
+        out, out_moved = encoder(original), encoder(moved)
+        near = collate([to_graph(randomize(siren(hidden=(6, 5), w0=1.0), seed + 3)) for seed in range(3)])
+        assert (encoder(near) - out).abs().max() > 1e-3  # the output does move with the weights
+    assert torch.allclose(out, out_moved, atol=1e-4)
 
 
 def test_bad_symmetry_options() -> None:

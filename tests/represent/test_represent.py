@@ -328,6 +328,7 @@ def test_cli_represent_embed_probe(zoo, tmp_path, capsys) -> None:
                  "--quiet"]) == 0
     table = capsys.readouterr().out
     assert "| test_accuracy | R2 |" in table and "hyper-representation" in table and "s(W)" in table
+    assert "| both |" in table  # the embedding and s(W) together
     assert {row["target"] for row in json.loads((run / "probes.json").read_text())} >= {"test_accuracy", "init"}
     assert (run / "embeddings.png").stat().st_size > 1000
     assert main(["embed", str(run), str(zoo), "--out", str(tmp_path / "e.safetensors"), "--quiet"]) == 0

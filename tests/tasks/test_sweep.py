@@ -9,6 +9,10 @@ from wslgraph.tasks.sweep import _winners, parse_base, parse_variations, task_si
 def test_parse_variations_reads_json_and_bare_words() -> None:
     assert parse_variations(["dropout=0,0.2", "symmetry=permutation,scale", "dense=true,null"]) == {
         "dropout": [0, 0.2], "symmetry": ["permutation", "scale"], "dense": [True, None]}
+    # commas inside JSON objects and lists belong to the value
+    assert parse_variations(['probe_options={"num_probes":64,"projection":64},{"num_probes":16}',
+                             "hidden=[64, 64],[32]"]) == {
+        "probe_options": [{"num_probes": 64, "projection": 64}, {"num_probes": 16}], "hidden": [[64, 64], [32]]}
     for bad in (["dropout"], ["=1"], ["dropout="]):
         with pytest.raises(ValueError, match="expected KEY=V1,V2"):
             parse_variations(bad)

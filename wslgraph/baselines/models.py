@@ -207,10 +207,10 @@ class NFN(EquivariantStack):
     * ``mode="hnp"``: hidden neurons permutable; input and output neurons fixed
       (folded into channels, so the cost grows with ``n_0 + n_L``).
     * ``mode="np"``: every neuron permutable. Input/output positional
-      embeddings (``io_embeddings``, default on for NP) break the false
-      input/output symmetry: learned ones, or fixed sinusoidal ones as in
-      NFN's paper configuration (``io_embeddings="sinusoidal"``). Without them
-      the model is also invariant to permuting input and output neurons.
+      encodings (``io_embeddings``, default on for NP) break the false
+      input/output symmetry: fixed sinusoidal ones, as in NFN's paper
+      configuration (the default), or learned ones (``io_embeddings="learned"``).
+      Without them the model is also invariant to permuting input and output neurons.
 
     Conv kernels are channels. Inputs are encoded with Gaussian Fourier features
     (``fourier_features`` frequencies of std ``fourier_scale``). ReLU follows
@@ -224,7 +224,9 @@ class NFN(EquivariantStack):
         io_embeddings: Input/output positional embeddings: ``True`` or ``"learned"`` (learned, initialised
             at std 0.1), ``"sinusoidal"`` (fixed: sine and cosine of a neuron's position in (-1, 1) at
             frequencies pi * 2^k, k = 0..5, cycled over the channels, times 0.1), ``False`` (none)
-            (default: ``mode == "np"``, learned).
+            (default: ``"sinusoidal"`` for ``mode="np"``, none for HNP). On a 3,000-INR Fashion-MNIST zoo (3 seeds x 5
+            epochs) the sinusoidal ones gave validation accuracy 0.285 ± 0.020, learned ones 0.255 ± 0.014, none
+            0.277 ± 0.014 (README, "Sweeps").
         fourier_features: Frequencies of the input encoding, 0 for raw values (default: ``8``).
         fourier_scale: Their standard deviation (default: ``3.0``).
         layout: Build for this architecture now instead of on the first batch.
@@ -238,7 +240,7 @@ class NFN(EquivariantStack):
         self.mode = mode
         if io_embeddings not in (None, True, False, "learned", "sinusoidal"):
             raise ValueError(f"io_embeddings must be True, False, 'learned' or 'sinusoidal', got {io_embeddings!r}")
-        io_embeddings = (mode == "np") if io_embeddings is None else io_embeddings
+        io_embeddings = ("sinusoidal" if mode == "np" else False) if io_embeddings is None else io_embeddings
         self.io_embeddings = "learned" if io_embeddings is True else io_embeddings
         if self.io_embeddings and mode != "np":
             raise ValueError("io_embeddings apply to mode='np' (HNP keeps input and output neurons fixed already)")

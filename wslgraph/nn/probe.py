@@ -32,13 +32,18 @@ class ProbeFeatures(nn.Module):
         architecture: Template (or :class:`~wslgraph.graph.GraphLayout`) of the INR architecture.
         num_probes: Number of learned probe coordinates (default: ``16``).
         seed: Seed of their initialization, uniform in [-1, 1] (default: ``0``).
+        projection: If given, each layer's probe values are mapped to this width by a linear map of that layer
+            and a ``LayerNorm``, as Neural Graphs configure their probes (default: ``None``, the raw values).
+            Both have no bias, so a feature stays odd in its neuron's sign (sine/tanh sign symmetry) and
+            the map is shared by the neurons of a layer (permutation equivariant).
 
     Shapes:
         batch of ``N`` graphs of the template's architecture ->
-        ``[N * num_nodes, num_probes]``.
+        ``[N * num_nodes, num_probes]`` (``[N * num_nodes, projection]`` with a projection).
     """
 
-    def __init__(self, architecture: GraphTemplate | GraphLayout, num_probes: int = 16, seed: int = 0) -> None:
+    def __init__(self, architecture: GraphTemplate | GraphLayout, num_probes: int = 16, seed: int = 0,
+                 projection: int | None = None) -> None:
         super().__init__()
         layout = architecture if isinstance(architecture, GraphLayout) else architecture.layout
         unsupported = {b.kind.name for b in layout.edge_blocks} - {EdgeType.LINEAR.name, EdgeType.RESIDUAL.name}
@@ -50,10 +55,25 @@ class ProbeFeatures(nn.Module):
         self._order = _topological_order(layout)
         generator = torch.Generator().manual_seed(seed)
         self.coordinates = nn.Parameter(torch.rand(num_probes, layout.groups[0].size, generator=generator) * 2 - 1)
+        if projection is not None and (isinstance(projection, bool) or not isinstance(projection, int)
+                                       or projection < 1):
+            raise ValueError(f"projection must be a positive int (a width) or None, got {projection!r}")
+        self.projection = projection
+        self.projections = nn.ModuleList(
+            nn.Sequential(nn.Linear(num_probes, projection, bias=False), nn.LayerNorm(projection, bias=False))
+            for _ in layout.groups) if projection is not None else None
+
+    @property
+    def out_dim(self) -> int:
+        """Features per node: ``projection`` if set, else ``num_probes``."""
+        return self.projection if self.projection is not None else self.num_probes
 
     def reset_parameters(self) -> None:
         with torch.no_grad():
             self.coordinates.uniform_(-1, 1)
+        for module in self.modules():
+            if module is not self and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
 
     def forward(self, batch: object) -> Tensor:
         layout = self.layout
@@ -81,7 +101,9 @@ class ProbeFeatures(nn.Module):
                     weight = rows.reshape(num, group.size, source.shape[1])
                     pre = pre + torch.bmm(weight, source)
             values[index] = apply_activation(group.activation, group.activation_param, pre, "probe features")
-        return torch.cat([values[i] for i in range(len(layout.groups))], dim=1).reshape(-1, self.num_probes)
+        if self.projections is not None:
+            values = {i: self.projections[i](v) for i, v in values.items()}
+        return torch.cat([values[i] for i in range(len(layout.groups))], dim=1).reshape(-1, self.out_dim)
 
 
 def _topological_order(layout: GraphLayout) -> list[int]:

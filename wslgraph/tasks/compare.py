@@ -47,7 +47,7 @@ from wslgraph.zoo.storage import generate_zoo
 
 ENCODERS = ["gnn", "gnn-probe", "transformer", "transformer-probe"]
 DEFAULT_MODELS = [*ENCODERS, *[name for name in BASELINES if name != "mlp-aug"]]
-TRAINING_KEYS = ("lr", "batch_size", "weight_decay", "grad_clip")
+TRAINING_KEYS = ("lr", "batch_size", "weight_decay", "grad_clip", "warmup_steps")
 
 
 __all__ = ["DEFAULT_MODELS", "BenchOptions", "compare", "compare_quick", "check_models", "option_value",
@@ -60,7 +60,8 @@ class BenchOptions:
     """What the harness trains and how (the command line's options, checked).
 
     ``options`` maps a model name to its constructor options, plus the training keys ``lr``, ``batch_size``,
-    ``weight_decay`` and ``grad_clip`` for that model alone. ``markdown`` defaults to ``json`` with ``.md``.
+    ``weight_decay``, ``grad_clip`` and ``warmup_steps`` for that model alone. ``markdown`` defaults to ``json``
+    with ``.md``.
     With ``runs``, each (model, seed) run keeps its checkpoints and result in ``runs/MODEL/seedN``: an
     interrupted comparison resumes there (finished runs are read back, unfinished ones resume their last epoch).
     """
@@ -229,8 +230,8 @@ def _train_one(job: dict, out_dir: Path | None) -> dict:
     splits = {s: ZooDataset(job["zoo"], s) for s in ("train", "val", "test")}
     options = dict(job["options"])
     training = {key: options.pop(key) for key in TRAINING_KEYS if key in options}
-    config = TrainConfig(task=job["task"], epochs=job["epochs"], seed=job["seed"], warmup_steps=10, patience=0,
-                         progress=False, device=job["device"], **{**job["training"], **training})
+    config = TrainConfig(task=job["task"], epochs=job["epochs"], seed=job["seed"], patience=0, progress=False,
+                         device=job["device"], **{"warmup_steps": 10, **job["training"], **training})
     device = torch.device(job["device"])
     torch.manual_seed(job["seed"])
     baseline = peak_rss()

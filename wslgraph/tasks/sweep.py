@@ -10,8 +10,8 @@ option (where it beat the base) is then trained together as one more setting. Th
 with the best validation mean, and is written as JSON and a markdown table.
 
 Option values are JSON, as for ``--option``: ``dropout=0,0.2``, ``symmetry=permutation,scale``,
-``lr=1e-3`` (the training keys ``lr``, ``batch_size``, ``weight_decay`` and ``grad_clip`` sweep the
-training settings of the model).
+``lr=1e-3`` (the training keys ``lr``, ``batch_size``, ``weight_decay``, ``grad_clip`` and ``warmup_steps``
+sweep the training settings of the model), ``probe_options={"num_probes":64,"projection":64}``.
 """
 
 from __future__ import annotations
@@ -63,8 +63,9 @@ class SweepOptions:
 def parse_variations(items: list[str]) -> dict[str, list[object]]:
     """``["dropout=0,0.2", "symmetry=permutation,scale"]`` -> ``{"dropout": [0, 0.2], "symmetry": [...]}``.
 
-    Each value is JSON where it parses (a bare word is a string). ``ValueError`` names a malformed item or a key
-    given twice."""
+    Each value is JSON where it parses (a bare word is a string); when the whole list parses as JSON, commas
+    inside objects and lists stay theirs (``probe_options={"num_probes":64,"projection":64}`` is one value).
+    ``ValueError`` names a malformed item or a key given twice."""
     variations: dict[str, list[object]] = {}
     for item in items:
         key, eq, values = item.partition("=")
@@ -73,7 +74,11 @@ def parse_variations(items: list[str]) -> dict[str, list[object]]:
             raise ValueError(f"--vary {item!r}: expected KEY=V1,V2,..., e.g. dropout=0,0.2")
         if key in variations:
             raise ValueError(f"--vary names {key!r} twice; list all its values in one --vary {key}=V1,V2")
-        variations[key] = [option_value(text) for text in values.split(",")]
+        try:  # a JSON list's commas first (dicts and lists as values), else bare words split at commas
+            parsed = json.loads(f"[{values}]")
+        except json.JSONDecodeError:
+            parsed = [option_value(text) for text in values.split(",")]
+        variations[key] = parsed
     return variations
 
 
