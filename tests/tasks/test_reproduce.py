@@ -84,3 +84,40 @@ def test_harness_defaults_per_zoo_kind() -> None:
     assert default_options("gnn", {}, "inr", "editing") == {}
     assert default_options("transformer", {}, "inr", "classification") == {"symmetry": "sign"}
     assert default_options("dwsnet", {}, "inr", "classification") == {}
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie, exited but not yet reaped, counts as ended)."""
+    from pathlib import Path
+
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="reads /proc")
+def test_sigterm_to_the_harness_ends_its_worker(tmp_path) -> None:
+    """`kill` of a bench or sweep used to leave its pool's worker training on into the run folder."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = ("import time\nfrom wslgraph.tasks.compare import run_pool\nwith run_pool() as pool:\n"
+              "    print(pool._pool[0].pid, flush=True)\n    pool.map(time.sleep, [120])\n")
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    worker = int(process.stdout.readline())
+    time.sleep(1.0)  # the worker has taken the task
+    assert _alive(worker)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 128 + signal.SIGTERM
+    deadline = time.monotonic() + 20
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    try:
+        assert not _alive(worker)
+    finally:
+        if _alive(worker):
+            os.kill(worker, signal.SIGKILL)

@@ -23,8 +23,10 @@ from __future__ import annotations
 import json
 import multiprocessing
 import platform
+import signal
 import statistics
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -52,7 +54,7 @@ TRAINING_KEYS = ("lr", "batch_size", "weight_decay", "grad_clip", "warmup_steps"
 
 __all__ = ["DEFAULT_MODELS", "BenchOptions", "compare", "compare_quick", "check_models", "option_value",
            "parse_options", "quick_zoo", "default_options", "check_harness_options", "harness_jobs", "make_model",
-           "open_harness_zoo", "run_one"]
+           "open_harness_zoo", "run_one", "run_pool"]
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,28 @@ def check_models(models: Sequence[str]) -> None:
                       and name not in BASELINES and name != "gnn-windows"})
     if unknown:
         raise ValueError(f"unknown models {unknown}; choose from {DEFAULT_MODELS + ['mlp-aug', 'gnn-windows']}")
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+@contextmanager
+def run_pool() -> Iterator[multiprocessing.pool.Pool]:
+    """A pool of one spawned worker that takes one run at a time (so each run's peak memory is its own).
+
+    ``SIGTERM`` to this process (``kill``, a scheduler's time limit) ends the worker too: while the pool lives,
+    the signal raises ``SystemExit`` here, and leaving the pool terminates its worker. Without it the worker
+    survived its parent and kept training, writing into the run folder that the next attempt resumes from.
+    """
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminated) if main else None
+    try:
+        with multiprocessing.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
+            yield pool
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def option_value(text: str) -> object:
@@ -274,8 +298,7 @@ def compare(zoo: Path, args: BenchOptions | None = None) -> dict:
         reference = no_edit_mse(splits["test"])
         print(f"{'no edit':<18} mse {reference:.4f} (the input INR against its dilation)")
     check_harness_options(args, splits["train"], kind, task, out_dim)
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(1, maxtasksperchild=1) as pool:
+    with run_pool() as pool:
         for name in args.models:
             if name.endswith("-probe") and kind != "inr":
                 print(f"{name:<18} skipped: probe features need an INR zoo")

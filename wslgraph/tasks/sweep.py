@@ -17,7 +17,6 @@ sweep the training settings of the model), ``probe_options={"num_probes":64,"pro
 from __future__ import annotations
 
 import json
-import multiprocessing
 import platform
 import statistics
 from dataclasses import dataclass, field, replace
@@ -38,6 +37,7 @@ from wslgraph.tasks.compare import (
     option_value,
     quick_zoo,
     run_one,
+    run_pool,
 )
 from wslgraph.tasks.task import get_task
 from wslgraph.version import __version__
@@ -125,8 +125,7 @@ def sweep(zoo: str | Path, args: SweepOptions | None = None) -> dict:
     print(f"sweep {args.model} on {zoo}: {kind}, task {task}, selected by validation {metric}; "
           f"{bench.epochs} epochs x {bench.seeds} seeds per setting; base options {json.dumps(base)}", flush=True)
     rows: list[dict] = []
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(1, maxtasksperchild=1) as pool:
+    with run_pool() as pool:
         def run(change: dict[str, object]) -> dict:
             folder = "".join(c if c.isalnum() or c in "._=-" else "_" for c in _label(change))
             jobs = harness_jobs(zoo, args.model, {**base, **change}, bench, task, out_dim, folder)
