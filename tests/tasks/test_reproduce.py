@@ -73,7 +73,11 @@ def test_reproduce_command_reports_missing_images(tmp_path, capsys) -> None:
 def test_harness_defaults_per_zoo_kind() -> None:
     """The encoders classify INR zoos with sign symmetry, the GNN reads CNN zoos with weight statistics and
     dropout; the user's option wins; other models and kinds are left."""
-    assert default_options("gnn-probe", {}, "inr", "classification") == {"symmetry": "sign"}
+    assert default_options("gnn-probe", {}, "inr", "classification") == {
+        "symmetry": "sign", "probe_options": {"num_probes": 64, "projection": 64}}
+    assert default_options("gnn-probe", {"probe_options": {"num_probes": 8}}, "inr", "classification") == {
+        "symmetry": "sign", "probe_options": {"num_probes": 8}}
+    assert default_options("gnn-probe", {}, "inr", "editing") == {}
     assert default_options("gnn", {"symmetry": "permutation", "hidden": 8}, "inr", "classification") == \
         {"symmetry": "permutation", "hidden": 8}
     assert default_options("gnn", {}, "cnn", "regression") == {"statistics": True, "dropout": 0.2}
