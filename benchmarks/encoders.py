@@ -18,8 +18,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
-
 import torch
 
 # benchmarks/timing.py (the script's folder is on sys.path)
@@ -29,6 +27,7 @@ from wslgraph import GraphTemplate
 from wslgraph.io import atomic_write_json
 from wslgraph.nn import GNNEncoder, TransformerEncoder
 from wslgraph.runtime import peak_rss, tune_cpu_allocator
+from wslgraph.tasks.compare import run_pool
 from wslgraph.zoo import siren, small_cnn
 
 ENCODERS = {"GNNEncoder": GNNEncoder, "TransformerEncoder": TransformerEncoder}
@@ -115,8 +114,7 @@ def main() -> None:
               for name, factory in (("SIREN", siren), ("SmallCNN", small_cnn))]
     grid = [(e, b, w, 1 if args.quick else 2, args.device, tuned) for e in ENCODERS
             for b in ((8,) if args.quick else (16, 64)) for w in ((8,) if args.quick else (16, 32, 64))]
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(1, maxtasksperchild=1) as pool:
+    with run_pool() as pool:  # a kill ends the measuring worker too
         scaling = pool.map(_measure, grid, chunksize=1)
     for row in scaling:
         print(f"{row['encoder']:<18} batch {row['batch']:>4} SIREN width {row['siren_width']:>3}: "

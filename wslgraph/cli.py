@@ -346,17 +346,17 @@ def _print_probes(dataset: object, embeddings: torch.Tensor, max_weight: float |
 
     arrays = dataset.arrays
     keep = kept_rows(arrays.params, max_weight, arrays.layout)
-    statistics = statnn_features(arrays.params[keep], arrays.layout)
+    embeddings, statistics = embeddings[keep], statnn_features(arrays.params[keep], arrays.layout)
     # the third set asks what the embedding knows beyond s(W): a probe on both at once
-    features = {"hyper-representation": embeddings[keep], "s(W)": statistics,
-                "both": torch.cat([embeddings[keep].double(), statistics.double()], dim=1)}
+    features = {"hyper-representation": embeddings, "s(W)": statistics,
+                "both": torch.cat([embeddings.double(), statistics.double()], dim=1)}
     columns = {name: column[keep] for name, column in arrays.columns.items()}
     rows = probe_table(features, columns)
     print(f"{int(keep.sum())} of {len(keep)} rows (weights within {max_weight}); folds grouped by model")
     print(format_probe_table(rows))
     if out is not None:
         atomic_write_json(Path(out) / "probes.json", rows)
-        plot_embeddings(embeddings[keep], columns, Path(out) / "embeddings.png")
+        plot_embeddings(embeddings, columns, Path(out) / "embeddings.png")
 
 
 def _embed(args: argparse.Namespace) -> int:
