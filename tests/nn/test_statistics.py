@@ -90,3 +90,31 @@ def test_statistics_encoders_memorise_a_weight_property(name: str) -> None:
     batch = collate([to_graph(m) for m in models])
     encoder = ENCODERS[name]()
     assert_memorises(encoder, batch, labels)
+
+
+def test_column_moments_is_the_standardisation_every_fit_stores() -> None:
+    from wslgraph.baselines import StatNN
+    from wslgraph.convert.template import column_moments
+
+    features = torch.tensor([[1.0, 5.0, 2.0], [3.0, 5.0, -2.0], [5.0, 5.0, 0.0]])
+    mean, std = column_moments(features)
+    torch.testing.assert_close(mean, torch.tensor([3.0, 5.0, 0.0]))
+    torch.testing.assert_close(std, torch.tensor([2.0, 1e-8, 2.0]))  # a constant column divides by 1e-8, not 0
+    mean, std = column_moments(features[:1])
+    torch.testing.assert_close(mean, features[0])
+    torch.testing.assert_close(std, torch.ones(3))  # one model: no spread to divide by
+    # StatNN and the encoders' s(W) store exactly these
+    models = _cnns(5)
+    template = GraphTemplate.from_module(models[0])
+    params = torch.stack([template.flatten(m.state_dict()) for m in models])
+    batch = template.batch(params)
+    expected = column_moments(statnn_features(params, template.layout))
+    statnn = StatNN(2)
+    statnn(batch)
+    statnn.fit_statistics(batch)
+    encoder = ENCODERS["gnn"]()
+    encoder(batch)
+    encoder.fit_statistics(batch)
+    for got in ((statnn.feature_mean, statnn.feature_std), (encoder.stat_mean, encoder.stat_std)):
+        torch.testing.assert_close(got[0], expected[0])
+        torch.testing.assert_close(got[1], expected[1])

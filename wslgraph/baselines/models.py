@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from wslgraph.baselines.equivariant import WeightSpaceLinear, invariant_pool, to_canonical, weight_space_slots
+from wslgraph.convert.template import column_moments
 from wslgraph.errors import InvalidGraphError, NonFiniteError, ShapeMismatchError, UnsupportedModuleError
 from wslgraph.graph.layout import GraphLayout
 from wslgraph.weightspace import WeightSpaceSpec, batch_params, statnn_features, to_weight_space, weight_space_spec
@@ -375,9 +376,9 @@ class StatNN(WeightSpaceModel):
         batches = _as_batches(batches)
         features = torch.cat([statnn_features(self._params(b), self.layout) for b in batches])
         _require_finite(features, "weight statistics")
-        self.feature_mean.copy_(features.mean(0))
-        self.feature_std.copy_(features.std(0).clamp(min=1e-8) if features.shape[0] > 1 else torch.ones_like(
-            self.feature_std))
+        mean, std = column_moments(features)
+        self.feature_mean.copy_(mean)
+        self.feature_std.copy_(std)
         return self
 
     def forward(self, batch: object) -> Tensor:

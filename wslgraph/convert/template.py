@@ -287,6 +287,14 @@ def batch_params(batch: object) -> tuple[Tensor, GraphLayout]:
     return GraphTemplate(layout).unbatch(batch), layout
 
 
+def column_moments(features: Tensor) -> tuple[Tensor, Tensor]:
+    """Per column: the mean and the standard deviation (at least 1e-8; ones for a single row) of ``[N, F]``
+    features, the standardisation every statistics-fitting model here stores."""
+    mean = features.mean(0)
+    std = features.std(0).clamp_min(1e-8) if features.shape[0] > 1 else torch.ones_like(mean)
+    return mean, std
+
+
 def statnn_features(params: Tensor, layout: GraphLayout) -> Tensor:
     """Per parameter tensor: mean, variance and the 0/25/50/75/100 % quantiles: ``[N, 7 * tensors]``.
 

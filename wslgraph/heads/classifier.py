@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from wslgraph.convert.template import column_moments
 from wslgraph.heads.hypernetwork import HypernetworkHead, reconstruction_loss
 from wslgraph.heads.ift import implicit_gradients, solve_latents
 
@@ -24,8 +25,9 @@ class EmbeddingClassifier(nn.Module):
 
     def fit_statistics(self, z: Tensor) -> EmbeddingClassifier:
         with torch.no_grad():
-            self.mean.copy_(z.mean(0))
-            self.std.copy_(z.std(0).clamp(min=1e-8) if z.shape[0] > 1 else torch.ones_like(self.std))
+            mean, std = column_moments(z)
+            self.mean.copy_(mean)
+            self.std.copy_(std)
         return self
 
     def forward(self, z: Tensor) -> Tensor:

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import Linear
 from torch_geometric.utils import to_dense_batch
 
-from wslgraph.convert.template import batch_params, statnn_features
+from wslgraph.convert.template import batch_params, column_moments, statnn_features
 from wslgraph.errors import InvalidGraphError, ShapeMismatchError
 from wslgraph.graph.layout import batch_layouts, common_layout
 from wslgraph.graph.vocab import VOCAB_CAPACITY
@@ -131,9 +131,7 @@ class GraphEncoderBase(nn.Module):
         if self.statistics:
             batches = list(batches)
             features = torch.cat([statnn_features(*batch_params(batch)) for batch in batches])
-            self.stat_mean = features.mean(0)
-            self.stat_std = (features.std(0) if len(features) > 1 else torch.ones_like(self.stat_mean)).clamp_min(
-                1e-8)
+            self.stat_mean, self.stat_std = column_moments(features)
         self.normalizer.fit(batches)
         return self
 
