@@ -87,6 +87,9 @@ def test_harness_defaults_per_zoo_kind() -> None:
     assert default_options("transformer", {}, "cnn", "regression") == {}
     assert default_options("gnn", {}, "inr", "editing") == {}
     assert default_options("transformer", {}, "inr", "classification") == {"symmetry": "sign"}
+    assert default_options("transformer-probe", {}, "inr", "classification") == {
+        "symmetry": "sign", "probe_options": {"num_probes": 64, "projection": 64}}
+    assert default_options("transformer-probe", {}, "cnn", "regression") == {}
     assert default_options("dwsnet", {}, "inr", "classification") == {}
 
 

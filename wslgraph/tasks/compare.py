@@ -165,13 +165,14 @@ def default_options(name: str, options: dict[str, object], kind: str, task: str)
 
     ``gnn-probe`` classifies INR zoos with 64 probes, each layer's projected to 64 with a LayerNorm (Neural
     Graphs' configuration): validation accuracy 0.769 ± 0.017 against 0.708 ± 0.007 with 16 raw probes on the
-    3,000-INR Fashion-MNIST zoo (3 seeds x 2 epochs; README, "Sweeps").
+    3,000-INR Fashion-MNIST zoo (3 seeds x 2 epochs; README, "Sweeps"). So does ``transformer-probe``: 0.805 ±
+    0.016 against 0.728 ± 0.022 there.
     """
     options = dict(options)
     if name.removesuffix("-probe") in ("gnn", "transformer", "gnn-windows") and kind == "inr" and \
             task == "classification":
         options.setdefault("symmetry", "sign")
-    if name == "gnn-probe" and kind == "inr" and task == "classification":
+    if name in ("gnn-probe", "transformer-probe") and kind == "inr" and task == "classification":
         options.setdefault("probe_options", {"num_probes": 64, "projection": 64})
     if name == "gnn" and kind == "cnn" and options.get("symmetry", "permutation") in ("permutation", "scale"):
         options.setdefault("statistics", True)
