@@ -1,7 +1,10 @@
 """Fixed seeds give bit-identical outputs of one model of each family, across refactors.
 
-The reference (``tests/data/pinned_outputs.safetensors``) was written before the layout refactor of issue 13 by
-``WSLGRAPH_PIN_UPDATE=1 python -m pytest tests/test_pinned.py``. Moving code must not change a single bit of an
+The references (``tests/data/pinned/*.safetensors``, one per machine: torch version, the vector ISA torch's
+kernels use, the CPU's AVX-512/AMX extensions, threads) are written by ``WSLGRAPH_PIN_UPDATE=1 python -m pytest
+tests/test_pinned.py``; a machine without one skips. The first was written before the layout refactor of issue
+13 on an AVX-512 CPU whose kernels round differently from a later one's with the same ISA level (8.9e-8 apart),
+so the CPU's extensions are part of the key since. Moving code must not change a single bit of an
 encoder's, a peer's, a head's or an editor's output, or of the gradients one training step sees. If a change is
 *meant* to change numbers, rewrite the reference in the same commit and say why.
 """
@@ -24,7 +27,17 @@ from wslgraph.tasks import build_model
 from wslgraph.tasks.editing import INREditor
 from wslgraph.zoo import siren, small_cnn
 
-REFERENCE = Path(__file__).parent / "data" / "pinned_outputs.safetensors"
+REFERENCES = Path(__file__).parent / "data" / "pinned"
+
+
+def _extensions() -> str:
+    """The CPU's AVX-512 and AMX extensions (BLAS and oneDNN choose kernels by them), from /proc/cpuinfo."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown"
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return " ".join(sorted(flag for flag in set(flags) if flag.startswith(("avx512", "amx"))))
 
 
 def _inputs(factory, count: int = 6, seed: int = 0):
@@ -105,7 +118,9 @@ def _fingerprint(tensor: torch.Tensor) -> torch.Tensor:
 
 def test_outputs_are_bit_identical_to_the_pinned_reference() -> None:
     # Bits depend on how reductions are split: pin the thread count, and the vector ISA torch's kernels use.
-    machine = {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": "2"}
+    machine = {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": "2",
+               "extensions": _extensions()}
+    path = REFERENCES / (hashlib.sha256(repr(sorted(machine.items())).encode()).hexdigest()[:16] + ".safetensors")
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -113,14 +128,14 @@ def test_outputs_are_bit_identical_to_the_pinned_reference() -> None:
     finally:
         torch.set_num_threads(threads)
     if os.environ.get("WSLGRAPH_PIN_UPDATE"):
-        REFERENCE.parent.mkdir(exist_ok=True)
-        save_file(outputs, REFERENCE, metadata=machine)
-        pytest.skip(f"wrote {REFERENCE}")
-    with safe_open(REFERENCE, "pt") as handle:
-        pinned_on = handle.metadata()
-    if pinned_on != machine:
-        pytest.skip(f"the reference was written with {pinned_on}; this machine is {machine}")
-    reference = load_file(REFERENCE)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file(outputs, path, metadata=machine)
+        pytest.skip(f"wrote {path}")
+    if not path.exists():
+        pytest.skip(f"no reference for this machine ({machine}); WSLGRAPH_PIN_UPDATE=1 writes one")
+    with safe_open(path, "pt") as handle:
+        assert handle.metadata() == machine
+    reference = load_file(path)
     assert sorted(outputs) == sorted(reference)
     changed = [key for key in outputs if not torch.equal(outputs[key], reference[key])]
     assert not changed, {key: _how_far(outputs[key], reference[key]) for key in changed}

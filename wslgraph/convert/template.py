@@ -22,7 +22,7 @@ from wslgraph.graph.layout import (
 from wslgraph.graph.param_graph import ParamGraph, structure_tensors
 from wslgraph.graph.vocab import IDENTITY_EDGES, NUM_NODE_FEATURES, NodeFeature
 
-__all__ = ["GraphTemplate", "attach_params", "batch_params", "statnn_features"]
+__all__ = ["GraphTemplate", "attach_params", "batch_params", "column_moments", "statnn_features"]
 
 _NODE_KEYS = ("x", "x_mask", "node_type", "layer", "io_position", "activation")
 _EDGE_KEYS = ("edge_index", "edge_attr", "edge_type")
