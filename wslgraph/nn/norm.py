@@ -102,18 +102,24 @@ def recompute_batch_norm(model: nn.Module, batches: Iterable[object]) -> int:
     Every batch counts equally (a batch of one graph in one process changes nothing, as in training). Under
     ``torch.distributed`` each process passes its share of the same global batches, as in training. The model's
     mode and the norms' momentum are restored. Returns the number of batches passed.
+
+    A model whose ``forward`` draws its own augmentations (a hyper-representation encodes two noisy, erased views
+    of each model) names its unaugmented pass ``batch_norm_forward(batch)``, and that is what runs: statistics of
+    augmented views normalise the clean models of evaluation wrongly (on a 20-CNN zoo the decoder's error on its
+    own training models was 0.21 with clean statistics against 0.29 with the views', README "Hyper-representations").
     """
     norms = [m for m in model.modules() if isinstance(m, GraphBatchNorm)]
     if not norms:
         return 0
     was_training, momenta = model.training, [m.momentum for m in norms]
+    forward = getattr(model, "batch_norm_forward", model)
     model.train()
     passed = 0
     try:
         for batch in batches:
             for norm in norms:  # a running average of equal weights: the (k+1)-th batch gets 1 / (k+1)
                 norm.momentum = 1.0 / (passed + 1)
-            model(batch)
+            forward(batch)
             passed += 1
     finally:
         for norm, momentum in zip(norms, momenta):

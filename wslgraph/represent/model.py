@@ -273,6 +273,11 @@ class HyperRepresentation(nn.Module):
         """What a density is fitted to for sampling (:func:`~wslgraph.represent.sample_models`): the latents."""
         return self.embed(batch)
 
+    def batch_norm_forward(self, batch: object) -> Tensor:
+        """The pass :func:`~wslgraph.nn.recompute_batch_norm` runs: the models themselves, not the training views
+        (no augmentation drawn)."""
+        return self.embed(batch)
+
     def forward(self, batch: object) -> Tensor:
         """Each model's loss ``[B]``: two fresh views in training mode; in eval mode both views are the models
         themselves (a deterministic validation loss)."""

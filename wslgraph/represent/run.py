@@ -194,11 +194,15 @@ def zoo_digest(dataset: ZooDataset) -> str:
     return hashlib.sha256(manifest.read_bytes()).hexdigest()
 
 
-def load_representation(run: str | Path, layout: object | None = None) -> HyperRepresentation:
-    """The best weights of a run folder written by :func:`train_representation`, in eval mode.
+def load_representation(run: str | Path, layout: object | None = None,
+                        weights: str = "best") -> HyperRepresentation:
+    """The best weights of a run folder written by :func:`train_representation`, in eval mode; ``weights="last"``
+    gives the last epoch's (the resumable checkpoint's) instead of those with the lowest validation loss.
 
     With ``layout``, refuse (:class:`~wslgraph.errors.ManifestError`) a run trained on another architecture.
     """
+    if weights not in ("best", "last"):
+        raise OptionError(f"weights={weights!r}: choose 'best' (lowest validation loss) or 'last' (the last epoch)")
     run = Path(run)
     if not (run / "represent.json").exists() or not (run / "best.safetensors").exists():
         raise ManifestError(f"{run} is not a finished representation run (represent.json and best.safetensors); "
@@ -223,11 +227,12 @@ def load_representation(run: str | Path, layout: object | None = None) -> HyperR
         from wslgraph.convert.template import GraphTemplate
 
         model.embed(GraphTemplate(trained).batch(torch.zeros(2, trained.num_params)))
+    path = run / ("best.safetensors" if weights == "best" else "checkpoint.safetensors")
     try:
-        state = load_file(run / "best.safetensors")
-        model.load_state_dict({k[len("model."):]: v for k, v in state.items()})
-    except (SafetensorError, RuntimeError) as error:
-        raise CorruptShardError(f"{run / 'best.safetensors'} is corrupt or holds another model's weights ({error}); "
+        state = load_file(path)  # the checkpoint also holds the optimizer's state: only the model's is read
+        model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
+    except (SafetensorError, RuntimeError, FileNotFoundError) as error:
+        raise CorruptShardError(f"{path} is corrupt, missing or holds another model's weights ({error}); "
                                 "train the representation again") from None
     return model.eval()
 
