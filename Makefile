@@ -36,8 +36,12 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(VENV)/bin/wslgraph demo
 
+# the suite on every core (at most 4): pytest-xdist workers, each test module on one worker, the cores split
+# evenly among them (tests/conftest.py)
+TEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print(min(4, len(os.sched_getaffinity(0))))')
+
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope
 
 lint: setup
 	$(VENV)/bin/ruff check wslgraph tests benchmarks examples

@@ -84,7 +84,9 @@ def test_harness_defaults_per_zoo_kind() -> None:
     assert default_options("gnn", {"statistics": False, "dropout": 0.0}, "cnn", "regression") == {
         "statistics": False, "dropout": 0.0}
     assert default_options("gnn", {"symmetry": "auto"}, "cnn", "regression") == {"symmetry": "auto"}
-    assert default_options("transformer", {}, "cnn", "regression") == {}
+    assert default_options("transformer", {}, "cnn", "regression") == {"statistics": True, "dropout": 0.2}
+    assert default_options("transformer", {"dropout": 0.1}, "cnn", "regression") == {"dropout": 0.1, "statistics": True}
+    assert default_options("transformer", {}, "inr", "editing") == {}
     assert default_options("gnn", {}, "inr", "editing") == {}
     assert default_options("transformer", {}, "inr", "classification") == {"symmetry": "sign"}
     assert default_options("transformer-probe", {}, "inr", "classification") == {

@@ -161,7 +161,9 @@ def default_options(name: str, options: dict[str, object], kind: str, task: str)
     The GNN reads CNN zoos with ``statistics=True`` (the weight statistics s(W) beside its pooled states) and
     ``dropout=0.2``: on the 1,000-CNN Fashion-MNIST zoo its validation Kendall τ went from 0.692 ± 0.019 to
     0.718 ± 0.013 with the statistics, and to 0.747 ± 0.003 with dropout as well (3 seeds x 20 epochs; README,
-    "Sweeps"). CNN zoos keep ``symmetry="permutation"``: "scale" gave 0.648 on the first seed against 0.698.
+    "Sweeps"). CNN zoos keep ``symmetry="permutation"``: "scale" gave 0.648 on the first seed against 0.698. The
+    transformer reads CNN zoos the same way: 0.661 ± 0.030 at its old defaults, 0.703 ± 0.033 with the statistics,
+    0.718 ± 0.005 with dropout as well (same zoo and protocol).
 
     ``gnn-probe`` classifies INR zoos with 64 probes, each layer's projected to 64 with a LayerNorm (Neural
     Graphs' configuration): validation accuracy 0.769 ± 0.017 against 0.708 ± 0.007 with 16 raw probes on the
@@ -174,7 +176,8 @@ def default_options(name: str, options: dict[str, object], kind: str, task: str)
         options.setdefault("symmetry", "sign")
     if name in ("gnn-probe", "transformer-probe") and kind == "inr" and task == "classification":
         options.setdefault("probe_options", {"num_probes": 64, "projection": 64})
-    if name == "gnn" and kind == "cnn" and options.get("symmetry", "permutation") in ("permutation", "scale"):
+    if name in ("gnn", "transformer") and kind == "cnn" and \
+            options.get("symmetry", "permutation") in ("permutation", "scale"):
         options.setdefault("statistics", True)
         options.setdefault("dropout", 0.2)
     return options
