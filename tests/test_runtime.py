@@ -1,10 +1,15 @@
-"""tune_cpu_allocator: large tensors reuse freed memory instead of faulting in fresh pages."""
+"""The process around the code: tune_cpu_allocator (large tensors reuse freed memory instead of faulting in
+fresh pages) and the test workers' share of the cores."""
 
+import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
+import torch
+
+from tests.conftest import worker_threads
 
 SCRIPT = textwrap.dedent("""
     import resource, sys, torch
@@ -35,12 +40,6 @@ def test_tuned_allocator_stops_refaulting_large_tensors() -> None:
 
 def test_test_workers_split_the_cores() -> None:
     """Under ``make test`` (pytest-xdist) each worker's torch and the processes it starts use its share of cores."""
-    import os
-
-    import torch
-
-    from tests.conftest import worker_threads
-
     assert [worker_threads(2, 2), worker_threads(16, 4), worker_threads(3, 2), worker_threads(1, 4)] == [1, 4, 1, 1]
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
     if workers is None:
