@@ -320,7 +320,9 @@ def _represent(args: argparse.Namespace) -> int:
                                    encoder_options=args.encoder_options, activation=args.activation,
                                    min_accuracy=args.min_accuracy, sorted_weight=args.sorted_weight,
                                    statistics=args.statistics, positives=args.positives,
-                                   per_model=args.per_model, statistics_weight=args.statistics_weight)
+                                   per_model=args.per_model, statistics_weight=args.statistics_weight,
+                                   statistics_source=args.statistics_source,
+                                   statistics_merge=args.statistics_merge, sorted_tails=args.sorted_tails)
         config = TrainConfig(task="represent", epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              weight_decay=args.weight_decay, patience=args.patience, seed=args.seed,
                              device=args.device, progress=not args.quiet)
@@ -836,11 +838,19 @@ def _add_represent(sub: argparse._SubParsersAction) -> None:
     command.add_argument("--permute", action="store_true", help="also permute hidden neurons per view")
     command.add_argument("--sorted-weight", type=NONNEGATIVE, default=0.0, help="share of the reconstruction loss "
                          "that compares each tensor's sorted values (0..1; invariant to any reordering, for probes)")
+    command.add_argument("--sorted-tails", action="store_true", help="weigh the sorted loss's positions by their "
+                         "spacing in normal scores, so each tensor's extremes count")
     command.add_argument("--statistics", action="store_true", help="the latent also reads each model's weight "
                          "statistics s(W) through an MLP (graph encoders)")
     command.add_argument("--statistics-weight", type=float, default=0.0,
                          help="weight of a linear read-out of the weight statistics s(W) from the latent in the "
                          "reconstruction loss (>= 0; makes s(W) linearly readable for probes)")
+    command.add_argument("--statistics-source", choices=("views", "model"), default="views",
+                         help="with --statistics: in training the branch reads each augmented view's s(W), or the "
+                         "unaugmented model's in both views")
+    command.add_argument("--statistics-merge", choices=("add", "concat"), default="add",
+                         help="with --statistics: add the branch's output to the encoder's latent, or put the two "
+                         "side by side (half the latent each)")
     command.add_argument("--positives", choices=("views", "model"), default="views",
                          help="contrastive positives: the two views of a checkpoint, or also the other checkpoints "
                          "of its model in the batch (needs a model_index column)")

@@ -146,6 +146,52 @@ def test_sorted_error_is_the_wasserstein_distance_of_each_tensor_and_ignores_reo
     assert not torch.allclose(sorted_squared_error(decoded, moved, spans), got)
 
 
+def test_sorted_error_with_tails_weighs_positions_by_their_normal_score_spacing(zoo) -> None:
+    import math
+    from statistics import NormalDist
+
+    from wslgraph.errors import OptionError
+    from wslgraph.represent import tail_weights
+
+    weights = [1 / NormalDist().pdf(NormalDist().inv_cdf((i + 0.5) / 4)) for i in range(4)]  # by hand
+    assert torch.allclose(tail_weights(4, torch.float64),
+                          torch.tensor(weights, dtype=torch.float64) / (sum(weights) / 4), atol=1e-9)
+    assert math.isclose(float(tail_weights(1000).mean()), 1.0, rel_tol=1e-5)
+    torch.manual_seed(0)
+    decoded, target = torch.randn(2, 9), torch.randn(2, 9)
+    spans = [slice(0, 4), slice(4, 8)]
+    expected = torch.zeros(2)
+    w = tail_weights(4)
+    for row in range(2):
+        for span in spans:
+            a, b = sorted(decoded[row, span].tolist()), sorted(target[row, span].tolist())
+            expected[row] += sum(float(w[i]) * (x - y) ** 2 for i, (x, y) in enumerate(zip(a, b)))
+        expected[row] += float(decoded[row, 8] - target[row, 8]) ** 2
+    assert torch.allclose(sorted_squared_error(decoded, target, spans, tails=True), expected / 9, atol=1e-6)
+    # an error at a tensor's extreme costs more than the same error in its middle; without tails they cost the same
+    base = torch.arange(8.0)[None]
+    extreme, middle = base.clone(), base.clone()
+    extreme[0, 7] += 0.5
+    middle[0, 3] += 0.5
+    one = [slice(0, 8)]
+    assert float(sorted_squared_error(extreme, base, one, tails=True)) > 2 * float(
+        sorted_squared_error(middle, base, one, tails=True))
+    assert torch.allclose(sorted_squared_error(extreme, base, one), sorted_squared_error(middle, base, one))
+    dataset = ZooDataset(zoo, "train")  # the option reaches the loss
+    model = build_representation(dataset.arrays.layout, RepresentOptions(sorted_weight=1.0, sorted_tails=True),
+                                 seed=0)
+    model.fit_statistics([dataset.batch(range(16))]).eval()
+    with torch.no_grad():
+        batch = dataset.batch(range(4))
+        decoded = model.decoder(model.embed(batch))
+        target = (dataset.params(range(4)) - model.param_mean) / model.param_std
+        tailed = sorted_squared_error(decoded, target, model._spans, tails=True)
+        assert torch.allclose(model.reconstruction_error(batch, sorted_weight=1.0), tailed, atol=1e-6)
+        assert not torch.allclose(tailed, sorted_squared_error(decoded, target, model._spans))
+    with pytest.raises(OptionError, match="sorted_tails"):
+        RepresentOptions(sorted_tails=True)  # no sorted MSE to weigh
+
+
 def test_sorted_weight_mixes_the_reconstruction_terms(zoo) -> None:
     from wslgraph.errors import OptionError
 
@@ -171,6 +217,39 @@ def test_sorted_weight_mixes_the_reconstruction_terms(zoo) -> None:
         RepresentOptions(sorted_weight=1.5)
     with pytest.raises(OptionError, match="graph encoder"):
         RepresentOptions(encoder="sane", sorted_weight=0.5)
+
+
+def test_statistics_source_model_reads_the_unaugmented_models_statistics_in_both_views(zoo) -> None:
+    from wslgraph.errors import OptionError
+
+    dataset = ZooDataset(zoo, "train")
+    layout = dataset.arrays.layout
+    rows, batch = dataset.params(range(6)), dataset.batch(range(6))
+    read = {}
+    for source in ("views", "model"):
+        model = build_representation(layout, RepresentOptions(statistics=True, statistics_source=source, latent=8),
+                                     seed=0)
+        model.fit_statistics([dataset.batch(range(16))])
+        seen, inner = [], model.standard_statistics
+        model.standard_statistics = lambda r, inner=inner, seen=seen: seen.append(r.clone()) or inner(r)
+        model.train()(batch)
+        read[source] = seen
+        with torch.no_grad():  # eval: the model itself, whichever the source
+            model.eval()(batch)
+    assert len(read["model"]) == len(read["views"]) == 3  # two training views, then one evaluation
+    assert all(torch.equal(r, rows) for r in read["model"])
+    assert not any(torch.equal(r, rows) for r in read["views"][:2]) and torch.equal(read["views"][2], rows)
+    assert not torch.equal(read["views"][0], read["views"][1])  # the views differ, and so did what they read
+    with pytest.raises(OptionError, match="statistics_source"):
+        RepresentOptions(statistics=True, statistics_source="clean")
+    with pytest.raises(OptionError, match="--statistics"):
+        RepresentOptions(statistics_source="model")
+    with pytest.raises(OptionError, match="statistics_merge"):
+        RepresentOptions(statistics=True, statistics_merge="sum")
+    with pytest.raises(OptionError, match="beside the encoder"):
+        RepresentOptions(statistics_merge="concat")  # no statistics branch to put beside the encoder
+    with pytest.raises(OptionError, match="beside the encoder"):
+        RepresentOptions(statistics=True, statistics_merge="concat", latent=1)
 
 
 def test_statistics_weight_adds_a_linear_read_out_of_the_statistics_and_it_learns(zoo, tmp_path) -> None:
@@ -213,10 +292,14 @@ def test_statistics_weight_adds_a_linear_read_out_of_the_statistics_and_it_learn
         RepresentOptions(encoder="sane", statistics_weight=1.0)
 
 
-@pytest.mark.parametrize(("encoder", "statistics"), [("gnn", False), ("transformer", False), ("gnn", True)])
-def test_embeddings_and_reconstructions_are_invariant_to_hidden_permutations(zoo, encoder, statistics) -> None:
+@pytest.mark.parametrize(("encoder", "statistics", "merge"),
+                         [("gnn", False, "add"), ("transformer", False, "add"), ("gnn", True, "add"),
+                          ("transformer", True, "concat")])
+def test_embeddings_and_reconstructions_are_invariant_to_hidden_permutations(zoo, encoder, statistics,
+                                                                             merge) -> None:
     dataset = ZooDataset(zoo, "train")
-    options = RepresentOptions(encoder=encoder, statistics=statistics, sorted_weight=0.5 if statistics else 0.0)
+    options = RepresentOptions(encoder=encoder, statistics=statistics, sorted_weight=0.5 if statistics else 0.0,
+                               statistics_merge=merge)
     model = build_representation(dataset.arrays.layout, options, seed=0)
     model.fit_statistics([dataset.batch(range(16))]).eval()
     rows = dataset.params(range(16))
@@ -230,8 +313,14 @@ def test_embeddings_and_reconstructions_are_invariant_to_hidden_permutations(zoo
         if statistics:  # the statistics branch reads the weights: a change beyond the symmetry moves the latent
             alone = model.statistics_net((torch.asinh(statnn_features(rows, dataset.arrays.layout)
                                                       / model.stat_scale) - model.stat_mean) / model.stat_std)
-            assert torch.allclose(original, model.encoder(dataset.template.batch(rows)) + alone, atol=1e-5)
-            scaled = model.embed(dataset.template.batch(rows * 2)) - model.encoder(dataset.template.batch(rows * 2))
+            encoded = model.encoder(dataset.template.batch(rows))
+            if merge == "add":
+                assert torch.allclose(original, encoded + alone, atol=1e-5)
+                scaled = model.embed(dataset.template.batch(rows * 2)) - model.encoder(dataset.template.batch(rows * 2))
+            else:  # side by side: 32 - 32 // 2 features of the encoder, then the branch's 16
+                assert encoded.shape[1] == 16 and alone.shape[1] == 16
+                assert torch.allclose(original, torch.cat([encoded, alone], dim=1), atol=1e-5)
+                scaled = model.embed(dataset.template.batch(rows * 2))[:, 16:]
             assert (scaled - alone).abs().max() > 0.1
     loss = model.train()(dataset.batch(range(8)))  # the training objective runs and back-propagates
     assert loss.shape == (8,) and bool(torch.isfinite(loss).all())
@@ -385,12 +474,14 @@ def test_cli_represent_embed_probe(zoo, tmp_path, capsys) -> None:
     stats = tmp_path / "stats"  # the statistics branch and the sorted loss go through represent.json and back
     assert main(["represent", str(zoo), "--out", str(stats), "--epochs", "1", "--batch-size", "8", "--latent", "8",
                  "--statistics", "--sorted-weight", "0.5", "--positives", "model", "--per-model", "2",
-                 "--statistics-weight", "0.5", "--no-probe", "--quiet"]) == 0
+                 "--statistics-weight", "0.5", "--statistics-source", "model", "--statistics-merge", "concat",
+                 "--no-probe", "--quiet"]) == 0
     loaded = load_representation(stats, ZooDataset(zoo, None).arrays.layout)
     assert loaded.statistics and loaded.sorted_weight == 0.5 and float(loaded.stat_scale.min()) > 0
     assert loaded.statistics_weight == 0.5 and loaded.statistics_head.out_features == 7 * len(loaded.layout.state)
-    assert loaded.positives == "model" and json.loads((stats / "represent.json").read_text())["options"][
-        "per_model"] == 2
+    assert loaded.positives == "model" and loaded.statistics_source == "model"
+    assert loaded.statistics_merge == "concat" and loaded.statistics_net[-1].out_features == 4  # latent 8 // 2
+    assert json.loads((stats / "represent.json").read_text())["options"]["per_model"] == 2
     assert main(["embed", str(stats), str(zoo), "--out", str(tmp_path / "s.safetensors"), "--quiet"]) == 0
 
 

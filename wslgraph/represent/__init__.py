@@ -7,6 +7,7 @@ from wslgraph.represent.model import (
     contrastive_losses,
     nt_xent,
     sorted_squared_error,
+    tail_weights,
     weight_views,
 )
 from wslgraph.represent.probe import CLASSIFICATION_TARGETS, REGRESSION_TARGETS, format_probe_table, probe, probe_table
@@ -24,7 +25,7 @@ from wslgraph.represent.run import (
 )
 
 __all__ = ["HyperRepresentation", "TokenRepresentation", "weight_views", "nt_xent",
-           "contrastive_losses", "sorted_squared_error", "probe", "probe_table",
+           "contrastive_losses", "sorted_squared_error", "tail_weights", "probe", "probe_table",
            "format_probe_table", "REGRESSION_TARGETS", "CLASSIFICATION_TARGETS", "RepresentOptions", "ENCODERS",
            "kept_rows", "training_rows", "build_representation", "load_representation", "embed_zoo", "save_embeddings",
            "load_embeddings", "zoo_digest"]

@@ -30,7 +30,18 @@ With ``statistics`` the latent also reads each model's weight statistics s(W)
 five quantiles; invariant to every permutation, as NFN's ``StatFeaturizer``
 pools them): ``latent = encoder(graph) + MLP(asinh(s(W) / scale))``, with the
 scale and standardisation fitted on the training models (the statistics span
-ten orders of magnitude in grid zoos).
+ten orders of magnitude in grid zoos). With ``statistics_source="model"`` the
+branch reads, in training, the statistics of the model itself in both views (the
+graph encoder still reads the views): the views' noise and erased weights shift
+s(W)'s quantiles and variances, so with each view's own statistics the
+contrastive term teaches the branch to discount the fine shape of the value
+distributions, where inits and regularisers differ. Outside training both
+sources read the model itself.
+With ``statistics_merge="concat"`` the latent is the encoder's output and the
+branch's side by side (``[encoder(graph), MLP(...)]``, ``latent // 2`` features
+from the branch), as NFN's ``StatFeaturizer`` sits beside its equivariant layers,
+instead of their sum: a sum overlays the two in every feature, and a linear probe
+then reads the statistics through whatever else the encoder's features vary with.
 
 With ``statistics_weight`` (``delta``) the reconstruction term also asks a
 linear head to read the model's standardised statistics ``asinh(s(W) / scale)``
@@ -64,6 +75,7 @@ from wslgraph.weightspace.augment import Compose, GaussianNoise, RandomHiddenPer
 from wslgraph.weightspace.views import batch_params, statnn_features
 
 __all__ = ["HyperRepresentation", "TokenRepresentation", "contrastive_losses", "nt_xent", "sorted_squared_error",
+           "tail_weights",
            "weight_views"]
 
 
@@ -132,18 +144,36 @@ def _fit_tensor_statistics(model: nn.Module, rows: Tensor) -> None:
         model.param_std[span] = values.std().clamp_min(1e-8) if values.numel() > 1 else 1.0
 
 
-def sorted_squared_error(decoded: Tensor, target: Tensor, spans: list[slice]) -> Tensor:
+def sorted_squared_error(decoded: Tensor, target: Tensor, spans: list[slice], *, tails: bool = False) -> Tensor:
     """Per row ``[B]``: the mean squared difference of ``decoded`` and ``target`` ``[B, P]`` with the values of each
     span sorted on both sides (their 1-D Wasserstein-2 distance, squared, summed over the spans and divided by
     ``P``); values outside the spans (single numbers) are compared as they are. Invariant to any reordering of
-    the values within a span, and at most the plain MSE."""
+    the values within a span, and (without ``tails``) at most the plain MSE.
+
+    With ``tails`` each sorted position ``i`` of a span of ``n`` values counts ``1 / phi(Phi^-1((i + 0.5) / n))``,
+    scaled to a mean of 1 per span (:func:`tail_weights`): the squared distance of the two quantile functions
+    over normal scores instead of over probabilities, so a tensor's extremes (where a uniform and a normal
+    initialisation of one variance differ) count as much as its middle."""
     total = torch.zeros(decoded.shape[0], dtype=decoded.dtype, device=decoded.device)
     covered = torch.ones(decoded.shape[1], dtype=torch.bool, device=decoded.device)
     for span in spans:
         covered[span] = False
-        total = total + (decoded[:, span].sort(dim=1).values - target[:, span].sort(dim=1).values).square().sum(1)
+        squared = (decoded[:, span].sort(dim=1).values - target[:, span].sort(dim=1).values).square()
+        if tails:
+            squared = squared * tail_weights(squared.shape[1], squared.dtype, squared.device)
+        total = total + squared.sum(1)
     total = total + (decoded[:, covered] - target[:, covered]).square().sum(dim=1)
     return total / decoded.shape[1]
+
+
+def tail_weights(count: int, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> Tensor:
+    """``[count]`` weights of sorted positions for :func:`sorted_squared_error` with ``tails``: ``1 / phi(z_i)`` at
+    the normal scores ``z_i = Phi^-1((i + 0.5) / count)`` (the spacing of the quantile function in normal scores),
+    divided by their mean."""
+    levels = (torch.arange(count, dtype=torch.float64) + 0.5) / count
+    normal = torch.distributions.Normal(0.0, 1.0)
+    weights = 1 / normal.log_prob(normal.icdf(levels)).exp()
+    return (weights / weights.mean()).to(dtype=dtype, device=device)
 
 
 def weight_views(layout: GraphLayout, rows: Tensor, seed: int, *, noise: float, erase: float,
@@ -156,6 +186,12 @@ def weight_views(layout: GraphLayout, rows: Tensor, seed: int, *, noise: float, 
     if permute:
         parts.append(RandomHiddenPermutation(layout, seed + 2))
     return Compose(parts)(rows) if parts else rows
+
+
+def statistics_width(latent: int, merge: str) -> int:
+    """Features of the statistics branch's output: the whole ``latent`` where it is added to the encoder's, half
+    of it (``latent // 2``) where the two sit side by side (``merge="concat"``)."""
+    return latent if merge == "add" else latent // 2
 
 
 class HyperRepresentation(nn.Module):
@@ -183,6 +219,13 @@ class HyperRepresentation(nn.Module):
             its model in the batch, by the batch's ``model_index``; module docstring).
         statistics_weight: Weight ``delta`` of the linear read-out of the standardised weight statistics in the
             reconstruction term (module docstring; 0: none).
+        statistics_source: With ``statistics``, whose s(W) the branch reads in training: ``"views"`` (each
+            augmented view's own) or ``"model"`` (the unaugmented model's, in both views; module docstring).
+        sorted_tails: Weigh the sorted MSE's positions by their spacing in normal scores, so that each tensor's
+            extremes count (:func:`sorted_squared_error`).
+        statistics_merge: With ``statistics``, ``"add"`` (the branch's output added to the encoder's) or
+            ``"concat"`` (side by side: the branch gives ``latent // 2`` features, and the encoder must give the
+            other ``latent - latent // 2``; module docstring).
     """
 
     # the contrastive head takes no part in a step at gamma 0, or where the global batch is a single model
@@ -191,8 +234,17 @@ class HyperRepresentation(nn.Module):
     def __init__(self, layout: GraphLayout, encoder: nn.Module, latent: int, *, gamma: float = 0.5,
                  temperature: float = 0.1, noise: float = 0.05, erase: float = 0.05, permute: bool = False,
                  decoder_hidden: int = 256, projection: int = 64, seed: int = 0, sorted_weight: float = 0.0,
-                 statistics: bool = False, positives: str = "views", statistics_weight: float = 0.0) -> None:
+                 statistics: bool = False, positives: str = "views", statistics_weight: float = 0.0,
+                 statistics_source: str = "views", statistics_merge: str = "add", sorted_tails: bool = False) -> None:
         super().__init__()
+        self.sorted_tails = sorted_tails
+        if statistics_merge not in ("add", "concat") or (statistics_merge == "concat" and latent < 2):
+            raise ValueError(f"statistics_merge must be 'add' or 'concat' (with latent >= 2), got "
+                             f"{statistics_merge!r} with latent {latent}")
+        self.statistics_merge = statistics_merge
+        if statistics_source not in ("views", "model"):
+            raise ValueError(f"statistics_source must be 'views' or 'model', got {statistics_source!r}")
+        self.statistics_source = statistics_source
         if not statistics_weight >= 0:
             raise ValueError(f"statistics_weight must be >= 0, got {statistics_weight}")
         if positives not in ("views", "model"):
@@ -206,7 +258,7 @@ class HyperRepresentation(nn.Module):
         count = 7 * len(layout.state)
         if statistics:
             self.statistics_net = nn.Sequential(nn.Linear(count, decoder_hidden), nn.GELU(),
-                                                nn.Linear(decoder_hidden, latent))
+                                                nn.Linear(decoder_hidden, statistics_width(latent, statistics_merge)))
         if statistics_weight:
             self.statistics_head = nn.Linear(latent, count)
         if statistics or statistics_weight:
@@ -245,12 +297,21 @@ class HyperRepresentation(nn.Module):
         return self
 
     # --- the maps ---------------------------------------------------------------------------------------------------
-    def embed(self, batch: object) -> Tensor:
-        """Latent vectors ``[B, latent]`` of a batch of parameter graphs."""
+    def embed(self, batch: object, statistics_rows: Tensor | None = None) -> Tensor:
+        """Latent vectors ``[B, latent]`` of a batch of parameter graphs; the statistics branch reads
+        ``statistics_rows`` (flat parameters ``[B, P]``) where given, else the batch's own."""
         latent = self.encoder(batch)
         if not self.statistics:
             return latent
-        return latent + self.statistics_net(self.standard_statistics(batch_params(batch)[0]))
+        rows = batch_params(batch)[0] if statistics_rows is None else statistics_rows
+        branch = self.statistics_net(self.standard_statistics(rows))
+        if self.statistics_merge == "add":
+            return latent + branch
+        if latent.shape[1] + branch.shape[1] != self.latent:
+            raise ValueError(f"with statistics_merge='concat' the encoder must give {self.latent - branch.shape[1]} "
+                             f"features (latent {self.latent} less the statistics branch's {branch.shape[1]}), "
+                             f"got {latent.shape[1]}; build it with out_dim={self.latent - branch.shape[1]}")
+        return torch.cat([latent, branch], dim=1)
 
     def standard_statistics(self, rows: Tensor) -> Tensor:
         """``(asinh(s(W) / scale) - mean) / std`` ``[B, 7 * tensors]`` of flat rows: the weight statistics in the
@@ -287,7 +348,8 @@ class HyperRepresentation(nn.Module):
             self.draws += 1
             views = [self._view(rows, base), self._view(rows, base + 3)]
             graphs = [self._template.batch(v.to(rows.device)) for v in views]
-            latents = [self.embed(g) for g in graphs]
+            clean = rows if self.statistics_source == "model" else None
+            latents = [self.embed(g, clean) for g in graphs]
         else:  # one view: the model itself, decoded and projected once
             latents = [self.embed(batch)]
         recon = sum(self._errors(z, rows) for z in latents) / len(latents)
@@ -320,7 +382,8 @@ class HyperRepresentation(nn.Module):
         exact = ((decoded - target) ** 2).mean(dim=1) if alpha < 1 else 0
         if alpha == 0:
             return exact
-        return (1 - alpha) * exact + alpha * sorted_squared_error(decoded, target, self._spans)
+        return (1 - alpha) * exact + alpha * sorted_squared_error(decoded, target, self._spans,
+                                                                  tails=self.sorted_tails)
 
     def reconstruction_error(self, batch: object, *, sorted_weight: float = 0.0) -> Tensor:
         """Per model: the decoder's MSE in per-layer standardised units; with ``sorted_weight`` the loss's mix of
@@ -331,7 +394,9 @@ class HyperRepresentation(nn.Module):
         return (f"latent={self.latent}, gamma={self.gamma}, temperature={self.temperature}, noise={self.noise}, "
                 f"erase={self.erase}, permute={self.permute}, sorted_weight={self.sorted_weight}, "
                 f"statistics={self.statistics}, positives={self.positives!r}, "
-                f"statistics_weight={self.statistics_weight}, params={self.layout.num_params}")
+                f"statistics_weight={self.statistics_weight}, statistics_source={self.statistics_source!r}, "
+                f"statistics_merge={self.statistics_merge!r}, sorted_tails={self.sorted_tails}, "
+                f"params={self.layout.num_params}")
 
 
 class TokenRepresentation(nn.Module):

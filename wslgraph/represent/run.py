@@ -26,7 +26,7 @@ from wslgraph.errors import CorruptShardError, ManifestError, OptionError, ZooEr
 from wslgraph.graph.vocab import NodeFeature
 from wslgraph.io import atomic_write_bytes
 from wslgraph.nn import GNNEncoder, TransformerEncoder
-from wslgraph.represent.model import HyperRepresentation, TokenRepresentation
+from wslgraph.represent.model import HyperRepresentation, TokenRepresentation, statistics_width
 from wslgraph.tokens.model import TokenTransformer
 
 if TYPE_CHECKING:
@@ -69,8 +69,9 @@ class RepresentOptions:
     ``model_index`` column).
 
     ``statistics_weight`` adds a linear read-out of the standardised weight
-    statistics to the reconstruction term (see
-    :class:`~wslgraph.represent.HyperRepresentation`).
+    statistics to the reconstruction term, and ``statistics_source="model"``
+    makes the statistics branch read the unaugmented model's s(W) in both
+    training views (see :class:`~wslgraph.represent.HyperRepresentation`).
     """
 
     encoder: str = "gnn"
@@ -90,6 +91,9 @@ class RepresentOptions:
     positives: str = "views"
     per_model: int = 4
     statistics_weight: float = 0.0
+    statistics_source: str = "views"
+    statistics_merge: str = "add"
+    sorted_tails: bool = False
 
     def __post_init__(self) -> None:
         if self.encoder not in ENCODERS:
@@ -104,6 +108,9 @@ class RepresentOptions:
         if not 0 <= self.sorted_weight <= 1:
             raise OptionError(f"sorted_weight is a share of the reconstruction term between 0 and 1, got "
                               f"{self.sorted_weight}")
+        if self.sorted_tails and not self.sorted_weight:
+            raise OptionError("sorted_tails weighs the sorted MSE's positions; give the sorted MSE a share "
+                              "(sorted_weight > 0, --sorted-weight) or leave sorted_tails off")
         if self.sorted_weight and self.encoder == "sane":
             raise OptionError("sorted_weight needs a graph encoder (gnn or transformer); SANE's token autoencoder "
                               "reconstructs tokens exactly")
@@ -115,6 +122,19 @@ class RepresentOptions:
         if self.statistics_weight and self.encoder == "sane":
             raise OptionError("statistics_weight needs a graph encoder (gnn or transformer); SANE's token "
                               "autoencoder has one latent per token")
+        if self.statistics_source not in ("views", "model"):
+            raise OptionError(f"statistics_source is 'views' (each training view's own s(W)) or 'model' (the "
+                              f"unaugmented model's), got {self.statistics_source!r}")
+        if self.statistics_merge not in ("add", "concat"):
+            raise OptionError(f"statistics_merge is 'add' (the statistics branch added to the encoder's latent) or "
+                              f"'concat' (side by side), got {self.statistics_merge!r}")
+        if self.statistics_merge == "concat" and (not self.statistics or self.latent < 2):
+            raise OptionError("statistics_merge='concat' puts the statistics branch beside the encoder's features: "
+                              f"it needs statistics=True (--statistics) and a latent of at least 2, got statistics="
+                              f"{self.statistics}, latent {self.latent}")
+        if self.statistics_source == "model" and not self.statistics:
+            raise OptionError("statistics_source='model' says what the statistics branch reads; add statistics=True "
+                              "(--statistics) or leave statistics_source at 'views'")
         if self.positives == "model" and self.encoder == "sane":
             raise OptionError("positives='model' needs a graph encoder (gnn or transformer); SANE's token "
                               "autoencoder contrasts windows of one model")
@@ -180,12 +200,17 @@ def build_representation(layout: object, options: RepresentOptions,
         backbone = TokenTransformer(layout, latent=options.latent, **(defaults | options.encoder_options))
         return TokenRepresentation(layout, backbone, gamma=options.gamma, temperature=options.temperature,
                                    noise=options.noise, erase=options.erase, permute=options.permute, seed=seed)
-    encoder = ENCODERS[options.encoder](options.latent, **(defaults | options.encoder_options))
+    width = options.latent  # side by side, the encoder gives what the statistics branch leaves of the latent
+    if options.statistics and options.statistics_merge == "concat":
+        width -= statistics_width(options.latent, "concat")
+    encoder = ENCODERS[options.encoder](width, **(defaults | options.encoder_options))
     return HyperRepresentation(layout, encoder, options.latent, gamma=options.gamma,
                                temperature=options.temperature, noise=options.noise, erase=options.erase,
                                permute=options.permute, decoder_hidden=options.decoder_hidden, seed=seed,
                                sorted_weight=options.sorted_weight, statistics=options.statistics,
-                               positives=options.positives, statistics_weight=options.statistics_weight)
+                               positives=options.positives, statistics_weight=options.statistics_weight,
+                               statistics_source=options.statistics_source,
+                               statistics_merge=options.statistics_merge, sorted_tails=options.sorted_tails)
 
 
 def zoo_digest(dataset: ZooDataset) -> str:
