@@ -246,6 +246,14 @@ def test_statistics_source_model_reads_the_unaugmented_models_statistics_in_both
         RepresentOptions(statistics_source="model")
     with pytest.raises(OptionError, match="statistics_merge"):
         RepresentOptions(statistics=True, statistics_merge="sum")
+    from wslgraph.nn import GNNEncoder
+    from wslgraph.represent import HyperRepresentation
+
+    whole = HyperRepresentation(layout, GNNEncoder(8, hidden=8, num_layers=1), 8, statistics=True,
+                                statistics_merge="concat")  # an encoder built for the whole latent, not half
+    whole.fit_statistics([dataset.batch(range(16))])
+    with pytest.raises(ValueError, match="out_dim=4"):
+        whole.embed(batch)
     with pytest.raises(OptionError, match="beside the encoder"):
         RepresentOptions(statistics_merge="concat")  # no statistics branch to put beside the encoder
     with pytest.raises(OptionError, match="beside the encoder"):

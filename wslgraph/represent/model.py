@@ -75,8 +75,7 @@ from wslgraph.weightspace.augment import Compose, GaussianNoise, RandomHiddenPer
 from wslgraph.weightspace.views import batch_params, statnn_features
 
 __all__ = ["HyperRepresentation", "TokenRepresentation", "contrastive_losses", "nt_xent", "sorted_squared_error",
-           "tail_weights",
-           "weight_views"]
+           "tail_weights", "weight_views"]
 
 
 def nt_xent(a: Tensor, b: Tensor, temperature: float = 0.1, groups: Tensor | None = None) -> Tensor:
