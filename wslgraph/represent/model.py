@@ -63,6 +63,8 @@ tells its checkpoints apart. The model of each checkpoint is the zoo's
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -169,10 +171,17 @@ def tail_weights(count: int, dtype: torch.dtype = torch.float32, device: str | t
     """``[count]`` weights of sorted positions for :func:`sorted_squared_error` with ``tails``: ``1 / phi(z_i)`` at
     the normal scores ``z_i = Phi^-1((i + 0.5) / count)`` (the spacing of the quantile function in normal scores),
     divided by their mean."""
+    return _tail_weights(count).to(dtype=dtype, device=device, copy=True)
+
+
+@functools.lru_cache(maxsize=256)
+def _tail_weights(count: int) -> Tensor:
+    """:func:`tail_weights` in float64 on the CPU, computed once per tensor size (the loss asks for them on every
+    step; callers get a copy)."""
     levels = (torch.arange(count, dtype=torch.float64) + 0.5) / count
     normal = torch.distributions.Normal(0.0, 1.0)
     weights = 1 / normal.log_prob(normal.icdf(levels)).exp()
-    return (weights / weights.mean()).to(dtype=dtype, device=device)
+    return weights / weights.mean()
 
 
 def weight_views(layout: GraphLayout, rows: Tensor, seed: int, *, noise: float, erase: float,

@@ -202,7 +202,7 @@ def build_representation(layout: object, options: RepresentOptions,
                                    noise=options.noise, erase=options.erase, permute=options.permute, seed=seed)
     width = options.latent  # side by side, the encoder gives what the statistics branch leaves of the latent
     if options.statistics and options.statistics_merge == "concat":
-        width -= statistics_width(options.latent, "concat")
+        width -= statistics_width(options.latent, options.statistics_merge)
     encoder = ENCODERS[options.encoder](width, **(defaults | options.encoder_options))
     return HyperRepresentation(layout, encoder, options.latent, gamma=options.gamma,
                                temperature=options.temperature, noise=options.noise, erase=options.erase,
