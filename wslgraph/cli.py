@@ -336,29 +336,37 @@ def _represent(args: argparse.Namespace) -> int:
         print(json.dumps({"best_epoch": result["best_epoch"], "test_loss": result.get("test", {}).get("loss"),
                           "parameters": result["parameters"]}, indent=2))
     if not args.no_probe:
-        _print_probes(everything, embeddings, args.max_weight, args.out)
+        _print_probes(everything, embeddings, args, Path(args.out) / "probes.json", Path(args.out) / "embeddings.png")
     return 0
 
 
-def _print_probes(dataset: object, embeddings: torch.Tensor, max_weight: float | None, out: str | None) -> None:
+def _print_probes(dataset: object, embeddings: torch.Tensor, args: argparse.Namespace, json_path: Path | None,
+                  figure: Path | None) -> None:
+    """The probe table of ``embeddings``, s(W) and both (plus ``args.supervised`` encoders' out-of-fold scores on
+    the same rows and folds), printed and written to ``json_path``."""
     from wslgraph.baselines.models import statnn_features
     from wslgraph.io import atomic_write_json
-    from wslgraph.represent import format_probe_table, kept_rows, probe_table
+    from wslgraph.represent import format_probe_table, kept_rows, probe_table, supervised_scores
     from wslgraph.represent.sample import plot_embeddings
 
     arrays = dataset.arrays
+    max_weight = args.max_weight
     keep = kept_rows(arrays.params, max_weight, arrays.layout)
     embeddings, statistics = embeddings[keep], statnn_features(arrays.params[keep], arrays.layout)
     # the third set asks what the embedding knows beyond s(W): a probe on both at once
     features = {"hyper-representation": embeddings, "s(W)": statistics,
                 "both": torch.cat([embeddings.double(), statistics.double()], dim=1)}
     columns = {name: column[keep] for name, column in arrays.columns.items()}
-    rows = probe_table(features, columns)
+    scores = {f"supervised {name}": supervised_scores(dataset.root, keep, encoder=name, epochs=args.supervised_epochs,
+                                                      device=args.device, progress=not args.quiet)
+              for name in args.supervised}
+    rows = probe_table(features, columns, scores=scores)
     print(f"{int(keep.sum())} of {len(keep)} rows (weights within {max_weight}); folds grouped by model")
     print(format_probe_table(rows))
-    if out is not None:
-        atomic_write_json(Path(out) / "probes.json", rows)
-        plot_embeddings(embeddings, columns, Path(out) / "embeddings.png")
+    if json_path is not None:
+        atomic_write_json(json_path, rows)
+    if figure is not None:
+        plot_embeddings(embeddings, columns, figure)
 
 
 def _embed(args: argparse.Namespace) -> int:
@@ -378,7 +386,7 @@ def _probe(args: argparse.Namespace) -> int:
     from wslgraph.zoo.dataset import ZooDataset
 
     dataset = ZooDataset(args.zoo, None)
-    _print_probes(dataset, load_embeddings(args.embeddings, dataset), args.max_weight, None)
+    _print_probes(dataset, load_embeddings(args.embeddings, dataset), args, args.json, None)
     return 0
 
 
@@ -820,6 +828,15 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     evaluator.set_defaults(handler=_eval)
 
 
+def _add_supervised(command: argparse.ArgumentParser) -> None:
+    """``--supervised`` and ``--supervised-epochs``: encoders trained on the labels beside the probes."""
+    command.add_argument("--supervised", nargs="+", default=[], choices=["gnn", "transformer"], metavar="MODEL",
+                         help="also score each property with these graph encoders trained on the labels (gnn, "
+                         "transformer; the harness's defaults), on the probes' rows and folds")
+    command.add_argument("--supervised-epochs", type=POSITIVE, default=5,
+                         help="epochs of each fold's supervised encoder")
+
+
 def _add_represent(sub: argparse._SubParsersAction) -> None:
     """``wslgraph represent``, ``embed`` and ``probe``."""
     command = sub.add_parser("represent", help="train a self-supervised hyper-representation of a zoo (resumable), "
@@ -870,6 +887,7 @@ def _add_represent(sub: argparse._SubParsersAction) -> None:
     command.add_argument("--seed", type=COUNT, default=0)
     command.add_argument("--device", type=_device, default="cpu")
     command.add_argument("--no-probe", action="store_true", help="skip the probe table")
+    _add_supervised(command)
     command.add_argument("--quiet", action="store_true")
     command.set_defaults(handler=_represent)
     embed = sub.add_parser("embed", help="embed every model of a zoo with a trained representation (safetensors)")
@@ -885,6 +903,10 @@ def _add_represent(sub: argparse._SubParsersAction) -> None:
     probe.add_argument("zoo", help="zoo folder")
     probe.add_argument("--embeddings", required=True, help="file written by wslgraph embed (every row of the zoo)")
     probe.add_argument("--max-weight", type=RATE, default=10.0, help="leave out models with a larger |weight|")
+    probe.add_argument("--json", type=Path, default=None, help="also write the table's rows to this JSON file")
+    _add_supervised(probe)
+    probe.add_argument("--device", type=_device, default="cpu", help="where the supervised encoders train")
+    probe.add_argument("--quiet", action="store_true", help="no progress bars")
     probe.set_defaults(handler=_probe)
 
     sample = sub.add_parser("sample", help="sample new models from a representation's embedding space, write "

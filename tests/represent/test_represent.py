@@ -471,6 +471,15 @@ def test_cli_represent_embed_probe(zoo, tmp_path, capsys) -> None:
     assert (run / "embeddings.png").stat().st_size > 1000
     assert main(["embed", str(run), str(zoo), "--out", str(tmp_path / "e.safetensors"), "--quiet"]) == 0
     assert main(["probe", str(zoo), "--embeddings", str(tmp_path / "e.safetensors")]) == 0
+    capsys.readouterr()
+    assert main(["probe", str(zoo), "--embeddings", str(tmp_path / "e.safetensors"), "--supervised", "gnn",
+                 "--supervised-epochs", "1", "--json", str(tmp_path / "probes.json"), "--quiet"]) == 0
+    assert "| supervised gnn |" in capsys.readouterr().out
+    written = json.loads((tmp_path / "probes.json").read_text())
+    assert all(-10 < row["supervised gnn"] <= 1 for row in written) and len(written) >= 5
+    with pytest.raises(SystemExit) as stopped:  # argparse's own exit
+        main(["probe", str(zoo), "--embeddings", str(tmp_path / "e.safetensors"), "--supervised", "mlp"])
+    assert stopped.value.code == 2 and "invalid choice" in capsys.readouterr().err
     assert main(["embed", str(run), str(zoo), "--split", "test", "--out", str(tmp_path / "t.safetensors"),
                  "--quiet"]) == 0
     assert main(["probe", str(zoo), "--embeddings", str(tmp_path / "t.safetensors")]) == 2  # not every row
@@ -725,3 +734,105 @@ def test_resnet_zoo_samples_generate_window_by_window_load_and_fine_tune(tmp_pat
     assert "zoo models sampled (sequential)" in table and "| random init, ResNet-14 |" in table
     with pytest.raises(ZooError, match="ResNet-10"):  # another stage count: no place for the fourth stage
         sample_zoo(tmp_path / "run", tmp_path / "bad", count=2, top_k=5, deeper=10, evaluate=False)
+
+
+def _columns(dataset: ZooDataset) -> dict:
+    from wslgraph.represent import kept_rows
+
+    keep = kept_rows(dataset.arrays.params, RepresentOptions().max_weight, dataset.arrays.layout)
+    return keep, {name: column[keep] for name, column in dataset.arrays.columns.items()}
+
+
+def test_property_model_loss_and_predictions_are_each_propertys_own(zoo) -> None:
+    from wslgraph.nn import GNNEncoder
+    from wslgraph.represent import PropertyModel, batch_column, probe_targets
+
+    dataset = ZooDataset(zoo, None, target="model_index")
+    keep, columns = _columns(dataset)
+    targets = probe_targets(columns)
+    assert {"test_accuracy", "epoch", "activation", "init"} <= {name for name, _, _ in targets}
+    properties = [(name, kind, torch.stack([values.mean(), values.std()]) if kind == "regression"
+                   else torch.unique(columns[name].double())) for name, kind, values in targets]
+    widths = [1 if kind == "regression" else len(levels) for _, kind, levels in properties]
+    torch.manual_seed(0)
+    model = PropertyModel(GNNEncoder(sum(widths), hidden=16, num_layers=2), properties).eval()
+    batch = dataset.where(keep).batch(range(8))
+    with torch.no_grad():
+        model(batch)  # lazy parameters
+        parts = model.encoder(batch).split(widths, dim=1)
+        expected, predictions = [], model.predict(batch)
+        for (name, kind, levels), output in zip(properties, parts):
+            raw = batch_column(batch, name).double()
+            if kind == "regression":  # by hand: standardised units in, the column's units out
+                expected.append((output[:, 0] - ((raw - levels[0]) / levels[1]).float()).square())
+                assert torch.allclose(predictions[name], output[:, 0].double() * levels[1] + levels[0])
+            else:
+                index = torch.tensor([levels.tolist().index(v) for v in raw.tolist()])
+                expected.append(F.cross_entropy(output, index, reduction="none"))
+                assert torch.equal(predictions[name], output.argmax(1))
+        assert torch.allclose(model(batch), torch.stack(expected).mean(0), atol=1e-6)
+    # the activation hyperparameter is the zoo's column, not the graphs' per-node activation field
+    assert batch_column(batch, "activation").shape == (8,)
+    with pytest.raises(ZooError, match="no 'depth' column"):
+        batch_column(batch, "depth")
+
+
+def test_supervised_scores_keep_the_probes_folds_and_hold_out_whole_networks(zoo, monkeypatch) -> None:
+    import numpy as np
+    from sklearn.model_selection import GroupKFold
+
+    import wslgraph.tasks.loop as loop
+    from wslgraph.errors import OptionError
+    from wslgraph.represent import probe_targets, supervised_scores
+
+    dataset = ZooDataset(zoo, None)
+    keep, columns = _columns(dataset)
+    seen = []
+
+    def fake_train(model, train_set, val_set, config, **kwargs):  # record what each fold trains on
+        with torch.no_grad():
+            model(next(train_set.batches(4)))  # lazy parameters
+        seen.append((set(train_set.indices_.tolist()), set(val_set.indices_.tolist()), config.epochs))
+        return {}
+
+    monkeypatch.setattr(loop, "train", fake_train)
+    scores = supervised_scores(zoo, keep, epochs=3, options={"hidden": 8})
+    assert set(scores) == {name for name, _, _ in probe_targets(columns)}
+    model_of = dataset.arrays.columns["model_index"]
+    rows = keep.nonzero().flatten()
+    group = columns["model_index"].numpy()
+    folds = list(GroupKFold(n_splits=5).split(np.zeros(len(rows)), groups=group))
+    assert len(seen) == 5
+    for (fit, held), (trained, validated, epochs) in zip(folds, seen):
+        assert epochs == 3 and trained and validated and not trained & validated
+        assert trained | validated == set(rows[fit].tolist())  # the probe's training fold, nothing else
+        networks = {int(model_of[i]) for i in trained}
+        assert networks.isdisjoint(int(model_of[i]) for i in validated)  # validation networks are unseen ones
+        assert networks.isdisjoint(int(model_of[i]) for i in rows[held])
+    with pytest.raises(OptionError, match="epochs"):
+        supervised_scores(zoo, keep, epochs=0)
+    with pytest.raises(ZooError, match="boolean mask"):
+        supervised_scores(zoo, keep[:5], epochs=1)
+
+
+def test_a_supervised_encoder_learns_the_properties_of_its_training_rows(zoo) -> None:
+    """The supervised reference must itself learn: trained on every kept row, it reads the init and the epoch of
+    those rows far better than chance."""
+    from wslgraph.represent import PropertyModel, probe_targets
+    from wslgraph.tasks.loop import build_model, train
+
+    dataset = ZooDataset(zoo, None, target="model_index")
+    keep, columns = _columns(dataset)
+    targets = [t for t in probe_targets(columns) if t[0] in ("epoch", "init")]
+    properties = [(name, kind, torch.stack([values.mean(), values.std()]) if kind == "regression"
+                   else torch.unique(columns[name].double())) for name, kind, values in targets]
+    model = PropertyModel(build_model("gnn", 1 + len(properties[1][2]), hidden=32), properties)
+    rows = dataset.where(keep)
+    train(model, rows, rows, _config(epochs=40, batch_size=16))
+    model.eval()
+    predicted = model.predict(rows.batch(range(rows.len())))
+    init = torch.unique(columns["init"], return_inverse=True)[1]
+    chance = float(torch.bincount(init).max()) / len(init)
+    assert float((predicted["init"] == init).double().mean()) > max(0.9, chance + 0.3)
+    epoch = columns["epoch"].double()
+    assert float((predicted["epoch"] - epoch).square().mean()) < 0.25 * float(epoch.var())

@@ -10,7 +10,14 @@ from wslgraph.represent.model import (
     tail_weights,
     weight_views,
 )
-from wslgraph.represent.probe import CLASSIFICATION_TARGETS, REGRESSION_TARGETS, format_probe_table, probe, probe_table
+from wslgraph.represent.probe import (
+    CLASSIFICATION_TARGETS,
+    REGRESSION_TARGETS,
+    format_probe_table,
+    probe,
+    probe_table,
+    probe_targets,
+)
 from wslgraph.represent.run import (
     ENCODERS,
     RepresentOptions,
@@ -23,9 +30,10 @@ from wslgraph.represent.run import (
     training_rows,
     zoo_digest,
 )
+from wslgraph.represent.supervised import PropertyModel, batch_column, supervised_scores
 
 __all__ = ["HyperRepresentation", "TokenRepresentation", "weight_views", "nt_xent",
-           "contrastive_losses", "sorted_squared_error", "tail_weights", "probe", "probe_table",
+           "contrastive_losses", "sorted_squared_error", "tail_weights", "probe", "probe_table", "probe_targets",
            "format_probe_table", "REGRESSION_TARGETS", "CLASSIFICATION_TARGETS", "RepresentOptions", "ENCODERS",
            "kept_rows", "training_rows", "build_representation", "load_representation", "embed_zoo", "save_embeddings",
-           "load_embeddings", "zoo_digest"]
+           "load_embeddings", "zoo_digest", "PropertyModel", "batch_column", "supervised_scores"]

@@ -19,7 +19,8 @@ from torch import Tensor
 
 from wslgraph.errors import ZooError
 
-__all__ = ["REGRESSION_TARGETS", "CLASSIFICATION_TARGETS", "probe", "probe_table", "format_probe_table"]
+__all__ = ["REGRESSION_TARGETS", "CLASSIFICATION_TARGETS", "probe", "probe_targets", "probe_table",
+           "format_probe_table"]
 
 REGRESSION_TARGETS = ("test_accuracy", "ggap", "epoch")
 CLASSIFICATION_TARGETS = ("activation", "init", "optimizer", "dropout", "learning_rate", "weight_decay")
@@ -40,7 +41,9 @@ def probe(features: np.ndarray, target: np.ndarray, groups: np.ndarray, kind: st
                        f"{len(np.unique(groups))}")
     # rank-based scaling: weight statistics span many orders of magnitude (a diverged model's variance is 1e5
     # times a trained one's), and a linear probe on standardised raw values extrapolates wildly on held-out folds
-    quantiles = min(1000, len(target) * (folds - 1) // folds)
+    splitter = GroupKFold(n_splits=folds)
+    smallest = min(len(fit) for fit, _ in splitter.split(features, target, groups))  # folds differ in size
+    quantiles = min(1000, smallest)
     scale = [QuantileTransformer(n_quantiles=quantiles, output_distribution="normal", random_state=seed),
              StandardScaler()]
     if kind == "regression":
@@ -49,29 +52,16 @@ def probe(features: np.ndarray, target: np.ndarray, groups: np.ndarray, kind: st
         model = make_pipeline(*scale, LogisticRegression(max_iter=2000, C=1.0))
     else:
         raise ValueError(f"kind must be 'regression' or 'classification', got {kind!r}")
-    splitter = GroupKFold(n_splits=folds)
     predicted = cross_val_predict(model, features, target, groups=groups, cv=splitter)
     return float(r2_score(target, predicted) if kind == "regression" else accuracy_score(target, predicted))
 
 
-def probe_table(feature_sets: dict[str, Tensor], columns: dict[str, Tensor], *, groups: str = "model_index",
-                folds: int = 5) -> list[dict]:
-    """One row per property found in ``columns``: its kind, and the probe's score for each feature set.
-
-    Args:
-        feature_sets: Name -> features ``[N, d]`` (rows aligned with ``columns``).
-        columns: The zoo's columns (``ZooArrays.columns``), ``N`` rows each.
-        groups: The column that names each row's model (folds never split a model).
-    """
-    if groups not in columns:
-        raise ZooError(f"the zoo has no {groups!r} column to group the folds by; probes need the model of each row")
-    count = len(columns[groups])
-    for name, features in feature_sets.items():
-        if features.shape[0] != count:
-            raise ZooError(f"the {name} features have {features.shape[0]} rows but the zoo has {count}; they must "
-                           "come from this zoo (wslgraph embed RUN ZOO)")
-    group = columns[groups].numpy()
-    rows = []
+def probe_targets(columns: dict[str, Tensor]) -> list[tuple[str, str, Tensor]]:
+    """The properties a probe table scores, found in ``columns``: ``(target, kind, values)`` with ``kind``
+    ``"regression"`` (``values`` float64) or ``"classification"`` (``values`` each row's class, ``0 .. C-1``, in
+    the order of the column's sorted values). Left out: a categorical column with one level, a numeric column
+    that is constant or not finite everywhere."""
+    found = []
     targets = [(t, "regression") for t in REGRESSION_TARGETS] + [(t, "classification") for t in CLASSIFICATION_TARGETS]
     for target, kind in targets:
         if target not in columns:
@@ -85,9 +75,36 @@ def probe_table(feature_sets: dict[str, Tensor], columns: dict[str, Tensor], *, 
             values = values.double()
             if not bool(torch.isfinite(values).all()) or float(values.std()) == 0:
                 continue
+        found.append((target, kind, values))
+    return found
+
+
+def probe_table(feature_sets: dict[str, Tensor], columns: dict[str, Tensor], *, groups: str = "model_index",
+                folds: int = 5, scores: dict[str, dict[str, float]] | None = None) -> list[dict]:
+    """One row per property found in ``columns``: its kind, and the probe's score for each feature set.
+
+    Args:
+        feature_sets: Name -> features ``[N, d]`` (rows aligned with ``columns``).
+        columns: The zoo's columns (``ZooArrays.columns``), ``N`` rows each.
+        groups: The column that names each row's model (folds never split a model).
+        scores: Name -> property -> a score measured elsewhere on the same rows and folds (e.g.
+            :func:`~wslgraph.represent.supervised_scores`), shown as further columns.
+    """
+    if groups not in columns:
+        raise ZooError(f"the zoo has no {groups!r} column to group the folds by; probes need the model of each row")
+    count = len(columns[groups])
+    for name, features in feature_sets.items():
+        if features.shape[0] != count:
+            raise ZooError(f"the {name} features have {features.shape[0]} rows but the zoo has {count}; they must "
+                           "come from this zoo (wslgraph embed RUN ZOO)")
+    group = columns[groups].numpy()
+    rows = []
+    for target, kind, values in probe_targets(columns):
         row = {"target": target, "kind": kind, "metric": "R2" if kind == "regression" else "accuracy"}
         for name, features in feature_sets.items():
             row[name] = probe(features.double().numpy(), values.numpy(), group, kind, folds)
+        for name, measured in (scores or {}).items():
+            row[name] = measured[target]
         if kind == "classification":
             row["chance"] = float(torch.bincount(values).max()) / len(values)
         rows.append(row)
