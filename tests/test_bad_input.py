@@ -524,6 +524,8 @@ CASES: list[tuple[str, Callable[[W, S], list[str]], str]] = [
     ("probe-garbage-embeddings", lambda w, s: (s / "e.safetensors").write_bytes(b"junk") and
      ["probe", str(w.inr), "--embeddings", str(s / "e.safetensors")], "e.safetensors"),
     ("probe-other-zoo", lambda w, s: ["probe", str(w.cnn), "--embeddings", str(w.embeddings)], "another zoo"),
+    ("probe-supervised-epochs", lambda w, s: ["probe", str(w.cnn), "--embeddings", str(w.embeddings), "--supervised",
+                                              "gnn", "--supervised-epochs", "0"], "argument --supervised-epochs"),
     ("sample-missing-run", lambda w, s: ["sample", str(s / "missing"), "--out", str(s / "o")], "missing"),
     ("sample-count-0", lambda w, s: ["sample", str(w.rep), "--out", str(s / "o"), "--count", "0"],
      "argument --count"),
