@@ -346,8 +346,9 @@ def _print_probes(dataset: object, embeddings: torch.Tensor, args: argparse.Name
     the same rows and folds), printed and written to ``json_path``."""
     from wslgraph.baselines.models import statnn_features
     from wslgraph.io import atomic_write_json
-    from wslgraph.represent import format_probe_table, kept_rows, probe_table, supervised_scores
+    from wslgraph.represent import format_probe_table, kept_rows, probe_table
     from wslgraph.represent.sample import plot_embeddings
+    from wslgraph.tasks import supervised_scores
 
     arrays = dataset.arrays
     max_weight = args.max_weight

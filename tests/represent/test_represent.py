@@ -781,9 +781,10 @@ def test_supervised_scores_keep_the_probes_folds_and_hold_out_whole_networks(zoo
     import numpy as np
     from sklearn.model_selection import GroupKFold
 
-    import wslgraph.tasks.loop as loop
+    import wslgraph.tasks.represent as tasks_represent
     from wslgraph.errors import OptionError
-    from wslgraph.represent import probe_targets, supervised_scores
+    from wslgraph.represent import probe_targets
+    from wslgraph.tasks import supervised_scores
 
     dataset = ZooDataset(zoo, None)
     keep, columns = _columns(dataset)
@@ -795,7 +796,7 @@ def test_supervised_scores_keep_the_probes_folds_and_hold_out_whole_networks(zoo
         seen.append((set(train_set.indices_.tolist()), set(val_set.indices_.tolist()), config.epochs))
         return {}
 
-    monkeypatch.setattr(loop, "train", fake_train)
+    monkeypatch.setattr(tasks_represent, "train", fake_train)
     scores = supervised_scores(zoo, keep, epochs=3, options={"hidden": 8})
     assert set(scores) == {name for name, _, _ in probe_targets(columns)}
     model_of = dataset.arrays.columns["model_index"]

@@ -88,7 +88,7 @@ def probe_table(feature_sets: dict[str, Tensor], columns: dict[str, Tensor], *, 
         columns: The zoo's columns (``ZooArrays.columns``), ``N`` rows each.
         groups: The column that names each row's model (folds never split a model).
         scores: Name -> property -> a score measured elsewhere on the same rows and folds (e.g.
-            :func:`~wslgraph.represent.supervised_scores`), shown as further columns.
+            :func:`~wslgraph.tasks.supervised_scores`), shown as further columns.
     """
     if groups not in columns:
         raise ZooError(f"the zoo has no {groups!r} column to group the folds by; probes need the model of each row")
