@@ -829,7 +829,7 @@ def test_a_supervised_encoder_learns_the_properties_of_its_training_rows(zoo) ->
                    else torch.unique(columns[name].double())) for name, kind, values in targets]
     model = PropertyModel(build_model("gnn", 1 + len(properties[1][2]), hidden=32), properties)
     rows = dataset.where(keep)
-    train(model, rows, rows, _config(epochs=40, batch_size=16))
+    train(model, rows, rows, _config(epochs=20, batch_size=16))
     model.eval()
     predicted = model.predict(rows.batch(range(rows.len())))
     init = torch.unique(columns["init"], return_inverse=True)[1]
