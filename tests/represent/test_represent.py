@@ -745,7 +745,9 @@ def _columns(dataset: ZooDataset) -> dict:
 
 def test_property_model_loss_and_predictions_are_each_propertys_own(zoo) -> None:
     from wslgraph.nn import GNNEncoder
-    from wslgraph.represent import PropertyModel, batch_column, probe_targets
+    from wslgraph.represent import probe_targets
+    from wslgraph.tasks import PropertyModel
+    from wslgraph.zoo.dataset import batch_column
 
     dataset = ZooDataset(zoo, None, target="model_index")
     keep, columns = _columns(dataset)
@@ -781,7 +783,7 @@ def test_supervised_scores_keep_the_probes_folds_and_hold_out_whole_networks(zoo
     import numpy as np
     from sklearn.model_selection import GroupKFold
 
-    import wslgraph.tasks.represent as tasks_represent
+    import wslgraph.tasks.supervised as tasks_supervised
     from wslgraph.errors import OptionError
     from wslgraph.represent import probe_targets
     from wslgraph.tasks import supervised_scores
@@ -796,7 +798,7 @@ def test_supervised_scores_keep_the_probes_folds_and_hold_out_whole_networks(zoo
         seen.append((set(train_set.indices_.tolist()), set(val_set.indices_.tolist()), config.epochs))
         return {}
 
-    monkeypatch.setattr(tasks_represent, "train", fake_train)
+    monkeypatch.setattr(tasks_supervised, "train", fake_train)
     scores = supervised_scores(zoo, keep, epochs=3, options={"hidden": 8})
     assert set(scores) == {name for name, _, _ in probe_targets(columns)}
     model_of = dataset.arrays.columns["model_index"]
@@ -819,7 +821,8 @@ def test_supervised_scores_keep_the_probes_folds_and_hold_out_whole_networks(zoo
 def test_a_supervised_encoder_learns_the_properties_of_its_training_rows(zoo) -> None:
     """The supervised reference must itself learn: trained on every kept row, it reads the init and the epoch of
     those rows far better than chance."""
-    from wslgraph.represent import PropertyModel, probe_targets
+    from wslgraph.represent import probe_targets
+    from wslgraph.tasks import PropertyModel
     from wslgraph.tasks.loop import build_model, train
 
     dataset = ZooDataset(zoo, None, target="model_index")

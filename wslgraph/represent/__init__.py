@@ -30,10 +30,9 @@ from wslgraph.represent.run import (
     training_rows,
     zoo_digest,
 )
-from wslgraph.represent.supervised import PropertyModel, batch_column
 
 __all__ = ["HyperRepresentation", "TokenRepresentation", "weight_views", "nt_xent",
            "contrastive_losses", "sorted_squared_error", "tail_weights", "probe", "probe_table", "probe_targets",
            "format_probe_table", "REGRESSION_TARGETS", "CLASSIFICATION_TARGETS", "RepresentOptions", "ENCODERS",
            "kept_rows", "training_rows", "build_representation", "load_representation", "embed_zoo", "save_embeddings",
-           "load_embeddings", "zoo_digest", "PropertyModel", "batch_column"]
+           "load_embeddings", "zoo_digest"]

@@ -7,14 +7,12 @@ import json
 from dataclasses import asdict, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from wslgraph.convert.template import GraphTemplate
-from wslgraph.errors import ManifestError, OptionError, ZooError
+from wslgraph.errors import ManifestError, ZooError
 from wslgraph.io import atomic_write_bytes, atomic_write_json
-from wslgraph.represent.probe import probe_targets
 from wslgraph.represent.run import (
     RepresentOptions,
     build_representation,
@@ -23,14 +21,13 @@ from wslgraph.represent.run import (
     training_rows,
 )
 from wslgraph.represent.sample import plot_sampling, sample_models, select_top
-from wslgraph.represent.supervised import PropertyModel
-from wslgraph.tasks.loop import TrainConfig, build_model, train
+from wslgraph.tasks.loop import TrainConfig, train
 from wslgraph.zoo.data import load_images
 from wslgraph.zoo.dataset import ZooDataset
 from wslgraph.zoo.modelzoos import GRID, train_model_zoo
 from wslgraph.zoo.storage import SPLIT_CODES
 
-__all__ = ["train_representation", "finetune_curves", "novelty", "sample_zoo", "supervised_scores"]
+__all__ = ["train_representation", "finetune_curves", "novelty", "sample_zoo"]
 
 
 def train_representation(zoo: str | Path, out: str | Path, options: RepresentOptions | None = None,
@@ -247,81 +244,3 @@ def sample_zoo(run: str | Path, out: str | Path, *, zoo: str | Path | None = Non
         plot_sampling(report, out / "sampling.png")
     atomic_write_json(out / "samples.json", report)
     return report
-
-
-def supervised_scores(zoo: str | Path, keep: Tensor, *, encoder: str = "gnn", options: dict | None = None,
-                      folds: int = 5, epochs: int = 5, batch_size: int = 32, lr: float = 2e-3, seed: int = 0,
-                      device: str = "cpu", progress: bool = False) -> dict[str, float]:
-    """Out-of-fold scores ``{property: R² or accuracy}`` of a supervised encoder on the rows of ``zoo`` where
-    ``keep`` ``[len(zoo)]`` holds, with the folds of :func:`~wslgraph.represent.probe` (see
-    :mod:`wslgraph.represent.supervised`).
-
-    Args:
-        encoder: A graph model of the harness (``gnn``, ``transformer``), built with the harness's defaults for
-            the zoo's kind and ``options`` over them.
-        epochs, batch_size, lr, seed, device: Training of each fold's model (:class:`~wslgraph.tasks.TrainConfig`;
-            the best epoch by the loss on a tenth of the fold's training networks).
-    """
-    from sklearn.metrics import accuracy_score, r2_score
-    from sklearn.model_selection import GroupKFold
-
-    from wslgraph.tasks.compare import default_options
-
-    if epochs < 1 or folds < 2:
-        raise OptionError(f"supervised scores need epochs >= 1 and folds >= 2, got epochs={epochs}, folds={folds}")
-    dataset = ZooDataset(zoo, None, target="model_index")
-    arrays = dataset.arrays
-    if keep.dtype != torch.bool or keep.shape != (len(arrays),):
-        raise ZooError(f"keep must be a boolean mask over the zoo's {len(arrays)} rows, got {keep.dtype} "
-                       f"{tuple(keep.shape)}")
-    columns = {name: column[keep] for name, column in arrays.columns.items()}
-    if "model_index" not in columns:
-        raise ZooError("supervised scores need the model of each row (a model_index column) to group the folds by")
-    targets = probe_targets(columns)
-    if not targets:
-        raise ZooError("the zoo has none of the probed properties; supervised scores need a CNN zoo with training "
-                       "metadata")
-    group = columns["model_index"].numpy()
-    if len(np.unique(group)) < folds:
-        raise ZooError(f"supervised scores need at least {folds} models (folds are grouped by model); got "
-                       f"{len(np.unique(group))}")
-    rows = keep.nonzero().flatten()
-    predicted = {name: np.zeros(len(rows)) for name, _, _ in targets}
-    options = default_options(encoder, dict(options or {}), arrays.kind, "regression")
-
-    def mask(positions: np.ndarray) -> Tensor:
-        chosen = torch.zeros(len(arrays), dtype=torch.bool)
-        chosen[rows[torch.as_tensor(positions, dtype=torch.long)]] = True
-        return chosen
-
-    for fold, (fit, held) in enumerate(GroupKFold(n_splits=folds).split(np.zeros(len(rows)), groups=group)):
-        networks = np.unique(group[fit])
-        chosen = np.random.default_rng(seed * 1_000 + fold).choice(networks, max(1, len(networks) // 10),
-                                                                   replace=False)
-        validation = np.isin(group[fit], chosen)
-        properties = []
-        for name, target_kind, values in targets:  # numeric ones in the fold's standardised units
-            if target_kind == "regression":
-                train_values = values[torch.as_tensor(fit[~validation])]
-                properties.append((name, target_kind, torch.stack([train_values.mean(),
-                                                                   train_values.std().clamp_min(1e-12)])))
-            else:
-                properties.append((name, target_kind, torch.unique(columns[name].double())))
-        width = sum(1 if target_kind == "regression" else len(levels) for _, target_kind, levels in properties)
-        model = PropertyModel(build_model(encoder, width, **options), properties)
-        config = TrainConfig(task="represent", epochs=epochs, batch_size=batch_size, lr=lr, seed=seed + fold,
-                             device=device, progress=progress, patience=0)
-        train(model, dataset.where(mask(fit[~validation])), dataset.where(mask(fit[validation])), config)
-        model.eval()
-        outputs: dict[str, list[Tensor]] = {name: [] for name in predicted}
-        for batch in dataset.where(mask(held)).batches(256, device=device):
-            for name, value in model.predict(batch).items():
-                outputs[name].append(value.cpu())
-        for name in predicted:  # where() keeps the zoo's order, and so do the held-out positions
-            predicted[name][held] = torch.cat(outputs[name]).double().numpy()
-    scores = {}
-    for name, target_kind, values in targets:
-        truth = values.numpy()
-        scores[name] = float(r2_score(truth, predicted[name]) if target_kind == "regression"
-                             else accuracy_score(truth, predicted[name]))
-    return scores

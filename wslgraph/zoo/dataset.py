@@ -22,11 +22,20 @@ from wslgraph.weightspace import attach_params
 from wslgraph.weightspace.augment import Augmentation
 from wslgraph.zoo.storage import SPLIT_CODES, load_zoo_arrays
 
-__all__ = ["ZooDataset"]
+__all__ = ["ZooDataset", "batch_column"]
 
 
 _GRAPH_FIELDS = frozenset({"x", "x_mask", "edge_index", "edge_attr", "node_type", "layer", "io_position", "activation",
                            "edge_type", "scalars", "y", "batch", "ptr", "layout", "num_nodes"})
+
+
+def batch_column(batch: object, name: str) -> Tensor:
+    """A zoo column's values for the rows of a batch built by :class:`ZooDataset`, which attaches a column whose
+    name is also a graph field as ``zoo_<name>`` (a CNN zoo's ``activation`` beside the graphs' per-node one)."""
+    for key in (f"zoo_{name}", name):
+        if (key != name or name not in _GRAPH_FIELDS) and hasattr(batch, key):
+            return getattr(batch, key)
+    raise ZooError(f"the batch carries no {name!r} column; build it from a zoo with that column (ZooDataset)")
 
 
 class ZooDataset(Dataset):
