@@ -358,7 +358,7 @@ def _print_probes(dataset: object, embeddings: torch.Tensor, args: argparse.Name
     features = {"hyper-representation": embeddings, "s(W)": statistics,
                 "both": torch.cat([embeddings.double(), statistics.double()], dim=1)}
     columns = {name: column[keep] for name, column in arrays.columns.items()}
-    scores = {f"supervised {name}": supervised_scores(dataset.root, keep, encoder=name, epochs=args.supervised_epochs,
+    scores = {f"supervised {name}": supervised_scores(dataset, keep, encoder=name, epochs=args.supervised_epochs,
                                                       device=args.device, progress=not args.quiet)
               for name in args.supervised}
     rows = probe_table(features, columns, scores=scores)

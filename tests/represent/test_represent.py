@@ -463,11 +463,13 @@ def test_cli_represent_embed_probe(zoo, tmp_path, capsys) -> None:
 
     run = tmp_path / "run"
     assert main(["represent", str(zoo), "--out", str(run), "--epochs", "1", "--batch-size", "8", "--latent", "8",
-                 "--quiet"]) == 0
+                 "--supervised", "transformer", "--supervised-epochs", "1", "--quiet"]) == 0
     table = capsys.readouterr().out
     assert "| test_accuracy | R2 |" in table and "hyper-representation" in table and "s(W)" in table
-    assert "| both |" in table  # the embedding and s(W) together
-    assert {row["target"] for row in json.loads((run / "probes.json").read_text())} >= {"test_accuracy", "init"}
+    assert "| both |" in table and "| supervised transformer |" in table  # the embedding and s(W) together
+    rows = json.loads((run / "probes.json").read_text())
+    assert {row["target"] for row in rows} >= {"test_accuracy", "init"}
+    assert all(-10 < row["supervised transformer"] <= 1 for row in rows)
     assert (run / "embeddings.png").stat().st_size > 1000
     assert main(["embed", str(run), str(zoo), "--out", str(tmp_path / "e.safetensors"), "--quiet"]) == 0
     assert main(["probe", str(zoo), "--embeddings", str(tmp_path / "e.safetensors")]) == 0
@@ -812,6 +814,16 @@ def test_supervised_scores_keep_the_probes_folds_and_hold_out_whole_networks(zoo
         networks = {int(model_of[i]) for i in trained}
         assert networks.isdisjoint(int(model_of[i]) for i in validated)  # validation networks are unseen ones
         assert networks.isdisjoint(int(model_of[i]) for i in rows[held])
+    # an opened dataset of every row gives the same folds and shares its arrays (the CLI's probe passes one)
+    by_path, arrays_seen = list(seen), []
+    seen.clear()
+    real_where = ZooDataset.where
+    monkeypatch.setattr(ZooDataset, "where", lambda self, rows: arrays_seen.append(self.arrays) or
+                        real_where(self, rows))
+    assert supervised_scores(dataset, keep, epochs=3, options={"hidden": 8}).keys() == scores.keys()
+    assert seen == by_path and arrays_seen and all(a is dataset.arrays for a in arrays_seen)
+    with pytest.raises(ZooError, match="split=None"):
+        supervised_scores(ZooDataset(zoo, "train"), keep, epochs=1)
     with pytest.raises(OptionError, match="epochs"):
         supervised_scores(zoo, keep, epochs=0)
     with pytest.raises(ZooError, match="boolean mask"):

@@ -50,6 +50,15 @@ def test_splits_targets_and_graphs(zoo) -> None:
         ZooDataset(zoo, "validation")
     with pytest.raises(ValueError, match="target"):
         ZooDataset(zoo, target="accuracy")
+    # another target: that column becomes y, the former one is attached by its name, the arrays are shared
+    other = train.with_target("image_index")
+    assert other.arrays is train.arrays and train.target == "label"
+    batch = other.batch(range(5))
+    assert torch.equal(batch.y, train.arrays.columns["image_index"][train.indices_[:5]])
+    assert not hasattr(batch, "image_index")
+    assert torch.equal(batch.label, train.arrays.columns["label"][train.indices_[:5]])
+    with pytest.raises(ValueError, match="not a column"):
+        train.with_target("accuracy")
 
 
 def test_hidden_permutation_keeps_the_function(zoo) -> None:

@@ -85,13 +85,15 @@ class PropertyModel(nn.Module):
         return predictions
 
 
-def supervised_scores(zoo: str | Path, keep: Tensor, *, encoder: str = "gnn", options: dict | None = None,
-                      folds: int = 5, epochs: int = 5, batch_size: int = 32, lr: float = 2e-3, seed: int = 0,
-                      device: str = "cpu", progress: bool = False) -> dict[str, float]:
+def supervised_scores(zoo: str | Path | ZooDataset, keep: Tensor, *, encoder: str = "gnn",
+                      options: dict | None = None, folds: int = 5, epochs: int = 5, batch_size: int = 32,
+                      lr: float = 2e-3, seed: int = 0, device: str = "cpu", progress: bool = False) -> dict[str, float]:
     """Out-of-fold scores ``{property: R² or accuracy}`` of a supervised encoder on the rows of ``zoo`` where
     ``keep`` ``[len(zoo)]`` holds, with the folds of :func:`~wslgraph.represent.probe` (module docstring).
 
     Args:
+        zoo: The zoo's folder, or a :class:`~wslgraph.zoo.ZooDataset` of all its rows (``split=None``) already
+            opened (its arrays are shared, not read again).
         encoder: A graph model of the harness (``gnn``, ``transformer``), built with the harness's defaults for
             the zoo's kind and ``options`` over them.
         epochs, batch_size, lr, seed, device: Training of each fold's model (:class:`~wslgraph.tasks.TrainConfig`;
@@ -104,7 +106,15 @@ def supervised_scores(zoo: str | Path, keep: Tensor, *, encoder: str = "gnn", op
 
     if epochs < 1 or folds < 2:
         raise OptionError(f"supervised scores need epochs >= 1 and folds >= 2, got epochs={epochs}, folds={folds}")
-    dataset = ZooDataset(zoo, None, target="model_index")
+    if isinstance(zoo, ZooDataset):
+        if zoo.split is not None or len(zoo) != len(zoo.arrays):
+            raise ZooError(f"supervised scores need a dataset of all the zoo's rows (split=None), got split "
+                           f"{zoo.split!r} with {len(zoo)} of {len(zoo.arrays)} rows; pass the zoo's folder")
+        dataset = zoo.with_augment(None)
+        if "model_index" in zoo.arrays.columns:  # a column as y is not attached by its name (batch_column)
+            dataset = dataset.with_target("model_index")
+    else:
+        dataset = ZooDataset(zoo, None, target="model_index")
     arrays = dataset.arrays
     if keep.dtype != torch.bool or keep.shape != (len(arrays),):
         raise ZooError(f"keep must be a boolean mask over the zoo's {len(arrays)} rows, got {keep.dtype} "

@@ -103,6 +103,15 @@ class ZooDataset(Dataset):
         other.augment = augment
         return other
 
+    def with_target(self, target: str) -> ZooDataset:
+        """The same split (sharing the loaded arrays) with another column as ``y`` (the former target is
+        attached by its name like every other column)."""
+        if target not in self.arrays.columns:
+            raise ZooError(f"target {target!r} is not a column of this zoo; columns: {sorted(self.arrays.columns)}")
+        other = copy.copy(self)
+        other.target = target
+        return other
+
     def where(self, rows: Tensor) -> ZooDataset:
         """The same split restricted to the zoo rows where the boolean mask ``rows`` ``[len(zoo)]`` holds (sharing
         the loaded arrays), e.g. models whose weights stay below a threshold."""
