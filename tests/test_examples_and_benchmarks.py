@@ -199,6 +199,17 @@ def test_sampling_benchmark_quick(tmp_path: Path) -> None:
     assert 0 < report["top_accuracy"] <= 1 and "of the top models'" in result.stdout
 
 
+def test_hyperparameter_signal_benchmark_quick(tmp_path: Path) -> None:
+    # a weight decay of 10 against none must stand far out of the minibatch noise, and shrink the weights
+    result, report = _run_quick("hyperparameter_signal.py", tmp_path, "--values", "10", "0")
+    assert report["hyperparameter"] == "weight_decay" and report["values"] == [10.0, 0.0]
+    assert len(report["rows"]) == 2 and "effect/noise: median" in result.stdout
+    for row in report["rows"]:
+        assert "weight_decay" not in row and row["optimizer"] in ("adam", "sgd")
+        assert row["noise"] > 0  # each model draws its own minibatches
+        assert row["effect_over_noise"] > 10 and row["norm_ratio"] < 0.99
+
+
 def test_sweep_benchmark_quick(tmp_path: Path) -> None:
     result, report = _run_quick("sweep.py", tmp_path)
     assert [row["setting"] for row in report["rows"]] == ["base", "hidden=16"]
