@@ -111,8 +111,6 @@ def supervised_scores(zoo: str | Path | ZooDataset, keep: Tensor, *, encoder: st
             raise ZooError(f"supervised scores need a dataset of all the zoo's rows (split=None), got split "
                            f"{zoo.split!r} with {len(zoo)} of {len(zoo.arrays)} rows; pass the zoo's folder")
         dataset = zoo.with_augment(None)
-        if "model_index" in zoo.arrays.columns:  # a column as y is not attached by its name (batch_column)
-            dataset = dataset.with_target("model_index")
     else:
         dataset = ZooDataset(zoo, None, target="model_index")
     arrays = dataset.arrays

@@ -44,7 +44,8 @@ class ZooDataset(Dataset):
     Graphs are built by the zoo's :class:`~wslgraph.GraphTemplate` (no
     tracing, no per-model conversion). ``graph.y`` is the target column
     (``label`` for INR zoos, ``test_accuracy`` for CNN zoos, or ``target=``);
-    every other metadata column is attached as a ``[1]`` tensor. A column
+    every metadata column, the target's too, is attached under its name as a
+    ``[1]`` tensor (so :func:`batch_column` reads any of them). A column
     whose name is also a graph field (a CNN zoo's ``activation``
     hyperparameter, say) is attached as ``zoo_<name>`` so the graph's own
     field is never overwritten.
@@ -103,15 +104,6 @@ class ZooDataset(Dataset):
         other.augment = augment
         return other
 
-    def with_target(self, target: str) -> ZooDataset:
-        """The same split (sharing the loaded arrays) with another column as ``y`` (the former target is
-        attached by its name like every other column)."""
-        if target not in self.arrays.columns:
-            raise ZooError(f"target {target!r} is not a column of this zoo; columns: {sorted(self.arrays.columns)}")
-        other = copy.copy(self)
-        other.target = target
-        return other
-
     def where(self, rows: Tensor) -> ZooDataset:
         """The same split restricted to the zoo rows where the boolean mask ``rows`` ``[len(zoo)]`` holds (sharing
         the loaded arrays), e.g. models whose weights stay below a threshold."""
@@ -162,8 +154,7 @@ class ZooDataset(Dataset):
             values = column[rows] if device is None else column[rows].to(device)
             if name == self.target:
                 graphs.y = values.float() if values.is_floating_point() else values.long()
-            else:
-                setattr(graphs, f"zoo_{name}" if name in _GRAPH_FIELDS or name in graphs else name, values)
+            setattr(graphs, f"zoo_{name}" if name in _GRAPH_FIELDS or name in graphs else name, values)
 
     def get(self, idx: int) -> ParamGraph:
         rows = self.indices_[idx:idx + 1]
