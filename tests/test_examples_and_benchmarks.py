@@ -230,3 +230,13 @@ def test_sweep_benchmark_bad_input(tmp_path: Path, options: tuple[str, ...], mes
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 2 and "sweep.py: error:" in result.stderr and message in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "r.json").exists()
+
+
+def test_probe_units_benchmark_quick(tmp_path: Path) -> None:
+    result, report = _run_quick("probe_units.py", tmp_path)
+    rows = {row["target"]: row for row in report["rows"]}
+    assert set(rows) == {"test_accuracy", "init", "optimizer"}  # --quick's three
+    for row in rows.values():  # both scalings probed every property, and the table printed it
+        assert -5 < row["rank"] <= 1 and -5 < row["asinh"] <= 1
+        assert f"| {row['target']} | {row['metric']} | {row['rank']:.3f} | {row['asinh']:.3f} |" in result.stdout
+    assert rows["init"]["rank"] > 0.5  # the inits' value distributions differ at once, in any units

@@ -322,7 +322,8 @@ def _represent(args: argparse.Namespace) -> int:
                                    statistics=args.statistics, positives=args.positives,
                                    per_model=args.per_model, statistics_weight=args.statistics_weight,
                                    statistics_source=args.statistics_source,
-                                   statistics_merge=args.statistics_merge, sorted_tails=args.sorted_tails)
+                                   statistics_merge=args.statistics_merge, sorted_tails=args.sorted_tails,
+                                   statistics_units=args.statistics_units)
         config = TrainConfig(task="represent", epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              weight_decay=args.weight_decay, patience=args.patience, seed=args.seed,
                              device=args.device, progress=not args.quiet)
@@ -863,6 +864,9 @@ def _add_represent(sub: argparse._SubParsersAction) -> None:
     command.add_argument("--statistics-weight", type=float, default=0.0,
                          help="weight of a linear read-out of the weight statistics s(W) from the latent in the "
                          "reconstruction loss (>= 0; makes s(W) linearly readable for probes)")
+    command.add_argument("--statistics-units", choices=("asinh", "rank", "both"), default="asinh",
+                         help="with --statistics-weight: the read-out predicts s(W) as standardised asinh values, "
+                         "as normal scores of their ranks among the training models (the probes' units), or both")
     command.add_argument("--statistics-source", choices=("views", "model"), default="views",
                          help="with --statistics: in training the branch reads each augmented view's s(W), or the "
                          "unaugmented model's in both views")

@@ -289,6 +289,79 @@ def test_statistics_weight_adds_a_linear_read_out_of_the_statistics(zoo) -> None
         RepresentOptions(encoder="sane", statistics_weight=1.0)
 
 
+def test_normal_scores_are_scikit_learns_quantile_transform() -> None:
+    from sklearn.preprocessing import QuantileTransformer
+
+    from wslgraph.represent.model import RANK_LEVELS, normal_scores
+
+    generator = torch.Generator().manual_seed(0)
+    spread = torch.tensor([1.0, 1e-4, 1e3], dtype=torch.float64)  # s(W) spans orders of magnitude
+    for count in (300, 4000):  # fewer fitting rows than levels (the rows themselves) and more
+        fit = torch.randn(count, 3, generator=generator, dtype=torch.float64) * spread
+        fit[:, 2] = (fit[:, 2] / 1e3).exp() * 1e3  # skewed
+        fresh = torch.randn(200, 3, generator=generator, dtype=torch.float64) * spread * 1.5  # also outside
+        used = min(RANK_LEVELS, count)
+        quantiles = torch.quantile(fit, torch.linspace(0, 1, used, dtype=torch.float64), dim=0)
+        reference = QuantileTransformer(n_quantiles=used, output_distribution="normal").fit(fit.numpy())
+        for rows in (fit, fresh):
+            assert torch.allclose(normal_scores(rows, quantiles), torch.from_numpy(reference.transform(rows.numpy())),
+                                  atol=1e-6)
+    ties = torch.tensor([[0.0], [0.0], [0.0], [1.0], [2.0]], dtype=torch.float64)  # a value at several levels
+    scores = normal_scores(torch.tensor([[0.0], [1.0], [5.0]], dtype=torch.float64), ties)
+    assert torch.allclose(scores[:2, 0], torch.tensor([-0.6745, 0.6745], dtype=torch.float64), atol=1e-4)  # u 1/4, 3/4
+    assert float(scores[2, 0]) > 5.1  # past the last quantile: the upper bound, 1 - 1e-7
+
+
+@pytest.mark.parametrize("units", ["rank", "both"])
+def test_statistics_read_out_in_rank_units(zoo, units) -> None:
+    from wslgraph.errors import OptionError
+    from wslgraph.represent import kept_rows
+    from wslgraph.represent.model import normal_scores
+
+    dataset = ZooDataset(zoo, "train")
+    layout = dataset.arrays.layout
+    dataset = dataset.where(kept_rows(dataset.arrays.params, RepresentOptions().max_weight))
+    model = build_representation(layout, RepresentOptions(statistics_weight=0.5, latent=8, statistics_units=units),
+                                 seed=0)
+    everything = dataset.params()
+    model.fit_statistics([dataset.batch(range(dataset.len()))]).eval()
+    assert int(model.stat_levels) == min(1000, dataset.len())
+    with torch.no_grad():
+        raw = statnn_features(everything, layout)
+        # the fitting rows' quantiles, by hand; their own normal scores are then spread about 0 with unit variance
+        levels = torch.linspace(0, 1, int(model.stat_levels), dtype=torch.float64)
+        scores = normal_scores(raw, torch.quantile(raw.double(), levels, dim=0))
+        target = model.statistics_targets(everything)
+        standard = model.standard_statistics(everything)
+        expected = scores.float() if units == "rank" else torch.cat([standard, scores.float()], 1)
+        assert target.shape == (dataset.len(), (1 if units == "rank" else 2) * 7 * len(layout.state))
+        assert torch.allclose(target, expected, atol=1e-5)
+        ordered = scores.gather(0, raw.double().argsort(0))  # ranks kept: non-decreasing in each statistic
+        assert bool((ordered.diff(dim=0) >= -1e-9).all()) and float(scores.mean().abs()) < 0.05
+        batch = dataset.batch(range(6))
+        latent = model.embed(batch)
+        projected = model.projector(latent)
+        contrast = contrastive_losses(projected, projected, model.temperature, gather=False)
+        read = (model.statistics_head(latent) - target[:6]).square().mean(1) * (2 if units == "both" else 1)
+        expected = 0.5 * contrast + 0.5 * (model.reconstruction_error(batch) + 0.5 * read)
+        assert torch.allclose(model(batch), expected, atol=1e-5)
+    # the read-out learns in these units: a few hundred steps of the head alone on the fixed latents
+    head = torch.nn.Linear(8, target.shape[1])
+    optimizer = torch.optim.Adam(head.parameters(), lr=1e-2)
+    with torch.no_grad():
+        latents = model.embed(dataset.batch(range(dataset.len())))
+    for _ in range(300):
+        optimizer.zero_grad()
+        loss = (head(latents) - target).square().mean()
+        loss.backward()
+        optimizer.step()
+    assert float(loss) < 0.9 * float(target.square().mean())
+    with pytest.raises(OptionError, match="statistics_units"):
+        RepresentOptions(statistics_units="rank")  # no read-out to put in those units
+    with pytest.raises(OptionError, match="statistics_units"):
+        RepresentOptions(statistics_weight=1.0, statistics_units="quantile")
+
+
 @pytest.mark.parametrize(("encoder", "statistics", "merge"),
                          [("gnn", False, "add"), ("transformer", False, "add"), ("gnn", True, "add"),
                           ("transformer", True, "concat")])

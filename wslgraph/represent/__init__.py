@@ -5,6 +5,7 @@ from wslgraph.represent.model import (
     HyperRepresentation,
     TokenRepresentation,
     contrastive_losses,
+    normal_scores,
     nt_xent,
     sorted_squared_error,
     tail_weights,
@@ -31,7 +32,7 @@ from wslgraph.represent.run import (
     zoo_digest,
 )
 
-__all__ = ["HyperRepresentation", "TokenRepresentation", "weight_views", "nt_xent",
+__all__ = ["HyperRepresentation", "TokenRepresentation", "weight_views", "nt_xent", "normal_scores",
            "contrastive_losses", "sorted_squared_error", "tail_weights", "probe", "probe_table", "probe_targets",
            "format_probe_table", "REGRESSION_TARGETS", "CLASSIFICATION_TARGETS", "RepresentOptions", "ENCODERS",
            "kept_rows", "training_rows", "build_representation", "load_representation", "embed_zoo", "save_embeddings",

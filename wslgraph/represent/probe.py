@@ -22,6 +22,8 @@ and read their epoch R² as 0.01 and -0.03 where the grouped choice reads 0.32.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -41,19 +43,25 @@ INNER_FOLDS = 3
 
 
 def probe(features: np.ndarray, target: np.ndarray, groups: np.ndarray, kind: str, folds: int = 5,
-          seed: int = 0) -> float:
+          seed: int = 0, scaling: str = "rank") -> float:
     """Out-of-fold R² (``kind="regression"``, ridge) or accuracy (``"classification"``, logistic regression of
     each class against the rest) of ``target`` from ``features``, folds grouped by ``groups``; each fold's
-    penalty chosen by grouped inner folds of its training models (``ALPHAS``, ``CS``)."""
+    penalty chosen by grouped inner folds of its training models (``ALPHAS``, ``CS``).
+
+    ``scaling`` maps the features before standardising them, fitted on each fold's training rows: ``"rank"``
+    (normal scores of their ranks, the probes' own) or ``"asinh"`` (``asinh(x / median |x|)``, the units of a
+    hyper-representation's statistics branch and read-out): what a linear probe reads depends on them."""
     from sklearn.linear_model import LogisticRegression, RidgeCV
     from sklearn.metrics import accuracy_score, r2_score
     from sklearn.model_selection import GridSearchCV, GroupKFold
     from sklearn.multiclass import OneVsRestClassifier
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import QuantileTransformer, StandardScaler
+    from sklearn.preprocessing import FunctionTransformer, QuantileTransformer, StandardScaler
 
     if kind not in ("regression", "classification"):
         raise ValueError(f"kind must be 'regression' or 'classification', got {kind!r}")
+    if scaling not in ("rank", "asinh"):
+        raise ValueError(f"scaling must be 'rank' or 'asinh', got {scaling!r}")
     if len(np.unique(groups)) < folds:
         raise ZooError(f"probing needs at least {folds} models (folds are grouped by model); got "
                        f"{len(np.unique(groups))}")
@@ -62,8 +70,13 @@ def probe(features: np.ndarray, target: np.ndarray, groups: np.ndarray, kind: st
         # rank-based scaling: weight statistics span many orders of magnitude (a diverged model's variance is 1e5
         # times a trained one's), and a linear probe on standardised raw values extrapolates wildly on held-out
         # models. Fitted on the fold's training rows (no labels), shared by its inner folds.
-        scale = make_pipeline(QuantileTransformer(n_quantiles=min(1000, len(fit)), output_distribution="normal",
-                                                  random_state=seed), StandardScaler())
+        if scaling == "rank":
+            first = QuantileTransformer(n_quantiles=min(1000, len(fit)), output_distribution="normal",
+                                        random_state=seed)
+        else:
+            median = np.maximum(np.median(np.abs(features[fit]), axis=0), 1e-8)  # the fold's training rows
+            first = FunctionTransformer(functools.partial(_asinh, median))
+        scale = make_pipeline(first, StandardScaler())
         train, test = scale.fit_transform(features[fit]), scale.transform(features[held])
         inner = list(GroupKFold(n_splits=INNER_FOLDS).split(train, target[fit], groups[fit]))
         if kind == "regression":
@@ -76,6 +89,10 @@ def probe(features: np.ndarray, target: np.ndarray, groups: np.ndarray, kind: st
                                  {"estimator__C": CS}, cv=inner)
         predicted[held] = model.fit(train, target[fit]).predict(test)
     return float(r2_score(target, predicted) if kind == "regression" else accuracy_score(target, predicted))
+
+
+def _asinh(scale: np.ndarray, values: np.ndarray) -> np.ndarray:
+    return np.arcsinh(values / scale)
 
 
 def probe_targets(columns: dict[str, Tensor]) -> list[tuple[str, str, Tensor]]:

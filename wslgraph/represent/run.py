@@ -71,7 +71,8 @@ class RepresentOptions:
     ``statistics_weight`` adds a linear read-out of the standardised weight
     statistics to the reconstruction term, and ``statistics_source="model"``
     makes the statistics branch read the unaugmented model's s(W) in both
-    training views (see :class:`~wslgraph.represent.HyperRepresentation`).
+    training views; ``statistics_units`` sets the read-out's units (see
+    :class:`~wslgraph.represent.HyperRepresentation`).
     """
 
     encoder: str = "gnn"
@@ -94,6 +95,7 @@ class RepresentOptions:
     statistics_source: str = "views"
     statistics_merge: str = "add"
     sorted_tails: bool = False
+    statistics_units: str = "asinh"
 
     def __post_init__(self) -> None:
         if self.encoder not in ENCODERS:
@@ -122,6 +124,13 @@ class RepresentOptions:
         if self.statistics_weight and self.encoder == "sane":
             raise OptionError("statistics_weight needs a graph encoder (gnn or transformer); SANE's token "
                               "autoencoder has one latent per token")
+        if self.statistics_units not in ("asinh", "rank", "both"):
+            raise OptionError(f"statistics_units is 'asinh', 'rank' or 'both' (the units the statistics read-out "
+                              f"predicts), got {self.statistics_units!r}")
+        if self.statistics_units != "asinh" and not self.statistics_weight:
+            raise OptionError(f"statistics_units={self.statistics_units!r} says what the statistics read-out "
+                              "predicts; give it a weight (statistics_weight > 0, --statistics-weight) or leave "
+                              "statistics_units at 'asinh'")
         if self.statistics_source not in ("views", "model"):
             raise OptionError(f"statistics_source is 'views' (each training view's own s(W)) or 'model' (the "
                               f"unaugmented model's), got {self.statistics_source!r}")
@@ -210,7 +219,8 @@ def build_representation(layout: object, options: RepresentOptions,
                                sorted_weight=options.sorted_weight, statistics=options.statistics,
                                positives=options.positives, statistics_weight=options.statistics_weight,
                                statistics_source=options.statistics_source,
-                               statistics_merge=options.statistics_merge, sorted_tails=options.sorted_tails)
+                               statistics_merge=options.statistics_merge, sorted_tails=options.sorted_tails,
+                               statistics_units=options.statistics_units)
 
 
 def zoo_digest(dataset: ZooDataset) -> str:
