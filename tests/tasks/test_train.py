@@ -172,22 +172,23 @@ def test_training_on_cuda_matches_cpu(inr_zoo, name) -> None:
 @pytest.mark.slow
 def test_the_default_gnn_learns_a_real_zoo_at_the_harness_settings(tmp_path) -> None:
     """440 MNIST-5k INRs; the default GNNEncoder with ``wslgraph bench``'s training settings (lr 2e-3, batch 32,
-    10 warm-up steps, clip 1), 10 epochs of 14 steps.
+    10 warm-up steps, clip 1), 6 epochs of 14 steps.
 
     Before the batch-normalised head the GNN collapsed here: its training loss stayed at ln 10 (2.29 and 2.30
-    in the last epoch for seeds 0 and 1; after the fix 1.06 and 0.96), as on Fashion-MNIST INRs in the issue.
+    in the last of 10 epochs for seeds 0 and 1; after the fix 1.06 and 0.96), as on Fashion-MNIST INRs in the
+    issue. At 6 epochs (seed 0, one thread): loss 1.54, training accuracy 0.38.
     """
     root = tmp_path / "zoo"
     generate_zoo(root, inr_zoo_job("mnist5k", train_images=480, test_images=40, shard_size=256, steps=100),
                  progress=False)
     train_set, val_set = ZooDataset(root, "train"), ZooDataset(root, "val")
     assert len(train_set) == 440
-    config = TrainConfig(epochs=10, batch_size=32, lr=2e-3, warmup_steps=10, patience=0, progress=False)
+    config = TrainConfig(epochs=6, batch_size=32, lr=2e-3, warmup_steps=10, patience=0, progress=False)
     torch.manual_seed(0)
     model = build_model("gnn", 10)
     result = train(model, train_set, val_set, config)
-    assert result["history"][-1]["train_loss"] < 0.7 * math.log(10)
-    assert evaluate(model, train_set, config)["accuracy"] > 0.35  # chance: 0.1
+    assert result["history"][-1]["train_loss"] < 0.75 * math.log(10)  # collapsed: ln 10
+    assert evaluate(model, train_set, config)["accuracy"] > 0.3  # chance: 0.1
 
 
 def test_task_objects_choose_loss_metric_score_and_output_size(inr_zoo) -> None:
