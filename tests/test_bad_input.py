@@ -502,6 +502,8 @@ CASES: list[tuple[str, Callable[[W, S], list[str]], str]] = [
                                                                "--positives", "model", "--quiet"], "model_index"),
     ("represent-statistics-weight-negative", lambda w, s: ["represent", str(w.inr), "--out", str(s / "r"),
                                                            "--statistics-weight", "-1"], "statistics_weight"),
+    ("represent-statistics-units-without-read-out", lambda w, s: ["represent", str(w.inr), "--out", str(s / "r"),
+                                                                  "--statistics-units", "rank"], "statistics_units"),
     ("represent-latent-0", lambda w, s: ["represent", str(w.inr), "--out", str(s / "r"), "--latent", "0"],
      "argument --latent"),
     ("represent-temperature-0", lambda w, s: ["represent", str(w.inr), "--out", str(s / "r"), "--temperature", "0"],
