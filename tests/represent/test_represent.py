@@ -310,6 +310,7 @@ def test_normal_scores_are_scikit_learns_quantile_transform() -> None:
     scores = normal_scores(torch.tensor([[0.0], [1.0], [5.0]], dtype=torch.float64), ties)
     assert torch.allclose(scores[:2, 0], torch.tensor([-0.6745, 0.6745], dtype=torch.float64), atol=1e-4)  # u 1/4, 3/4
     assert float(scores[2, 0]) > 5.1  # past the last quantile: the upper bound, 1 - 1e-7
+    assert torch.equal(normal_scores(torch.randn(4, 3), torch.randn(1, 3)), torch.zeros(4, 3))  # one fitting row
 
 
 @pytest.mark.parametrize("units", ["rank", "both"])

@@ -158,8 +158,11 @@ def normal_scores(values: Tensor, quantiles: Tensor) -> Tensor:
     """Each column's normal scores ``[B, d]``: ``Phi^-1(u)`` where ``u`` is the value's position among that column's
     ``quantiles`` ``[Q, d]`` (levels ``0, 1/(Q-1), ..., 1``), linearly interpolated between them, the middle of the
     tied levels where a value equals several, clipped to ``[1e-7, 1 - 1e-7]``. With the quantiles of fitting rows
-    it is scikit-learn's ``QuantileTransformer(output_distribution="normal")`` (tested), in torch and batched."""
+    it is scikit-learn's ``QuantileTransformer(output_distribution="normal")`` (tested), in torch and batched.
+    With one quantile (one fitting row) every score is 0."""
     levels = quantiles.shape[0]
+    if levels < 2:  # fitted on one row: no ranks to place a value among
+        return torch.zeros_like(values)
     table, x = quantiles.T.double().contiguous(), values.T.double().contiguous()  # [d, Q], [d, B]
     below = torch.searchsorted(table, x, side="left")  # quantiles below each value
     upto = torch.searchsorted(table, x, side="right")  # ... at or below it
