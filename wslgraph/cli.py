@@ -358,11 +358,14 @@ def _print_probes(dataset: object, embeddings: torch.Tensor, args: argparse.Name
     # the third set asks what the embedding knows beyond s(W): a probe on both at once
     features = {"hyper-representation": embeddings, "s(W)": statistics,
                 "both": torch.cat([embeddings.double(), statistics.double()], dim=1)}
+    scalings = {}
+    if getattr(args, "statistics_asinh", False):  # s(W) in the statistics branch's units: stronger on some rows
+        features["s(W), asinh"], scalings["s(W), asinh"] = statistics, "asinh"
     columns = {name: column[keep] for name, column in arrays.columns.items()}
     scores = {f"supervised {name}": supervised_scores(dataset, keep, encoder=name, epochs=args.supervised_epochs,
                                                       device=args.device, progress=not args.quiet)
               for name in args.supervised}
-    rows = probe_table(features, columns, scores=scores)
+    rows = probe_table(features, columns, scores=scores, scalings=scalings)
     print(f"{int(keep.sum())} of {len(keep)} rows (weights within {max_weight}); folds grouped by model")
     print(format_probe_table(rows))
     if json_path is not None:
@@ -909,6 +912,8 @@ def _add_represent(sub: argparse._SubParsersAction) -> None:
     probe.add_argument("--embeddings", required=True, help="file written by wslgraph embed (every row of the zoo)")
     probe.add_argument("--max-weight", type=RATE, default=10.0, help="leave out models with a larger |weight|")
     probe.add_argument("--json", type=Path, default=None, help="also write the table's rows to this JSON file")
+    probe.add_argument("--statistics-asinh", action="store_true", help="also probe s(W) scaled by asinh instead of "
+                       "by ranks (column 's(W), asinh'): it reads some properties better (benchmarks/probe_units.py)")
     _add_supervised(probe)
     probe.add_argument("--device", type=_device, default="cpu", help="where the supervised encoders train")
     probe.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -555,10 +555,13 @@ def test_cli_represent_embed_probe(zoo, tmp_path, capsys) -> None:
     assert main(["embed", str(run), str(zoo), "--out", str(tmp_path / "e.safetensors"), "--quiet"]) == 0
     capsys.readouterr()
     assert main(["probe", str(zoo), "--embeddings", str(tmp_path / "e.safetensors"), "--supervised", "gnn",
-                 "--supervised-epochs", "1", "--json", str(tmp_path / "probes.json"), "--quiet"]) == 0
+                 "--supervised-epochs", "1", "--json", str(tmp_path / "probes.json"), "--statistics-asinh",
+                 "--quiet"]) == 0
     assert "| supervised gnn |" in capsys.readouterr().out
     written = json.loads((tmp_path / "probes.json").read_text())
     assert all(-10 < row["supervised gnn"] <= 1 for row in written) and len(written) >= 5
+    assert all(-10 < row["s(W), asinh"] <= 1 for row in written)  # s(W) in the read-out's units, beside
+    assert any(row["s(W), asinh"] != row["s(W)"] for row in written)  # ... the ranks' (invariant to asinh)
     with pytest.raises(SystemExit) as stopped:  # argparse's own exit
         main(["probe", str(zoo), "--embeddings", str(tmp_path / "e.safetensors"), "--supervised", "mlp"])
     assert stopped.value.code == 2 and "invalid choice" in capsys.readouterr().err

@@ -119,7 +119,8 @@ def probe_targets(columns: dict[str, Tensor]) -> list[tuple[str, str, Tensor]]:
 
 
 def probe_table(feature_sets: dict[str, Tensor], columns: dict[str, Tensor], *, groups: str = "model_index",
-                folds: int = 5, scores: dict[str, dict[str, float]] | None = None) -> list[dict]:
+                folds: int = 5, scores: dict[str, dict[str, float]] | None = None,
+                scalings: dict[str, str] | None = None) -> list[dict]:
     """One row per property found in ``columns``: its kind, and the probe's score for each feature set.
 
     Args:
@@ -128,6 +129,7 @@ def probe_table(feature_sets: dict[str, Tensor], columns: dict[str, Tensor], *, 
         groups: The column that names each row's model (folds never split a model).
         scores: Name -> property -> a score measured elsewhere on the same rows and folds (e.g.
             :func:`~wslgraph.tasks.supervised_scores`), shown as further columns.
+        scalings: Name -> the :func:`probe` ``scaling`` of that feature set (default ``"rank"``).
     """
     if groups not in columns:
         raise ZooError(f"the zoo has no {groups!r} column to group the folds by; probes need the model of each row")
@@ -141,7 +143,8 @@ def probe_table(feature_sets: dict[str, Tensor], columns: dict[str, Tensor], *, 
     for target, kind, values in probe_targets(columns):
         row = {"target": target, "kind": kind, "metric": "R2" if kind == "regression" else "accuracy"}
         for name, features in feature_sets.items():
-            row[name] = probe(features.double().numpy(), values.numpy(), group, kind, folds)
+            row[name] = probe(features.double().numpy(), values.numpy(), group, kind, folds,
+                              scaling=(scalings or {}).get(name, "rank"))
         for name, measured in (scores or {}).items():
             row[name] = measured[target]
         if kind == "classification":
