@@ -370,18 +370,20 @@ class HyperRepresentation(nn.Module):
     def standard_statistics(self, rows: Tensor) -> Tensor:
         """``(asinh(s(W) / scale) - mean) / std`` ``[B, 7 * tensors]`` of flat rows: the weight statistics in the
         units the statistics branch reads and the statistics head predicts (fitted by :meth:`fit_statistics`)."""
-        raw = statnn_features(rows.to(self.stat_scale.dtype), self.layout)
+        return self._asinh_units(statnn_features(rows.to(self.stat_scale.dtype), self.layout))
+
+    def _asinh_units(self, raw: Tensor) -> Tensor:
         return (torch.asinh(raw / self.stat_scale) - self.stat_mean) / self.stat_std
 
     def statistics_targets(self, rows: Tensor) -> Tensor:
         """What the linear statistics head reads off the latent ``[B, count]`` (``[B, 2 * count]`` for ``"both"``):
         the standardised statistics (:meth:`standard_statistics`), their normal scores by the training models'
         quantiles (:func:`normal_scores`), or both side by side (``statistics_units``)."""
-        if self.statistics_units == "asinh":
-            return self.standard_statistics(rows)
         raw = statnn_features(rows.to(self.stat_scale.dtype), self.layout)
+        if self.statistics_units == "asinh":
+            return self._asinh_units(raw)
         scores = normal_scores(raw, self.stat_quantiles[: int(self.stat_levels)])
-        return scores if self.statistics_units == "rank" else torch.cat([self.standard_statistics(rows), scores], 1)
+        return scores if self.statistics_units == "rank" else torch.cat([self._asinh_units(raw), scores], 1)
 
     def decode(self, latent: Tensor) -> Tensor:
         """Flat parameters ``[B, P]`` (the zoo's order and units) from latent vectors."""
