@@ -323,7 +323,7 @@ def _represent(args: argparse.Namespace) -> int:
                                    per_model=args.per_model, statistics_weight=args.statistics_weight,
                                    statistics_source=args.statistics_source,
                                    statistics_merge=args.statistics_merge, sorted_tails=args.sorted_tails,
-                                   statistics_units=args.statistics_units)
+                                   statistics_units=args.statistics_units, train_on=args.train_on)
         config = TrainConfig(task="represent", epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              weight_decay=args.weight_decay, patience=args.patience, seed=args.seed,
                              device=args.device, progress=not args.quiet)
@@ -358,7 +358,8 @@ def _print_probes(dataset: object, embeddings: torch.Tensor, args: argparse.Name
     # the third set asks what the embedding knows beyond s(W): a probe on both at once
     features = {"hyper-representation": embeddings, "s(W)": statistics,
                 "both": torch.cat([embeddings.double(), statistics.double()], dim=1)}
-    scalings = {}
+    units = getattr(args, "units", "rank")
+    scalings = dict.fromkeys(features, units)
     if getattr(args, "statistics_asinh", False):  # s(W) in the statistics branch's units: stronger on some rows
         features["s(W), asinh"], scalings["s(W), asinh"] = statistics, "asinh"
     columns = {name: column[keep] for name, column in arrays.columns.items()}
@@ -870,6 +871,9 @@ def _add_represent(sub: argparse._SubParsersAction) -> None:
     command.add_argument("--statistics-units", choices=("asinh", "rank", "both"), default="asinh",
                          help="with --statistics-weight: the read-out predicts s(W) as standardised asinh values, "
                          "as normal scores of their ranks among the training models (the probes' units), or both")
+    command.add_argument("--train-on", choices=("train", "all"), default="train",
+                         help="train on the zoo's train split, or on every split (self-supervised: no labels are "
+                         "read; for probes that cross-validate over the whole zoo)")
     command.add_argument("--statistics-source", choices=("views", "model"), default="views",
                          help="with --statistics: in training the branch reads each augmented view's s(W), or the "
                          "unaugmented model's in both views")
@@ -914,6 +918,9 @@ def _add_represent(sub: argparse._SubParsersAction) -> None:
     probe.add_argument("--json", type=Path, default=None, help="also write the table's rows to this JSON file")
     probe.add_argument("--statistics-asinh", action="store_true", help="also probe s(W) scaled by asinh instead of "
                        "by ranks (column 's(W), asinh'): it reads some properties better (benchmarks/probe_units.py)")
+    probe.add_argument("--units", default="rank", choices=["rank", "asinh", "standard", "auto"],
+                       help="how every feature set is scaled before standardising: normal scores of ranks, asinh, "
+                       "none, or chosen per fold by the grouped inner folds (auto; three times the time)")
     _add_supervised(probe)
     probe.add_argument("--device", type=_device, default="cpu", help="where the supervised encoders train")
     probe.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -22,6 +22,7 @@ from wslgraph.represent import (
     probe_table,
     save_embeddings,
     sorted_squared_error,
+    training_rows,
 )
 from wslgraph.tasks import TrainConfig, train_representation
 from wslgraph.weightspace import BatchedModule
@@ -219,27 +220,34 @@ def test_sorted_weight_mixes_the_reconstruction_terms(zoo) -> None:
         RepresentOptions(encoder="sane", sorted_weight=0.5)
 
 
-def test_statistics_source_model_reads_the_unaugmented_models_statistics_in_both_views(zoo) -> None:
+def test_statistics_source_model_reads_the_unaugmented_models_statistics_in_both_views(zoo, monkeypatch) -> None:
+    import wslgraph.represent.model as module
     from wslgraph.errors import OptionError
 
     dataset = ZooDataset(zoo, "train")
     layout = dataset.arrays.layout
     rows, batch = dataset.params(range(6)), dataset.batch(range(6))
-    read = {}
+    read, computed = {}, []
+    inner = module.statnn_features
+    monkeypatch.setattr(module, "statnn_features", lambda r, layout: computed.append(len(r)) or inner(r, layout))
     for source in ("views", "model"):
-        model = build_representation(layout, RepresentOptions(statistics=True, statistics_source=source, latent=8),
-                                     seed=0)
+        model = build_representation(layout, RepresentOptions(statistics=True, statistics_source=source, latent=8,
+                                                              statistics_weight=1.0), seed=0)
         model.fit_statistics([dataset.batch(range(16))])
-        seen, inner = [], model.standard_statistics
-        model.standard_statistics = lambda r, inner=inner, seen=seen: seen.append(r.clone()) or inner(r)
+        seen = []  # what the statistics branch reads
+        model.statistics_net.register_forward_pre_hook(lambda _, args, seen=seen: seen.append(args[0].clone()))
+        computed.clear()
         model.train()(batch)
+        # s(W) of the models themselves once (branch and read-out), and with views each view's own too
+        assert computed == [6] * (1 if source == "model" else 3)
         read[source] = seen
         with torch.no_grad():  # eval: the model itself, whichever the source
             model.eval()(batch)
+        own = model.standard_statistics(rows)
     assert len(read["model"]) == len(read["views"]) == 3  # two training views, then one evaluation
-    assert all(torch.equal(r, rows) for r in read["model"])
-    assert not any(torch.equal(r, rows) for r in read["views"][:2]) and torch.equal(read["views"][2], rows)
-    assert not torch.equal(read["views"][0], read["views"][1])  # the views differ, and so did what they read
+    assert all(torch.equal(r, own) for r in read["model"])
+    assert not any(torch.allclose(r, own) for r in read["views"][:2]) and torch.equal(read["views"][2], own)
+    assert not torch.allclose(read["views"][0], read["views"][1])  # the views differ, and so did what they read
     with pytest.raises(OptionError, match="statistics_source"):
         RepresentOptions(statistics=True, statistics_source="clean")
     with pytest.raises(OptionError, match="--statistics"):
@@ -486,6 +494,10 @@ def test_an_interrupted_run_resumes_to_the_same_result(zoo, tmp_path, monkeypatc
     with pytest.raises(KeyboardInterrupt):
         train_representation(zoo, tmp_path / "split", RepresentOptions(), _config(epochs=3))
     monkeypatch.setattr(loop, "evaluate", evaluate)
+    manifest = tmp_path / "split" / "represent.json"  # as written before the option train_on existed
+    saved = json.loads(manifest.read_text())
+    del saved["options"]["train_on"]
+    manifest.write_text(json.dumps(saved))
     train_representation(zoo, tmp_path / "split", RepresentOptions(), _config(epochs=3))
     whole, split = (load_file(tmp_path / run / "checkpoint.safetensors") for run in ("whole", "split"))
     assert whole.keys() == split.keys() and all(torch.equal(whole[k], split[k]) for k in whole)
@@ -539,6 +551,22 @@ def test_probes_recover_what_the_features_hold() -> None:
         probe_table({"x": features}, {"model_index": groups, "label": labels})
 
 
+def test_probe_units_and_their_choice_by_inner_folds() -> None:
+    generator = torch.Generator().manual_seed(0)
+    groups = torch.arange(150).repeat_interleave(2).numpy()
+    features = torch.randn(300, 4, generator=generator).exp() ** 2  # heavy-tailed, as raw weight statistics
+    raw = features[:, 0] + 0.5 * features[:, 1]  # linear in the raw values: standardised units read it
+    ranks = torch.erfinv(2 * (torch.argsort(torch.argsort(features[:, 0])) + 0.5) / 300 - 1)  # linear in ranks
+    for target, best_units in ((raw, "standard"), (ranks, "rank")):
+        scores = {units: probe(features.numpy(), target.numpy(), groups, "regression", scaling=units)
+                  for units in ("rank", "asinh", "standard", "auto")}
+        assert scores[best_units] > 0.95 and min(scores.values()) < scores[best_units] - 0.05, scores
+        # each fold chose its units by its inner folds: as good as the best units, better than the worst
+        assert scores["auto"] > scores[best_units] - 0.01, scores
+    with pytest.raises(ValueError, match="'auto'"):
+        probe(features.numpy(), raw.numpy(), groups, "regression", scaling="log")
+
+
 def test_cli_represent_embed_probe(zoo, tmp_path, capsys) -> None:
     from wslgraph.cli import main
 
@@ -562,6 +590,11 @@ def test_cli_represent_embed_probe(zoo, tmp_path, capsys) -> None:
     assert all(-10 < row["supervised gnn"] <= 1 for row in written) and len(written) >= 5
     assert all(-10 < row["s(W), asinh"] <= 1 for row in written)  # s(W) in the read-out's units, beside
     assert any(row["s(W), asinh"] != row["s(W)"] for row in written)  # ... the ranks' (invariant to asinh)
+    assert main(["probe", str(zoo), "--embeddings", str(tmp_path / "e.safetensors"), "--units", "standard",
+                 "--json", str(tmp_path / "standard.json"), "--quiet"]) == 0  # every feature set in other units
+    standard = json.loads((tmp_path / "standard.json").read_text())
+    assert [row["target"] for row in standard] == [row["target"] for row in written]
+    assert any(row["s(W)"] != old["s(W)"] for row, old in zip(standard, written))
     with pytest.raises(SystemExit) as stopped:  # argparse's own exit
         main(["probe", str(zoo), "--embeddings", str(tmp_path / "e.safetensors"), "--supervised", "mlp"])
     assert stopped.value.code == 2 and "invalid choice" in capsys.readouterr().err
@@ -577,13 +610,14 @@ def test_cli_represent_embed_probe(zoo, tmp_path, capsys) -> None:
     assert main(["represent", str(zoo), "--out", str(stats), "--epochs", "1", "--batch-size", "8", "--latent", "8",
                  "--statistics", "--sorted-weight", "0.5", "--positives", "model", "--per-model", "2",
                  "--statistics-weight", "0.5", "--statistics-source", "model", "--statistics-merge", "concat",
-                 "--no-probe", "--quiet"]) == 0
+                 "--train-on", "all", "--no-probe", "--quiet"]) == 0
     loaded = load_representation(stats, ZooDataset(zoo, None).arrays.layout)
     assert loaded.statistics and loaded.sorted_weight == 0.5 and float(loaded.stat_scale.min()) > 0
     assert loaded.statistics_weight == 0.5 and loaded.statistics_head.out_features == 7 * len(loaded.layout.state)
     assert loaded.positives == "model" and loaded.statistics_source == "model"
     assert loaded.statistics_merge == "concat" and loaded.statistics_net[-1].out_features == 4  # latent 8 // 2
     assert json.loads((stats / "represent.json").read_text())["options"]["per_model"] == 2
+    assert json.loads((stats / "represent.json").read_text())["options"]["train_on"] == "all"
     assert main(["embed", str(stats), str(zoo), "--out", str(tmp_path / "s.safetensors"), "--quiet"]) == 0
 
 
@@ -658,7 +692,7 @@ def test_sequential_generation_conditions_each_window_on_the_ones_before() -> No
 
 
 def test_training_rows_select_a_population_for_generation(zoo, tmp_path) -> None:
-    from wslgraph.represent import kept_rows, training_rows
+    from wslgraph.represent import kept_rows
     from wslgraph.tasks.represent import novelty
 
     arrays = ZooDataset(zoo, None).arrays
@@ -704,6 +738,30 @@ def test_training_rows_select_a_population_for_generation(zoo, tmp_path) -> None
     assert kept_rows(rows, 10.0, batch_norm.layout).tolist() == [True, False]
     assert kept_rows(rows, 10.0).tolist() == [False, False]
     assert novelty(anchors + 1.0, anchors)["sample_to_anchor"] > 0
+
+
+def test_train_on_all_learns_every_split_and_samples_around_all_of_it(zoo, tmp_path) -> None:
+    from wslgraph.errors import OptionError
+    from wslgraph.tasks import sample_zoo
+    from wslgraph.tasks.represent import representation_splits
+
+    arrays = ZooDataset(zoo, None).arrays
+    split = {name: set(ZooDataset(zoo, name).indices_.tolist()) for name in ("train", "val", "test")}
+    kept = set(training_rows(arrays, RepresentOptions()).nonzero().flatten().tolist())
+    default, every = representation_splits(zoo, RepresentOptions()), representation_splits(
+        zoo, RepresentOptions(train_on="all"))
+    assert set(default["train"].indices_.tolist()) == split["train"] & kept
+    assert set(every["train"].indices_.tolist()) == kept and len(kept - split["train"]) > 0  # val and test too
+    for name in ("val", "test"):
+        assert set(every[name].indices_.tolist()) == set(default[name].indices_.tolist()) == split[name] & kept
+    # the samples' anchors are the rows the decoder learned: with train_on="all", those of every split
+    options = RepresentOptions(latent=8, activation="relu", min_accuracy=0.1, train_on="all")
+    rows = set(training_rows(arrays, options).nonzero().flatten().tolist())
+    train_representation(zoo, tmp_path / "run", options, _config(epochs=1))
+    report = sample_zoo(tmp_path / "run", tmp_path / "samples", count=2, top_k=len(arrays), evaluate=False)
+    assert set(report["top_rows"]) == rows and len(rows - split["train"]) > 0
+    with pytest.raises(OptionError, match="train_on"):
+        RepresentOptions(train_on="val")
 
 
 def test_sampled_checkpoints_load_run_and_are_evaluated(zoo, tmp_path) -> None:

@@ -351,14 +351,18 @@ class HyperRepresentation(nn.Module):
         return self
 
     # --- the maps ---------------------------------------------------------------------------------------------------
-    def embed(self, batch: object, statistics_rows: Tensor | None = None) -> Tensor:
+    def embed(self, batch: object, statistics_rows: Tensor | None = None, *,
+              standard: Tensor | None = None) -> Tensor:
         """Latent vectors ``[B, latent]`` of a batch of parameter graphs; the statistics branch reads
-        ``statistics_rows`` (flat parameters ``[B, P]``) where given, else the batch's own."""
+        ``statistics_rows`` (flat parameters ``[B, P]``) where given, else the batch's own, or ``standard``: their
+        :meth:`standard_statistics` computed already."""
         latent = self.encoder(batch)
         if not self.statistics:
             return latent
-        rows = batch_params(batch)[0] if statistics_rows is None else statistics_rows
-        branch = self.statistics_net(self.standard_statistics(rows))
+        if standard is None:
+            standard = self.standard_statistics(batch_params(batch)[0] if statistics_rows is None
+                                                else statistics_rows)
+        branch = self.statistics_net(standard)
         if self.statistics_merge == "add":
             return latent + branch
         if latent.shape[1] + branch.shape[1] != self.latent:
@@ -375,11 +379,13 @@ class HyperRepresentation(nn.Module):
     def _asinh_units(self, raw: Tensor) -> Tensor:
         return (torch.asinh(raw / self.stat_scale) - self.stat_mean) / self.stat_std
 
-    def statistics_targets(self, rows: Tensor) -> Tensor:
+    def statistics_targets(self, rows: Tensor, raw: Tensor | None = None) -> Tensor:
         """What the linear statistics head reads off the latent ``[B, count]`` (``[B, 2 * count]`` for ``"both"``):
         the standardised statistics (:meth:`standard_statistics`), their normal scores by the training models'
-        quantiles (:func:`normal_scores`), or both side by side (``statistics_units``)."""
-        raw = statnn_features(rows.to(self.stat_scale.dtype), self.layout)
+        quantiles (:func:`normal_scores`), or both side by side (``statistics_units``). ``raw``: the rows' s(W)
+        where computed already."""
+        if raw is None:
+            raw = statnn_features(rows.to(self.stat_scale.dtype), self.layout)
         if self.statistics_units == "asinh":
             return self._asinh_units(raw)
         scores = normal_scores(raw, self.stat_quantiles[: int(self.stat_levels)])
@@ -409,18 +415,21 @@ class HyperRepresentation(nn.Module):
         """Each model's loss ``[B]``: two fresh views in training mode; in eval mode both views are the models
         themselves (a deterministic validation loss)."""
         rows = batch_params(batch)[0]
+        # the models' own s(W), computed once where the branch (both views, or eval) and the read-out need it
+        own = (statnn_features(rows.to(self.stat_scale.dtype), self.layout) if self.statistics and (
+            self.statistics_weight or self.statistics_source == "model" or not self.training) else None)
         if self.training:
             base = self.seed * 1_000_003 + 4 * int(self.draws)
             self.draws += 1
             views = [self._view(rows, base), self._view(rows, base + 3)]
             graphs = [self._template.batch(v.to(rows.device)) for v in views]
-            clean = rows if self.statistics_source == "model" else None
-            latents = [self.embed(g, clean) for g in graphs]
+            standard = self._asinh_units(own) if self.statistics_source == "model" and own is not None else None
+            latents = [self.embed(g, standard=standard) for g in graphs]
         else:  # one view: the model itself, decoded and projected once
-            latents = [self.embed(batch)]
+            latents = [self.embed(batch, standard=None if own is None else self._asinh_units(own))]
         recon = sum(self._errors(z, rows) for z in latents) / len(latents)
         if self.statistics_weight:
-            target = self.statistics_targets(rows)
+            target = self.statistics_targets(rows, own)
             parts = 2 if self.statistics_units == "both" else 1  # each set of units weighs delta
             recon = recon + self.statistics_weight * parts * sum(
                 (self.statistics_head(z) - target).square().mean(dim=1) for z in latents) / len(latents)

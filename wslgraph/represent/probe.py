@@ -40,6 +40,7 @@ CLASSIFICATION_TARGETS = ("activation", "init", "optimizer", "dropout", "learnin
 ALPHAS = np.logspace(-2, 6, 17)  # ridge penalties tried by the inner folds
 CS = np.logspace(-4, 2, 7)  # logistic inverse penalties tried by the inner folds
 INNER_FOLDS = 3
+SCALINGS = ("rank", "asinh", "standard")  # probe(scaling=)
 
 
 def probe(features: np.ndarray, target: np.ndarray, groups: np.ndarray, kind: str, folds: int = 5,
@@ -50,45 +51,62 @@ def probe(features: np.ndarray, target: np.ndarray, groups: np.ndarray, kind: st
 
     ``scaling`` maps the features before standardising them, fitted on each fold's training rows: ``"rank"``
     (normal scores of their ranks, the probes' own) or ``"asinh"`` (``asinh(x / median |x|)``, the units of a
-    hyper-representation's statistics branch and read-out): what a linear probe reads depends on them."""
+    hyper-representation's statistics branch and read-out) or ``"standard"`` (none: standardised only, for
+    features that are already of one scale, such as a network's embeddings): what a linear probe reads depends on
+    them. ``"auto"`` lets each outer fold choose among the three by the score of its grouped inner folds (each
+    units' best penalty), as it chooses the penalty: the probe then reads each feature set in the units it reads
+    best, with no look at the held-out models."""
     from sklearn.linear_model import LogisticRegression, RidgeCV
     from sklearn.metrics import accuracy_score, r2_score
     from sklearn.model_selection import GridSearchCV, GroupKFold
     from sklearn.multiclass import OneVsRestClassifier
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import FunctionTransformer, QuantileTransformer, StandardScaler
+    from sklearn.preprocessing import StandardScaler
 
     if kind not in ("regression", "classification"):
         raise ValueError(f"kind must be 'regression' or 'classification', got {kind!r}")
-    if scaling not in ("rank", "asinh"):
-        raise ValueError(f"scaling must be 'rank' or 'asinh', got {scaling!r}")
+    if scaling not in SCALINGS + ("auto",):
+        raise ValueError(f"scaling must be one of {', '.join(map(repr, SCALINGS + ('auto',)))}, got {scaling!r}")
     if len(np.unique(groups)) < folds:
         raise ZooError(f"probing needs at least {folds} models (folds are grouped by model); got "
                        f"{len(np.unique(groups))}")
     predicted = np.empty(len(target)) if kind == "regression" else np.empty_like(target)
     for fit, held in GroupKFold(n_splits=folds).split(features, target, groups):
-        # rank-based scaling: weight statistics span many orders of magnitude (a diverged model's variance is 1e5
-        # times a trained one's), and a linear probe on standardised raw values extrapolates wildly on held-out
-        # models. Fitted on the fold's training rows (no labels), shared by its inner folds.
-        if scaling == "rank":
-            first = QuantileTransformer(n_quantiles=min(1000, len(fit)), output_distribution="normal",
-                                        random_state=seed)
-        else:
-            median = np.maximum(np.median(np.abs(features[fit]), axis=0), 1e-8)  # the fold's training rows
-            first = FunctionTransformer(functools.partial(_asinh, median))
-        scale = make_pipeline(first, StandardScaler())
-        train, test = scale.fit_transform(features[fit]), scale.transform(features[held])
-        inner = list(GroupKFold(n_splits=INNER_FOLDS).split(train, target[fit], groups[fit]))
-        if kind == "regression":
-            model = RidgeCV(alphas=ALPHAS, cv=inner)
-        else:
-            # one against the rest: Newton steps on one class's d x d Hessian instead of the multinomial's
-            # (d·K)² one for K classes; 5x faster at K = 4 and as accurate here (0.587 / 1.000 against
-            # 0.571 / 1.000 on a fold)
-            model = GridSearchCV(OneVsRestClassifier(LogisticRegression(solver="newton-cholesky", max_iter=1000)),
-                                 {"estimator__C": CS}, cv=inner)
-        predicted[held] = model.fit(train, target[fit]).predict(test)
+        inner = list(GroupKFold(n_splits=INNER_FOLDS).split(features[fit], target[fit], groups[fit]))
+        best = None
+        for units in (SCALINGS if scaling == "auto" else (scaling,)):
+            # the scaling is fitted on the fold's training rows (no labels) and shared by its inner folds
+            scale = make_pipeline(_scaler(units, features[fit], seed), StandardScaler())
+            train, test = scale.fit_transform(features[fit]), scale.transform(features[held])
+            if kind == "regression":
+                model = RidgeCV(alphas=ALPHAS, cv=inner)
+            else:
+                # one against the rest: Newton steps on one class's d x d Hessian instead of the multinomial's
+                # (d·K)² one for K classes; 5x faster at K = 4 and as accurate here (0.587 / 1.000 against
+                # 0.571 / 1.000 on a fold)
+                model = GridSearchCV(OneVsRestClassifier(LogisticRegression(solver="newton-cholesky",
+                                                                            max_iter=1000)),
+                                     {"estimator__C": CS}, cv=inner)
+            model.fit(train, target[fit])
+            if best is None or model.best_score_ > best[0]:  # auto: the units the inner folds score best
+                best = (model.best_score_, model, test)
+        predicted[held] = best[1].predict(best[2])
     return float(r2_score(target, predicted) if kind == "regression" else accuracy_score(target, predicted))
+
+
+def _scaler(units: str, rows: np.ndarray, seed: int) -> object:
+    """The unfitted first step of a fold's feature scaling in ``units`` (``rows``: its training rows)."""
+    from sklearn.preprocessing import FunctionTransformer, QuantileTransformer
+
+    if units == "rank":
+        # weight statistics span many orders of magnitude (a diverged model's variance is 1e5 times a trained
+        # one's), and a linear probe on standardised raw values extrapolates wildly on held-out models
+        return QuantileTransformer(n_quantiles=min(1000, len(rows)), output_distribution="normal",
+                                   random_state=seed)
+    if units == "standard":
+        return FunctionTransformer()  # identity
+    median = np.maximum(np.median(np.abs(rows), axis=0), 1e-8)
+    return FunctionTransformer(functools.partial(_asinh, median))
 
 
 def _asinh(scale: np.ndarray, values: np.ndarray) -> np.ndarray:

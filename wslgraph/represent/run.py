@@ -73,6 +73,12 @@ class RepresentOptions:
     makes the statistics branch read the unaugmented model's s(W) in both
     training views; ``statistics_units`` sets the read-out's units (see
     :class:`~wslgraph.represent.HyperRepresentation`).
+
+    ``train_on="all"`` trains on the models of every split, not the train
+    split only: no labels are read, so a representation of a zoo for
+    probes that cross-validate over all of its models (``wslgraph probe``) can
+    learn every model it will embed, as s(W) needs no training. The
+    validation loss is then measured on models it trained on.
     """
 
     encoder: str = "gnn"
@@ -96,6 +102,7 @@ class RepresentOptions:
     statistics_merge: str = "add"
     sorted_tails: bool = False
     statistics_units: str = "asinh"
+    train_on: str = "train"
 
     def __post_init__(self) -> None:
         if self.encoder not in ENCODERS:
@@ -131,6 +138,9 @@ class RepresentOptions:
             raise OptionError(f"statistics_units={self.statistics_units!r} says what the statistics read-out "
                               "predicts; give it a weight (statistics_weight > 0, --statistics-weight) or leave "
                               "statistics_units at 'asinh'")
+        if self.train_on not in ("train", "all"):
+            raise OptionError(f"train_on is 'train' (the zoo's train split) or 'all' (every split: self-supervised "
+                              f"on the whole zoo, no labels), got {self.train_on!r}")
         if self.statistics_source not in ("views", "model"):
             raise OptionError(f"statistics_source is 'views' (each training view's own s(W)) or 'model' (the "
                               f"unaugmented model's), got {self.statistics_source!r}")

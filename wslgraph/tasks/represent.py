@@ -27,12 +27,13 @@ from wslgraph.zoo.dataset import ZooDataset
 from wslgraph.zoo.modelzoos import GRID, train_model_zoo
 from wslgraph.zoo.storage import SPLIT_CODES
 
-__all__ = ["train_representation", "finetune_curves", "novelty", "sample_zoo"]
+__all__ = ["train_representation", "representation_splits", "finetune_curves", "novelty", "sample_zoo"]
 
 
 def train_representation(zoo: str | Path, out: str | Path, options: RepresentOptions | None = None,
                          config: TrainConfig | None = None) -> dict:
-    """Train a hyper-representation on ``zoo``'s train split (validation loss on its val split) into ``out``.
+    """Train a hyper-representation on ``zoo``'s train split (every split with ``options.train_on="all"``;
+    validation loss on its val split) into ``out``.
 
     ``config.task`` is set to ``"represent"``; the run resumes from ``out`` like :func:`~wslgraph.tasks.train`.
     Returns the training result (``test``: the self-supervised loss on the test split, where the selection
@@ -40,9 +41,7 @@ def train_representation(zoo: str | Path, out: str | Path, options: RepresentOpt
     """
     options = options or RepresentOptions()
     config = TrainConfig(**(asdict(config or TrainConfig()) | {"task": "represent", "augment": "none"}))
-    splits = {s: ZooDataset(zoo, s) for s in ("train", "val", "test")}
-    keep = training_rows(splits["train"].arrays, options)
-    splits = {name: split.where(keep) for name, split in splits.items()}
+    splits = representation_splits(zoo, options)
     for name, split in splits.items():
         if split.len() == 0 and name != "test":
             raise ZooError(f"the selection (weights within {options.max_weight}, activation "
@@ -60,6 +59,8 @@ def train_representation(zoo: str | Path, out: str | Path, options: RepresentOpt
     meta = {"zoo": str(zoo), "options": asdict(options), "seed": config.seed, "layout": layout.to_dict()}
     if (out / "represent.json").exists():
         saved = json.loads((out / "represent.json").read_text())
+        if isinstance(saved.get("options"), dict):  # a run written before an option existed has its default
+            saved["options"] = asdict(RepresentOptions()) | saved["options"]
         if {k: saved.get(k) for k in ("options", "seed", "layout")} != {k: meta[k] for k in ("options", "seed",
                                                                                              "layout")}:
             raise ManifestError(f"{out} holds a representation with other options or of another architecture; "
@@ -69,6 +70,17 @@ def train_representation(zoo: str | Path, out: str | Path, options: RepresentOpt
     result = train(model, splits["train"], splits["val"], config, test_set=test, out_dir=out)
     atomic_write_json(out / "represent.json", meta | {"result": {k: v for k, v in result.items() if k != "history"}})
     return result
+
+
+def representation_splits(zoo: str | Path, options: RepresentOptions) -> dict[str, ZooDataset]:
+    """The ``train``, ``val`` and ``test`` sets a representation with ``options`` trains, validates and tests on:
+    the zoo's splits within :func:`~wslgraph.represent.training_rows`; with ``options.train_on == "all"`` the
+    training set holds the selected rows of every split."""
+    splits = {s: ZooDataset(zoo, s) for s in ("train", "val", "test")}
+    if options.train_on == "all":
+        splits["train"] = ZooDataset(zoo, None)
+    keep = training_rows(splits["train"].arrays, options)
+    return {name: split.where(keep) for name, split in splits.items()}
 
 
 def finetune_curves(starts: dict[str, Tensor], train: object, test: object, hyperparameters: dict, *, epochs: int,
@@ -161,7 +173,7 @@ def sample_zoo(run: str | Path, out: str | Path, *, zoo: str | Path | None = Non
     activation = activation or options.activation
     # anchors: the rows the decoder learned (the train split, within the run's selection), of one activation
     where = training_rows(arrays, replace(options, activation=None))
-    if "split" in columns:
+    if "split" in columns and options.train_on == "train":
         where &= columns["split"] == SPLIT_CODES["train"]
     if "activation" in columns:
         vocab = arrays.vocab["activation"]
