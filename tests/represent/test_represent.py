@@ -584,17 +584,16 @@ def test_cli_represent_embed_probe(zoo, tmp_path, capsys) -> None:
     capsys.readouterr()
     assert main(["probe", str(zoo), "--embeddings", str(tmp_path / "e.safetensors"), "--supervised", "gnn",
                  "--supervised-epochs", "1", "--json", str(tmp_path / "probes.json"), "--statistics-asinh",
-                 "--quiet"]) == 0
+                 "--units", "standard", "--quiet"]) == 0
     assert "| supervised gnn |" in capsys.readouterr().out
     written = json.loads((tmp_path / "probes.json").read_text())
     assert all(-10 < row["supervised gnn"] <= 1 for row in written) and len(written) >= 5
     assert all(-10 < row["s(W), asinh"] <= 1 for row in written)  # s(W) in the read-out's units, beside
-    assert any(row["s(W), asinh"] != row["s(W)"] for row in written)  # ... the ranks' (invariant to asinh)
-    assert main(["probe", str(zoo), "--embeddings", str(tmp_path / "e.safetensors"), "--units", "standard",
-                 "--json", str(tmp_path / "standard.json"), "--quiet"]) == 0  # every feature set in other units
-    standard = json.loads((tmp_path / "standard.json").read_text())
-    assert [row["target"] for row in standard] == [row["target"] for row in written]
-    assert any(row["s(W)"] != old["s(W)"] for row, old in zip(standard, written))
+    assert any(row["s(W), asinh"] != row["s(W)"] for row in written)  # ... beside s(W) standardised only
+    # --units: every other feature set in other units than represent's own probes (ranks) of the same embeddings
+    assert [row["target"] for row in written] == [row["target"] for row in rows]
+    for name in ("s(W)", "hyper-representation"):
+        assert any(row[name] != ranked[name] for row, ranked in zip(written, rows))
     with pytest.raises(SystemExit) as stopped:  # argparse's own exit
         main(["probe", str(zoo), "--embeddings", str(tmp_path / "e.safetensors"), "--supervised", "mlp"])
     assert stopped.value.code == 2 and "invalid choice" in capsys.readouterr().err
