@@ -351,17 +351,15 @@ class HyperRepresentation(nn.Module):
         return self
 
     # --- the maps ---------------------------------------------------------------------------------------------------
-    def embed(self, batch: object, statistics_rows: Tensor | None = None, *,
-              standard: Tensor | None = None) -> Tensor:
-        """Latent vectors ``[B, latent]`` of a batch of parameter graphs; the statistics branch reads
-        ``statistics_rows`` (flat parameters ``[B, P]``) where given, else the batch's own, or ``standard``: their
-        :meth:`standard_statistics` computed already."""
+    def embed(self, batch: object, *, standard: Tensor | None = None) -> Tensor:
+        """Latent vectors ``[B, latent]`` of a batch of parameter graphs; the statistics branch reads ``standard``
+        (:meth:`standard_statistics` of rows ``[B, P]``, such as the unaugmented models') where given, else the
+        batch's own."""
         latent = self.encoder(batch)
         if not self.statistics:
             return latent
         if standard is None:
-            standard = self.standard_statistics(batch_params(batch)[0] if statistics_rows is None
-                                                else statistics_rows)
+            standard = self.standard_statistics(batch_params(batch)[0])
         branch = self.statistics_net(standard)
         if self.statistics_merge == "add":
             return latent + branch

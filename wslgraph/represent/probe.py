@@ -65,8 +65,8 @@ def probe(features: np.ndarray, target: np.ndarray, groups: np.ndarray, kind: st
 
     if kind not in ("regression", "classification"):
         raise ValueError(f"kind must be 'regression' or 'classification', got {kind!r}")
-    if scaling not in SCALINGS + ("auto",):
-        raise ValueError(f"scaling must be one of {', '.join(map(repr, SCALINGS + ('auto',)))}, got {scaling!r}")
+    if scaling not in (choices := SCALINGS + ("auto",)):
+        raise ValueError(f"scaling must be one of {', '.join(map(repr, choices))}, got {scaling!r}")
     if len(np.unique(groups)) < folds:
         raise ZooError(f"probing needs at least {folds} models (folds are grouped by model); got "
                        f"{len(np.unique(groups))}")

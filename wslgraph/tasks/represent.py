@@ -76,9 +76,8 @@ def representation_splits(zoo: str | Path, options: RepresentOptions) -> dict[st
     """The ``train``, ``val`` and ``test`` sets a representation with ``options`` trains, validates and tests on:
     the zoo's splits within :func:`~wslgraph.represent.training_rows`; with ``options.train_on == "all"`` the
     training set holds the selected rows of every split."""
-    splits = {s: ZooDataset(zoo, s) for s in ("train", "val", "test")}
-    if options.train_on == "all":
-        splits["train"] = ZooDataset(zoo, None)
+    every = options.train_on == "all"
+    splits = {s: ZooDataset(zoo, None if every and s == "train" else s) for s in ("train", "val", "test")}
     keep = training_rows(splits["train"].arrays, options)
     return {name: split.where(keep) for name, split in splits.items()}
 
